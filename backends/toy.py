@@ -1,0 +1,229 @@
+"""Exact toy denoisers: an enumerable joint ``P(s)`` over ``V^L`` sequences and its exact Bayes posterior.
+
+The ground truth of every property test. Given evidence ``z`` (``[B, L, d]``) and clean tokens, the joint posterior
+over all ``V^L`` sequences is
+
+    log p(s | z) = log P(s) + sum_{i not clean} z_i · x_{s_i} + sum_{i clean} log 1[s_i = t_i] - log Z(z)
+
+(exact for unit-norm anchors, where the ``-gamma/2 ||x||^2`` term is the same for every token). Per-position
+marginals come from log-sum-exp over the other ``L - 1`` axes, all in float64, so evidence at ``gamma = 1e6``
+(``|z·x| ~ 1e6``) neither overflows nor loses the losing tokens' log-probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from snrpaths.draw import categorical
+from snrpaths.errors import SNRPathError, ShapeError
+from snrpaths.geometry import TokenTable
+from snrpaths.state import SNRState
+
+#: The largest joint the toy will enumerate (V^L states).
+MAX_STATES = 2**17
+#: Upper bound on batch x states per chunk of posterior work (float64 entries), to bound memory.
+_CHUNK_ENTRIES = 2**23
+
+
+def _check_enumerable(vocab_size: int, seq_len: int) -> None:
+    for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
+    if vocab_size**seq_len > MAX_STATES:
+        raise SNRPathError(
+            f"a joint over V^L = {vocab_size}^{seq_len} = {vocab_size**seq_len} sequences is too large to "
+            f"enumerate; ExactToy supports at most {MAX_STATES} sequences"
+        )
+
+
+class ExactToy:
+    """The exact Bayes denoiser of a joint ``P`` over ``V^L`` sequences (a :class:`snrpaths.Denoiser`).
+
+    Args:
+        probs: the joint as a tensor of shape ``(V,) * L`` (axis ``i`` is position ``i``), nonnegative, summing to 1.
+        table: the anchors; default ``TokenTable.random(V, dim, seed)``.
+    """
+
+    def __init__(self, probs: torch.Tensor | np.ndarray, table: TokenTable | None = None, *, dim: int = 8, seed: int = 0):
+        probs = torch.as_tensor(probs, dtype=torch.float64)
+        if probs.ndim < 1 or len(set(probs.shape)) != 1:
+            raise ShapeError(f"'probs' must have shape (V,) * L, one axis per position (got {list(probs.shape)})")
+        vocab_size, seq_len = probs.shape[0], probs.ndim
+        _check_enumerable(vocab_size, seq_len)
+        if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+            raise SNRPathError("'probs' must be finite and nonnegative")
+        total = float(probs.sum())
+        if abs(total - 1) > 1e-6:
+            raise SNRPathError(f"'probs' must sum to 1 (got {total:.8g}); normalise the table first")
+        table = TokenTable.random(vocab_size, dim, seed) if table is None else table
+        if table.vocab_size != vocab_size:
+            raise ShapeError(f"the token table has {table.vocab_size} anchors but the joint has V = {vocab_size}")
+        self.vocab_size, self.seq_len, self.table = vocab_size, seq_len, table
+        self.log_joint = (probs / total).log()  # (V,) * L, -inf where P(s) = 0
+        self.states = _enumerate(vocab_size, seq_len)  # [V^L, L], row n is the n-th sequence in C order
+
+    def __repr__(self) -> str:
+        return f"ExactToy(V={self.vocab_size}, L={self.seq_len}, d={self.table.dim}, H={self.entropy():.4f} nats)"
+
+    # -- constructors ------------------------------------------------------------------------------------
+
+    @classmethod
+    def random(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
+        """A joint drawn from a symmetric Dirichlet(``concentration``) over all ``V^L`` sequences."""
+        _check_enumerable(vocab_size, seq_len)
+        _check_concentration(concentration)
+        rng = np.random.default_rng(seed)
+        p = rng.dirichlet(np.full(vocab_size**seq_len, concentration))
+        return cls(p.reshape((vocab_size,) * seq_len), seed=seed, **kw)
+
+    @classmethod
+    def markov(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
+        """A first-order Markov chain: initial law and transition rows each Dirichlet(``concentration``)."""
+        _check_enumerable(vocab_size, seq_len)
+        _check_concentration(concentration)
+        rng = np.random.default_rng(seed)
+        p = rng.dirichlet(np.full(vocab_size, concentration))
+        transition = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
+        for _ in range(seq_len - 1):
+            p = p[..., None] * transition.reshape((1,) * (p.ndim - 1) + transition.shape)
+        return cls(p, seed=seed, **kw)
+
+    @classmethod
+    def product(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
+        """Independent positions, each marginal Dirichlet(``concentration``)."""
+        _check_enumerable(vocab_size, seq_len)
+        _check_concentration(concentration)
+        rng = np.random.default_rng(seed)
+        return cls.from_marginals(rng.dirichlet(np.full(vocab_size, concentration), size=seq_len), seed=seed, **kw)
+
+    @classmethod
+    def from_marginals(cls, marginals: torch.Tensor | np.ndarray, **kw) -> "ExactToy":
+        """The product joint ``P(s) = prod_i m_i(s_i)`` of ``[L, V]`` marginals (rows summing to 1)."""
+        m = torch.as_tensor(marginals, dtype=torch.float64)
+        if m.ndim != 2:
+            raise ShapeError(f"'marginals' must have shape [L, V] (got {list(m.shape)})")
+        _check_enumerable(m.shape[1], m.shape[0])
+        p = m[0]
+        for row in m[1:]:
+            p = p[..., None] * row
+        return cls(p, **kw)
+
+    @classmethod
+    def two_bit(cls) -> "ExactToy":
+        """The paper's toy: uniform on (0, 0) and (1, 1), anchors -1 and +1 on the line (d = 1).
+
+        The posterior odds of (1, 1) against (0, 0) are ``exp(2 (z_1 + z_2))``: the decision boundary is the
+        line ``z_1 + z_2 = 0``, so one position's evidence can overrule the other's.
+        """
+        return cls(torch.tensor([[0.5, 0.0], [0.0, 0.5]]), TokenTable.from_embeddings(torch.tensor([[-1.0], [1.0]])))
+
+    @classmethod
+    def parity(cls, seq_len: int, **kw) -> "ExactToy":
+        """Uniform on the binary sequences of even parity: every position depends on all the others."""
+        _check_enumerable(2, seq_len)
+        even = (_enumerate(2, seq_len).sum(-1) % 2 == 0).to(torch.float64)
+        return cls((even / even.sum()).reshape((2,) * seq_len), **kw)
+
+    # -- the joint -----------------------------------------------------------------------------------------
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """The joint ``P``, shape ``(V,) * L``."""
+        return self.log_joint.exp()
+
+    def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``log P(s)`` of ``[..., L]`` token sequences, as a ``[...]`` float64 tensor."""
+        self._check_sequences("tokens", tokens)
+        return self.log_joint.flatten()[self._index(tokens)]
+
+    def entropy(self) -> float:
+        """``H(P) = -sum_s P(s) log P(s)`` in nats (``0 log 0 = 0``)."""
+        p = self.probs.flatten()
+        return float(-(p[p > 0] * p[p > 0].log()).sum())
+
+    def marginals(self) -> torch.Tensor:
+        """``[L, V]`` prior marginals ``P(s_i = v)``."""
+        p = self.probs
+        if self.seq_len == 1:  # an empty dim tuple would sum everything
+            return p[None]
+        return torch.stack([p.sum(dim=tuple(j for j in range(self.seq_len) if j != i)) for i in range(self.seq_len)])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n, L]`` sequences drawn from ``P``."""
+        return self.states[categorical(self.probs.flatten(), generator, n)]
+
+    # -- the posterior ---------------------------------------------------------------------------------------
+
+    def joint_log_posterior(self, state: SNRState) -> torch.Tensor:
+        """``[B, V^L]`` normalised ``log p(s | z, clean tokens)``, sequences in C order (see ``states``)."""
+        self._check_state(state)
+        out = torch.cat([self._joint_scores(state, rows) for rows in self._chunks(state.batch)])
+        norm = out.logsumexp(-1, keepdim=True)
+        impossible = torch.isneginf(norm).flatten().nonzero().flatten().tolist()
+        if impossible:
+            raise SNRPathError(
+                f"rows {impossible[:10]} have clean tokens of probability 0 under the toy joint, so their posterior "
+                "is undefined; use a joint with full support (e.g. ExactToy.random or ExactToy.markov)"
+            )
+        return out - norm
+
+    def logits(self, state: SNRState) -> torch.Tensor:
+        """``[B, L, V]`` exact ``log p(s_i = v | z)`` (float64), by log-sum-exp over the other positions."""
+        joint = self.joint_log_posterior(state).reshape(state.batch, *(self.vocab_size,) * self.seq_len)
+        axes = range(1, self.seq_len + 1)
+        others = [tuple(a for a in axes if a != i) for i in axes]
+        # torch reads an empty dim tuple as "reduce everything": with L = 1 the joint already is the marginal.
+        return torch.stack([joint.logsumexp(dim=dims) if dims else joint for dims in others], dim=1)
+
+    def sample_posterior(self, state: SNRState, generator: torch.Generator) -> torch.Tensor:
+        """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept)."""
+        probs = self.joint_log_posterior(state).exp()
+        return self.states[categorical(probs, generator)]
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _joint_scores(self, state: SNRState, rows: slice) -> torch.Tensor:
+        z, tokens, clean = state.z[rows], state.tokens[rows], state.clean[rows]
+        evidence = z.to(torch.float64) @ self.table.anchors.to(torch.float64).T  # [b, L, V]
+        vocab = torch.arange(self.vocab_size, device=evidence.device)
+        pinned = torch.where(vocab == tokens[..., None], 0.0, -math.inf).to(torch.float64)
+        per_token = torch.where(clean[..., None], pinned, evidence)  # [b, L, V]
+        score = self.log_joint.to(evidence.device).expand(per_token.shape[0], *self.log_joint.shape)
+        for i in range(self.seq_len):
+            view = [per_token.shape[0]] + [1] * self.seq_len
+            view[i + 1] = self.vocab_size
+            score = score + per_token[:, i].reshape(view)
+        return score.reshape(per_token.shape[0], -1)
+
+    def _chunks(self, batch: int):
+        step = max(1, _CHUNK_ENTRIES // self.states.shape[0])
+        return [slice(s, s + step) for s in range(0, batch, step)]
+
+    def _index(self, tokens: torch.Tensor) -> torch.Tensor:
+        powers = self.vocab_size ** torch.arange(self.seq_len - 1, -1, -1, device=tokens.device)
+        return (tokens.to(torch.int64) * powers).sum(-1)
+
+    def _check_sequences(self, name: str, tokens: torch.Tensor) -> None:
+        self.table.check_tokens(name, tokens)
+        if tokens.ndim < 1 or tokens.shape[-1] != self.seq_len:
+            raise ShapeError(f"{name!r} must end in the sequence length {self.seq_len} (got shape {list(tokens.shape)})")
+
+    def _check_state(self, state: SNRState) -> None:
+        if state.seq_len != self.seq_len:
+            raise ShapeError(f"the state has L = {state.seq_len} positions; this toy models L = {self.seq_len}")
+        if state.z.shape[-1] != self.table.dim:
+            raise ShapeError(f"the state's evidence has d = {state.z.shape[-1]}; this toy's anchors have d = {self.table.dim}")
+
+
+def _enumerate(vocab_size: int, seq_len: int) -> torch.Tensor:
+    """All ``V^L`` sequences as a ``[V^L, L]`` int64 tensor, position 0 the most significant digit."""
+    powers = vocab_size ** torch.arange(seq_len - 1, -1, -1)
+    return (torch.arange(vocab_size**seq_len)[:, None] // powers) % vocab_size
+
+
+def _check_concentration(concentration: float) -> None:
+    if not (isinstance(concentration, (int, float)) and math.isfinite(concentration) and concentration > 0):
+        raise SNRPathError(f"'concentration' must be a positive finite number (got {concentration!r})")

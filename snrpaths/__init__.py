@@ -1,0 +1,25 @@
+"""snrpaths: samplers for diffusion language models as paths through per-token SNR space.
+
+Implements Discrete Stochastic Localization (DSL; Wu et al. 2026): tokens are unit-norm anchors, each position
+carries its own SNR ``gamma_i in [0, inf]``, and one time-invariant denoiser ``p(s_i | z)`` serves every path.
+"""
+
+from .channel import corrupt, localize, posterior_logits, posterior_mean
+from .denoiser import Denoiser
+from .errors import ShapeError, SNRPathError, SNRTypeError
+from .geometry import TokenTable
+from .state import SNRState
+
+__all__ = [
+    "Denoiser",
+    "SNRPathError",
+    "SNRState",
+    "SNRTypeError",
+    "ShapeError",
+    "TokenTable",
+    "corrupt",
+    "localize",
+    "posterior_logits",
+    "posterior_mean",
+]
+__version__ = "0.1.0"

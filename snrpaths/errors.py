@@ -1,0 +1,39 @@
+"""One error family for every user mistake snrpaths can detect.
+
+Every check runs before any work is done, and every message names the bad value and what would be valid,
+in the form ``'remask' must be one of ('cap', 'rescale') (got 'confdence')``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class SNRPathError(ValueError):
+    """Base class of every error snrpaths raises for bad input (a ``ValueError``)."""
+
+
+class SNRTypeError(SNRPathError, TypeError):
+    """A value of the wrong type (also a ``TypeError``)."""
+
+
+class ShapeError(SNRPathError):
+    """A tensor of the wrong shape, dtype or size."""
+
+
+def one_of(name: str, value: Any, valid: Iterable[Any]) -> SNRPathError:
+    """The error for ``value`` not among ``valid``."""
+    return SNRPathError(f"{name!r} must be one of {tuple(valid)!r} (got {value!r})")
+
+
+def check_shape(name: str, tensor: Any, expected: tuple[int | None, ...]) -> None:
+    """Raise ``ShapeError`` unless ``tensor`` is a torch tensor of shape ``expected`` (``None`` = any size)."""
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise SNRTypeError(f"{name!r} must be a torch.Tensor (got {type(tensor).__name__})")
+    shape = tuple(tensor.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for s, e in zip(shape, expected))
+    if not ok:
+        want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
+        raise ShapeError(f"{name!r} must have shape {want} (got {list(shape)})")

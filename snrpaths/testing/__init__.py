@@ -1,0 +1,1 @@
+"""Test helpers shipped with snrpaths: hypothesis strategies for token tables, toy joints and SNR states."""

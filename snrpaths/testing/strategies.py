@@ -1,0 +1,86 @@
+"""Public hypothesis strategies for snrpaths objects.
+
+Every strategy draws small integers (seeds, sizes) and builds the object from them, so failures shrink to
+small, readable examples. Requires ``hypothesis`` (the ``test`` extra).
+
+    from hypothesis import given
+    from snrpaths.testing import strategies as sst
+
+    @given(toy=sst.toy_joints(), gamma=sst.snr_configs(...))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import strategies as st
+
+from snrpaths.geometry import TokenTable
+
+#: The toy families ``toy_joints`` can draw from (names of ``ExactToy`` constructors).
+TOY_KINDS = ("random", "markov", "product", "parity")
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Seeds for ``torch.Generator`` and the toy constructors."""
+    return st.integers(0, 2**31 - 1)
+
+
+@st.composite
+def token_tables(
+    draw,
+    vocab_sizes: st.SearchStrategy[int] = st.integers(2, 5),
+    dims: st.SearchStrategy[int] = st.integers(1, 6),
+    min_distance: float = 0.0,
+) -> TokenTable:
+    """Unit-norm random tables (``TokenTable.random``) whose closest pair of anchors is ``>= min_distance``."""
+    vocab_size, dim = draw(vocab_sizes), draw(dims)
+    table = TokenTable.random(vocab_size, dim, draw(seeds()))
+    if min_distance > 0 and table.min_distance() < min_distance:
+        # Re-drawing in d >= V-ish always finds well-separated anchors; orthonormal ones are the fallback.
+        table = TokenTable.random(vocab_size, max(dim, vocab_size + 1), draw(seeds()))
+        if table.min_distance() < min_distance:
+            table = TokenTable.orthonormal(vocab_size)
+    return table
+
+
+@st.composite
+def toy_joints(
+    draw,
+    vocab_sizes: st.SearchStrategy[int] = st.integers(2, 3),
+    seq_lens: st.SearchStrategy[int] = st.integers(1, 4),
+    kinds: tuple[str, ...] = ("random", "markov", "product"),
+    concentrations: st.SearchStrategy[float] = st.sampled_from([0.3, 1.0, 3.0]),
+    tables: bool = True,
+    min_distance: float = 0.3,
+):
+    """Exact toy joints (``snrpaths.backends.toy.ExactToy``) of the given ``kinds``, with random token tables.
+
+    ``parity`` joints are binary whatever ``vocab_sizes`` says and have zero-probability sequences.
+    """
+    from snrpaths.backends.toy import ExactToy  # the testing module may know backends; the core may not
+
+    bad = set(kinds) - set(TOY_KINDS)
+    if bad:
+        raise TypeError(f"toy_joints kinds must be among {TOY_KINDS} (got {sorted(bad)})")
+    kind, seq_len = draw(st.sampled_from(kinds)), draw(seq_lens)
+    vocab_size = 2 if kind == "parity" else draw(vocab_sizes)
+    table = draw(token_tables(st.just(vocab_size), min_distance=min_distance)) if tables else None
+    if kind == "parity":
+        return ExactToy.parity(seq_len, table=table)
+    make = getattr(ExactToy, kind)
+    return make(vocab_size, seq_len, seed=draw(seeds()), concentration=draw(concentrations), table=table)
+
+
+def snr_values(max_log10: float = 3.0, endpoints: bool = True) -> st.SearchStrategy[float]:
+    """Single SNRs: log-uniform in ``[10^-max_log10, 10^max_log10]``, plus 0 and inf when ``endpoints``."""
+    finite = st.floats(-max_log10, max_log10).map(lambda e: 10.0**e)
+    return st.one_of(st.just(0.0), st.just(math.inf), finite) if endpoints else finite
+
+
+@st.composite
+def snr_configs(draw, batch: int, seq_len: int, max_log10: float = 3.0, endpoints: bool = True) -> torch.Tensor:
+    """A ``[batch, seq_len]`` float64 tensor of per-position SNRs mixing masked, finite and clean positions."""
+    values = draw(st.lists(snr_values(max_log10, endpoints), min_size=batch * seq_len, max_size=batch * seq_len))
+    return torch.tensor(values, dtype=torch.float64).reshape(batch, seq_len)

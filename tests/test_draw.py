@@ -1,0 +1,40 @@
+import math
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from snrpaths.draw import categorical, nucleus, probabilities
+
+
+@given(weights=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6).filter(lambda w: sum(w) > 0.1),
+       seed=st.integers(0, 1000))
+def test_categorical_matches_its_probabilities(weights, seed):
+    """TV budget as in the toy tests: Jensen bound on E[TV] plus McDiarmid at delta = 1e-6."""
+    p = torch.tensor(weights, dtype=torch.float64)
+    p = p / p.sum()
+    n = 20_000
+    draws = categorical(p, torch.Generator().manual_seed(seed), n)
+    freq = torch.bincount(draws, minlength=len(p)).to(torch.float64) / n
+    tol = 0.5 * float((p * (1 - p) / n).sqrt().sum()) + math.sqrt(math.log(1e6) / (2 * n))
+    assert 0.5 * float((freq - p).abs().sum()) <= tol
+    assert bool((freq[p == 0] == 0).all())
+
+
+def test_categorical_is_batched_and_seeded():
+    p = torch.softmax(torch.randn(4, 5, 7, generator=torch.Generator().manual_seed(0)), -1)
+    a = categorical(p, torch.Generator().manual_seed(3))
+    assert a.shape == (4, 5) and torch.equal(a, categorical(p, torch.Generator().manual_seed(3)))
+
+
+def test_nucleus_keeps_the_smallest_top_set():
+    p = torch.tensor([0.1, 0.5, 0.3, 0.1], dtype=torch.float64)
+    assert torch.allclose(nucleus(p, 0.7), torch.tensor([0.0, 0.625, 0.375, 0.0], dtype=torch.float64))
+    assert torch.allclose(nucleus(p, 0.4), torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    assert torch.equal(nucleus(p, 1.0), p)
+
+
+def test_probabilities_are_float64_and_tempered():
+    logits = torch.tensor([0.0, math.log(3.0)], dtype=torch.float32)
+    assert probabilities(logits).dtype == torch.float64
+    assert torch.allclose(probabilities(logits, temperature=0.5), torch.tensor([0.1, 0.9], dtype=torch.float64))
