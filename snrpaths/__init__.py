@@ -4,14 +4,25 @@ Implements Discrete Stochastic Localization (DSL; Wu et al. 2026): tokens are un
 carries its own SNR ``gamma_i in [0, inf]``, and one time-invariant denoiser ``p(s_i | z)`` serves every path.
 """
 
+from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
 from .errors import ShapeError, SNRPathError, SNRTypeError
 from .geometry import TokenTable
+from .parse import PathSyntaxError, parse_path
+from .path import Path
+from .runner import Result, Trace, sample
 from .state import SNRState
 
 __all__ = [
     "Denoiser",
+    "Path",
+    "PathSyntaxError",
+    "Program",
+    "Result",
+    "Trace",
+    "parse_path",
+    "sample",
     "SNRPathError",
     "SNRState",
     "SNRTypeError",

@@ -1,0 +1,243 @@
+"""Lowering a path to a Program: a flat list of steps, each at most one batched denoiser call plus the state
+updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq_len)``.
+
+Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
+position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Union
+
+import attrs
+
+from . import schedules
+from .errors import SNRPathError
+from .path import Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+
+Positions = tuple[int, ...]
+
+
+@attrs.frozen
+class RevealOp:
+    """Reveal unrevealed free positions of ``positions`` from this step's logits.
+
+    With ``count``: the ``count`` best positions by ``order``. Without: the clock step ``alpha_t -> alpha_s``;
+    ``order="random"`` reveals each with probability ``(alpha_s - (1 - sigma_bar) alpha_t) / (1 - alpha_t)`` (MDLM /
+    ReMDM), a ranked order reveals the best until ``round(alpha_s * n_free)`` are clean. Clean positions are first
+    remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
+    """
+
+    positions: Positions
+    order: str | Positions
+    count: int | None
+    alpha_t: float
+    alpha_s: float
+    sigma: float
+    sigma_by_confidence: bool
+    temperature: float
+    top_p: float
+
+
+@attrs.frozen
+class RampOp:
+    """Raise unrevealed free positions to ``max(gamma, level)`` by one stochastic-localization step."""
+
+    positions: Positions
+    level: float
+    form: str
+
+
+@attrs.frozen
+class RemaskOp:
+    """Send the clean free positions among ``positions`` to gamma = 0 (no call)."""
+
+    positions: Positions
+
+
+@attrs.frozen
+class MaskOp:
+    """Send the unrevealed free positions among ``positions`` back to gamma = 0 (no call)."""
+
+    positions: Positions
+
+
+Op = Union[RevealOp, RampOp, RemaskOp, MaskOp]
+
+
+@attrs.frozen
+class Step:
+    """One step: a denoiser call on the current state when ``call``, then ``ops`` on disjoint positions."""
+
+    call: bool
+    ops: tuple[Op, ...]
+    stage: str  # the expression this step came from, for error messages and traces
+
+
+@attrs.frozen(repr=False)
+class Program:
+    """A compiled path: ``steps`` to run on sequences of ``seq_len``; ``nfe`` denoiser calls at most."""
+
+    path: Path
+    seq_len: int
+    steps: tuple[Step, ...]
+
+    @property
+    def nfe(self) -> int:
+        return sum(step.call for step in self.steps)
+
+    def __repr__(self) -> str:
+        return f"Program({self.path!r}, seq_len={self.seq_len}, steps={len(self.steps)}, nfe={self.nfe})"
+
+
+def compile_path(path: Path, seq_len: int) -> Program:
+    """Lower ``path`` for sequences of ``seq_len`` positions (cached)."""
+    if not isinstance(path, Path):
+        raise SNRPathError(f"compile needs a Path (got {type(path).__name__}); build one with Path.* or parse_path")
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise SNRPathError(f"'seq_len' must be a positive integer (got {seq_len!r})")
+    return _compile_cached(path, seq_len)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_cached(path: Path, seq_len: int) -> Program:
+    lowering = _Lowering(seq_len)
+    steps = lowering.lower(path, tuple(range(seq_len)))
+    lowering.check_all_revealed(path)
+    return Program(path=path, seq_len=seq_len, steps=tuple(steps))
+
+
+class _Lowering:
+    """Walks the path tree once, tracking which positions may still be unrevealed (prompts may only reduce that)."""
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+        self.open = [True] * seq_len  # may position i still be unrevealed after the stages lowered so far?
+        self.opened_by: dict[int, str] = {}  # the last stage that left position i possibly unrevealed
+
+    def lower(self, path: Path, positions: Positions) -> list[Step]:
+        if isinstance(path, Alias):
+            return self.lower(path.body, positions)
+        if isinstance(path, Then):
+            return [step for part in path.parts for step in self.lower(part, positions)]
+        if isinstance(path, On):
+            return self.lower(path.path, self._subset(path, positions))
+        if isinstance(path, Parallel):
+            return self._parallel(path, positions)
+        if isinstance(path, Reveal):
+            return self._reveal(path, positions)
+        if isinstance(path, Ramp):
+            return self._ramp(path, positions)
+        if isinstance(path, Switch):
+            return self._switch(path, positions)
+        if isinstance(path, Remask):
+            return self._remask(path, positions)
+        raise SNRPathError(f"cannot compile a {type(path).__name__}: {path!r}")
+
+    # -- stages --
+
+    def _reveal(self, path: Reveal, positions: Positions) -> list[Step]:
+        label = repr(path)
+        order = path.order
+        if isinstance(order, tuple):
+            if len(order) != len(positions):
+                raise SNRPathError(f"{label}: the explicit order has {len(order)} entries but the stage covers "
+                                   f"{len(positions)} positions")
+            order = tuple(positions[k] for k in order)
+        op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p)
+        if path.count is not None:
+            left = sum(self.open[p] for p in positions)
+            if path.count > left:
+                raise SNRPathError(f"{label}: reveals {path.count} positions per step but at most {left} are left")
+            steps = path.steps or math.ceil(left / path.count)
+            if steps * path.count >= left:
+                self._close(positions)
+            call = op(count=path.count, alpha_t=0.0, alpha_s=1.0, sigma=0.0, sigma_by_confidence=False)
+            return [Step(True, (call,), label) for _ in range(steps)]
+        self._close(positions)  # every clock ends at alpha = 1 with sigma = 0
+        return [Step(True, (op(count=None, **_clock(path, k)),), label) for k in range(path.steps)]
+
+    def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
+        levels = [schedules.ramp_gamma(path.schedule, k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
+                  for k in range(1, path.steps + 1)]
+        return [Step(True, (RampOp(positions, level, path.form),), repr(path)) for level in levels]
+
+    def _switch(self, path: Switch, positions: Positions) -> list[Step]:
+        if path.mode == "keep":
+            return []
+        if path.mode == "mask":
+            return [Step(False, (MaskOp(positions),), repr(path))]
+        self._close(positions)
+        commit = RevealOp(positions, "random", None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
+        return [Step(True, (commit,), repr(path))]
+
+    def _remask(self, path: Remask, positions: Positions) -> list[Step]:
+        label = repr(path)
+        if path.policy is not None:
+            raise SNRPathError(f"{label}: a remask policy runs on a reveal's clock; write {label} & reveal(T, "
+                               "schedule='linear'), or give explicit positions=...")
+        chosen = resolve_positions(path.positions, self.seq_len, label)
+        outside = sorted(set(chosen) - set(positions))
+        if outside:
+            raise SNRPathError(f"{label}: positions {outside[:10]} lie outside the positions this stage runs on")
+        for p in chosen:
+            self.open[p] = True
+            self.opened_by[p] = label
+        return [Step(False, (RemaskOp(chosen),), label)]
+
+    # -- combinators --
+
+    def _subset(self, path: On, positions: Positions) -> Positions:
+        chosen = resolve_positions(path.positions, self.seq_len, repr(path))
+        outside = sorted(set(chosen) - set(positions))
+        if outside:
+            raise SNRPathError(f"{path!r}: positions {outside[:10]} lie outside the enclosing stage's positions")
+        return chosen
+
+    def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
+        owner: dict[int, Path] = {}
+        branches = []
+        for part in path.parts:
+            mine = self._subset(part, positions) if isinstance(part, On) else positions
+            clash = next((p for p in mine if p in owner), None)
+            if clash is not None:
+                raise SNRPathError(f"parallel branches {owner[clash]!r} and {part!r} overlap at position {clash}; "
+                                   "give each branch disjoint positions with on(...)")
+            owner.update({p: part for p in mine})
+            branches.append(self.lower(part, positions))
+        return [_zip([b[k] for b in branches if k < len(b)]) for k in range(max(map(len, branches)))]
+
+    # -- coverage --
+
+    def _close(self, positions: Positions) -> None:
+        for p in positions:
+            self.open[p] = False
+
+    def check_all_revealed(self, path: Path) -> None:
+        left = [i for i, o in enumerate(self.open) if o]
+        if left:
+            by = {self.opened_by.get(i, "the start (nothing reveals them)") for i in left}
+            raise SNRPathError(f"{path!r} can leave positions {left[:10]} unrevealed (left open by "
+                               f"{', '.join(sorted(by))}); end with a stage that reveals them, e.g. >> mdm(T)")
+
+
+def _zip(steps: list[Step]) -> Step:
+    """Steps of parallel branches run as one: one shared call, each branch's ops on its own positions."""
+    return Step(any(s.call for s in steps), tuple(op for s in steps for op in s.ops), " | ".join(s.stage for s in steps))
+
+
+def _clock(path: Reveal, k: int) -> dict:
+    """The clock of step ``k`` of ``path``: ``t = 1 - k/T -> s = 1 - (k+1)/T``, alphas and the remask sigma."""
+    T, remask = path.steps, path.remask
+    t, s = (T - k) / T, (T - k - 1) / T
+    if remask is not None and remask.policy == "loop":
+        a_t, a_s = (schedules.loop_alpha(path.schedule, x, remask.t_on, remask.t_off, remask.alpha_on) for x in (t, s))
+        looping = s >= remask.t_off - 1e-12 and t <= remask.t_on + 1e-12
+    else:
+        a_t, a_s, looping = schedules.alpha(path.schedule, t), schedules.alpha(path.schedule, s), False
+    policy = remask.policy if remask is not None else None
+    eta = remask.eta if remask is not None and remask.eta is not None else 0.0
+    return dict(alpha_t=a_t, alpha_s=a_s, sigma=schedules.sigma(policy, eta, a_t, a_s, looping),
+                sigma_by_confidence=policy == "confidence")

@@ -1,0 +1,305 @@
+"""Running a Program on a batch against a Denoiser: the only place paths touch tensors and randomness.
+
+Every random choice comes from one ``torch.Generator`` seeded with ``seed``, in a fixed order, so the same seed
+gives the same samples. Logits are reused (no call, no NFE) when no position of any row changed since the last
+call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it: to decide whether a
+call can be skipped, and to gather the positions whose tokens are drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import attrs
+import torch
+from tqdm.auto import tqdm
+
+from .channel import increment, posterior_mean
+from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
+from .denoiser import Denoiser
+from .draw import categorical, probabilities
+from .errors import SNRPathError, SNRTypeError, ShapeError
+from .path import Path
+from .state import UNKNOWN, SNRState
+
+
+@attrs.frozen(eq=False)
+class Trace:
+    """What happened at each step. ``S`` steps, ``B`` rows, ``L`` positions.
+
+    Attributes:
+        gamma: ``[S + 1, B, L]`` SNR before the first step and after each step.
+        tokens: ``[S + 1, B, L]`` clean tokens (-1 where not clean), same times.
+        confidence: ``[S, B, L]`` the max probability of the logits each step used.
+        entropy: ``[S, B, L]`` the entropy (nats) of those logits.
+        called: ``[S]`` whether the step made a fresh denoiser call (False: cached or no call needed).
+        stages: the expression each step came from.
+    """
+
+    gamma: torch.Tensor
+    tokens: torch.Tensor
+    confidence: torch.Tensor
+    entropy: torch.Tensor
+    called: torch.Tensor
+    stages: tuple[str, ...]
+
+
+@attrs.frozen(eq=False)
+class Result:
+    """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``."""
+
+    tokens: torch.Tensor
+    nfe: int
+    state: SNRState
+    trace: Trace | None = None
+
+
+def sample(
+    path: Path | Program,
+    denoiser: Denoiser,
+    batch: int = 1,
+    seed: int = 0,
+    prompt: torch.Tensor | None = None,
+    trace: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
+
+    Args:
+        prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free: the given positions are fixed and clean, and no
+            step changes them (prompting and infilling).
+        trace: record a :class:`Trace`.
+        progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
+    """
+    if not isinstance(denoiser, Denoiser):
+        raise SNRTypeError(f"'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits); "
+                           f"got {type(denoiser).__name__}")
+    program = path.compile(denoiser.seq_len) if isinstance(path, Path) else path
+    if not isinstance(program, Program):
+        raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
+    if program.seq_len != denoiser.seq_len:
+        raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SNRPathError(f"'batch' must be a positive integer (got {batch!r})")
+    device = denoiser.table.anchors.device
+    if prompt is None:
+        state = SNRState.masked(batch, program.seq_len, denoiser.table, device=device)
+    else:
+        if prompt.shape[-1] != program.seq_len:
+            raise ShapeError(f"the prompt has length {prompt.shape[-1]}; the denoiser's seq_len is {program.seq_len}")
+        state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=None if prompt.ndim == 2 else batch)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    return _Run(program, denoiser, generator, state, trace).run(progress)
+
+
+class _Run:
+    def __init__(self, program: Program, denoiser: Denoiser, generator: torch.Generator, state: SNRState, trace: bool):
+        self.program, self.denoiser, self.g, self.state = program, denoiser, generator, state
+        self.masks: dict[tuple[int, ...], torch.Tensor] = {}
+        self.logits: torch.Tensor | None = None
+        self.stale = True  # has any position changed since the last call?
+        self.nfe = 0
+        self.recorder = _Recorder(state) if trace else None
+
+    def run(self, progress: bool) -> Result:
+        steps = self.program.steps
+        bar = tqdm(steps, desc="sampling", unit="step", disable=not progress, leave=False)
+        with contextlib.closing(bar):
+            for index, step in enumerate(bar):
+                called = self._call(index, step)
+                for op in step.ops:
+                    self.state = _APPLY[type(op)](self, op)
+                if self.recorder is not None:
+                    self.recorder.record(self.state, self.logits, called, step.stage)
+                if progress:
+                    bar.set_postfix(nfe=self.nfe, refresh=False)
+        trace = self.recorder.finish() if self.recorder is not None else None
+        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace)
+
+    def _call(self, index: int, step: Step) -> bool:
+        if not step.call:
+            return False
+        if self.logits is not None and not bool(self.stale):
+            return False
+        logits = self.denoiser.logits(self.state)
+        self._check(logits, index, step)
+        self.logits, self.stale, self.nfe = logits, False, self.nfe + 1
+        return True
+
+    def _check(self, logits: torch.Tensor, index: int, step: Step) -> None:
+        expected = (self.state.batch, self.state.seq_len, self.denoiser.vocab_size)
+        where = f"step {index} ({step.stage})"
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+            got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ShapeError(f"at {where} the denoiser returned logits of shape {got}; expected {list(expected)}")
+        # -inf is a legitimate log-probability (exact toys); NaN, +inf, or a position with no finite option is not.
+        dead = (logits.amax(-1) == float("-inf")) & ~self.state.clean
+        if bool(torch.isnan(logits).any() | torch.isposinf(logits).any() | dead.any()):
+            raise SNRPathError(f"at {where} the denoiser returned NaN or infinite logits "
+                               f"(NaN: {int(torch.isnan(logits).sum())}, +inf: {int(torch.isposinf(logits).sum())}, "
+                               f"positions with no finite logit: {int(dead.sum())})")
+
+    def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
+        """``[B, L]`` bool: the op's positions that are not fixed by the prompt."""
+        if positions not in self.masks:
+            m = torch.zeros(self.state.seq_len, dtype=torch.bool, device=self.state.gamma.device)
+            m[list(positions)] = True
+            self.masks[positions] = m
+        return self.masks[positions] & ~self.state.fixed
+
+    def mark(self, changed: torch.Tensor | bool) -> None:
+        self.stale = self.stale | changed
+
+
+# -- ops -----------------------------------------------------------------------------------------------------------
+
+
+def _reveal(run: _Run, op: RevealOp) -> SNRState:
+    state, g = run.state, run.g
+    free, clean = run.mask(op.positions), state.clean
+    unrevealed = free & ~clean
+    u_remask = torch.rand(state.gamma.shape, generator=g, dtype=torch.float64, device=g.device)
+    u_reveal = torch.rand(state.gamma.shape, generator=g, dtype=torch.float64, device=g.device)
+    remasked, sigma_bar = _remask_draw(op, state, free & clean, u_remask)
+    if op.count is None and op.order == "random":
+        keep = 1 - op.alpha_t
+        p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
+        chosen = unrevealed & (u_reveal < p[:, None])
+    else:
+        if op.count is not None:
+            n = torch.full((state.batch,), op.count, device=g.device)
+        else:
+            n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
+        chosen = _best(_score(op.order, run.logits, u_reveal), unrevealed, n)
+    run.mark(chosen.any() | remasked.any())
+    return _draw_tokens(run, chosen, remasked, op.temperature, op.top_p)
+
+
+def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, u: torch.Tensor):
+    """Which clean positions go back to [MASK], and each row's mean sigma over its clean positions ``[B]``."""
+    batch_zero = torch.zeros(state.batch, dtype=torch.float64, device=u.device)
+    if op.sigma == 0:
+        return torch.zeros_like(candidates), batch_zero
+    if op.sigma_by_confidence:
+        neg_psi = torch.where(candidates, -state.confidence.to(torch.float64), float("-inf"))
+        # eta_l = softmax(-psi_l) over the clean positions (psi: confidence at reveal); a row with none gets 0.
+        eta = torch.where(candidates, torch.softmax(neg_psi, dim=1), 0.0).nan_to_num(0.0)
+        sigma = op.sigma * eta
+    else:
+        sigma = torch.where(candidates, op.sigma, 0.0).to(torch.float64)
+    n = candidates.sum(1).clamp_min(1)
+    return candidates & (u < sigma), sigma.sum(1) / n
+
+
+def _score(order: str | tuple[int, ...], logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` priority of each position under ``order`` (higher first)."""
+    B, L = u.shape
+    if order == "random":
+        return u
+    if order == "left-to-right":
+        return -torch.arange(L, device=u.device, dtype=torch.float64).expand(B, L)
+    if isinstance(order, tuple):
+        rank = torch.full((L,), float("inf"), dtype=torch.float64, device=u.device)
+        rank[list(order)] = torch.arange(len(order), dtype=torch.float64, device=u.device)
+        return -rank.expand(B, L)
+    probs = torch.softmax(logits.to(torch.float32), dim=-1)
+    if order == "confidence":
+        return probs.amax(-1).to(torch.float64)
+    if order == "margin":
+        top2 = probs.topk(min(2, probs.shape[-1]), dim=-1).values
+        return (top2[..., 0] - (top2[..., 1] if top2.shape[-1] > 1 else 0)).to(torch.float64)
+    return -_entropy(logits).to(torch.float64)  # entropy: lowest first
+
+
+def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` bool: the ``n[b]`` eligible positions of highest score in each row."""
+    masked = torch.where(eligible, score, float("-inf"))
+    rank = masked.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    return eligible & (rank < n[:, None])
+
+
+def _draw_tokens(run: _Run, chosen: torch.Tensor, remasked: torch.Tensor, temperature: float, top_p: float) -> SNRState:
+    """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
+    state = run.state
+    tokens, confidence = state.tokens.clone(), state.confidence.clone()
+    rows, cols = chosen.nonzero(as_tuple=True)
+    if rows.numel():
+        probs = probabilities(run.logits[rows, cols], temperature, top_p)
+        drawn = categorical(probs, run.g)
+        tokens[rows, cols] = drawn
+        confidence[rows, cols] = probs.gather(-1, drawn[:, None]).squeeze(-1).to(confidence.dtype)
+    inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
+    gamma = torch.where(chosen, inf, torch.where(remasked, 0.0, state.gamma))
+    z = torch.where((chosen | remasked)[..., None], 0.0, state.z)
+    tokens = torch.where(remasked, UNKNOWN, tokens)
+    confidence = torch.where(remasked, 0.0, confidence)
+    return attrs.evolve(state, gamma=gamma, z=z, tokens=tokens, confidence=confidence)
+
+
+def _ramp(run: _Run, op: RampOp) -> SNRState:
+    state = run.state
+    active = run.mask(op.positions) & ~state.clean
+    dgamma = torch.where(active, (op.level - state.gamma).clamp_min(0), 0.0)
+    if op.form == "mean":
+        target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
+    else:
+        target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.g)).to(state.z.dtype)
+    run.mark(True)
+    return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.g))
+
+
+def _to_mask(run: _Run, selected: torch.Tensor) -> SNRState:
+    state = run.state
+    run.mark(selected.any())
+    return attrs.evolve(
+        state,
+        gamma=torch.where(selected, 0.0, state.gamma),
+        z=torch.where(selected[..., None], 0.0, state.z),
+        tokens=torch.where(selected, UNKNOWN, state.tokens),
+        confidence=torch.where(selected, 0.0, state.confidence),
+    )
+
+
+_APPLY: dict[type, Callable[[_Run, object], SNRState]] = {
+    RevealOp: _reveal,
+    RampOp: _ramp,
+    RemaskOp: lambda run, op: _to_mask(run, run.mask(op.positions) & run.state.clean),
+    MaskOp: lambda run, op: _to_mask(run, run.mask(op.positions) & ~run.state.clean),
+}
+
+
+# -- trace ---------------------------------------------------------------------------------------------------------
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.to(torch.float32), dim=-1)
+    return -(logp.exp() * logp.nan_to_num(0.0, neginf=0.0)).sum(-1)
+
+
+class _Recorder:
+    def __init__(self, state: SNRState):
+        self.gamma, self.tokens = [state.gamma.cpu()], [state.tokens.cpu()]
+        self.confidence, self.entropy, self.called, self.stages = [], [], [], []
+
+    def record(self, state: SNRState, logits: torch.Tensor | None, called: bool, stage: str) -> None:
+        self.gamma.append(state.gamma.cpu())
+        self.tokens.append(state.tokens.cpu())
+        if logits is None:
+            nan = torch.full(state.gamma.shape, float("nan"))
+            conf, ent = nan, nan
+        else:
+            conf = torch.softmax(logits.to(torch.float32), -1).amax(-1).cpu()
+            ent = _entropy(logits).cpu()
+        self.confidence.append(conf)
+        self.entropy.append(ent)
+        self.called.append(called)
+        self.stages.append(stage)
+
+    def finish(self) -> Trace:
+        empty = torch.zeros(0, *self.gamma[0].shape)
+        return Trace(
+            gamma=torch.stack(self.gamma), tokens=torch.stack(self.tokens),
+            confidence=torch.stack(self.confidence) if self.confidence else empty,
+            entropy=torch.stack(self.entropy) if self.entropy else empty,
+            called=torch.tensor(self.called, dtype=torch.bool), stages=tuple(self.stages))
