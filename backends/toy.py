@@ -158,16 +158,20 @@ class ExactToy:
     # -- the posterior ---------------------------------------------------------------------------------------
 
     def joint_log_posterior(self, state: SNRState) -> torch.Tensor:
-        """``[B, V^L]`` normalised ``log p(s | z, clean tokens)``, sequences in C order (see ``states``)."""
+        """``[B, V^L]`` normalised ``log p(s | z, clean tokens)``, sequences in C order (see ``states``).
+
+        A row whose clean tokens have probability 0 under ``P`` (parallel reveals can produce one from a joint
+        with zeros) has no posterior; it gets the limit of the posterior under ``(1 - eps) P + eps U`` as
+        ``eps -> 0``, which is the posterior under the uniform prior ``U``: evidence and clean tokens only.
+        """
         self._check_state(state)
-        out = torch.cat([self._joint_scores(state, rows) for rows in self._chunks(state.batch)])
+        out = torch.cat([self._joint_scores(state, rows, self.log_joint) for rows in self._chunks(state.batch)])
         norm = out.logsumexp(-1, keepdim=True)
-        impossible = torch.isneginf(norm).flatten().nonzero().flatten().tolist()
-        if impossible:
-            raise SNRPathError(
-                f"rows {impossible[:10]} have clean tokens of probability 0 under the toy joint, so their posterior "
-                "is undefined; use a joint with full support (e.g. ExactToy.random or ExactToy.markov)"
-            )
+        impossible = torch.isneginf(norm).flatten()
+        if bool(impossible.any()):
+            flat = torch.zeros_like(self.log_joint)
+            out[impossible] = self._joint_scores(state, impossible, flat)
+            norm = out.logsumexp(-1, keepdim=True)
         return out - norm
 
     def logits(self, state: SNRState) -> torch.Tensor:
@@ -185,13 +189,13 @@ class ExactToy:
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _joint_scores(self, state: SNRState, rows: slice) -> torch.Tensor:
+    def _joint_scores(self, state: SNRState, rows: slice | torch.Tensor, log_joint: torch.Tensor) -> torch.Tensor:
         z, tokens, clean = state.z[rows], state.tokens[rows], state.clean[rows]
         evidence = z.to(torch.float64) @ self.table.anchors.to(torch.float64).T  # [b, L, V]
         vocab = torch.arange(self.vocab_size, device=evidence.device)
         pinned = torch.where(vocab == tokens[..., None], 0.0, -math.inf).to(torch.float64)
         per_token = torch.where(clean[..., None], pinned, evidence)  # [b, L, V]
-        score = self.log_joint.to(evidence.device).expand(per_token.shape[0], *self.log_joint.shape)
+        score = log_joint.to(evidence.device).expand(per_token.shape[0], *log_joint.shape)
         for i in range(self.seq_len):
             view = [per_token.shape[0]] + [1] * self.seq_len
             view[i + 1] = self.vocab_size

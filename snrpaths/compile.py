@@ -25,7 +25,7 @@ class RevealOp:
     """Reveal unrevealed free positions of ``positions`` from this step's logits.
 
     With ``count``: the ``count`` best positions by ``order``. Without: the clock step ``alpha_t -> alpha_s``;
-    ``order="random"`` reveals each with probability ``(alpha_s - (1 - sigma_bar) alpha_t) / (1 - alpha_t)`` (MDLM /
+    ``order="random"`` (not ``exact``) reveals each with probability ``(alpha_s - (1 - sigma_bar) alpha_t) / (1 - alpha_t)`` (MDLM /
     ReMDM), a ranked order reveals the best until ``round(alpha_s * n_free)`` are clean. Clean positions are first
     remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
     """
@@ -39,6 +39,7 @@ class RevealOp:
     sigma_by_confidence: bool
     temperature: float
     top_p: float
+    exact: bool = False
 
 
 @attrs.frozen
@@ -119,7 +120,9 @@ class _Lowering:
 
     def lower(self, path: Path, positions: Positions) -> list[Step]:
         if isinstance(path, Alias):
-            return self.lower(path.body, positions)
+            name, inner = repr(path), repr(path.body)
+            return [attrs.evolve(s, stage=name if s.stage == inner else f"{name}: {s.stage}")
+                    for s in self.lower(path.body, positions)]
         if isinstance(path, Then):
             return [step for part in path.parts for step in self.lower(part, positions)]
         if isinstance(path, On):
@@ -146,7 +149,8 @@ class _Lowering:
                 raise SNRPathError(f"{label}: the explicit order has {len(order)} entries but the stage covers "
                                    f"{len(positions)} positions")
             order = tuple(positions[k] for k in order)
-        op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p)
+        op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
+                               exact=path.exact)
         if path.count is not None:
             left = sum(self.open[p] for p in positions)
             if path.count > left:

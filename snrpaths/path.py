@@ -196,6 +196,7 @@ class Path:
         schedule: str | None = None,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        exact: bool = False,
     ) -> "Reveal":
         """Send positions from their current gamma to inf, tokens drawn from the denoiser (float64, optionally
         tempered and nucleus-truncated to ``top_p``), one denoiser call per step.
@@ -206,8 +207,11 @@ class Path:
         positions are revealed until a fraction ``alpha_s`` is clean. Which: ``order`` (``left-to-right``,
         ``random``, ``confidence`` = highest max-probability first, ``margin`` = largest top-1 minus top-2
         probability, ``entropy`` = lowest entropy first) or an explicit permutation of positions.
-        ``steps=None`` with a ``count`` means as many steps as it takes.
+        ``steps=None`` with a ``count`` means as many steps as it takes. ``exact=True`` (random order with a
+        clock only) reveals exactly the scheduled number per step, uniformly at random, instead of coin flips.
         """
+        if not isinstance(exact, bool):
+            raise SNRTypeError(f"'exact' must be True or False (got {exact!r})")
         return Reveal(
             steps=_positive_int("steps", steps, allow_none=True),
             order=_order(order),
@@ -215,6 +219,7 @@ class Path:
             schedule=None if schedule is None else _choice("schedule", schedule, schedules.ALPHA_SCHEDULES),
             temperature=_number("temperature", temperature, 0.0, math.inf, low_open=True, high_open=True),
             top_p=_number("top_p", top_p, 0.0, 1.0, low_open=True),
+            exact=exact,
         )
 
     @classmethod
@@ -352,6 +357,7 @@ class Reveal(Path):
     schedule: str | None
     temperature: float
     top_p: float
+    exact: bool = False
     remask: "Remask | None" = None
 
     def __attrs_post_init__(self) -> None:
@@ -362,6 +368,9 @@ class Reveal(Path):
             )
         if self.schedule is not None and self.steps is None:
             raise SNRPathError(f"reveal with schedule={self.schedule!r} needs a number of steps, e.g. reveal(32, ...)")
+        if self.exact and (self.order != "random" or self.schedule is None):
+            raise SNRPathError("exact=True applies to order='random' with a schedule (ranked orders and counts are "
+                               f"always exact); got order={self.order!r}, schedule={self.schedule!r}")
         if self.remask is not None and self.schedule is None:
             raise SNRPathError("a remask policy needs a reveal clock: give the reveal a schedule, not a count")
 
@@ -373,7 +382,8 @@ class Reveal(Path):
         own = _render_call("reveal", [
             ("steps", self.steps, None, True), ("order", self.order, "random", False),
             ("count", self.count, None, False), ("schedule", self.schedule, None, False),
-            ("temperature", self.temperature, 1.0, False), ("top_p", self.top_p, 1.0, False)])
+            ("temperature", self.temperature, 1.0, False), ("top_p", self.top_p, 1.0, False),
+            ("exact", self.exact, False, False)])
         return own if self.remask is None else f"{self.remask!r} & {own}"
 
 

@@ -98,45 +98,55 @@ class _Run:
         self.program, self.denoiser, self.g, self.state = program, denoiser, generator, state
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None
-        self.stale = True  # has any position changed since the last call?
+        self.stale: torch.Tensor | bool = True  # has any position changed since the last call?
         self.nfe = 0
+        self.where = ""
         self.recorder = _Recorder(state) if trace else None
 
     def run(self, progress: bool) -> Result:
-        steps = self.program.steps
-        bar = tqdm(steps, desc="sampling", unit="step", disable=not progress, leave=False)
+        bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
         with contextlib.closing(bar):
             for index, step in enumerate(bar):
-                called = self._call(index, step)
-                for op in step.ops:
-                    self.state = _APPLY[type(op)](self, op)
+                self.where = f"step {index} ({step.stage})"
+                nfe_before = self.nfe
+                self._step(step)
                 if self.recorder is not None:
-                    self.recorder.record(self.state, self.logits, called, step.stage)
+                    self.recorder.record(self.state, self.logits, self.nfe > nfe_before, step.stage)
                 if progress:
                     bar.set_postfix(nfe=self.nfe, refresh=False)
         trace = self.recorder.finish() if self.recorder is not None else None
         return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace)
 
-    def _call(self, index: int, step: Step) -> bool:
-        if not step.call:
-            return False
-        if self.logits is not None and not bool(self.stale):
-            return False
-        logits = self.denoiser.logits(self.state)
-        self._check(logits, index, step)
-        self.logits, self.stale, self.nfe = logits, False, self.nfe + 1
-        return True
+    def _step(self, step: Step) -> None:
+        """Select every op's positions on the state at the start of the step, call the denoiser only if some
+        selection needs logits (a step whose coin flips chose nothing costs no call), then apply the ops."""
+        selections = [_SELECT[type(op)](self, op) for op in step.ops]
+        needed: torch.Tensor | bool = False
+        for selection in selections:
+            needed = needed | selection.needs_logits
+        if bool(needed):
+            self.logits_now()
+        for op, selection in zip(step.ops, selections):
+            self.state = _APPLY[type(op)](self, op, selection)
+            self.stale = self.stale | selection.changes
 
-    def _check(self, logits: torch.Tensor, index: int, step: Step) -> None:
+    def logits_now(self) -> torch.Tensor:
+        """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one."""
+        if self.logits is None or bool(self.stale):
+            logits = self.denoiser.logits(self.state)
+            self._check(logits)
+            self.logits, self.stale, self.nfe = logits, False, self.nfe + 1
+        return self.logits
+
+    def _check(self, logits: torch.Tensor) -> None:
         expected = (self.state.batch, self.state.seq_len, self.denoiser.vocab_size)
-        where = f"step {index} ({step.stage})"
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
             got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ShapeError(f"at {where} the denoiser returned logits of shape {got}; expected {list(expected)}")
+            raise ShapeError(f"at {self.where} the denoiser returned logits of shape {got}; expected {list(expected)}")
         # -inf is a legitimate log-probability (exact toys); NaN, +inf, or a position with no finite option is not.
         dead = (logits.amax(-1) == float("-inf")) & ~self.state.clean
         if bool(torch.isnan(logits).any() | torch.isposinf(logits).any() | dead.any()):
-            raise SNRPathError(f"at {where} the denoiser returned NaN or infinite logits "
+            raise SNRPathError(f"at {self.where} the denoiser returned NaN or infinite logits "
                                f"(NaN: {int(torch.isnan(logits).sum())}, +inf: {int(torch.isposinf(logits).sum())}, "
                                f"positions with no finite logit: {int(dead.sum())})")
 
@@ -148,51 +158,87 @@ class _Run:
             self.masks[positions] = m
         return self.masks[positions] & ~self.state.fixed
 
-    def mark(self, changed: torch.Tensor | bool) -> None:
-        self.stale = self.stale | changed
+    def uniform(self) -> torch.Tensor:
+        return torch.rand(self.state.gamma.shape, generator=self.g, dtype=torch.float64, device=self.g.device)
+
+
+@attrs.frozen(eq=False)
+class _Selection:
+    """What one op will do this step: ``chosen`` positions move (revealed, ramped or masked), ``remasked`` clean
+    positions go to [MASK]; ``needs_logits`` (bool or 0-d tensor) says whether applying it needs the denoiser."""
+
+    chosen: torch.Tensor
+    remasked: torch.Tensor | None = None
+    needs_logits: torch.Tensor | bool = False
+
+    @property
+    def changes(self) -> torch.Tensor:
+        return self.chosen.any() if self.remasked is None else self.chosen.any() | self.remasked.any()
 
 
 # -- ops -----------------------------------------------------------------------------------------------------------
 
 
-def _reveal(run: _Run, op: RevealOp) -> SNRState:
-    state, g = run.state, run.g
+def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
+    state = run.state
     free, clean = run.mask(op.positions), state.clean
     unrevealed = free & ~clean
-    u_remask = torch.rand(state.gamma.shape, generator=g, dtype=torch.float64, device=g.device)
-    u_reveal = torch.rand(state.gamma.shape, generator=g, dtype=torch.float64, device=g.device)
+    u_remask, u_reveal = run.uniform(), run.uniform()
     remasked, sigma_bar = _remask_draw(op, state, free & clean, u_remask)
-    if op.count is None and op.order == "random":
+    if op.count is None and op.order == "random" and not op.exact:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
         chosen = unrevealed & (u_reveal < p[:, None])
     else:
         if op.count is not None:
-            n = torch.full((state.batch,), op.count, device=g.device)
+            n = torch.full((state.batch,), op.count, device=u_reveal.device)
         else:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
-        chosen = _best(_score(op.order, run.logits, u_reveal), unrevealed, n)
-    run.mark(chosen.any() | remasked.any())
-    return _draw_tokens(run, chosen, remasked, op.temperature, op.top_p)
+        needs_model = op.order in ("confidence", "margin", "entropy")
+        chosen = _best(_score(op.order, run.logits_now() if needs_model else None, u_reveal), unrevealed, n)
+    return _Selection(chosen, remasked, chosen.any())
+
+
+def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
+    """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
+    state, chosen, remasked = run.state, sel.chosen, sel.remasked
+    tokens, confidence = state.tokens.clone(), state.confidence.clone()
+    rows, cols = chosen.nonzero(as_tuple=True)
+    if rows.numel():
+        probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
+        drawn = categorical(probs, run.g)
+        tokens[rows, cols] = drawn
+        confidence[rows, cols] = probs.gather(-1, drawn[:, None]).squeeze(-1).to(confidence.dtype)
+    inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
+    return attrs.evolve(
+        state,
+        gamma=torch.where(chosen, inf, torch.where(remasked, 0.0, state.gamma)),
+        z=torch.where((chosen | remasked)[..., None], 0.0, state.z),
+        tokens=torch.where(remasked, UNKNOWN, tokens),
+        confidence=torch.where(remasked, 0.0, confidence),
+    )
 
 
 def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, u: torch.Tensor):
-    """Which clean positions go back to [MASK], and each row's mean sigma over its clean positions ``[B]``."""
-    batch_zero = torch.zeros(state.batch, dtype=torch.float64, device=u.device)
+    """Which clean positions go back to [MASK], and the ``sigma`` of the reveal rule per row ``[B]``.
+
+    Uniform policies use their scalar sigma in ``(alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t)``, as ReMDM does.
+    Confidence remasking spreads ``sigma_max`` as ``sigma_l = sigma_max softmax(-psi)_l`` over a row's clean
+    positions; the reveal rule then uses their mean, ``sigma_max / n_clean`` (0 for a row with none).
+    """
+    sigma_bar = torch.full((state.batch,), op.sigma, dtype=torch.float64, device=u.device)
     if op.sigma == 0:
-        return torch.zeros_like(candidates), batch_zero
-    if op.sigma_by_confidence:
-        neg_psi = torch.where(candidates, -state.confidence.to(torch.float64), float("-inf"))
-        # eta_l = softmax(-psi_l) over the clean positions (psi: confidence at reveal); a row with none gets 0.
-        eta = torch.where(candidates, torch.softmax(neg_psi, dim=1), 0.0).nan_to_num(0.0)
-        sigma = op.sigma * eta
-    else:
-        sigma = torch.where(candidates, op.sigma, 0.0).to(torch.float64)
-    n = candidates.sum(1).clamp_min(1)
-    return candidates & (u < sigma), sigma.sum(1) / n
+        return torch.zeros_like(candidates), sigma_bar
+    if not op.sigma_by_confidence:
+        return candidates & (u < op.sigma), sigma_bar
+    neg_psi = torch.where(candidates, -state.confidence.to(torch.float64), float("-inf"))
+    # softmax over a row with no clean position is NaN: such a row remasks nothing.
+    eta = torch.where(candidates, torch.softmax(neg_psi, dim=1), 0.0).nan_to_num(0.0)
+    sigma = op.sigma * eta
+    return candidates & (u < sigma), sigma.sum(1) / candidates.sum(1).clamp_min(1)
 
 
-def _score(order: str | tuple[int, ...], logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def _score(order: str | tuple[int, ...], logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` priority of each position under ``order`` (higher first)."""
     B, L = u.shape
     if order == "random":
@@ -219,39 +265,18 @@ def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch
     return eligible & (rank < n[:, None])
 
 
-def _draw_tokens(run: _Run, chosen: torch.Tensor, remasked: torch.Tensor, temperature: float, top_p: float) -> SNRState:
-    """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
+def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     state = run.state
-    tokens, confidence = state.tokens.clone(), state.confidence.clone()
-    rows, cols = chosen.nonzero(as_tuple=True)
-    if rows.numel():
-        probs = probabilities(run.logits[rows, cols], temperature, top_p)
-        drawn = categorical(probs, run.g)
-        tokens[rows, cols] = drawn
-        confidence[rows, cols] = probs.gather(-1, drawn[:, None]).squeeze(-1).to(confidence.dtype)
-    inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
-    gamma = torch.where(chosen, inf, torch.where(remasked, 0.0, state.gamma))
-    z = torch.where((chosen | remasked)[..., None], 0.0, state.z)
-    tokens = torch.where(remasked, UNKNOWN, tokens)
-    confidence = torch.where(remasked, 0.0, confidence)
-    return attrs.evolve(state, gamma=gamma, z=z, tokens=tokens, confidence=confidence)
-
-
-def _ramp(run: _Run, op: RampOp) -> SNRState:
-    state = run.state
-    active = run.mask(op.positions) & ~state.clean
-    dgamma = torch.where(active, (op.level - state.gamma).clamp_min(0), 0.0)
+    dgamma = torch.where(sel.chosen, (op.level - state.gamma).clamp_min(0), 0.0)
     if op.form == "mean":
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
     else:
         target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.g)).to(state.z.dtype)
-    run.mark(True)
     return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.g))
 
 
-def _to_mask(run: _Run, selected: torch.Tensor) -> SNRState:
-    state = run.state
-    run.mark(selected.any())
+def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
+    state, selected = run.state, sel.chosen
     return attrs.evolve(
         state,
         gamma=torch.where(selected, 0.0, state.gamma),
@@ -261,11 +286,17 @@ def _to_mask(run: _Run, selected: torch.Tensor) -> SNRState:
     )
 
 
-_APPLY: dict[type, Callable[[_Run, object], SNRState]] = {
-    RevealOp: _reveal,
-    RampOp: _ramp,
-    RemaskOp: lambda run, op: _to_mask(run, run.mask(op.positions) & run.state.clean),
-    MaskOp: lambda run, op: _to_mask(run, run.mask(op.positions) & ~run.state.clean),
+_SELECT: dict[type, Callable[[_Run, object], _Selection]] = {
+    RevealOp: _select_reveal,
+    RampOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean, needs_logits=True),
+    RemaskOp: lambda run, op: _Selection(run.mask(op.positions) & run.state.clean),
+    MaskOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean),
+}
+_APPLY: dict[type, Callable[[_Run, object, _Selection], SNRState]] = {
+    RevealOp: _apply_reveal,
+    RampOp: _apply_ramp,
+    RemaskOp: _apply_mask,
+    MaskOp: _apply_mask,
 }
 
 

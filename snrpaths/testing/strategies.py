@@ -84,3 +84,50 @@ def snr_configs(draw, batch: int, seq_len: int, max_log10: float = 3.0, endpoint
     """A ``[batch, seq_len]`` float64 tensor of per-position SNRs mixing masked, finite and clean positions."""
     values = draw(st.lists(snr_values(max_log10, endpoints), min_size=batch * seq_len, max_size=batch * seq_len))
     return torch.tensor(values, dtype=torch.float64).reshape(batch, seq_len)
+
+
+# -- paths -----------------------------------------------------------------------------------------------------------
+
+
+def _steps(max_steps: int) -> st.SearchStrategy[int]:
+    return st.integers(1, max_steps)
+
+
+def sampler_paths(max_steps: int = 8) -> st.SearchStrategy:
+    """Complete samplers (every position ends clean): the paper's named samplers with random arguments."""
+    from snrpaths.path import ORDERS, Path
+    from snrpaths.schedules import ALPHA_SCHEDULES, REMASK_POLICIES
+
+    floats = st.floats(0.05, 1.0).map(lambda x: round(x, 3))
+    mdm = st.builds(
+        lambda T, schedule, remask, top_p: Path.mdm(T, schedule=schedule, remask=remask, top_p=top_p),
+        _steps(max_steps), st.sampled_from(ALPHA_SCHEDULES), st.sampled_from((None, *REMASK_POLICIES)), floats)
+    reveal = st.builds(
+        lambda order, count, temperature: Path.reveal(order=order, count=count, temperature=temperature),
+        st.sampled_from(ORDERS), st.just(1), st.sampled_from([0.5, 1.0, 2.0]))
+    hybrid = st.builds(
+        lambda a, b, switch, form: Path.hybrid(a, b, switch=switch, form=form),
+        _steps(max_steps), _steps(max_steps), st.sampled_from(("keep", "commit", "mask")), st.sampled_from(("mean", "sample")))
+    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, reveal, hybrid)
+
+
+@st.composite
+def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
+    """Composed paths valid for ``seq_len``: a prefix of finite-SNR / remask stages, then a sampler, possibly
+    split side by side over two spans with ``on(...) | on(...)``."""
+    from snrpaths.path import Path
+
+    def one(draw_):
+        prefix = draw_(st.lists(st.one_of(
+            st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), _steps(max_steps),
+                      st.sampled_from([4.0, 40.0, 400.0]), st.sampled_from(("mean", "sample"))),
+            st.sampled_from([Path.switch("keep"), Path.switch("mask")])), max_size=2))
+        path = draw_(sampler_paths(max_steps))
+        for stage in reversed(prefix):
+            path = stage >> path
+        return path
+
+    if seq_len >= 2 and draw(st.booleans()):
+        cut = draw(st.integers(1, seq_len - 1))
+        return Path.on(slice(0, cut), one(draw)) | Path.on(slice(cut, seq_len), one(draw))
+    return one(draw)

@@ -15,6 +15,7 @@ from snrpaths import SNRPathError, SNRState, ShapeError, TokenTable
 from snrpaths.backends.toy import ExactToy, MAX_STATES
 from snrpaths.channel import localize
 from snrpaths.testing import strategies as sst
+from snrpaths.testing.stats import empirical_tv, tv_tolerance
 
 
 def gen(seed):
@@ -134,6 +135,23 @@ def test_clean_positions_are_conditioned_on_exactly():
     assert torch.allclose(got[0], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-12)
 
 
+def test_impossible_clean_context_falls_back_to_the_uniform_prior():
+    """(0, 1) has probability 0 under the two-bit toy: the posterior is the eps -> 0 limit of the smoothed joint,
+    i.e. the uniform-prior posterior."""
+    two_bit = ExactToy.two_bit()
+    logp = two_bit.logits(SNRState.from_prompt(torch.tensor([0, 1]), two_bit.table))
+    assert torch.allclose(logp.exp()[0], torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
+    probs = torch.zeros(2, 2, 2, dtype=torch.float64)
+    probs[0, 0, 0] = probs[1, 1, 1] = 0.5  # all zeros or all ones
+    toy = ExactToy(probs)
+    gamma = torch.tensor([[math.inf, 2.0, math.inf]], dtype=torch.float64)
+    state = SNRState.from_tokens(torch.tensor([[0, 1, 1]]), gamma, toy.table, gen(0))
+    uniform = ExactToy(torch.full((2, 2, 2), 1 / 8), toy.table)
+    assert torch.allclose(toy.logits(state)[0, 1], uniform.logits(state)[0, 1], atol=1e-12)
+    consistent = SNRState.from_tokens(torch.tensor([[1, 0, 1]]), gamma, toy.table, gen(0))
+    assert torch.allclose(toy.logits(consistent).exp()[0, 1], torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+
 # -- the joint -----------------------------------------------------------------------------------------------------
 
 
@@ -178,24 +196,8 @@ def sl_sample(toy, n, steps, gamma_max, seed, draw):
     return draw(state, g)
 
 
-def tv_tolerance(probs, n, delta=1e-6):
-    """Total variation error budget of an n-sample empirical law against the true ``probs``.
-
-    ``E[TV] <= 1/2 sum_s sqrt(P(s)(1 - P(s)) / n)`` (Jensen), and TV moves by at most 1/n when one sample changes,
-    so McDiarmid gives ``P(TV > E[TV] + t) <= exp(-2 n t^2)``: ``t = sqrt(ln(1/delta) / (2n))``. A correct sampler
-    fails with probability below ``delta``.
-    """
-    p = probs.flatten()
-    return 0.5 * float((p * (1 - p) / n).sqrt().sum()) + math.sqrt(math.log(1 / delta) / (2 * n))
-
-
-def empirical_tv(toy, samples):
-    counts = torch.bincount(toy._index(samples), minlength=toy.states.shape[0]).to(torch.float64)
-    return 0.5 * float((counts / counts.sum() - toy.probs.flatten()).abs().sum())
-
-
 def assert_reproduces_p(toy, samples):
-    tv, tol = empirical_tv(toy, samples), tv_tolerance(toy.probs, samples.shape[0])
+    tv, tol = empirical_tv(toy.probs, samples), tv_tolerance(toy.probs, samples.shape[0])
     assert tv <= tol, f"TV {tv:.4f} exceeds the budget {tol:.4f}"
 
 
@@ -244,6 +246,4 @@ def test_bad_input_is_named():
         toy.logits(SNRState.masked(1, 4, toy.table))
     with pytest.raises(SNRPathError, match=r"valid ids are in \[0, 2\]"):
         toy.log_prob(torch.tensor([[0, 1, 3]]))
-    with pytest.raises(SNRPathError, match="probability 0"):
-        ExactToy.two_bit().logits(SNRState.from_prompt(torch.tensor([0, 1]), ExactToy.two_bit().table))
     assert MAX_STATES >= 10**5

@@ -1,0 +1,94 @@
+"""The compiler: static NFE, zipped parallel branches, purity and caching, and errors naming the stage."""
+
+import pytest
+from hypothesis import given
+
+from snrpaths import Path, SNRPathError, parse_path
+from snrpaths.compile import MaskOp, RampOp, RemaskOp, RevealOp
+from snrpaths.testing import strategies as sst
+
+
+@pytest.mark.parametrize("text, seq_len, nfe", [
+    ("ramp(16) >> mdm(32, remask='confidence')", 64, 48),
+    ("ar()", 10, 10),
+    ("roar()", 7, 7),
+    ("hybrid(16, 32)", 128, 48),
+    ("hybrid(16, 32, switch='commit')", 128, 49),
+    ("hybrid(16, 32, switch='mask')", 128, 48),
+    ("on(slice(0, 4), ar()) | on(slice(4, 8), mdm(2))", 8, 4),
+    ("reveal(count=3)", 10, 4),
+    ("mdm(8) >> remask(positions=[0, 1]) >> reveal(count=1, order='confidence')", 8, 10),
+])
+def test_nfe_is_known_before_running(text, seq_len, nfe):
+    assert parse_path(text).compile(seq_len).nfe == nfe
+
+
+def test_parallel_branches_share_calls():
+    prog = (Path.on(slice(0, 2), Path.ar()) | Path.on(slice(2, 6), Path.ramp(3) >> Path.mdm(2))).compile(6)
+    kinds = [tuple(type(op).__name__ for op in step.ops) for step in prog.steps]
+    assert kinds == [("RevealOp", "RampOp"), ("RevealOp", "RampOp"), ("RampOp",), ("RevealOp",), ("RevealOp",)]
+    assert all(step.call for step in prog.steps)
+
+
+def test_program_ops_carry_the_clock():
+    prog = Path.mdm(4, remask="cap", eta=0.1).compile(3)
+    ops = [step.ops[0] for step in prog.steps]
+    assert [(op.alpha_t, op.alpha_s) for op in ops] == [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
+    assert [round(op.sigma, 12) for op in ops] == [0.1, 0.1, 0.1, 0.0]  # min(eta, (1 - a_s) / a_t), 1 at t = 1
+    assert all(isinstance(op, RevealOp) and op.positions == (0, 1, 2) for op in ops)
+    assert [type(s.ops[0]) for s in Path.hybrid(1, 1, switch="mask").compile(2).steps] == [RampOp, MaskOp, RevealOp]
+    assert type(parse_path("mdm(2) >> remask(positions=[0]) >> ar()").compile(2).steps[2].ops[0]) is RemaskOp
+
+
+def _outcome(path, seq_len=4):
+    try:
+        return path.compile(seq_len).steps
+    except SNRPathError as err:
+        return str(err)
+
+
+@given(a=sst.paths(), b=sst.paths(), c=sst.paths())
+def test_then_is_associative_at_the_program_level(a, b, c):
+    """Same steps, or the same error (a sampler after a complete sampler has nothing left to reveal)."""
+    assert _outcome((a >> b) >> c) == _outcome(a >> (b >> c))
+
+
+@given(c=sst.paths())
+def test_then_with_finite_snr_prefixes_is_associative(c):
+    b = Path.ramp(3) >> Path.switch("mask")
+    left, right = ((b >> b) >> c).compile(4), (b >> (b >> c)).compile(4)
+    assert left.steps == right.steps and left.nfe == right.nfe == 6 + c.compile(4).nfe
+
+
+def test_compile_is_pure_and_cached():
+    path = Path.ramp(8) >> Path.mdm(16, remask="loop")
+    assert path.compile(32) is path.compile(32)
+    assert parse_path(repr(path)).compile(32) is path.compile(32)
+    assert path.compile(32).steps != path.compile(16).steps
+    assert repr(path.compile(32)) == "Program(ramp(8) >> mdm(16, remask='loop'), seq_len=32, steps=24, nfe=24)"
+
+
+@pytest.mark.parametrize("text, seq_len, message", [
+    ("ramp(4)", 4, r"can leave positions \[0, 1, 2, 3\] unrevealed"),
+    ("ramp(4) >> switch('keep')", 4, "unrevealed"),
+    ("mdm(4) >> remask(positions=[2])", 4, r"positions \[2\] unrevealed \(left open by remask\(positions=\(2,\)\)\)"),
+    ("reveal(2, count=1)", 4, "unrevealed"),
+    ("on(slice(0, 2), ar())", 4, r"positions \[2, 3\] unrevealed"),
+    ("reveal(count=5)", 4, "reveals 5 positions per step but at most 4 are left"),
+    ("ar() >> reveal(count=1)", 4, "at most 0 are left"),
+    ("on(slice(0, 3), ar()) | on(slice(2, 4), mdm(2))", 4, "overlap at position 2"),
+    ("ar() | mdm(2)", 4, "overlap at position 0"),
+    ("on([0, 9], ar())", 4, r"positions \[9\] are out of range for seq_len=4"),
+    ("on(slice(5, 9), ar())", 4, "selects no position"),
+    ("reveal(order=(1, 0), count=1)", 4, "explicit order has 2 entries but the stage covers 4"),
+    ("remask('cap') >> mdm(4)", 4, "a remask policy runs on a reveal's clock"),
+    ("on([0, 1], on([1, 2], ar()))", 4, "outside the enclosing stage"),
+])
+def test_invalid_paths_fail_at_compile_time_naming_the_stage(text, seq_len, message):
+    with pytest.raises(SNRPathError, match=message):
+        parse_path(text).compile(seq_len)
+
+
+def test_bad_seq_len():
+    with pytest.raises(SNRPathError, match="'seq_len' must be a positive integer"):
+        Path.ar().compile(0)

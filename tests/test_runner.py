@@ -1,0 +1,215 @@
+"""The runner: one conformance suite over every built-in sampler and composed paths, and exactness on toys.
+
+Statistical budgets: total variation of an n-sample empirical law uses ``tv_tolerance`` (Jensen bound on E[TV]
+plus McDiarmid at delta = 1e-6, see tests/backends/test_toy.py); frequencies use 5 binomial standard deviations
+(two-sided false alarm 6e-7). Seeds are fixed.
+"""
+
+import math
+
+import pytest
+import torch
+
+from snrpaths import Path, SNRPathError, ShapeError, parse_path, sample
+from snrpaths.backends.toy import ExactToy
+
+from snrpaths.testing.stats import empirical_tv, tv_tolerance
+
+SAMPLERS = [
+    "ar()", "roar()", "mdm(5)", "mdm(5, schedule='cosine')", "mdm(5, remask='cap', eta=0.3)",
+    "mdm(5, remask='rescale', eta=0.5)", "mdm(5, remask='confidence')", "mdm(8, remask='loop', eta=0.3)",
+    "mdm(3, top_p=0.8)", "hybrid(3, 3)", "hybrid(3, 3, switch='commit', form='sample')", "hybrid(2, 4, switch='mask')",
+    "reveal(count=2, order='confidence')", "reveal(count=1, order='margin', temperature=0.5)",
+    "reveal(count=1, order='entropy')", "reveal(order=(3, 1, 0, 2), count=1)",
+    "reveal(4, schedule='linear', order='confidence')", "reveal(4, schedule='linear', exact=True)",
+    "ramp(4, gamma_max=400.0, schedule='loglinear') >> switch('commit')",
+    "on(slice(0, 2), ar()) | on(slice(2, 4), hybrid(2, 2))",
+    "mdm(4) >> remask(positions=[1, 2]) >> reveal(count=1, order='confidence')",
+]
+TOY = ExactToy.markov(3, 4, seed=3)
+
+
+class Counting:
+    """A denoiser wrapper that counts calls (the ground truth for ``result.nfe``)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state):
+        self.calls += 1
+        return self.inner.logits(state)
+
+
+@pytest.mark.parametrize("text", SAMPLERS)
+def test_conformance(text):
+    path = parse_path(text)
+    program = path.compile(TOY.seq_len)
+    prompt = torch.tensor([-1, 2, -1, -1])
+    counting = Counting(TOY)
+    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True)
+    assert bool(result.state.clean.all()), "every position ends clean"
+    assert bool((result.tokens >= 0).all() & (result.tokens < TOY.vocab_size).all())
+    assert bool((result.trace.tokens[:, :, 1] == 2).all()), "a fixed position never changes"
+    assert bool(torch.isinf(result.trace.gamma[:, :, 1]).all())
+    assert result.nfe == counting.calls <= program.nfe
+    assert int(result.trace.called.sum()) == result.nfe
+    again = sample(program, TOY, batch=16, seed=7, prompt=prompt)
+    assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
+    assert not torch.equal(sample(program, TOY, batch=16, seed=8).tokens, result.tokens)
+
+
+# -- exactness ---------------------------------------------------------------------------------------------------
+
+N = 20_000
+CHAIN = ExactToy.markov(3, 3, seed=0)
+
+
+def assert_samples_p(toy, tokens):
+    tv, tol = empirical_tv(toy.probs, tokens), tv_tolerance(toy.probs, tokens.shape[0])
+    assert tv <= tol, f"TV {tv:.4f} exceeds the budget {tol:.4f}"
+
+
+@pytest.mark.parametrize("text", ["ar()", "roar()", "reveal(3, schedule='linear', exact=True)",
+                                  "reveal(6, schedule='cosine', exact=True)", "reveal(order=(2, 0, 1), count=1)"])
+def test_one_position_per_step_samples_p_exactly(text):
+    """Chain rule: revealing one position at a time from exact conditionals draws from P, in any order. MDLM's
+    clock with T >= L and exact counts reveals at most one position per step, so it equals ROAR."""
+    assert_samples_p(CHAIN, sample(parse_path(text), CHAIN, batch=N, seed=1).tokens)
+
+
+def test_the_exactness_check_catches_parallel_reveals():
+    """Two positions per step drawn independently from their marginals are not exact on a correlated chain."""
+    with pytest.raises(AssertionError):
+        assert_samples_p(CHAIN, sample(Path.reveal(count=3), CHAIN, batch=N, seed=1).tokens)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_mdlm_on_the_two_bit_toy_puts_mass_1_over_2k_off_support(steps):
+    """Each position is revealed at a uniform step; when both land on the same step (prob 1/K) they are drawn
+    independently and disagree half the time: P(01 or 10) = 1 / (2K), the TV of MDLM on this toy."""
+    toy = ExactToy.two_bit()
+    tokens = sample(Path.mdm(steps), toy, batch=N, seed=2).tokens
+    off = float((tokens[:, 0] != tokens[:, 1]).double().mean())
+    p = 1 / (2 * steps)
+    assert abs(off - p) < 5 * math.sqrt(p * (1 - p) / N)
+
+
+class Flat:
+    """Uniform logits: reveal and remask coin flips do not read the logits, so any denoiser serves here."""
+
+    def __init__(self, vocab_size, seq_len):
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+        self.table = ExactToy.product(vocab_size, 1).table
+
+    def logits(self, state):
+        return torch.zeros(state.batch, self.seq_len, self.vocab_size, dtype=torch.float64)
+
+
+def _step_frequencies(text, k, batch=4000):
+    """Frequencies at step k: remasked among positions clean before it, revealed among those masked before it."""
+    trace = sample(parse_path(text), Flat(2, 12), batch=batch, seed=5, trace=True).trace
+    before, after = trace.gamma[k], trace.gamma[k + 1]
+    clean, masked = torch.isinf(before), before == 0
+    remasked = (clean & (after == 0)).sum() / clean.sum()
+    revealed = (masked & torch.isinf(after)).sum() / masked.sum()
+    return float(remasked), float(revealed), int(clean.sum()), int(masked.sum())
+
+
+def _binomial_ok(freq, p, n):
+    return abs(freq - p) <= 5 * math.sqrt(max(p * (1 - p), 1e-12) / n) + 1e-12
+
+
+@pytest.mark.parametrize("policy, eta, k", [("cap", 0.05, 4), ("rescale", 0.5, 3), ("cap", 0.9, 2)])
+def test_remdm_step_frequencies_match_the_formulas(policy, eta, k):
+    T = 8
+    a_t, a_s = 1 - (T - k) / T, 1 - (T - k - 1) / T
+    s_max = min(1.0, (1 - a_s) / a_t)
+    sigma = min(eta, s_max) if policy == "cap" else eta * s_max
+    reveal = (a_s - (1 - sigma) * a_t) / (1 - a_t)
+    remasked, revealed, n_clean, n_masked = _step_frequencies(f"mdm({T}, remask='{policy}', eta={eta})", k)
+    assert _binomial_ok(remasked, sigma, n_clean), (remasked, sigma)
+    assert _binomial_ok(revealed, reveal, n_masked), (revealed, reveal)
+
+
+def test_remdm_loop_holds_alpha_while_remasking():
+    """Inside the loop (t in [t_off, t_on]) alpha stays alpha_on: remask eta, reveal eta alpha_on / (1 - alpha_on)."""
+    T, k = 20, 10  # t = 0.5 -> 0.45, inside [0.05, 0.55]
+    remasked, revealed, n_clean, n_masked = _step_frequencies(
+        f"mdm({T}, remask='loop', eta=0.1, alpha_on=0.6)", k)
+    assert _binomial_ok(remasked, 0.1, n_clean)
+    assert _binomial_ok(revealed, 0.1 * 0.6 / 0.4, n_masked)
+
+
+def test_confidence_remasking_spends_sigma_max_per_row_on_the_least_confident():
+    """sigma_l = softmax(-psi)_l sigma_max: the expected number remasked per row is sigma_max."""
+    T, k, batch = 8, 5, 3000
+    toy = ExactToy.product(3, 5, seed=1, concentration=0.3)
+    trace = sample(Path.mdm(T, remask="confidence"), toy, batch=batch, seed=5, trace=True).trace
+    a_t, a_s = k / T, (k + 1) / T
+    before, after = trace.gamma[k], trace.gamma[k + 1]
+    remasked = torch.isinf(before) & (after == 0)
+    per_row = remasked.sum(1).double()
+    assert abs(float(per_row.mean()) - min(1, (1 - a_s) / a_t)) < 5 * float(per_row.std()) / math.sqrt(batch)
+    clean = torch.isinf(before)
+    conf_before = _confidence_before(toy, T, k, batch)
+    low = clean & (conf_before < conf_before[clean].median())
+    high = clean & (conf_before > conf_before[clean].median())
+    assert (remasked & low).sum() / low.sum() > (remasked & high).sum() / high.sum()
+
+
+def _confidence_before(toy, T, k, batch):
+    """Confidence of each clean token at step k, by rerunning the same seeded sampler for the first k steps."""
+    prefix = Path.remask("confidence") & Path.reveal(T, schedule="linear")
+    program = prefix.compile(toy.seq_len)
+    from snrpaths.compile import Program
+
+    head = Program(path=prefix, seq_len=toy.seq_len, steps=program.steps[:k])
+    return sample(head, toy, batch=batch, seed=5).state.confidence
+
+
+def test_empty_steps_cost_no_call():
+    """Coin flips are drawn before the call, so a step that reveals nothing is skipped: with batch 1 and a linear
+    clock every position is revealed at a uniform step, and E[calls] = K (1 - (1 - 1/K)^L)."""
+    K, L, runs = 16, 4, 300
+    toy = ExactToy.product(2, L, seed=0)
+    calls = torch.tensor([sample(Path.mdm(K), toy, batch=1, seed=s).nfe for s in range(runs)], dtype=torch.float64)
+    expected = K * (1 - (1 - 1 / K) ** L)
+    assert abs(float(calls.mean()) - expected) < 5 * float(calls.std()) / math.sqrt(runs)
+
+
+# -- bad input -----------------------------------------------------------------------------------------------------
+
+
+class Broken:
+    def __init__(self, inner, corrupt):
+        self.inner, self.corrupt = inner, corrupt
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+        self.calls = 0
+
+    def logits(self, state):
+        self.calls += 1
+        out = self.inner.logits(state)
+        return self.corrupt(out) if self.calls == 3 else out
+
+
+def test_nan_logits_are_reported_at_their_step():
+    nan = Broken(TOY, lambda x: x.masked_fill(torch.ones_like(x, dtype=torch.bool), float("nan")))
+    with pytest.raises(SNRPathError, match=r"at step 2 \(ar\(\)\) the denoiser returned NaN"):
+        sample(Path.ar(), nan, batch=2)
+    shape = Broken(TOY, lambda x: x[..., :2])
+    with pytest.raises(ShapeError, match=r"at step 2 \(ar\(\)\) .* shape \[2, 4, 2\]; expected \[2, 4, 3\]"):
+        sample(Path.ar(), shape, batch=2)
+
+
+def test_bad_sample_arguments():
+    with pytest.raises(ShapeError, match="compiled for seq_len=5"):
+        sample(Path.ar().compile(5), TOY)
+    with pytest.raises(ShapeError, match="prompt has length 3"):
+        sample(Path.ar(), TOY, prompt=torch.tensor([0, -1, -1]))
+    with pytest.raises(SNRPathError, match=r"valid ids are in \[0, 2\]"):
+        sample(Path.ar(), TOY, prompt=torch.tensor([0, 5, -1, -1]))
+    with pytest.raises(SNRPathError, match="'batch' must be a positive integer"):
+        sample(Path.ar(), TOY, batch=0)
+    with pytest.raises(TypeError, match="Denoiser protocol"):
+        sample(Path.ar(), object())
