@@ -64,6 +64,7 @@ class ExactToy:
         self.vocab_size, self.seq_len, self.table = vocab_size, seq_len, table
         self.log_joint = (probs / total).log()  # (V,) * L, -inf where P(s) = 0
         self.states = _enumerate(vocab_size, seq_len)  # [V^L, L], row n is the n-th sequence in C order
+        self._onehot = torch.nn.functional.one_hot(self.states, vocab_size).reshape(len(self.states), -1).to(torch.float64)
 
     def __repr__(self) -> str:
         return f"ExactToy(V={self.vocab_size}, L={self.seq_len}, d={self.table.dim}, H={self.entropy():.4f} nats)"
@@ -165,7 +166,8 @@ class ExactToy:
         ``eps -> 0``, which is the posterior under the uniform prior ``U``: evidence and clean tokens only.
         """
         self._check_state(state)
-        out = torch.cat([self._joint_scores(state, rows, self.log_joint) for rows in self._chunks(state.batch)])
+        chunks = [self._joint_scores(state, rows, self.log_joint) for rows in self._chunks(state.batch)]
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         norm = out.logsumexp(-1, keepdim=True)
         impossible = torch.isneginf(norm).flatten()
         if bool(impossible.any()):
@@ -175,12 +177,13 @@ class ExactToy:
         return out - norm
 
     def logits(self, state: SNRState) -> torch.Tensor:
-        """``[B, L, V]`` exact ``log p(s_i = v | z)`` (float64), by log-sum-exp over the other positions."""
-        joint = self.joint_log_posterior(state).reshape(state.batch, *(self.vocab_size,) * self.seq_len)
-        axes = range(1, self.seq_len + 1)
-        others = [tuple(a for a in axes if a != i) for i in axes]
-        # torch reads an empty dim tuple as "reduce everything": with L = 1 the joint already is the marginal.
-        return torch.stack([joint.logsumexp(dim=dims) if dims else joint for dims in others], dim=1)
+        """``[B, L, V]`` exact ``log p(s_i = v | z)`` (float64): ``p(s_i = v | z) = sum_s p(s | z) 1[s_i = v]``.
+
+        Sums run over normalised joint probabilities, so a marginal below float64's smallest normal (1e-308) reads
+        as log 0 = -inf; every other entry is exact to float64 rounding, at any SNR.
+        """
+        post = self.joint_log_posterior(state).exp()  # [B, N]
+        return (post @ self._onehot).log().reshape(state.batch, self.seq_len, self.vocab_size)
 
     def sample_posterior(self, state: SNRState, generator: torch.Generator) -> torch.Tensor:
         """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept)."""
@@ -190,17 +193,17 @@ class ExactToy:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _joint_scores(self, state: SNRState, rows: slice | torch.Tensor, log_joint: torch.Tensor) -> torch.Tensor:
+        """``[b, N]`` ``log P(s) + sum_{i unrevealed} z_i · x_{s_i}``, -inf where s disagrees with a clean token."""
         z, tokens, clean = state.z[rows], state.tokens[rows], state.clean[rows]
+        b = z.shape[0]
         evidence = z.to(torch.float64) @ self.table.anchors.to(torch.float64).T  # [b, L, V]
-        vocab = torch.arange(self.vocab_size, device=evidence.device)
-        pinned = torch.where(vocab == tokens[..., None], 0.0, -math.inf).to(torch.float64)
-        per_token = torch.where(clean[..., None], pinned, evidence)  # [b, L, V]
-        score = log_joint.to(evidence.device).expand(per_token.shape[0], *log_joint.shape)
-        for i in range(self.seq_len):
-            view = [per_token.shape[0]] + [1] * self.seq_len
-            view[i + 1] = self.vocab_size
-            score = score + per_token[:, i].reshape(view)
-        return score.reshape(per_token.shape[0], -1)
+        evidence = torch.where(clean[..., None], 0.0, evidence)
+        onehot = self._onehot.to(evidence.device)  # [N, L*V], row n marks (i, s_i) of the n-th sequence
+        score = log_joint.to(evidence.device).flatten() + evidence.reshape(b, -1) @ onehot.T
+        pinned = torch.zeros(b, self.seq_len, self.vocab_size, dtype=torch.float64, device=evidence.device)
+        pinned.scatter_(-1, tokens.clamp_min(0)[..., None], clean[..., None].to(torch.float64))
+        agree = pinned.reshape(b, -1) @ onehot.T  # how many clean tokens sequence n matches
+        return torch.where(agree == clean.sum(-1, keepdim=True), score, -math.inf)
 
     def _chunks(self, batch: int):
         step = max(1, _CHUNK_ENTRIES // self.states.shape[0])

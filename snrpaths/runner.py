@@ -143,12 +143,15 @@ class _Run:
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
             got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ShapeError(f"at {self.where} the denoiser returned logits of shape {got}; expected {list(expected)}")
-        # -inf is a legitimate log-probability (exact toys); NaN, +inf, or a position with no finite option is not.
-        dead = (logits.amax(-1) == float("-inf")) & ~self.state.clean
-        if bool(torch.isnan(logits).any() | torch.isposinf(logits).any() | dead.any()):
-            raise SNRPathError(f"at {self.where} the denoiser returned NaN or infinite logits "
-                               f"(NaN: {int(torch.isnan(logits).sum())}, +inf: {int(torch.isposinf(logits).sum())}, "
-                               f"positions with no finite logit: {int(dead.sum())})")
+        # One reduction finds every problem: max propagates NaN and +inf, and a position whose logits are all -inf
+        # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
+        # positions, which are never drawn.
+        top = logits.amax(-1)
+        bad = ~torch.isfinite(top) & ~self.state.clean
+        if bool(bad.any()):
+            raise SNRPathError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
+                               f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "
+                               f"+inf: {int(torch.isposinf(logits).sum())})")
 
     def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
         """``[B, L]`` bool: the op's positions that are not fixed by the prompt."""
@@ -183,8 +186,8 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
     state = run.state
     free, clean = run.mask(op.positions), state.clean
     unrevealed = free & ~clean
-    u_remask, u_reveal = run.uniform(), run.uniform()
-    remasked, sigma_bar = _remask_draw(op, state, free & clean, u_remask)
+    remasked, sigma_bar = _remask_draw(op, state, free & clean, run)
+    u_reveal = run.uniform()
     if op.count is None and op.order == "random" and not op.exact:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
@@ -219,16 +222,17 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     )
 
 
-def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, u: torch.Tensor):
+def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, run: _Run):
     """Which clean positions go back to [MASK], and the ``sigma`` of the reveal rule per row ``[B]``.
 
     Uniform policies use their scalar sigma in ``(alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t)``, as ReMDM does.
     Confidence remasking spreads ``sigma_max`` as ``sigma_l = sigma_max softmax(-psi)_l`` over a row's clean
     positions; the reveal rule then uses their mean, ``sigma_max / n_clean`` (0 for a row with none).
     """
-    sigma_bar = torch.full((state.batch,), op.sigma, dtype=torch.float64, device=u.device)
+    sigma_bar = torch.full((state.batch,), op.sigma, dtype=torch.float64, device=candidates.device)
     if op.sigma == 0:
         return torch.zeros_like(candidates), sigma_bar
+    u = run.uniform()
     if not op.sigma_by_confidence:
         return candidates & (u < op.sigma), sigma_bar
     neg_psi = torch.where(candidates, -state.confidence.to(torch.float64), float("-inf"))

@@ -100,13 +100,13 @@ def test_prior_marginals_check_fails_with_evidence():
 
 
 def assert_concentrates(toy, state, truth):
-    """At gamma = 1e6 the true token holds all but 1e-9 of the mass and every log-probability is finite.
+    """At gamma = 1e6 the true token holds all but 1e-9 of the mass and no log-probability is NaN or +inf.
 
     Budget: a wrong token u has log-odds ``-gamma Delta^2 / 2 + sqrt(gamma) Delta N(0,1) + log P ratio``; with
     ``Delta >= 0.3`` (the strategies' floor) that is below -4e4 + 6e3 + 40, far under log(1e-9).
     """
     logp = toy.logits(state)
-    assert bool(torch.isfinite(logp).all()), "overflow: non-finite log-probabilities at large SNR"
+    assert not bool(torch.isnan(logp).any() | torch.isposinf(logp).any()), "overflow at large SNR"
     p_true = logp.exp().gather(-1, truth[..., None]).squeeze(-1)
     assert bool((p_true > 1 - 1e-9).all()), p_true.min()
 
