@@ -1,8 +1,26 @@
 """Implementations of the :class:`snrpaths.Denoiser` protocol, installed as ``snrpaths.backends``.
 
 The core never imports this package; backends depend on the core's protocol only.
+
+* :class:`ExactToy`: exact Bayes denoisers of enumerable joints, the ground truth of the property tests.
+* :class:`DSLDenoiser`: the DSL converter in front of an MDLM-layout :class:`DiT`; :func:`load` reads MDLM
+  checkpoints (HF snapshot folders, Lightning ``.ckpt``) and our own format, :func:`save` writes ours.
 """
 
+from .checkpoint import known_names, load, save
+from .converter import Converter, ConverterConfig
+from .dit import DiT, DiTConfig
+from .dsl import DSLDenoiser
 from .toy import ExactToy
 
-__all__ = ["ExactToy"]
+__all__ = [
+    "Converter",
+    "ConverterConfig",
+    "DSLDenoiser",
+    "DiT",
+    "DiTConfig",
+    "ExactToy",
+    "known_names",
+    "load",
+    "save",
+]

@@ -1,0 +1,341 @@
+"""Loading and saving DSL denoisers, from local files only (never a hub).
+
+Three forms are read, and the first two start a fresh converter (``ConverterConfig``, seeded anchors):
+
+* an MDLM Hugging Face snapshot folder: ``config.json`` with ``model_type: mdlm`` and ``model.safetensors`` (or
+  ``pytorch_model.bin``) holding ``backbone.*`` keys;
+* an MDLM Lightning ``.ckpt``: the same keys under ``state_dict``, and optionally EMA weights in
+  ``ckpt["ema"]["shadow_params"]``, listed in the backbone's parameter order (buffers excluded);
+* our own folder: ``model.safetensors`` (``backbone.*`` and ``converter.*``) and ``config.json`` with
+  ``format: snrpaths.dsl`` and sections ``backbone``, ``converter`` (anchor settings included) and ``tokenizer``.
+
+Nothing from a checkpoint is ever executed: safetensors, or ``torch.load(weights_only=True)`` where every class or
+function the pickle names beyond tensors and containers (a Lightning checkpoint pickles its hydra config and
+tokenizer) is replaced by an inert placeholder that is built but never run.
+
+Shipped checkpoints are folders of our form in ``backends/checkpoints/<name>/``: ``load(name)`` finds them there, so
+adding one is adding a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Callable
+
+import attrs
+import safetensors.torch
+import torch
+
+from snrpaths.errors import SNRPathError, SNRTypeError
+
+from .converter import Converter, ConverterConfig
+from .dit import DiT, DiTConfig
+from .dsl import DSLDenoiser
+
+FORMAT, VERSION = "snrpaths.dsl", 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+#: Where shipped checkpoints live, one folder per name (package data).
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+#: The fields an MDLM config.json must have.
+MDLM_FIELDS = ("vocab_size", "model_length", "hidden_dim", "cond_dim", "n_blocks", "n_heads")
+
+
+def known_names() -> tuple[str, ...]:
+    """Names ``load`` resolves without a path: the folders of ``CHECKPOINT_DIR`` that hold a ``config.json``."""
+    if not CHECKPOINT_DIR.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in CHECKPOINT_DIR.iterdir() if (p / CONFIG_NAME).is_file()))
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    *,
+    seq_len: int | None = None,
+    ema: bool | None = None,
+    converter: ConverterConfig | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> DSLDenoiser:
+    """A :class:`DSLDenoiser` in eval mode from a shipped name, our folder, an MDLM HF folder or a Lightning ``.ckpt``.
+
+    Args:
+        seq_len: overrides the stored sequence length (rotary positions work at any length); required for a
+            Lightning checkpoint, whose length lives only in its pickled config.
+        ema: use EMA weights: ``None`` when present, ``True`` requires them, ``False`` ignores them.
+        converter, seed: the fresh converter put in front of an MDLM checkpoint (default ``ConverterConfig()``).
+        device, dtype: where and in which floating dtype to put the weights (default: as stored, on the CPU).
+    """
+    path = _resolve(name_or_path)
+    if path.is_file() and path.suffix == ".ckpt":
+        model = _load_lightning(path, seq_len, ema, converter, seed)
+        return model.to(device=device, dtype=dtype).eval()
+    if path.is_file() and path.name not in (CONFIG_NAME, WEIGHTS_NAME, "pytorch_model.bin"):
+        raise SNRPathError(
+            f"{path} is not a checkpoint file: give a Lightning .ckpt, or a folder holding {CONFIG_NAME} and weights"
+        )
+    folder = path if path.is_dir() else path.parent
+    config = _read_json(folder / CONFIG_NAME)
+    if ema:
+        raise SNRPathError(f"ema=True but {folder} holds no EMA weights (only Lightning .ckpt files carry them)")
+    if config.get("format") == FORMAT:
+        if converter is not None:
+            raise SNRPathError(f"{folder} has its own converter; 'converter' applies to MDLM checkpoints only")
+        model = _load_ours(folder, config, seq_len)
+    elif config.get("model_type") == "mdlm":
+        model = _load_mdlm_folder(folder, config, seq_len, converter, seed)
+    else:
+        raise SNRPathError(
+            f"{folder / CONFIG_NAME} is neither an snrpaths checkpoint (format: {FORMAT!r}) nor an MDLM snapshot "
+            f"(model_type: 'mdlm') (got format={config.get('format')!r}, model_type={config.get('model_type')!r})"
+        )
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
+    """Write ``denoiser`` to ``folder`` in our format; each file is written atomically (temp file, then rename).
+
+    The config is written last and removed first: a folder whose config is present always has matching weights.
+    """
+    if not isinstance(denoiser, DSLDenoiser):
+        raise SNRTypeError(f"'denoiser' must be a DSLDenoiser (got {type(denoiser).__name__})")
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "backbone": attrs.asdict(denoiser.backbone.config),
+        "converter": attrs.asdict(denoiser.converter.config),
+        "tokenizer": denoiser.tokenizer,
+    }
+    try:
+        text = json.dumps(config, indent=2) + "\n"
+    except TypeError as e:
+        raise SNRPathError(f"the denoiser's 'tokenizer' must be JSON-serialisable ({e})") from None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_NAME).unlink(missing_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(tensors, tmp, {"format": FORMAT}))
+    _atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    return folder
+
+
+# -- the three forms ----------------------------------------------------------------------------------------------
+
+
+def _load_ours(folder: Path, config: dict, seq_len: int | None) -> DSLDenoiser:
+    if config.get("version") != VERSION:
+        raise SNRPathError(f"{folder} is format version {config.get('version')!r}; snrpaths reads version {VERSION}")
+    backbone = _build_config(DiTConfig, config.get("backbone"), f"{folder / CONFIG_NAME} 'backbone'")
+    conv = _build_config(ConverterConfig, config.get("converter"), f"{folder / CONFIG_NAME} 'converter'")
+    if seq_len is not None:
+        backbone = attrs.evolve(backbone, seq_len=seq_len)
+    with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
+        model = DSLDenoiser(DiT(backbone), Converter(backbone.vocab_size, conv), config.get("tokenizer"))
+    weights = _read_weights(folder)
+    _check_keys(_shapes(model), weights, str(folder / WEIGHTS_NAME))
+    model.load_state_dict(weights, assign=True)
+    return model
+
+
+def _load_mdlm_folder(folder, config, seq_len, converter, seed) -> DSLDenoiser:
+    missing = [k for k in MDLM_FIELDS if k not in config]
+    if missing:
+        raise SNRPathError(f"{folder / CONFIG_NAME} lacks the MDLM fields {missing}; it needs {list(MDLM_FIELDS)}")
+    fields = dict(
+        vocab_size=config["vocab_size"] - 1,  # MDLM counts [MASK] in vocab_size
+        seq_len=config["model_length"] if seq_len is None else seq_len,
+        hidden=config["hidden_dim"],
+        cond_dim=config["cond_dim"],
+        n_blocks=config["n_blocks"],
+        n_heads=config["n_heads"],
+        dropout=config.get("dropout", 0.1),
+    )
+    backbone = _build_config(DiTConfig, fields, str(folder / CONFIG_NAME))
+    return _mdlm_model(backbone, _read_weights(folder), str(folder), converter, seed)
+
+
+def _load_lightning(path: Path, seq_len, ema, converter, seed) -> DSLDenoiser:
+    ckpt = _torch_load(path)
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SNRPathError(f"{path} has no 'state_dict' mapping; is it a Lightning checkpoint?")
+    # Other LightningModule parts (noise schedule, metrics) are not the model; every backbone.* key must fit.
+    weights = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone = _infer_config(weights, path, seq_len)
+    with torch.device("meta"):
+        names = ["backbone." + n for n, _ in DiT(backbone).named_parameters()]
+    ema_state = ckpt.get("ema")
+    shadow = ema_state.get("shadow_params") if isinstance(ema_state, dict) else None
+    if ema and shadow is None:
+        raise SNRPathError(f"ema=True but {path} has no EMA weights (ckpt['ema']['shadow_params'])")
+    if shadow is not None and ema is not False:
+        weights.update(_ema_weights(shadow, names, weights, len(state) - len(weights), path))
+    return _mdlm_model(backbone, weights, str(path), converter, seed)
+
+
+def _ema_weights(shadow, names, weights, n_other, path) -> dict:
+    """MDLM's EMA keeps one shadow tensor per parameter of ``chain(backbone, noise)``, in order, no buffers."""
+    if not isinstance(shadow, (list, tuple)) or not (len(names) <= len(shadow) <= len(names) + n_other):
+        n = len(shadow) if isinstance(shadow, (list, tuple)) else type(shadow).__name__
+        raise SNRPathError(f"{path}: EMA has {n} shadow parameters; the backbone has {len(names)} parameters")
+    bad = [
+        f"{name} is {list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}, "
+        f"expected {list(weights[name].shape)}"
+        for name, t in zip(names, shadow)
+        if name in weights and (not isinstance(t, torch.Tensor) or t.shape != weights[name].shape)
+    ]
+    if bad:
+        raise SNRPathError(f"{path}: EMA shadow parameters do not line up with the backbone:\n  " + "\n  ".join(bad))
+    return dict(zip(names, shadow))
+
+
+def _mdlm_model(backbone: DiTConfig, weights: dict, source: str, converter, seed) -> DSLDenoiser:
+    with torch.device("meta"):
+        dit = DiT(backbone)
+    expected = {"backbone." + k: v for k, v in _shapes(dit).items()}
+    _check_keys(expected, weights, source)
+    dit.load_state_dict({k.removeprefix("backbone."): v for k, v in weights.items()}, assign=True)
+    return DSLDenoiser(dit, Converter(backbone.vocab_size, converter or ConverterConfig(), seed=seed))
+
+
+def _infer_config(weights: dict, path: Path, seq_len: int | None) -> DiTConfig:
+    """A Lightning checkpoint's sizes, read off tensor shapes (its config is pickled hydra, which we do not run)."""
+    needed = ["backbone.vocab_embed.embedding", "backbone.sigma_map.mlp.0.weight", "backbone.rotary_emb.inv_freq",
+              "backbone.blocks.0.mlp.0.weight"]
+    missing = [k for k in needed if k not in weights]
+    if missing:
+        raise SNRPathError(f"{path}: cannot read the architecture off the state_dict; missing keys {missing}")
+    if seq_len is None:
+        raise SNRPathError(
+            f"{path} is a Lightning checkpoint: pass seq_len=... (its training length, 1024 for MDLM on "
+            "OpenWebText), which it stores only inside its pickled config"
+        )
+    rows, hidden = weights["backbone.vocab_embed.embedding"].shape
+    blocks = {int(m.group(1)) for k in weights if (m := re.match(r"backbone\.blocks\.(\d+)\.", k))}
+    head_dim = 2 * weights["backbone.rotary_emb.inv_freq"].numel()
+    cond_dim, freq_dim = weights["backbone.sigma_map.mlp.0.weight"].shape
+    fields = dict(vocab_size=rows - 1, seq_len=seq_len, hidden=hidden, cond_dim=cond_dim, n_blocks=max(blocks) + 1,
+                  n_heads=max(1, hidden // head_dim), freq_dim=freq_dim,
+                  mlp_ratio=max(1, weights["backbone.blocks.0.mlp.0.weight"].shape[0] // hidden))
+    return _build_config(DiTConfig, fields, f"{path} (sizes read off its tensors)")
+
+
+# -- reading and writing files ------------------------------------------------------------------------------------
+
+
+def _resolve(name_or_path) -> Path:
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise SNRPathError(f"'name_or_path' must be a checkpoint name or a path (got {type(name_or_path).__name__})")
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    if isinstance(name_or_path, str) and name_or_path in known_names():
+        return CHECKPOINT_DIR / name_or_path
+    raise SNRPathError(
+        f"{str(name_or_path)!r} is neither an existing path nor a known checkpoint name; known names: {known_names()}"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise SNRPathError(f"{path} not found: a checkpoint folder needs a {CONFIG_NAME}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SNRPathError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise SNRPathError(f"{path} must hold a JSON object (got {type(config).__name__})")
+    return config
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    if (folder / WEIGHTS_NAME).is_file():
+        return safetensors.torch.load_file(folder / WEIGHTS_NAME, device="cpu")
+    if (folder / "pytorch_model.bin").is_file():
+        weights = _torch_load(folder / "pytorch_model.bin")
+        if isinstance(weights, dict):
+            return weights
+    raise SNRPathError(f"{folder} has no weights: expected {WEIGHTS_NAME} (or pytorch_model.bin)")
+
+
+class _Inert:
+    """Stands in for every class or function a checkpoint's pickle names beyond tensors and containers."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _torch_load(path: Path):
+    """``torch.load(weights_only=True)`` with unknown globals mapped to ``_Inert``: their code never runs."""
+    try:
+        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        with torch.serialization.safe_globals([(_Inert, name) for name in foreign]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
+        raise SNRPathError(
+            f"cannot load {path} safely ({str(e).splitlines()[0]}). snrpaths never runs code from a checkpoint; "
+            "in a trusted environment, re-save just the tensors: torch.save({'state_dict': ck['state_dict'], "
+            "'ema': ck.get('ema')}, 'clean.ckpt')"
+        ) from None
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the bytes reach the disk before the name does
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- checks -----------------------------------------------------------------------------------------------------------
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in module.state_dict().items()}
+
+
+def _check_keys(expected: dict[str, torch.Size], weights: dict, source: str) -> None:
+    """One error listing every missing, unexpected, mis-shaped or non-tensor entry."""
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [
+        f"{k} is {list(weights[k].shape) if isinstance(weights[k], torch.Tensor) else type(weights[k]).__name__}, "
+        f"expected {list(expected[k])}"
+        for k in sorted(set(expected) & set(weights))
+        if not isinstance(weights[k], torch.Tensor) or not weights[k].is_floating_point()
+        or weights[k].shape != expected[k]
+    ]
+    problems = [(f"missing ({len(missing)})", missing), (f"unexpected ({len(unexpected)})", unexpected),
+                (f"wrong shape or dtype ({len(wrong)})", wrong)]
+    lines = [f"  {title}: " + "; ".join(items[:20]) + (" ..." if len(items) > 20 else "")
+             for title, items in problems if items]
+    if lines:
+        raise SNRPathError(f"{source} does not fit the model its config describes:\n" + "\n".join(lines))
+
+
+def _build_config(cls, fields, where: str):
+    if not isinstance(fields, dict):
+        raise SNRPathError(f"{where} must be a JSON object (got {type(fields).__name__})")
+    names = {a.name for a in attrs.fields(cls)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise SNRPathError(f"{where} has unknown fields {unknown}; valid fields are {sorted(names)}")
+    try:
+        return cls(**fields)
+    except SNRPathError as e:
+        raise SNRPathError(f"{where}: {e}") from None
+    except TypeError as e:
+        raise SNRPathError(f"{where}: {e}") from None

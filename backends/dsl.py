@@ -1,0 +1,127 @@
+"""The DSL denoiser: converter front end + MDLM-layout DiT, as a :class:`snrpaths.Denoiser`.
+
+    p_theta(s_i | z) = softmax_v( DiT(converter(z, gamma, tokens))_i )_v,   v over the V real tokens
+
+Two entry points, one computation: ``logits(state)`` for the runner (an :class:`snrpaths.SNRState`, no gradient,
+no dropout) and ``forward(z, gamma, tokens)`` on plain tensors for a trainer (gradients, dropout in training mode).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
+from snrpaths.geometry import TokenTable
+from snrpaths.state import SNRState
+
+from .converter import Converter, ConverterConfig
+from .dit import DiT, DiTConfig
+
+
+class DSLDenoiser(nn.Module):
+    """A DiT denoiser queried on any per-token SNR state.
+
+    Args:
+        backbone: the DiT (its ``vocab_embed`` is the converter's table ``E``).
+        converter: anchors, ``beta`` and ``b``; its vocabulary must match the backbone's.
+        tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint.
+    """
+
+    def __init__(self, backbone: DiT, converter: Converter, tokenizer: dict | None = None):
+        super().__init__()
+        if converter.vocab_size != backbone.config.vocab_size:
+            raise ShapeError(
+                f"the converter has {converter.vocab_size} anchors; the backbone has V = {backbone.config.vocab_size}"
+            )
+        self.backbone = backbone
+        self.converter = converter
+        self.tokenizer = tokenizer
+        self._table_key: tuple | None = None
+        self._table: TokenTable | None = None
+
+    @classmethod
+    def build(
+        cls,
+        backbone: DiTConfig,
+        converter: ConverterConfig = ConverterConfig(),
+        *,
+        seed: int = 0,
+        tokenizer: dict | None = None,
+    ) -> "DSLDenoiser":
+        """A freshly initialised denoiser (MDLM's initialisation for the DiT); ``seed`` fixes every weight without
+        touching torch's global RNG."""
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: fork_rng restores just that one
+            dit = DiT(backbone)
+        return cls(dit, Converter(backbone.vocab_size, converter, seed=seed), tokenizer)
+
+    # -- the Denoiser protocol -------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backbone.config.vocab_size
+
+    @property
+    def seq_len(self) -> int:
+        return self.backbone.config.seq_len
+
+    @property
+    def table(self) -> TokenTable:
+        """The unit-norm anchors as a :class:`TokenTable` (a detached copy, rebuilt only when the anchors change)."""
+        w = self.converter.anchor_weight
+        key = (w._version, w.data_ptr(), w.device, w.dtype)  # _version moves on every in-place (optimizer) update
+        if key != self._table_key:
+            self._table = TokenTable(self.converter.anchors.detach())
+            self._table_key = key
+        return self._table
+
+    def logits(self, state: SNRState) -> torch.Tensor:
+        """``(B, L, V)`` unnormalised logits of ``p(s_i = v | z)``; no gradient, no dropout, train or eval mode."""
+        if not isinstance(state, SNRState):
+            raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
+        with torch.no_grad():
+            return self._predict(state.z, state.gamma, state.tokens, dropout=0.0)
+
+    # -- the training entry point ------------------------------------------------------------------------------
+
+    def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L, V)`` logits from plain tensors, differentiable.
+
+        Args:
+            z: ``(B, L, d)`` evidence ``gamma x + sqrt(gamma) eps`` (read where ``0 < gamma < inf``).
+            gamma: ``(B, L)`` SNRs in ``[0, inf]``: 0 is ``[MASK]``, inf is clean.
+            tokens: ``(B, L)`` integer ids, read only where ``gamma = inf``: a trainer may pass the whole target
+                sequence.
+        """
+        return self._predict(z, gamma, tokens, dropout=None)
+
+    def _predict(self, z, gamma, tokens, dropout):
+        self._check_inputs(z, gamma, tokens)
+        E = self.backbone.vocab_embed.embedding  # (V + 1, H)
+        h = self.converter(z, gamma, tokens, E)  # (B, L, H)
+        return self.backbone(h, dropout=dropout)  # (B, L, V)
+
+    def _check_inputs(self, z, gamma, tokens) -> None:
+        """Shapes, dtypes and devices only: no values are read here, so no host sync."""
+        for name, t in (("z", z), ("gamma", gamma), ("tokens", tokens)):
+            if not isinstance(t, torch.Tensor):
+                raise SNRTypeError(f"{name!r} must be a torch.Tensor (got {type(t).__name__})")
+        if gamma.ndim != 2:
+            raise ShapeError(f"'gamma' must have shape [B, L] (got {list(gamma.shape)})")
+        B, L = gamma.shape
+        d = self.converter.config.anchor_dim
+        if L != self.seq_len:
+            raise ShapeError(f"the state has L = {L} positions; this denoiser is built for seq_len = {self.seq_len}")
+        if tuple(z.shape) != (B, L, d):
+            raise ShapeError(f"'z' must have shape [{B}, {L}, {d}] (batch, seq_len, anchor_dim) (got {list(z.shape)})")
+        if tuple(tokens.shape) != (B, L):
+            raise ShapeError(f"'tokens' must have shape [{B}, {L}] (got {list(tokens.shape)})")
+        if not z.is_floating_point() or not gamma.is_floating_point():
+            raise ShapeError(f"'z' and 'gamma' must be floating point (got {z.dtype} and {gamma.dtype})")
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise ShapeError(f"'tokens' must hold integer ids (got dtype {tokens.dtype})")
+        device = self.backbone.vocab_embed.embedding.device
+        for name, t in (("z", z), ("gamma", gamma), ("tokens", tokens)):
+            if t.device != device:
+                raise SNRPathError(f"{name!r} is on {t.device} but the denoiser is on {device}; move one of them")
