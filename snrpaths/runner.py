@@ -269,8 +269,15 @@ def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch
     return eligible & (rank < n[:, None])
 
 
+def _select_ramp(run: _Run, op: RampOp) -> _Selection:
+    active = run.mask(op.positions) & ~run.state.clean
+    return _Selection(active, needs_logits=active.any())
+
+
 def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     state = run.state
+    if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
+        return state
     dgamma = torch.where(sel.chosen, (op.level - state.gamma).clamp_min(0), 0.0)
     if op.form == "mean":
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
@@ -292,7 +299,7 @@ def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
 
 _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {
     RevealOp: _select_reveal,
-    RampOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean, needs_logits=True),
+    RampOp: _select_ramp,
     RemaskOp: lambda run, op: _Selection(run.mask(op.positions) & run.state.clean),
     MaskOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean),
 }

@@ -213,3 +213,9 @@ def test_bad_sample_arguments():
         sample(Path.ar(), TOY, batch=0)
     with pytest.raises(TypeError, match="Denoiser protocol"):
         sample(Path.ar(), object())
+
+
+@pytest.mark.parametrize("text", ["hybrid(2, 2)", "mdm(3, remask='confidence')", "ar()"])
+def test_a_prompt_that_fixes_everything_costs_no_call(text):
+    result = sample(parse_path(text), Counting(TOY), batch=2, prompt=torch.tensor([0, 1, 2, 0]))
+    assert result.nfe == 0 and result.tokens.tolist() == [[0, 1, 2, 0]] * 2
