@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args()
     sizes = dict(batch=8, seq_len=64, steps=64, repeats=2, hidden=64, blocks=1) if args.quick else \
-        dict(batch=64, seq_len=256, steps=256, repeats=5, hidden=128, blocks=2)
+        dict(batch=64, seq_len=256, steps=256, repeats=3, hidden=128, blocks=2)
     result = measure(**sizes)
     text = report(result)
     print(text)
