@@ -67,6 +67,7 @@ def measure(batch: int, seq_len: int, steps: int, repeats: int, hidden: int, blo
             start = time.perf_counter()
             _, nfe[name] = run(rep + 1)
             times[name].append(time.perf_counter() - start)
+            print(f"  run {rep + 1}/{repeats} {name:>18}: {times[name][-1]:7.2f} s, {nfe[name]} calls", flush=True)
     hand, ours = (statistics.median(times[n]) for n in runs)
     return {"batch": batch, "seq_len": seq_len, "steps": steps, "repeats": repeats, "hidden": hidden, "blocks": blocks,
             "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
