@@ -46,7 +46,51 @@ def _parser() -> argparse.ArgumentParser:
     toy.add_argument("--gamma-max", type=float, default=400.0,
                      help="gamma_max of the reference hybrid (toy anchors separate by gamma ~ 8/Delta^2)")
     toy.set_defaults(run=_run_toy)
+    _add_plot_commands(commands)
     return parser
+
+
+def _add_plot_commands(commands) -> None:
+    plot = commands.add_parser("plot", help="draw paths as figures (PNG, SVG or PDF, by the --out suffix)",
+                               description="Draw paths as figures. Bare paths are run on an exact toy denoiser (a "
+                                           "binary Markov chain) with a trace; the file is written atomically.")
+    figures = plot.add_subparsers(required=True, metavar="figure")
+    plane = figures.add_parser("gamma-plane", help="runs in the (gamma_i, gamma_j) plane, one panel per path",
+                               description="Trajectories of (gamma_i, gamma_j) on compactified axes gamma/(1+gamma), "
+                                           "several runs overlaid, one panel per --path.")
+    plane.add_argument("--positions", type=int, nargs=2, default=(0, 1), metavar=("I", "J"),
+                       help="the two positions on the axes (default: 0 1)")
+    plane.add_argument("--runs", type=int, default=8, help="runs overlaid per path (default: 8)")
+    plane.add_argument("--length", type=int, default=None,
+                       help="sequence length L (default: the smallest holding both positions, at least 2)")
+    plane.set_defaults(run=_run_gamma_plane)
+    order = figures.add_parser("order", help="positions x steps heatmaps of information, one row per path",
+                               description="Token-level generation order: gamma/(1+gamma) of every position after "
+                                           "every step of one run, one row per --path.")
+    order.add_argument("--length", type=int, default=16, help="sequence length L (default: 16, at most 17)")
+    order.set_defaults(run=_run_order)
+    for sub in (plane, order):
+        sub.add_argument("--path", action="append", required=True, metavar="EXPR",
+                         help="path expression; repeat for several, e.g. --path 'ar()' --path 'mdm(16)'")
+        sub.add_argument("--out", required=True, help="the image to write, e.g. fig.png")
+        sub.add_argument("--seed", type=int, default=0)
+
+
+def _run_gamma_plane(args) -> int:
+    from . import plot  # matplotlib loads only when a plot is asked for
+
+    fig = plot.gamma_plane([parse_path(text) for text in args.path], positions=tuple(args.positions),
+                           runs=args.runs, seq_len=args.length, seed=args.seed)
+    print(f"wrote {plot.save(fig, args.out)}")
+    return 0
+
+
+def _run_order(args) -> int:
+    from . import plot
+
+    fig = plot.generation_order([parse_path(text) for text in args.path], seq_len=args.length, seed=args.seed)
+    print(f"wrote {plot.save(fig, args.out)}")
+    return 0
 
 
 def _make_toy(args):

@@ -184,6 +184,13 @@ class Path:
 
         return path_graph(self)
 
+    def plot(self, positions: tuple[int, int] = (0, 1), **kwargs: Any):
+        """This path's runs in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
+        :func:`snrpaths.plot.gamma_plane` (keywords ``denoiser``, ``seq_len``, ``runs``, ``seed``, ``title``)."""
+        from .plot import gamma_plane
+
+        return gamma_plane(self, positions=positions, **kwargs)
+
     # -- primitives --
 
     @classmethod

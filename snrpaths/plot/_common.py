@@ -1,0 +1,216 @@
+"""What every plot shares: the compactified SNR axis, turning paths into traces, figures, atomic saving."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import pathlib
+import re
+import tempfile
+import textwrap
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..parse import parse_path
+from ..path import Path
+from ..runner import Result, Trace, sample
+
+#: SNRs marked on a compactified axis: ``u = gamma / (1 + gamma)`` puts them at 0, 1/2, 3/4, 9/10 and 1.
+GAMMA_TICKS = (0.0, 1.0, 3.0, 9.0, math.inf)
+#: The longest sequence the default toy enumerates (``2^L`` sequences, see ``default_denoiser``).
+MAX_DEFAULT_LEN = 17
+#: Drawn styles, shared so that every figure speaks one visual language.
+CONTINUOUS, REVEAL, REMASK = "#1f6fb4", "#3a3a3a", "#d1352b"
+
+
+def compactify(gamma: Any) -> np.ndarray:
+    """``u = gamma / (1 + gamma)`` as float64, with ``gamma = inf`` mapped to exactly 1.
+
+    The map sends ``[0, inf]`` onto ``[0, 1]``: ``[MASK]`` (gamma = 0) and clean (gamma = inf) become the edges
+    of the plot, gamma = 1 (where evidence and noise have equal size) the middle.
+    """
+    g = gamma.detach().cpu().to(torch.float64).numpy() if isinstance(gamma, torch.Tensor) else np.asarray(gamma, float)
+    u = np.ones_like(g)
+    finite = np.isfinite(g)
+    u[finite] = g[finite] / (1.0 + g[finite])
+    return u
+
+
+def gamma_tick_labels(edge_names: bool = True, sep: str = "\n") -> tuple[list[float], list[str]]:
+    """Tick positions on a compactified axis and their labels in SNR units (``0``, ``1``, ``3``, ``9``, ``∞``)."""
+    labels = ["0", "1", "3", "9", "∞"]
+    if edge_names:
+        labels[0], labels[-1] = f"0{sep}[MASK]", f"∞{sep}clean"
+    return [float(u) for u in compactify(np.array(GAMMA_TICKS))], labels
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure outside pyplot: no global state, nothing to close, savefig works with any backend (Agg)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def wrap(text: str, width_inches: float, fontsize: float) -> str:
+    """``text`` re-broken to fit ``width_inches`` at ``fontsize`` points (about half an em per character).
+
+    A ``$...$`` math span is never broken (a break inside would be a mathtext error) and counts as the length it
+    renders to (``$\\gamma_{0}$`` is two characters), not its source."""
+    chars = max(12, int(width_inches * 72 / (0.55 * fontsize)))
+    spans: list[str] = []
+
+    def hide(match: re.Match) -> str:
+        shown = re.sub(r"[{}_^$]", "", re.sub(r"\\[a-zA-Z]+", "x", match.group(0)))
+        spans.append(match.group(0))
+        return f"\ue000{len(spans) - 1}".ljust(len(shown), "\ue001")
+
+    hidden = re.sub(r"\$[^$]*\$", hide, text)
+    lines = (textwrap.fill(line, chars, break_on_hyphens=False) for line in hidden.split("\n"))
+    return re.sub("\ue000(\\d+)\ue001*", lambda m: spans[int(m.group(1))], "\n".join(lines))
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
+    return int(value)
+
+
+# -- inputs: paths, results and traces -----------------------------------------------------------------------
+
+
+def labelled(items: Any, what: str) -> list[tuple[str | None, Any]]:
+    """``(label or None, item)`` pairs from one item, a sequence of items, or a ``{label: item}`` mapping."""
+    if isinstance(items, Mapping):
+        pairs = [(str(k), v) for k, v in items.items()]
+    elif isinstance(items, (Path, str, Trace, Result)) or not isinstance(items, Iterable):
+        pairs = [(None, items)]
+    else:
+        pairs = [(None, item) for item in items]
+    if not pairs:
+        raise SNRPathError(f"{what} needs at least one path or trace (got an empty {type(items).__name__})")
+    return pairs
+
+
+@functools.lru_cache(maxsize=8)
+def default_denoiser(seq_len: int):
+    """The exact Bayes denoiser of a binary first-order Markov chain of ``seq_len`` tokens (seed 0).
+
+    Where a path's gamma trajectory depends on the model at all (confidence orders, ReMDM's confidence policy),
+    an exact toy gives the Bayes-optimal answer, so the figure shows the path itself, not a model's quirks. Two
+    tokens keep the ``2^L`` enumeration cheap up to ``L = 17``.
+    """
+    from snrpaths.backends.toy import ExactToy  # lazy: only plots of bare paths need a backend
+
+    if seq_len > MAX_DEFAULT_LEN:
+        raise SNRPathError(f"the default toy denoiser enumerates 2^L sequences and stops at L = {MAX_DEFAULT_LEN} "
+                           f"(got seq_len={seq_len}); use a shorter sequence, or pass denoiser=... from Python")
+    return ExactToy.markov(2, seq_len, seed=0)
+
+
+def describe(label: str | None, item: Any, index: int) -> str:
+    """The panel title of an item: its label, and the path expression beneath when that says more."""
+    expr = repr(parse_path(item)) if isinstance(item, str) else repr(item) if isinstance(item, Path) else None
+    if label is None:
+        return expr or f"trace {index}"
+    return label if expr is None or expr == label else f"{label}\n{expr}"
+
+
+def as_trace(item: Any, fields: Sequence[str], where: str, *, denoiser: Any = None, seq_len: int | None = None,
+             runs: int = 1, seed: int = 0) -> Any:
+    """A trace with ``fields`` from a Path / path string (sampled on ``denoiser``, by default an exact toy of
+    ``seq_len`` tokens, ``runs`` rows; with neither, a path is refused), a :class:`~snrpaths.Result` or a trace."""
+    if isinstance(item, str):
+        item = parse_path(item)
+    if isinstance(item, Path):
+        if denoiser is None and seq_len is None:
+            raise SNRTypeError(f"{where}: needs a recorded run, not a path: pass sample(path, denoiser, "
+                               f"trace=True) (got {item!r})")
+        den = default_denoiser(seq_len) if denoiser is None else denoiser
+        return sample(item, den, batch=runs, seed=seed, trace=True).trace
+    if isinstance(item, Result):
+        if item.trace is None:
+            raise SNRPathError(f"{where}: the Result carries no trace; sample it with sample(..., trace=True)")
+        item = item.trace
+    check_trace(item, fields, where)
+    return item
+
+
+def check_trace(trace: Any, fields: Sequence[str], where: str) -> None:
+    """Raise unless ``trace`` has every one of ``fields`` as a tensor of the shape :class:`~snrpaths.Trace` gives
+    it (``gamma``, ``tokens``: ``[S + 1, B, L]``; ``confidence``, ``entropy``: ``[S, B, L]``; ``called``: ``[S]``)."""
+    if isinstance(trace, (int, float, bool)) or trace is None:
+        raise SNRTypeError(f"{where}: expected a Path, a path string, a Result or a Trace (got {trace!r})")
+    missing = [f for f in fields if not isinstance(getattr(trace, f, None), torch.Tensor)]
+    if missing:
+        raise SNRPathError(f"{where}: the trace ({type(trace).__name__}) has no {', '.join(missing)} tensor "
+                           f"(needed: {', '.join(fields)}); record one with sample(path, denoiser, trace=True)")
+    gamma = trace.gamma if "gamma" in fields else None
+    if gamma is not None:
+        if gamma.ndim != 3 or gamma.shape[0] < 1 or not gamma.is_floating_point():
+            raise ShapeError(f"{where}: trace.gamma must be a float tensor [S + 1, B, L] (got {list(gamma.shape)})")
+        if bool(torch.isnan(gamma).any()) or bool((gamma < 0).any()):
+            raise SNRPathError(f"{where}: trace.gamma holds NaN or negative SNRs; SNRs lie in [0, inf]")
+    shapes = {"tokens": 0, "confidence": -1, "entropy": -1}
+    for name, extra in shapes.items():
+        if name in fields and gamma is not None:
+            want = (gamma.shape[0] + extra, *gamma.shape[1:])
+            if tuple(getattr(trace, name).shape) != want:
+                raise ShapeError(f"{where}: trace.{name} has shape {list(getattr(trace, name).shape)}; "
+                                 f"trace.gamma {list(gamma.shape)} needs {list(want)}")
+
+
+def check_positions(positions: Any, seq_len: int | None, where: str, count: int | None = None) -> tuple[int, ...]:
+    """Distinct position indices in ``[0, seq_len)`` (exactly ``count`` of them when given); ``seq_len=None``
+    checks only that they are non-negative."""
+    if isinstance(positions, (str, bytes)) or not isinstance(positions, Iterable):
+        raise SNRTypeError(f"{where}: 'positions' must be a sequence of position indices (got {positions!r})")
+    out = tuple(positions)
+    if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in out):
+        raise SNRTypeError(f"{where}: 'positions' must hold integers (got {positions!r})")
+    if count is not None and len(out) != count:
+        raise SNRPathError(f"{where}: 'positions' must name exactly {count} positions (got {positions!r})")
+    if len(set(out)) != len(out):
+        raise SNRPathError(f"{where}: 'positions' must be distinct (got {positions!r})")
+    if seq_len is None and any(p < 0 for p in out):
+        raise SNRPathError(f"{where}: positions must be non-negative (got {positions!r})")
+    bad = [int(p) for p in out if seq_len is not None and not 0 <= p < seq_len]
+    if bad:
+        raise SNRPathError(f"{where}: positions {bad} are out of range for sequences of length {seq_len} "
+                           f"(valid: 0..{seq_len - 1})")
+    return tuple(int(p) for p in out)
+
+
+# -- output ----------------------------------------------------------------------------------------------------
+
+
+def save(fig: Figure, path: str | os.PathLike, *, dpi: float = 120) -> pathlib.Path:
+    """Write ``fig`` to ``path`` atomically: render into a temporary file beside it, then rename.
+
+    A reader never sees a half-written image, and a failed render leaves any earlier file untouched. The format
+    follows the suffix (``.png``, ``.svg``, ``.pdf``, ...); missing parent folders are created.
+    """
+    path = pathlib.Path(path)
+    fmt = path.suffix[1:].lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise SNRPathError(f"cannot write {str(path)!r}: the file name must end in one of "
+                           f"{', '.join('.' + k for k in sorted(supported))}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as err:
+        raise SNRPathError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, dpi=dpi)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be read
+        os.replace(tmp, path)
+    except BaseException as err:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise SNRPathError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+        raise
+    return path

@@ -1,0 +1,191 @@
+"""Paths in the (gamma_i, gamma_j) plane: the paper's picture of a sampler as a route through per-token SNR space."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from ._common import (CONTINUOUS, REMASK, REVEAL, as_trace, check_positions, compactify, describe,
+                      gamma_tick_labels, labelled, new_figure, positive_int, wrap)
+
+_FIELDS = ("gamma",)
+_PAD = 0.08  # room beyond the [0, 1] square so that moves along its edges stay visible
+
+
+@attrs.frozen(eq=False)
+class PlaneSegments:
+    """The moves of every run between consecutive states, in compactified coordinates.
+
+    Each array is ``[n, 2, 2]``: ``n`` moves, from ``(u_i, u_j)`` to ``(u_i, u_j)``.
+
+    Attributes:
+        continuous: both coordinates stay finite (a ramp step): drawn as a line with a dot per step.
+        reveal: some coordinate jumps to inf (u = 1) and none falls: a reveal.
+        remask: some coordinate falls to 0 from above: a remask (or a switch back to [MASK]).
+        start: ``[B, 2]`` first state of each run; ``end``: ``[B, 2]`` last state.
+    """
+
+    continuous: np.ndarray
+    reveal: np.ndarray
+    remask: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def plane_segments(gamma_i: Any, gamma_j: Any) -> PlaneSegments:
+    """Classify the moves of ``[S + 1, B]`` SNR trajectories of two positions (see :class:`PlaneSegments`)."""
+    x, y = compactify(gamma_i), compactify(gamma_j)
+    pts = np.stack([x, y], axis=-1)  # [S + 1, B, 2]
+    a, b = pts[:-1].reshape(-1, 2), pts[1:].reshape(-1, 2)
+    moved = (a != b).any(-1)
+    to_clean = ((b == 1) & (a < 1)).any(-1)
+    to_mask = ((b == 0) & (a > 0)).any(-1)
+    seg = np.stack([a, b], axis=1)
+    return PlaneSegments(continuous=seg[moved & ~to_clean & ~to_mask], reveal=seg[to_clean & ~to_mask],
+                         remask=seg[to_mask], start=pts[0], end=pts[-1])
+
+
+def gamma_plane(
+    paths: Any,
+    positions: tuple[int, int] = (0, 1),
+    *,
+    denoiser: Any = None,
+    seq_len: int | None = None,
+    runs: int = 8,
+    seed: int = 0,
+    cols: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Trajectories of ``(gamma_i, gamma_j)`` for one or several paths, one panel per path.
+
+    Both axes are compactified, ``u = gamma / (1 + gamma)``, so ``[MASK]`` (gamma = 0) and clean tokens
+    (gamma = inf) are the edges of the unit square: a run from an all-``[MASK]`` start begins at the lower-left
+    corner and every run ends at the upper-right one. ``runs`` independent runs (the rows of one batch) are
+    overlaid with transparency. Continuous moves (finite SNR rising, a ramp) are blue lines with one dot per step;
+    jumps to gamma = inf (reveals) are dark arrows and jumps back to 0 (remasks) red ones; a jump that moves both
+    positions at once is drawn as an arc so that it is never mistaken for the continuous diagonal. So AR runs
+    along the edges, masked diffusion jumps between corners, the joint ramp climbs the diagonal and the hybrid
+    climbs it, then jumps.
+
+    Args:
+        paths: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace` of a run, a sequence
+            of these, or a ``{label: item}`` mapping (labels become panel titles).
+        positions: the two positions ``(i, j)`` on the x and y axes.
+        denoiser: what bare paths are sampled with (``trace=True``). Default: the exact Bayes denoiser of a binary
+            Markov chain (``ExactToy.markov(2, seq_len, seed=0)``), which is enough because a path's SNR route
+            depends on the model only through confidence orders and ReMDM's confidence policy.
+        seq_len: the length bare paths are compiled for; default the smallest holding both positions (at least 2,
+            the paper's two-token picture).
+        runs: runs per bare path; ``seed`` seeds them.
+        cols: panels per row (default: a near-square grid, 2 x 2 for four panels, 4 per row for twelve).
+    Returns:
+        the Figure (never shown; save it with :func:`snrpaths.plot.save` or ``fig.savefig``).
+    """
+    runs = positive_int("runs", runs)
+    pair = check_positions(positions, None, "gamma_plane", count=2)
+    length = max(max(pair) + 1, 2) if seq_len is None else positive_int("seq_len", seq_len)
+    panels = []
+    for index, (label, item) in enumerate(labelled(paths, "gamma_plane")):
+        trace = as_trace(item, _FIELDS, "gamma_plane", denoiser=denoiser, seq_len=length, runs=runs, seed=seed)
+        i, j = check_positions(pair, trace.gamma.shape[-1], f"gamma_plane ({describe(label, item, index)})", count=2)
+        panels.append((describe(label, item, index), plane_segments(trace.gamma[:, :, i], trace.gamma[:, :, j])))
+    return _figure(panels, pair, cols, title)
+
+
+def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | None) -> Figure:
+    n = len(panels)
+    # Near-square grids read best: 4 panels as 2 x 2, 9 as 3 x 3, 12 as 3 rows of 4.
+    cols = (n if n <= 3 else math.ceil(math.sqrt(n))) if cols is None else positive_int("cols", cols)
+    rows = math.ceil(n / cols)
+    width = max(2.75 * cols + 0.3, 4.6)  # one panel still needs room for the legend and the title
+    names = [wrap(name, width / cols - 0.2, 8.5) for name, _ in panels]
+    batches = sorted({len(seg.start) for _, seg in panels})
+    runs = f"{batches[0]} run{'s' * (batches[0] > 1)}" if len(batches) == 1 else "several runs"
+    heading = wrap(title or f"Paths in the $(\\gamma_{{{pair[0]}}}, \\gamma_{{{pair[1]}}})$ plane of per-token SNR, "
+                   f"{runs} per panel\naxes $\\gamma/(1+\\gamma)$: [MASK] ($\\gamma=0$) and clean ($\\gamma=\\infty$) "
+                   "are the edges", width, 9.5)
+    lines = [max(names[r * cols:(r + 1) * cols], key=lambda t: t.count("\n")).count("\n") + 1 for r in range(rows)]
+    fig = new_figure(width, sum(2.45 + 0.16 * k for k in lines) + 0.55 + 0.17 * (heading.count("\n") + 1))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+    for ax, name, (_, segments) in zip(axes, names, panels):
+        _draw(ax, segments)
+        ax.set_title(name, fontsize=8.5)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    _axes_in_gamma(axes[:n], pair, cols)
+    handles = _legend_handles(any(len(seg.remask) for _, seg in panels))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles) if cols > 1 else 3, fontsize=8,
+               frameon=False, columnspacing=1.2, handlelength=1.8)
+    fig.suptitle(heading, fontsize=9.5)
+    return fig
+
+
+def _draw(ax, seg: PlaneSegments) -> None:
+    alpha = 0.75 if len(seg.start) == 1 else 0.35
+    ax.add_patch(_square())
+    if len(seg.continuous):
+        ax.add_collection(LineCollection(seg.continuous, colors=CONTINUOUS, linewidths=1.6, alpha=alpha,
+                                         zorder=3, gid="continuous"))
+        dots = seg.continuous[:, 1]
+        ax.scatter(dots[:, 0], dots[:, 1], s=9, color=CONTINUOUS, alpha=alpha, zorder=3, linewidths=0)
+    for kind, moves, color in (("reveal", seg.reveal, REVEAL), ("remask", seg.remask, REMASK)):
+        for (a, b) in moves:
+            ax.add_patch(_arrow(a, b, color, alpha, kind))
+    ax.scatter(*seg.start.T, s=55, facecolor="white", edgecolor="black", linewidths=1.2, zorder=5)
+    ax.scatter(*seg.end.T, s=110, marker="*", color="black", zorder=5, linewidths=0)
+
+
+def _arrow(a: np.ndarray, b: np.ndarray, color: str, alpha: float, kind: str) -> FancyArrowPatch:
+    # A straight move of both coordinates would lie on the diagonal a ramp climbs: bend it into an arc.
+    both = bool((a != b).all())
+    return FancyArrowPatch(tuple(a), tuple(b), arrowstyle="-|>", mutation_scale=9, linewidth=1.3, color=color,
+                           alpha=alpha, shrinkA=0, shrinkB=1.5, zorder=4, gid=kind,
+                           connectionstyle=f"arc3,rad={0.35 if both else 0.0}")
+
+
+def _square() -> Rectangle:
+    return Rectangle((0, 0), 1, 1, fill=False, edgecolor="#b8b8b8", linewidth=0.8, linestyle=(0, (3, 2)), zorder=1)
+
+
+def _axes_in_gamma(axes, pair: tuple[int, int], cols: int) -> None:
+    ticks, xlabels = gamma_tick_labels()
+    _, ylabels = gamma_tick_labels(sep=" ")
+    for k, ax in enumerate(axes):
+        ax.set_xlim(-_PAD, 1 + _PAD)
+        ax.set_ylim(-_PAD, 1 + _PAD)
+        ax.set_aspect("equal")
+        ax.set_xticks(ticks, xlabels, fontsize=7.5)
+        ax.set_yticks(ticks, ylabels, fontsize=7.5)
+        ax.tick_params(length=2.5)
+        ax.grid(True, color="#eeeeee", linewidth=0.6, zorder=0)
+        ax.set_xlabel(f"SNR $\\gamma_{{{pair[0]}}}$ of position {pair[0]}", fontsize=8.5)
+        ax.set_ylabel(f"SNR $\\gamma_{{{pair[1]}}}$ of position {pair[1]}", fontsize=8.5)
+        last_row = k + cols >= len(axes)
+        ax.tick_params(labelbottom=last_row, labelleft=k % cols == 0)
+        if not last_row:
+            ax.set_xlabel("")
+        if k % cols:
+            ax.set_ylabel("")
+
+
+def _legend_handles(has_remask: bool) -> list:
+    handles = [
+        Line2D([], [], color=CONTINUOUS, marker="o", markersize=3, linewidth=1.6,
+               label="continuous move, one dot per step"),
+        Line2D([], [], color=REVEAL, marker=">", markersize=5, linewidth=1.3,
+               label="jump: reveal ($\\gamma\\to\\infty$)"),
+    ]
+    if has_remask:
+        handles.append(Line2D([], [], color=REMASK, marker=">", markersize=5, linewidth=1.3,
+                              label="jump: remask ($\\gamma\\to 0$)"))
+    handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor="white", markeredgecolor="black",
+                       markersize=6, label="start"),
+                Line2D([], [], linestyle="", marker="*", color="black", markersize=9, label="end")]
+    return handles
