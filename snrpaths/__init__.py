@@ -4,6 +4,7 @@ Implements Discrete Stochastic Localization (DSL; Wu et al. 2026): tokens are un
 carries its own SNR ``gamma_i in [0, inf]``, and one time-invariant denoiser ``p(s_i | z)`` serves every path.
 """
 
+from . import nll
 from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
@@ -27,6 +28,7 @@ __all__ = [
     "SNRState",
     "SNRTypeError",
     "ShapeError",
+    "nll",
     "TokenTable",
     "corrupt",
     "localize",

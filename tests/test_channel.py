@@ -50,7 +50,6 @@ def test_sample_form_localization_composes_like_the_channel():
 
 
 def test_localize_leaves_clean_and_unchanged_positions_exactly():
-    table = TokenTable.random(3, 2)
     z = torch.randn(1, 3, 2, dtype=torch.float64, generator=gen())
     gamma = torch.tensor([[0.5, math.inf, 2.0]], dtype=torch.float64)
     z[0, 1] = 0
@@ -59,7 +58,7 @@ def test_localize_leaves_clean_and_unchanged_positions_exactly():
 
 
 def test_localize_refuses_impossible_moves():
-    table, z = TokenTable.random(3, 2), torch.zeros(1, 2, 2, dtype=torch.float64)
+    z = torch.zeros(1, 2, 2, dtype=torch.float64)
     g = torch.tensor([[1.0, math.inf]], dtype=torch.float64)
     with pytest.raises(SNRPathError, match="reveal"):
         localize(z, g, torch.tensor([[math.inf, math.inf]], dtype=torch.float64), z, gen())

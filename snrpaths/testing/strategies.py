@@ -131,3 +131,16 @@ def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
         cut = draw(st.integers(1, seq_len - 1))
         return Path.on(slice(0, cut), one(draw)) | Path.on(slice(cut, seq_len), one(draw))
     return one(draw)
+
+
+def nll_curves(seq_len: int) -> st.SearchStrategy:
+    """Monotone SNR curves for :func:`snrpaths.nll.path_integral`: the joint ramp, sequential in a random order,
+    a random order per trajectory, and random per-token piecewise schedules."""
+    from snrpaths.nll import Joint, Piecewise, RandomOrder, Sequential
+
+    return st.one_of(
+        st.just(Joint()),
+        st.permutations(range(seq_len)).map(lambda order: Sequential(tuple(order))),
+        st.just(RandomOrder()),
+        st.builds(Piecewise.random, st.just(seq_len), st.integers(1, 3), seeds()),
+    )

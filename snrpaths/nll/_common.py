@@ -1,0 +1,174 @@
+"""What every estimator shares: the result value, input checks, and batched denoiser evaluation."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import attrs
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..denoiser import Denoiser
+from ..errors import SNRPathError, SNRTypeError, ShapeError
+from ..state import UNKNOWN, SNRState
+
+LN2 = math.log(2.0)
+
+
+@attrs.frozen(eq=False)
+class NLLEstimate:
+    """A Monte Carlo estimate of ``-log P(s)`` for each of ``B`` sequences.
+
+    Attributes:
+        estimator: what produced it, e.g. ``"path_integral(Joint(), control='ito')"``.
+        samples: ``[B, n]`` float64: ``n`` unbiased estimates per sequence, in nats (one per trajectory, order or
+            draw); ``nll`` is their mean.
+        nll: ``[B]`` nats per sequence.
+        stderr: ``[B]`` standard error of ``nll`` in nats, ``sd(samples) / sqrt(n)`` (NaN when ``n = 1``).
+        seq_len: ``L``, for the per-token views.
+        n_calls: denoiser evaluations (rows of a ``logits`` batch) spent per sequence.
+    """
+
+    estimator: str
+    samples: torch.Tensor
+    nll: torch.Tensor
+    stderr: torch.Tensor
+    seq_len: int
+    n_calls: int
+
+    @classmethod
+    def from_samples(cls, estimator: str, samples: torch.Tensor, seq_len: int, n_calls: int) -> "NLLEstimate":
+        n = samples.shape[1]
+        sd = samples.std(dim=1) if n > 1 else torch.full(samples.shape[:1], math.nan, dtype=samples.dtype)
+        return cls(estimator, samples, samples.mean(dim=1), sd / math.sqrt(n), seq_len, n_calls)
+
+    @property
+    def bits_per_token(self) -> torch.Tensor:
+        """``[B]``: ``nll / (L ln 2)``."""
+        return self.nll / (self.seq_len * LN2)
+
+    @property
+    def bits_per_token_stderr(self) -> torch.Tensor:
+        """``[B]``: ``stderr / (L ln 2)``."""
+        return self.stderr / (self.seq_len * LN2)
+
+    def mean_bits_per_token(self) -> tuple[float, float]:
+        """The batch average in bits per token and its Monte Carlo standard error (sequences held fixed)."""
+        b = self.bits_per_token.numel()
+        return float(self.bits_per_token.mean()), float(self.bits_per_token_stderr.pow(2).sum().sqrt() / b)
+
+
+# -- input checks (all run before any denoiser call) ----------------------------------------------------------
+
+
+def check_denoiser(denoiser: object) -> None:
+    if not isinstance(denoiser, Denoiser):
+        raise SNRTypeError(
+            "'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits(state)) "
+            f"(got {type(denoiser).__name__})"
+        )
+
+
+def check_tokens(denoiser: Denoiser, tokens: object) -> torch.Tensor:
+    """``tokens`` as ``[B, L]`` int64 on the table's device; ``[L]`` is read as one sequence."""
+    if not isinstance(tokens, torch.Tensor):
+        raise SNRTypeError(f"'tokens' must be a torch.Tensor of token ids (got {type(tokens).__name__})")
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or tokens.shape[0] < 1:
+        raise ShapeError(f"'tokens' must have shape [B, L] or [L] (got {list(tokens.shape)})")
+    if tokens.shape[1] != denoiser.seq_len:
+        raise ShapeError(
+            f"'tokens' has sequences of length {tokens.shape[1]}; the denoiser's seq_len is {denoiser.seq_len}"
+        )
+    denoiser.table.check_tokens("tokens", tokens)
+    return tokens.to(device=denoiser.table.anchors.device, dtype=torch.int64)
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise SNRPathError(f"{name!r} must be an integer >= {minimum} (got {value!r})")
+    return int(value)
+
+
+def check_progress(progress: object) -> None:
+    if progress is not None and not isinstance(progress, bool):
+        raise SNRTypeError(f"'progress' must be True, False or None (got {progress!r})")
+
+
+def generator(seed: object) -> torch.Generator:
+    """The CPU generator every random choice of an estimator comes from (so results do not depend on device)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise SNRTypeError(f"'seed' must be an integer (got {seed!r})")
+    return torch.Generator().manual_seed(int(seed))
+
+
+# -- evaluation ------------------------------------------------------------------------------------------------
+
+
+def progress_bar(total: int, batch_size: int, progress: bool | None, desc: str) -> tqdm:
+    """A bar counting denoiser calls: shown when asked, hidden when not, and by default only for work spanning
+    several batches on an interactive terminal (tqdm's ``disable=None``)."""
+    disable = (not progress) if progress is not None else (None if total > batch_size else True)
+    return tqdm(total=total, unit="call", desc=desc, disable=disable, leave=False)
+
+
+def log_probs(denoiser: Denoiser, gamma: torch.Tensor, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """One batched denoiser call on ``R`` states.
+
+    Args:
+        gamma: ``[R, L]`` SNRs; positions at inf are shown the true token.
+        z: ``[R, L, d]`` evidence (0 where gamma is 0 or inf).
+        tokens: ``[R, L]`` the true tokens.
+    Returns:
+        ``[R, L, V]`` float64 ``log p(s_i = v | z)``, normalised; 0 at clean positions, whose outputs the protocol
+        leaves undefined (so a NaN there cannot leak into a sum).
+    """
+    clean = torch.isinf(gamma)
+    state = SNRState(gamma=gamma, z=z, tokens=torch.where(clean, tokens, UNKNOWN), fixed=torch.zeros_like(clean),
+                     confidence=clean.to(gamma.dtype))
+    logits = denoiser.logits(state)
+    expected = (*gamma.shape, denoiser.vocab_size)
+    if tuple(logits.shape) != expected:
+        raise ShapeError(f"the denoiser returned logits of shape {list(logits.shape)}; expected {list(expected)}")
+    logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
+    return torch.where(clean[..., None], torch.zeros((), dtype=logp.dtype, device=logp.device), logp)
+
+
+def endpoint_nll(
+    denoiser: Denoiser,
+    tokens: torch.Tensor,
+    clean: torch.Tensor,
+    weight: torch.Tensor,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+) -> torch.Tensor:
+    """``sum_i weight[b, r, i] * -log p(s_i | s_A)`` for endpoint states (``A`` = ``clean[b, r]``, the rest masked).
+
+    Args:
+        tokens: ``[B, L]``; clean: ``[B, R, L]`` bool; weight: ``[B, R, L]`` (0 on clean positions).
+    Returns:
+        ``[B, R]`` float64, evaluated in denoiser calls of at most ``batch_size`` rows.
+    """
+    b, r, length = clean.shape
+    dtype, device = denoiser.table.anchors.dtype, denoiser.table.anchors.device
+    flat_clean, flat_weight = clean.reshape(b * r, length), weight.reshape(b * r, length).to(torch.float64)
+    flat_tokens = tokens[:, None, :].expand(b, r, length).reshape(b * r, length)
+    out = torch.empty(b * r, dtype=torch.float64, device=device)
+    with progress_bar(b * r, batch_size, progress, desc) as bar:
+        for rows in slices(b * r, batch_size):
+            c = flat_clean[rows].to(device)
+            gamma = torch.where(c, math.inf, 0.0).to(dtype)
+            z = torch.zeros(*c.shape, denoiser.table.dim, dtype=dtype, device=device)
+            logp = log_probs(denoiser, gamma, z, flat_tokens[rows])
+            nll = -logp.gather(-1, flat_tokens[rows, :, None]).squeeze(-1)  # [rows, L]
+            out[rows] = (flat_weight[rows].to(device) * nll).sum(-1)
+            bar.update(c.shape[0])
+    return out.reshape(b, r).cpu()
+
+
+def slices(total: int, size: int) -> Iterator[slice]:
+    return (slice(s, min(s + size, total)) for s in range(0, total, size))
