@@ -20,7 +20,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snrpaths import SNRPathError, ShapeError, SNRTypeError, TokenTable
+from snrpaths import SNRPathError, ShapeError, SNRTypeError, TokenTable, parse_path
 from snrpaths.backends.toy import ExactToy
 from snrpaths.nll import (
     Piecewise,
@@ -106,6 +106,24 @@ def test_path_integral_is_minus_log_p_on_every_path(toy, data, control, seed):
     knots = path.knots(toy.seq_len, gen(0))
     assert est.n_calls == 48 * N_NODES * int((knots[1:] != knots[:-1]).any(1).sum())  # nodes on moving pieces only
     assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS[control])
+
+
+@pytest.mark.parametrize("text", ["ar()", "roar()", "mdm(3)", "ramp(4, gamma_max=4.0) >> switch('commit')",
+                                  "hybrid(2, 2, gamma_max=4.0)"])
+def test_path_integral_along_sampler_paths(text):
+    """A sampler's own SNR route (drawn per trajectory) is a valid curve: the same ``-log P(s)``. Budget as above."""
+    toy = ExactToy.markov(3, 3, seed=4)
+    tokens = toy.sample(2, gen(0))
+    est = path_integral(toy, tokens, parse_path(text), n_samples=48, seed=1, n_nodes=N_NODES)
+    assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS["ito"])
+
+
+@pytest.mark.parametrize("text, message", [("mdm(3, remask='cap')", "remasks"), ("hybrid(2, 2, switch='mask')", "remasks"),
+                                           ("reveal(count=1, order='confidence')", "ranked by the denoiser")])
+def test_routes_without_a_path_integral_are_refused(text, message):
+    toy = ExactToy.markov(3, 3, seed=4)
+    with pytest.raises(SNRPathError, match=message):
+        path_integral(toy, toy.sample(1, gen(0)), parse_path(text), n_samples=2)
 
 
 def assert_control_centred(denoiser, tokens, control, path):

@@ -166,7 +166,55 @@ class Piecewise:
         return k
 
 
-Curve = Union[Joint, Sequential, RandomOrder, Piecewise]
+class _Uniform:
+    """A denoiser with flat logits: it lets a sampler path's route run without a model (the route of a path whose
+    choices ignore the logits is the same under every denoiser)."""
+
+    vocab_size, table = 2, TokenTable.orthonormal(2)
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+
+    def logits(self, state) -> torch.Tensor:
+        return torch.zeros(state.batch, self.seq_len, self.vocab_size, dtype=torch.float64)
+
+
+@attrs.frozen
+class SamplerCurve:
+    """The per-token SNR route of a sampler path (``ar()``, ``roar()``, ``mdm(T)``, ``ramp(T) >> switch('commit')``,
+    ``hybrid(...)``), drawn afresh per trajectory: knots are the path's SNRs after each step that moved something.
+
+    Only routes that are monotone and chosen independently of the evidence define a path integral: remasking
+    goes back down, and reveals ranked by the denoiser's confidence depend on ``z``; both are refused.
+    """
+
+    path: object  # a snrpaths.Path
+
+    def knots(self, seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        from ..runner import sample
+
+        program = self.path.compile(seq_len)
+        _check_route_is_fixed(program)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
+        gamma = sample(program, _Uniform(seq_len), batch=1, seed=seed, trace=True).trace.gamma[:, 0].to(torch.float64)
+        moved = torch.cat([torch.tensor([True]), (gamma[1:] != gamma[:-1]).any(-1)])
+        return gamma[moved]
+
+
+def _check_route_is_fixed(program) -> None:
+    from ..compile import MaskOp, RemaskOp, RevealOp
+
+    for step in program.steps:
+        for op in step.ops:
+            if isinstance(op, (RemaskOp, MaskOp)) or (isinstance(op, RevealOp) and op.sigma > 0):
+                raise SNRPathError(f"{step.stage}: a path that remasks lowers SNRs, so it is not a monotone curve "
+                                   "and has no path integral")
+            if isinstance(op, RevealOp) and op.order in ("confidence", "margin", "entropy"):
+                raise SNRPathError(f"{step.stage}: reveals ranked by the denoiser depend on the evidence itself; "
+                                   "the path integral needs a route chosen independently of z")
+
+
+Curve = Union[Joint, Sequential, RandomOrder, Piecewise, SamplerCurve]
 #: The strings ``path=`` accepts, and the curve each names.
 NAMED_CURVES = {"joint": Joint(), "sequential": Sequential(), "random-order": RandomOrder()}
 
@@ -174,19 +222,20 @@ NAMED_CURVES = {"joint": Joint(), "sequential": Sequential(), "random-order": Ra
 def as_curve(path: object) -> Curve:
     """The curve a ``path=`` argument names: a curve value, or one of the strings in ``NAMED_CURVES``.
 
-    This is the one place a sampler path (``snrpaths.Path``) would convert: one whose steps only raise SNRs on fixed
-    positions becomes ``Piecewise.from_gammas`` of its per-step SNRs; one with random reveals becomes a curve whose
-    ``knots(seq_len, generator)`` draws them per trajectory. (Reveals ranked by the denoiser's confidence make the
-    curve depend on the evidence itself; that needs an adapted curve, which these values do not describe.)
+    A sampler path (``snrpaths.Path``) becomes a :class:`SamplerCurve`: its route, drawn per trajectory.
     """
-    if isinstance(path, (Joint, Sequential, RandomOrder, Piecewise)):
+    from ..path import Path
+
+    if isinstance(path, (Joint, Sequential, RandomOrder, Piecewise, SamplerCurve)):
         return path
+    if isinstance(path, Path):
+        return SamplerCurve(path)
     if isinstance(path, str) and path in NAMED_CURVES:
         return NAMED_CURVES[path]
     if isinstance(path, str):
         raise one_of("path", path, NAMED_CURVES)
     raise SNRTypeError(
-        f"'path' must be one of {tuple(NAMED_CURVES)} or a curve (Joint, Sequential, RandomOrder, Piecewise) "
+        f"'path' must be one of {tuple(NAMED_CURVES)}, a curve (Joint, Sequential, RandomOrder, Piecewise) or a Path "
         f"(got {type(path).__name__})"
     )
 
