@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from .cli_model import add_commands as add_model_commands
 from .errors import SNRPathError
 from .parse import parse_path
 from .runner import sample
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     toy.add_argument("--gamma-max", type=float, default=400.0,
                      help="gamma_max of the reference hybrid (toy anchors separate by gamma ~ 8/Delta^2)")
     toy.set_defaults(run=_run_toy)
+    add_model_commands(commands)  # train, sample (snrpaths/cli_model.py)
     _add_plot_commands(commands)
     return parser
 

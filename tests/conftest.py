@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # "ci" is derandomized so a clean clone always runs the same examples; "dev" explores more.
@@ -7,3 +8,18 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def tiny_denoiser(vocab_size=7, seq_len=12, seed=0, tokenizer=None, **sizes):
+    """A DSLDenoiser small enough for a training step in milliseconds (no dropout, so steps are deterministic)."""
+    from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
+
+    config = dict(hidden=32, cond_dim=16, n_blocks=1, n_heads=2, dropout=0.0) | sizes
+    return DSLDenoiser.build(DiTConfig(vocab_size=vocab_size, seq_len=seq_len, **config), ConverterConfig(anchor_dim=8),
+                             seed=seed, tokenizer=tokenizer)
+
+
+@pytest.fixture
+def make_denoiser():
+    """The :func:`tiny_denoiser` factory, for tests that build models."""
+    return tiny_denoiser

@@ -30,3 +30,16 @@ def tv_tolerance(probs: torch.Tensor, n: int, delta: float = 1e-6) -> float:
     """
     p = probs.flatten().to(torch.float64)
     return 0.5 * float((p * (1 - p) / n).sqrt().sum()) + math.sqrt(math.log(1 / delta) / (2 * n))
+
+
+def ks_normal(x: torch.Tensor, mu: float, sigma: float) -> float:
+    """Kolmogorov-Smirnov statistic ``sup_x |F_n(x) - Phi((x - mu) / sigma)|`` of ``[n]`` samples against a normal.
+
+    Under the null, ``P(D > c / sqrt(n)) ~ 2 exp(-2 c^2)``: ``c = 1.63`` gives 1%, ``c = 1.95`` gives 0.1%.
+    """
+    x = x.flatten().to(torch.float64).sort().values
+    n = len(x)
+    cdf = 0.5 * (1 + torch.erf((x - mu) / (sigma * math.sqrt(2))))
+    above = torch.arange(1, n + 1, dtype=torch.float64) / n - cdf
+    below = cdf - torch.arange(n, dtype=torch.float64) / n
+    return float(torch.maximum(above, below).max())

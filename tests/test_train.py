@@ -1,0 +1,119 @@
+"""The trainer: exact resume after an interruption, EMA swapping, schedules, validation and settings checks."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from snrpaths import SNRPathError
+from snrpaths.objectives import DSL, MDLM
+from snrpaths.data import fixed_windows
+from snrpaths.train import EMA, TrainConfig, evaluate, param_groups, train
+
+V, L = 7, 12
+STREAM = torch.randint(0, V, (4000,), generator=torch.Generator().manual_seed(0))
+CONFIG = TrainConfig(steps=6, batch=8, lr=3e-3, warmup=2, eval_every=3, eval_rows=16, save_every=2, seed=3)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def run(make_denoiser, out, config=CONFIG, objective=DSL(), **kwargs):
+    model = make_denoiser(V, L, dropout=0.1)  # dropout on: its generator must be restored on resume too
+    return train(model, objective, STREAM, STREAM[:600], config, out, progress=False, **kwargs)
+
+
+def stop_at(step):
+    def callback(done, metrics):
+        if done == step:
+            raise Interrupt  # like Ctrl-C after step 3: the last checkpoint is step 2, step 3 is lost
+    return callback
+
+
+@pytest.mark.parametrize("objective", [MDLM(), DSL(per_token=True)], ids=["mdlm", "dsl"])
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(make_denoiser, tmp_path, objective):
+    straight = run(make_denoiser, tmp_path / "a", objective=objective)
+    with pytest.raises(Interrupt):
+        run(make_denoiser, tmp_path / "b", objective=objective, callback=stop_at(3))
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
+    resumed = run(make_denoiser, tmp_path / "b", objective=objective)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
+    assert straight.valid_bpc == resumed.valid_bpc
+
+
+def test_resuming_with_other_settings_is_refused(make_denoiser, tmp_path):
+    run(make_denoiser, tmp_path, config=TrainConfig(steps=2, batch=8, eval_every=2, eval_rows=8, save_every=2))
+    with pytest.raises(SNRPathError, match="other settings.*train.lr"):
+        run(make_denoiser, tmp_path, config=TrainConfig(steps=4, batch=8, lr=0.1, eval_every=2, eval_rows=8))
+
+
+def test_run_folder_holds_a_loadable_ema_model_and_a_log(make_denoiser, tmp_path):
+    from snrpaths.backends import load
+
+    result = run(make_denoiser, tmp_path)
+    loaded = load(tmp_path / "model")
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [3, 6]
+    assert all(line["tokens_per_s"] > 0 and line["valid_bpc_se"] > 0 for line in lines)
+
+
+def test_ema_is_swapped_in_and_back(make_denoiser):
+    model = make_denoiser(V, L)
+    ema = EMA(model, decay=0.5)  # the first update's warm-up decay is min(0.5, 1/10) = 0.1
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)  # shadow = 0.1 live + 0.9 (live + 1)
+    with pytest.raises(RuntimeError), ema.swapped(model):
+        name = "backbone.output_layer.linear.bias"
+        torch.testing.assert_close(model.state_dict()[name], live[name] + 0.9)
+        raise RuntimeError  # the live weights come back even when the block fails
+    torch.testing.assert_close(model.state_dict()[name], live[name] + 1.0)
+
+
+def test_a_fresh_model_validates_at_exactly_log2_v_bits(make_denoiser):
+    """A zero-initialised head predicts uniformly: every ROAR term is ln V, so bpc = log2 V with no spread."""
+    model = make_denoiser(V, L)
+    bpc, se = evaluate(model, None, fixed_windows(STREAM, 40, L))
+    assert bpc == pytest.approx(math.log2(V), abs=1e-6) and se < 1e-6
+
+
+def test_learning_rate_schedule_and_weight_decay_groups(make_denoiser):
+    c = TrainConfig(steps=110, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert c.lr_at(0) == pytest.approx(0.1) and c.lr_at(9) == pytest.approx(1.0)
+    assert c.lr_at(60) == pytest.approx(0.55) and c.lr_at(110) == pytest.approx(0.1)
+    model = make_denoiser(V, L)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, plain = param_groups(model, 0.01)
+    assert "converter.anchor_weight" in {names[id(p)] for p in plain["params"]}
+    assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=-1.0), dict(ema=1.5), dict(batch=2.5)])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(SNRPathError):
+        TrainConfig(**bad)
+
+
+def test_tokens_outside_the_vocabulary_are_refused(make_denoiser, tmp_path):
+    model = make_denoiser(V, L)
+    with pytest.raises(SNRPathError, match="tokenizer does not match"):
+        train(model, MDLM(), STREAM + V, STREAM, CONFIG, tmp_path, progress=False)
+
+
+def test_each_process_takes_its_own_equal_share_of_the_global_batch():
+    from snrpaths.train import Processes
+
+    shares = [torch.arange(8)[Processes(rank=r, world=2).rows(8)].tolist() for r in range(2)]
+    assert shares == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(SNRPathError, match="divisible"):
+        Processes(rank=0, world=3).rows(8)
