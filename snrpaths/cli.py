@@ -12,6 +12,7 @@ import time
 import torch
 
 from .cli_model import add_commands as add_model_commands
+from .cli_nll import add_command as add_nll_command
 from .errors import SNRPathError
 from .parse import parse_path
 from .runner import sample
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="gamma_max of the reference hybrid (toy anchors separate by gamma ~ 8/Delta^2)")
     toy.set_defaults(run=_run_toy)
     add_model_commands(commands)  # train, sample (snrpaths/cli_model.py)
+    add_nll_command(commands)  # nll (snrpaths/cli_nll.py)
     _add_plot_commands(commands)
     return parser
 

@@ -85,7 +85,7 @@ def run_train(args) -> int:
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
     model = _initial_model(args, corpus)
     tokenizer = tokenizer_from_config(model.tokenizer)
-    train_ids, valid_ids = (_encode(tokenizer, corpus.text(split), split) for split in ("train", "valid"))
+    train_ids, valid_ids = (encode_text(tokenizer, corpus.text(split), split) for split in ("train", "valid"))
     result = train(model, objective, train_ids, valid_ids, config, args.out, resume=args.resume,
                    progress=args.progress)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -120,7 +120,7 @@ def _initial_model(args, corpus):
                              tokenizer=chars.config())
 
 
-def _encode(tokenizer, text: str, split: str) -> torch.Tensor:
+def encode_text(tokenizer, text: str, split: str) -> torch.Tensor:
     try:
         return tokenizer.encode(text)
     except SNRPathError as e:
@@ -148,7 +148,7 @@ def _add_sample(commands) -> None:
 def run_sample(args) -> int:
     from snrpaths.train import Processes
 
-    path = _parse(args.path)
+    path = parse_path_arg(args.path)
     if isinstance(args.n, bool) or args.n < 1:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
@@ -173,7 +173,7 @@ def run_sample(args) -> int:
     return 0
 
 
-def _parse(text: str):
+def parse_path_arg(text: str):
     """The path, or its syntax error on one line (the parser's caret picture needs several)."""
     try:
         return parse_path(text)
