@@ -295,6 +295,7 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())  # the bytes reach the disk before the name does
+        os.chmod(tmp, 0o644)  # some writers create private (0600) files; a checkpoint is meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

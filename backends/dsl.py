@@ -70,8 +70,12 @@ class DSLDenoiser(nn.Module):
     def table(self) -> TokenTable:
         """The unit-norm anchors as a :class:`TokenTable` (a detached copy, rebuilt only when the anchors change)."""
         w = self.converter.anchor_weight
-        key = (w._version, w.data_ptr(), w.device, w.dtype)  # _version moves on every in-place (optimizer) update
-        if key != self._table_key:
+        try:
+            version = w._version  # moves on every in-place (optimizer) update
+        except RuntimeError:  # an inference tensor (loaded under torch.inference_mode) has no version: rebuild
+            version = None
+        key = (version, w.data_ptr(), w.device, w.dtype)
+        if version is None or key != self._table_key:
             self._table = TokenTable(self.converter.anchors.detach())
             self._table_key = key
         return self._table

@@ -200,3 +200,14 @@ def test_a_pickle_that_would_run_a_command_is_refused(tmp_path):
     with pytest.raises(SNRPathError, match="cannot load .*evil.ckpt safely"):
         load(tmp_path / "evil.ckpt", seq_len=L)
     assert not marker.exists()
+
+
+def test_saved_files_are_shareable_and_load_under_inference_mode(tmp_path):
+    den = scrambled(ConverterConfig(anchor_dim=8))
+    folder = save(den, tmp_path / "ck")
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {"0o644"}
+    with torch.inference_mode():  # inference tensors have no version counter: the table must still build
+        back = load(folder)
+        state = finite_state(back)
+        assert back.table.vocab_size == den.vocab_size
+        assert torch.equal(back.logits(state), den.logits(state))
