@@ -19,9 +19,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from snrpaths import SNRPathError, ShapeError, SNRTypeError, TokenTable, parse_path
 from snrpaths.backends.toy import ExactToy
+
+from snrpaths import ShapeError, SNRPathError, SNRTypeError, TokenTable, parse_path
 from snrpaths.nll import (
     Piecewise,
     Sequential,
@@ -32,6 +32,7 @@ from snrpaths.nll import (
     roar_steps,
 )
 from snrpaths.testing import strategies as sst
+from snrpaths.testing.denoisers import Tempered
 
 QUAD_BUDGET = 1e-3
 N_NODES = 32
@@ -48,17 +49,6 @@ def _one_thread():
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
-
-
-class Tempered:
-    """A miscalibrated denoiser: the toy's logits divided by ``temperature`` (the posterior of no joint)."""
-
-    def __init__(self, toy, temperature):
-        self.toy, self.temperature = toy, temperature
-        self.vocab_size, self.seq_len, self.table = toy.vocab_size, toy.seq_len, toy.table
-
-    def logits(self, state):
-        return self.toy.logits(state) / self.temperature
 
 
 class Incoherent:

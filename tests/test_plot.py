@@ -11,25 +11,14 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
-
-from snrpaths import Path, SNRPathError, TokenTable, sample
-from snrpaths import plot
 from snrpaths.backends.toy import ExactToy
+
+from snrpaths import Path, SNRPathError, TokenTable, plot, sample
 from snrpaths.cli import main
+from snrpaths.testing.denoisers import Tempered
 
 TOY = ExactToy.markov(2, 4, seed=0)
 CHAIN = ExactToy.markov(3, 4, seed=1, concentration=0.5)
-
-
-class Tempered:
-    """A toy's posterior at temperature ``t`` (``t < 1``: over-confident): a deliberately miscalibrated denoiser."""
-
-    def __init__(self, inner, t):
-        self.inner, self.t = inner, t
-        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
-
-    def logits(self, state):
-        return self.inner.logits(state) / self.t
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
