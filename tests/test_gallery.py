@@ -17,7 +17,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def test_the_gallery_has_the_stories_the_issue_asks_for():
     assert {p.stem for p in SCRIPTS} >= {"gamma_plane_builtin", "generation_order", "two_bit_posterior",
-                                         "custom_sampler"}
+                                         "custom_sampler", "hybrid_vs_mdm"}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
