@@ -16,18 +16,16 @@ the FLOP share printed beside the measurement says what to expect on any device.
 """
 
 import argparse
-import json
 import math
 import platform
 import time
-from pathlib import Path
 
 import torch
+from _results import RESULTS, write
 
 from snrpaths import SNRState
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def parse():
@@ -138,21 +136,18 @@ def main():
         "results": results, "converter_share": share, "finite_over_mdlm": overhead, "flop_share": flop_share(a),
         "target_share": 0.15,
     }
-    print(f"device: {summary['device']} | torch {torch.__version__} | {a.dtype} | "
-          f"V={a.vocab} d={a.anchor_dim} hidden={a.hidden} heads={a.heads} n_blocks={a.n_blocks} L={L} batch={B} | "
-          f"{summary['sizes']['parameters'] / 1e6:.1f} M parameters | median of {reps} after {warmup} warm-up\n")
-    print("| variant | what runs | ms / forward | tokens / s |")
-    print("|---|---|---:|---:|")
-    for name, r in results.items():
-        print(f"| {name} | {r['what']} | {1e3 * r['seconds']:.0f} | {r['tokens_per_s']:,.0f} |")
-    print(f"\nconverter share of a finite-SNR forward: {100 * share:.1f}% (target < 15%; FLOP estimate "
-          f"{100 * flop_share(a):.1f}%); finite-SNR forward vs MDLM forward: {100 * overhead:+.1f}%")
-
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / ("dit_throughput_quick" if a.quick else "dit_throughput")
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, stem.with_suffix(".png"))
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    lines = [f"device: {summary['device']} | torch {torch.__version__} | {a.dtype} | "
+             f"V={a.vocab} d={a.anchor_dim} hidden={a.hidden} heads={a.heads} n_blocks={a.n_blocks} L={L} batch={B} | "
+             f"{summary['sizes']['parameters'] / 1e6:.1f} M parameters | median of {reps} after {warmup} warm-up\n",
+             "| variant | what runs | ms / forward | tokens / s |", "|---|---|---:|---:|"]
+    lines += [f"| {name} | {r['what']} | {1e3 * r['seconds']:.0f} | {r['tokens_per_s']:,.0f} |"
+              for name, r in results.items()]
+    lines.append(f"\nconverter share of a finite-SNR forward: {100 * share:.1f}% (target < 15%; FLOP estimate "
+                 f"{100 * flop_share(a):.1f}%); finite-SNR forward vs MDLM forward: {100 * overhead:+.1f}%")
+    text = "\n".join(lines)
+    print(text)
+    write(RESULTS, "dit_throughput_quick" if a.quick else "dit_throughput", summary, text,
+          lambda path: plot(summary, path))
 
 
 def plot(summary, path):

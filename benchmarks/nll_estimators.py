@@ -21,18 +21,17 @@ with fewer than 256 calls per sequence. (The trained-model half of the study wai
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import time
 from typing import Callable
 
 import torch
+from _results import RESULTS, write
 
 from snrpaths import nll
 from snrpaths.backends.toy import ExactToy
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 TARGET_BITS, TARGET_CALLS = 0.01, 256
 
 
@@ -215,11 +214,8 @@ def main() -> None:
             f"cells: measured standard error (bias ± 95% CI), bits/token\n" + table(rows) + "\n" + target(rows))
     print(text)
     print(f"\n({time.perf_counter() - start:.0f} s)")
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "nll_estimators_quick" if args.quick else "nll_estimators"
-    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
-    (args.out / f"{stem}.md").write_text(text + "\n")
-    plot(rows, args.out / f"{stem}.png")
+    write(args.out, stem, rows, text, lambda path: plot(rows, path))
 
 
 if __name__ == "__main__":

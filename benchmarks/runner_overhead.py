@@ -11,19 +11,18 @@ reports medians and their ratio, measured side by side in one process.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import statistics
 import time
 
 import torch
+from _results import RESULTS, write
 
 from snrpaths import Path, sample
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 from snrpaths.draw import categorical, probabilities
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def hand_written_mdlm(den: DSLDenoiser, batch: int, steps: int, seed: int) -> tuple[torch.Tensor, int]:
@@ -115,11 +114,8 @@ def main() -> None:
     result = measure(**sizes)
     text = report(result)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "runner_overhead_quick" if args.quick else "runner_overhead"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"{stem}.md").write_text(text + "\n")
-    plot(result, args.out / f"{stem}.png")
+    write(args.out, stem, result, text, lambda path: plot(result, path))
 
 
 if __name__ == "__main__":

@@ -13,18 +13,17 @@ TV(Q_n, Q)``, with ``E[TV(Q_n, Q)] <= 1/2 sum sqrt(Q(1-Q)/n)`` and McDiarmid's d
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import time
 
 import torch
+from _results import RESULTS, write
 
 from snrpaths import parse_path, sample
 from snrpaths.backends.toy import ExactToy
 from snrpaths.testing.stats import empirical_law
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 #: sampler name -> path expression for a budget of `T` calls (AR and ROAR always cost L calls).
 SAMPLERS = {
@@ -128,11 +127,8 @@ def main() -> None:
     rows = run(args.quick, n, args.seed)
     text = f"Exact toy study, n = {n} samples per cell, seed {args.seed}; cells: TV [95% interval] (NFE used)\n" + table(rows)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "toy_quality_quick" if args.quick else "toy_quality"
-    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
-    (args.out / f"{stem}.md").write_text(text + "\n")
-    plot(rows, args.out / f"{stem}.png")
+    write(args.out, stem, rows, text, lambda path: plot(rows, path))
 
 
 if __name__ == "__main__":
