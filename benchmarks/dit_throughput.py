@@ -17,6 +17,7 @@ the FLOP share printed beside the measurement says what to expect on any device.
 
 import argparse
 import math
+import pathlib
 import platform
 import time
 
@@ -31,6 +32,7 @@ from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one warm-up and one timed forward per variant")
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS, help="folder for the JSON, table and plot")
     p.add_argument("--vocab", type=int, default=50258, help="V real tokens (the embedding has V + 1 rows)")
     p.add_argument("--anchor-dim", type=int, default=48)
     p.add_argument("--hidden", type=int, default=768)
@@ -146,7 +148,7 @@ def main():
                  f"{100 * flop_share(a):.1f}%); finite-SNR forward vs MDLM forward: {100 * overhead:+.1f}%")
     text = "\n".join(lines)
     print(text)
-    write(RESULTS, "dit_throughput_quick" if a.quick else "dit_throughput", summary, text,
+    write(a.out, "dit_throughput_quick" if a.quick else "dit_throughput", summary, text,
           lambda path: plot(summary, path))
 
 
