@@ -7,7 +7,15 @@ import os
 import pathlib
 from typing import Callable
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+def _default_results() -> pathlib.Path:
+    here = pathlib.Path(__file__).resolve().parent
+    if (here.parent / "pyproject.toml").is_file():  # a source checkout: results sit beside the studies, in git
+        return here / "results"
+    return pathlib.Path.cwd() / "benchmarks" / "results"  # an installed copy: never write into site-packages
+
+
+RESULTS = _default_results()
 
 
 def write(out: pathlib.Path, stem: str, data: object, text: str, plot: Callable[[pathlib.Path], None]) -> None:

@@ -22,14 +22,13 @@ import platform
 import time
 
 import torch
-from _results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import SNRState
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 
 
-
-def parse():
+def parse(argv: list[str] | None = None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one warm-up and one timed forward per variant")
     p.add_argument("--out", type=pathlib.Path, default=RESULTS, help="folder for the JSON, table and plot")
@@ -45,7 +44,7 @@ def parse():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast")
     p.add_argument("--threads", type=int, default=None)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def describe_device(device: torch.device) -> str:
@@ -88,8 +87,8 @@ def flop_share(a) -> float:
     return converter / (converter + backbone)
 
 
-def main():
-    a = parse()
+def main(argv: list[str] | None = None) -> None:
+    a = parse(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     warmup, reps = (1, 1) if a.quick else (1, a.reps)

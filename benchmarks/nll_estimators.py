@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 import torch
-from _results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import nll
 from snrpaths.backends.toy import ExactToy
@@ -235,7 +235,7 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None, help="independent runs per cell (default 64, quick 16)")
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="also measure the endpoint estimators on this trained checkpoint (full mode default: "
                              "tiny-shakespeare-dsl; quick mode: none)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     repeats = args.repeats or (16 if args.quick else 64)
     n_seqs = args.seqs or (2 if args.quick else 4)
     # 240 = 120 nodes x 2 trajectories on the joint ramp: the largest budget under the target's 256 that splits evenly.

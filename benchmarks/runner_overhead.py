@@ -17,7 +17,7 @@ import statistics
 import time
 
 import torch
-from _results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import Path, sample
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
@@ -104,11 +104,11 @@ def plot(result: dict, out: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sizes = dict(batch=8, seq_len=64, steps=64, repeats=2, hidden=64, blocks=1) if args.quick else \
         dict(batch=64, seq_len=256, steps=256, repeats=3, hidden=128, blocks=2)
     result = measure(**sizes)

@@ -21,13 +21,18 @@ from snrpaths.train import evaluate
 PATHS = ("ramp(16) >> mdm(32, remask='confidence')", "mdm(48)", "mdm(128)", "ar()")
 
 
-def main():
+def main(argv: list[str] | None = None) -> None:
+    with torch.no_grad():  # not inference_mode: DSLDenoiser.table reads the version counter of its anchors
+        _run(argv)
+
+
+def _run(argv: list[str] | None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", nargs="+", default=["tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"])
     p.add_argument("--windows", type=int, default=2048, help="validation windows (at most all of them)")
     p.add_argument("--n", type=int, default=2, help="samples per path")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     corpus = load_corpus()
     print("| checkpoint | validation bits/char (ROAR, ± 1 s.e.) | windows | s |\n|---|---|---:|---:|")
     models = {}
@@ -48,5 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-    with torch.no_grad():  # not inference_mode: DSLDenoiser.table reads the version counter of its anchors
-        main()
+    main()

@@ -18,7 +18,7 @@ import pathlib
 import time
 
 import torch
-from _results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import parse_path, sample
 from snrpaths.backends.toy import ExactToy
@@ -116,13 +116,13 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=None, help="samples per cell (default 20000, quick 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = args.n or (2000 if args.quick else 20_000)
     rows = run(args.quick, n, args.seed)
     text = f"Exact toy study, n = {n} samples per cell, seed {args.seed}; cells: TV [95% interval] (NFE used)\n" + table(rows)

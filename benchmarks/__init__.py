@@ -1,0 +1,17 @@
+"""The studies behind the README's Results section, installed as ``snrpaths.benchmarks``.
+
+Each study is a module with ``main(argv)``: it prints a Markdown table and writes JSON, the table and a plot into
+``benchmarks/results/`` (or ``--out``); ``--quick`` runs it small enough for a test. ``snrpaths bench NAME ...`` and
+``python benchmarks/NAME.py ...`` run the same code.
+"""
+
+#: Study name on the command line -> (module, what it measures).
+STUDIES = {
+    "toy-quality": ("toy_quality", "total variation to the truth vs NFE of every sampler on exact toy joints"),
+    "text-quality": ("text_quality", "MAUVE, generative perplexity and unigram entropy of the shipped pair"),
+    "speed": ("speed", "samples/s, tokens/s, NFE spent, peak memory and scaling in L and batch per sampler"),
+    "nll-estimators": ("nll_estimators", "standard error and bias vs denoiser calls of every likelihood estimator"),
+    "runner-overhead": ("runner_overhead", "the runner against a hand-written MDLM loop making the same calls"),
+    "dit-throughput": ("dit_throughput", "forward tokens/s of the DiT with and without the DSL converter"),
+    "shipped-checkpoints": ("shipped_checkpoints", "validation bits/char and samples of the shipped checkpoints"),
+}

