@@ -66,6 +66,12 @@ class ExactToy:
         self.states = _enumerate(vocab_size, seq_len)  # [V^L, L], row n is the n-th sequence in C order
         self._onehot = torch.nn.functional.one_hot(self.states, vocab_size).reshape(len(self.states), -1).to(torch.float64)
 
+    @property
+    def exact_posterior(self) -> bool:
+        """Its logits are the exact Bayes marginals of a joint (the :class:`~snrpaths.Denoiser` capability that lets
+        ``path_integral(control="auto")`` use the Stein control); not so for a ``with_norms`` table."""
+        return self.table.is_unit_norm
+
     def __repr__(self) -> str:
         return f"ExactToy(V={self.vocab_size}, L={self.seq_len}, d={self.table.dim}, H={self.entropy():.4f} nats)"
 

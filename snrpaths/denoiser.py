@@ -21,6 +21,12 @@ class Denoiser(Protocol):
         vocab_size: ``V``.
         seq_len: ``L``, the length it was built for.
         table: the unit-norm anchors (``[V, d]``) that the channel uses to build ``z``.
+
+    Optional capability (read with ``getattr(denoiser, "exact_posterior", False)``, so not a protocol member):
+        exact_posterior: ``True`` only when ``logits`` are the exact Bayes marginals ``p(s_i | z)`` of some joint
+            (as ``ExactToy``'s are). Estimators that are unbiased only for such posteriors (the path integral's Stein
+            control) are then chosen by default. A wrapper that changes the logits (tempering, a mismatched prior
+            mixed in) must not pass it on.
     """
 
     vocab_size: int

@@ -8,7 +8,8 @@ import pytest
 
 
 def run(*argv):
-    return subprocess.run([sys.executable, "-m", "snrpaths", "nll", *argv], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "snrpaths", "nll", *argv], capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 @pytest.mark.parametrize("argv", [
@@ -22,6 +23,16 @@ def test_nll_prints_bits_per_token_with_an_error_bar(argv):
     found = re.search(r": ([0-9.]+) ± ([0-9.na]+) bits per token \((\d+) denoiser calls\)", out.stdout)
     assert found is not None, out.stdout
     assert float(found.group(1)) > 0
+
+
+def test_nll_path_integral_with_a_finite_endpoint():
+    """``--gamma-max 40`` stops the curve at the checkpoint's training cap: a finite number (to infinite SNR it is
+    about 2e5 bits per token), with the endpoint's calls counted: 2 trajectories x (4 nodes + 128 ROAR states)."""
+    out = run("--estimator", "path-integral", "--windows", "1", "--samples", "2", "--nodes", "4", "--gamma-max", "40")
+    assert out.returncode == 0, out.stderr
+    assert "gamma_max=40.0, endpoint='roar'" in out.stdout and "(264 denoiser calls)" in out.stdout, out.stdout
+    bits = float(re.search(r": ([0-9.]+) ± ", out.stdout).group(1))
+    assert 0 < bits < 100, out.stdout
 
 
 def test_nll_on_a_text_file(tmp_path):
@@ -38,6 +49,11 @@ def test_nll_on_a_text_file(tmp_path):
     (("--estimator", "path-integral", "--path", "mdm(4, remask='cap')"), "not a monotone curve"),
     (("--estimator", "path-integral", "--path", "mdm(4,"), "--path 'mdm(4,'"),
     (("--checkpoint", "no-such-model"), "no-such-model"),
+    (("--estimator", "roar", "--gamma-max", "40"), "--gamma-max applies to --estimator path-integral only"),
+    (("--estimator", "path-integral", "--endpoint", "marginals"), "--endpoint marginals needs --gamma-max"),
+    (("--estimator", "path-integral", "--gamma-max", "-1"), "'gamma_max' must be a positive number or None (got -1.0)"),
+    (("--estimator", "path-integral", "--gamma-max", "40", "--endpoint", "chain"), "invalid choice: 'chain'"),
+    (("--estimator", "path-integral", "--nodes", "0"), "--nodes must be a positive integer"),
 ])
 def test_nll_bad_input_is_one_line(argv, message):
     out = run(*argv)

@@ -10,7 +10,10 @@ rival at distance ``Delta`` moves, the exact 1-D integrand (computed on a fine g
 rule in ``w = gamma / (gamma + kappa)`` was off by at most 3e-5 nats for ``|a| <= 12`` and ``Delta / Delta_min <= 6.7``
 (the token tables here keep ``Delta_min >= 0.3``, and ``Delta <= 2``), and by at most 3e-2 at 16 nodes. Sequences are
 drawn from the joint, so ``-log p(s_i | ...) <= 12`` except with negligible probability; ``QUAD_BUDGET = 1e-3`` covers
-``L <= 3`` pieces of 3e-5 with a 10x margin.
+``L <= 3`` pieces of 3e-5 with a 10x margin. A curve stopped at ``gamma_max`` has pieces ending at finite SNR: the
+same check (exact value from the identity ``1/2 int_0^G E = E_z log p(s | z_G) - log P(s)``, pieces starting at 0,
+1% or 30% of ``G``, ``Delta_min = 0.3``) gave at most 4e-7 nats for ``G <= 40`` and 6.4e-5 for ``G = 400`` at 32
+nodes, so QUAD_BUDGET covers those too; the endpoint term involves no quadrature.
 """
 
 import math
@@ -30,6 +33,7 @@ from snrpaths.nll import (
     path_integral,
     roar,
     roar_steps,
+    truncate,
 )
 from snrpaths.testing import strategies as sst
 from snrpaths.testing.denoisers import Tempered
@@ -60,6 +64,16 @@ class Incoherent:
 
     def logits(self, state):
         return torch.where(state.clean[:, :1, None], self.p.logits(state), self.q.logits(state))
+
+
+class NoCalls:
+    """A denoiser that fails the test if it is ever called: bad input must be named before any work."""
+
+    def __init__(self, inner):
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state):
+        raise AssertionError("the denoiser was called before the bad input was named")
 
 
 def assert_estimates(est, truth, budget, sigmas=5.0):
@@ -101,11 +115,13 @@ def test_path_integral_is_minus_log_p_on_every_path(toy, data, control, seed):
 @pytest.mark.parametrize("text", ["ar()", "roar()", "mdm(3)", "ramp(4, gamma_max=4.0) >> switch('commit')",
                                   "hybrid(2, 2, gamma_max=4.0)"])
 def test_path_integral_along_sampler_paths(text):
-    """A sampler's own SNR route (drawn per trajectory) is a valid curve: the same ``-log P(s)``. Budget as above."""
+    """A sampler's own SNR route (drawn per trajectory) is a valid curve: the same ``-log P(s)``. Budget as above,
+    with the default control, which is the Stein control for an exact toy."""
     toy = ExactToy.markov(3, 3, seed=4)
     tokens = toy.sample(2, gen(0))
     est = path_integral(toy, tokens, parse_path(text), n_samples=48, seed=1, n_nodes=N_NODES)
-    assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS["ito"])
+    assert "control='stein'" in est.estimator
+    assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS["stein"])
 
 
 @pytest.mark.parametrize("text, message", [("mdm(3, remask='cap')", "remasks"), ("hybrid(2, 2, switch='mask')", "remasks"),
@@ -116,12 +132,12 @@ def test_routes_without_a_path_integral_are_refused(text, message):
         path_integral(toy, toy.sample(1, gen(0)), parse_path(text), n_samples=2)
 
 
-def assert_control_centred(denoiser, tokens, control, path):
-    """The control variate has mean zero: with common noise (same seed), ``Y_control - Y_none`` per trajectory is
-    the control itself, and its mean is within 5 stderr of 0. Budget: 5 stderr (512 trajectories; the difference has
-    the standard deviation of ``Y_none``, ~2.5 nats, so stderr ~0.11); no bias."""
-    base = path_integral(denoiser, tokens, path, n_samples=512, seed=7, n_nodes=16, control="none")
-    other = path_integral(denoiser, tokens, path, n_samples=512, seed=7, n_nodes=16, control=control)
+def assert_control_centred(denoiser, tokens, control, path, **kw):
+    """The control variate has mean zero: with common noise (same seed, same endpoint orders), ``Y_control - Y_none``
+    per trajectory is the control itself, and its mean is within 5 stderr of 0. Budget: 5 stderr (512 trajectories;
+    the difference has the standard deviation of ``Y_none``, ~2.5 nats, so stderr ~0.11); no bias."""
+    base = path_integral(denoiser, tokens, path, n_samples=512, seed=7, n_nodes=16, control="none", **kw)
+    other = path_integral(denoiser, tokens, path, n_samples=512, seed=7, n_nodes=16, control=control, **kw)
     diff = other.samples - base.samples
     mean, se = diff.mean(1), diff.std(1) / math.sqrt(diff.shape[1])
     assert bool((mean.abs() <= 5 * se).all()), f"control {control!r} has mean {mean.tolist()} (stderr {se.tolist()})"
@@ -129,20 +145,23 @@ def assert_control_centred(denoiser, tokens, control, path):
 
 def test_controls_are_centred():
     """The Ito control has mean zero for ANY denoiser (a tempered toy is the posterior of no joint): it changes the
-    variance, never the value. The Stein control is centred only for exact posteriors: on the tempered toy its
-    mean is 1-2 nats (10+ stderr) off, as its docstring warns."""
+    variance, never the value, also on a curve stopped at ``gamma_max`` (whose last increment runs to the end
+    point). The Stein control is centred only for exact posteriors: on the tempered toy its mean is 1-2 nats (10+
+    stderr) off, as its docstring warns."""
     toy = ExactToy.markov(3, 3, seed=4)
     tokens = toy.sample(2, gen(0))
     for den in (toy, Tempered(toy, 1.5)):
         for path in ("joint", "sequential"):
             assert_control_centred(den, tokens, "ito", path)
+    assert_control_centred(Tempered(toy, 1.5), tokens, "ito", "joint", gamma_max=4.0)
     assert_control_centred(toy, tokens, "stein", "joint")
+    assert_control_centred(toy, tokens, "stein", "sequential", gamma_max=4.0)
     with pytest.raises(AssertionError):
         assert_control_centred(Tempered(toy, 1.5), tokens, "stein", "joint")
 
 
 def test_default_control_is_tight_on_a_markov_chain():
-    """The default (Ito) control with the default node count, checked more tightly: 128 trajectories give a
+    """Both controls with the default node count, checked more tightly: 128 trajectories give the Ito control a
     standard error of 0.02-0.05 nats, the Stein control 0.007-0.01 (without a control it would be ~0.2, which the
     last line catches). Budget: SIGMAS stderr + QUAD_BUDGET."""
     toy = ExactToy.markov(3, 3, seed=4)
@@ -169,6 +188,127 @@ def test_path_integral_check_fails_without_unit_norm():
         with pytest.raises(AssertionError):
             assert_estimates(path_integral(bad, tokens, path, n_samples=128, seed=2), truth, QUAD_BUDGET,
                              SIGMAS["ito"])
+
+
+def test_auto_control_follows_the_declared_capability():
+    """``control="auto"`` (the default) runs the Stein control exactly when the denoiser declares
+    ``exact_posterior = True``: an exact toy (the same samples as ``control="stein"``), and the Ito control for a
+    tempered toy, a toy whose anchors lack unit norm (its posterior is not Bayes for the channel), and wrappers that
+    declare nothing. The estimator's name says which ran."""
+    toy = ExactToy.markov(3, 3, seed=4)
+    tokens = toy.sample(2, gen(0))
+
+    def run(den, **kw):
+        return path_integral(den, tokens, "joint", n_samples=4, seed=3, n_nodes=8, **kw)
+
+    auto = run(toy)
+    assert "control='stein'" in auto.estimator and torch.equal(auto.samples, run(toy, control="stein").samples)
+    unnormed = ExactToy(toy.probs, TokenTable.with_norms(toy.table.anchors * 1.5))
+    for den in (Tempered(toy, 1.5), Incoherent(toy, toy), unnormed):
+        est = run(den)
+        assert "control='ito'" in est.estimator and torch.equal(est.samples, run(den, control="ito").samples)
+
+
+# -- path integral to a finite gamma_max: the endpoint term ------------------------------------------------------
+
+
+#: The finite end points tried: 1 and 4 are small enough that the endpoint term carries most of ``-log P(s)``.
+GAMMA_MAX = (1.0, 4.0, 40.0, 400.0)
+
+
+@given(toy=sst.toy_joints(seq_lens=st.integers(1, 3), kinds=("random", "markov", "product", "parity")),
+       data=st.data(), control=st.sampled_from(sorted(SIGMAS)), gamma_max=st.sampled_from(GAMMA_MAX),
+       seed=sst.seeds())
+def test_finite_endpoint_is_minus_log_p_on_every_path(toy, data, control, gamma_max, seed):
+    """``1/2 int_0^{gamma*} E . dgamma + E_z[-log p(s | z_{gamma*})] = -log P(s)`` (DESIGN 5b) with the chain-rule
+    (``"roar"``) endpoint, on joint, sequential, random-order and random piecewise curves capped at ``gamma_max``.
+
+    Budget: ``SIGMAS[control]`` stderr (32 trajectories) + QUAD_BUDGET (module docstring: 4e-7 to 6.4e-5 per
+    finite piece). Over 3,000 sequence checks like these (1,500 hypothesis draws, 32 trajectories) ``|z|`` had
+    99.9% quantile 3.9 and maximum 4.0 for either control. A trajectory's standard deviation is 0.002-0.01 nats at
+    ``gamma_max = 1`` and 0.05-0.15 at 40: the shared noise makes the endpoint term cancel the integral's.
+    ``n_calls`` counts the ``L`` endpoint states of each trajectory.
+    """
+    path = data.draw(sst.nll_curves(toy.seq_len))
+    tokens = toy.sample(2, gen(seed))
+    est = path_integral(toy, tokens, path, n_samples=32, seed=seed, n_nodes=N_NODES, control=control,
+                        gamma_max=gamma_max)
+    knots = truncate(path.knots(toy.seq_len, gen(0)), gamma_max)
+    assert est.n_calls == 32 * (N_NODES * int((knots[1:] != knots[:-1]).any(1).sum()) + toy.seq_len)
+    assert f"gamma_max={gamma_max!r}, endpoint='roar'" in est.estimator
+    assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS[control])
+
+
+def test_endpoint_term_shares_the_noise():
+    """The endpoint's ``z`` is the integral's Brownian path at ``gamma_max``, so Ito's formula cancels the two
+    pathwise: at ``gamma_max = 1`` one trajectory's standard deviation is 0.05-0.06 nats with the Ito control (0.01
+    with Stein's) against 1.0-1.15 for the endpoint term alone and 1.2-1.5 without a control (measured, 256
+    trajectories). Budget: 0.2 nats, 4x the measured value and 5x below what independent endpoint noise would give."""
+    toy = ExactToy.markov(3, 3, seed=4)
+    tokens = toy.sample(3, gen(0))
+    for control in ("ito", "stein"):
+        est = path_integral(toy, tokens, "joint", n_samples=64, seed=1, n_nodes=16, control=control, gamma_max=1.0)
+        assert float(est.samples.std(1).max()) < 0.2, est.samples.std(1).tolist()
+
+
+@pytest.mark.parametrize("text", ["mdm(3)", "hybrid(2, 2, gamma_max=4.0)"])
+def test_finite_endpoint_along_sampler_paths(text):
+    """A sampler route's reveals become rises to ``gamma_max`` (here below and at the hybrid ramp's own 4): still
+    ``-log P(s)``. Budget as above."""
+    toy = ExactToy.markov(3, 3, seed=4)
+    tokens = toy.sample(2, gen(0))
+    for gamma_max in (1.0, 4.0):
+        est = path_integral(toy, tokens, parse_path(text), n_samples=32, seed=1, n_nodes=N_NODES, gamma_max=gamma_max)
+        assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS["stein"])
+
+
+@settings(max_examples=8)
+@given(toy=sst.toy_joints(seq_lens=st.integers(1, 3), kinds=("product",)), gamma_max=st.sampled_from(GAMMA_MAX),
+       seed=sst.seeds())
+def test_marginals_endpoint_is_exact_for_a_product_joint(toy, gamma_max, seed):
+    """For independent positions ``p(s | z) = prod_i p(s_i | z)``, so the one-call endpoint is exact. Budget as in
+    the chain-rule test (Stein control, 5 stderr, 32 trajectories)."""
+    tokens = toy.sample(2, gen(seed))
+    est = path_integral(toy, tokens, "joint", n_samples=32, seed=seed, n_nodes=N_NODES, gamma_max=gamma_max,
+                        endpoint="marginals")
+    assert est.n_calls == 32 * (N_NODES + 1)
+    assert_estimates(est, -toy.log_prob(tokens), QUAD_BUDGET, SIGMAS["stein"])
+
+
+def test_marginals_endpoint_is_biased_for_a_markov_chain():
+    """With dependent positions the product of marginals is not ``p(s | z)``: at ``gamma_max = 1`` the error is
+    ``E_z[log p(s | z) - sum_i log p(s_i | z)]``, 0.2-0.4 nats here, 7-15 standard errors, and the check fails,
+    while the chain-rule endpoint passes on the same sequences (budget as above)."""
+    toy = ExactToy.markov(3, 3, seed=4)
+    tokens = toy.sample(3, gen(0))
+    truth = -toy.log_prob(tokens)
+    kw = {"n_samples": 64, "seed": 1, "n_nodes": 16, "gamma_max": 1.0}
+    assert_estimates(path_integral(toy, tokens, "joint", endpoint="roar", **kw), truth, QUAD_BUDGET, SIGMAS["stein"])
+    with pytest.raises(AssertionError):
+        assert_estimates(path_integral(toy, tokens, "joint", endpoint="marginals", **kw), truth, QUAD_BUDGET,
+                         SIGMAS["stein"])
+
+
+def test_finite_endpoint_bad_input_is_named_before_any_work():
+    never = NoCalls(ExactToy.markov(3, 3, seed=0))
+    ok = torch.tensor([[0, 1, 2]])
+    positive = "'gamma_max' must be a positive number or None"
+    for kw, error, message in [
+        ({"gamma_max": 0.0}, SNRPathError, rf"{positive} \(got 0.0\)"),
+        ({"gamma_max": -4}, SNRPathError, rf"{positive} \(got -4\)"),
+        ({"gamma_max": math.nan}, SNRPathError, rf"{positive} \(got nan\)"),
+        ({"gamma_max": "40"}, SNRTypeError, rf"{positive} \(got '40'\)"),
+        ({"gamma_max": True}, SNRTypeError, rf"{positive} \(got True\)"),
+        ({"endpoint": "roar"}, SNRPathError,
+         r"'endpoint' applies only with a finite 'gamma_max' \(got endpoint='roar' with gamma_max=None\)"),
+        ({"gamma_max": math.inf, "endpoint": "marginals"}, SNRPathError, r"endpoint='marginals' with gamma_max=inf"),
+        ({"gamma_max": 4.0, "endpoint": "chain"}, SNRPathError,
+         r"'endpoint' must be one of \('roar', 'marginals'\) \(got 'chain'\)"),
+        ({"gamma_max": 1e300}, SNRPathError, r"'gamma_max' = 1e\+300 is infinite in float64"),
+        ({"control": "stien", "gamma_max": 4.0}, SNRPathError, r"'control' must be one of \('auto', 'ito'"),
+    ]:
+        with pytest.raises(error, match=message):
+            path_integral(never, ok, n_samples=2, **kw)
 
 
 # -- ROAR: exact for every order of one joint ---------------------------------------------------------------------
@@ -279,15 +419,20 @@ def test_mismatch_gap_check_fails_for_a_miscalibrated_denoiser():
 
 
 def test_results_do_not_depend_on_batch_size_and_follow_the_seed():
+    """Same draws whatever the batching (endpoint orders included); equal to round-off only, because the toy's own
+    batched matmuls round differently at different batch sizes (1e-16 in its log-probabilities)."""
     toy = ExactToy.markov(3, 3, seed=0)
     tokens = toy.sample(2, gen(0))
     for run in (lambda **kw: path_integral(toy, tokens, "random-order", n_samples=4, n_nodes=4, **kw),
+                lambda **kw: path_integral(toy, tokens, "random-order", n_samples=4, n_nodes=4, gamma_max=4.0, **kw),
                 lambda **kw: roar(toy, tokens, n_orders=3, **kw), lambda **kw: roar_steps(toy, tokens, n_steps=8, **kw),
                 lambda **kw: mdm_elbo(toy, tokens, n_samples=8, **kw)):
         a, b, c = run(seed=5, batch_size=7), run(seed=5, batch_size=4096), run(seed=6)
-        assert torch.equal(a.samples, b.samples) and a.n_calls == b.n_calls
+        assert float((a.samples - b.samples).abs().max()) <= 1e-12 and a.n_calls == b.n_calls
         assert a.estimator == "roar" or not torch.equal(a.samples, c.samples)
     est = path_integral(toy, tokens[0], "joint", n_samples=4, n_nodes=8)
+    assert torch.equal(est.samples, path_integral(toy, tokens[0], "joint", n_samples=4, n_nodes=8,
+                                                  gamma_max=math.inf).samples)  # inf is no truncation
     assert est.nll.shape == (1,) and est.n_calls == 32
     assert torch.allclose(est.bits_per_token, est.nll / (3 * math.log(2)))
     value, se = est.mean_bits_per_token()
@@ -321,7 +466,7 @@ def test_bad_input_is_named_before_any_work():
         path_integral(toy, ok, "jiont")
     with pytest.raises(SNRTypeError, match="'path' must be"):
         path_integral(toy, ok, 3)
-    with pytest.raises(SNRPathError, match=r"'control' must be one of \('ito', 'stein', 'none'\)"):
+    with pytest.raises(SNRPathError, match=r"'control' must be one of \('auto', 'ito', 'stein', 'none'\)"):
         path_integral(toy, ok, control="milstein")
     with pytest.raises(SNRPathError, match="'n_samples' must be an integer >= 1"):
         path_integral(toy, ok, n_samples=0)

@@ -4,7 +4,8 @@ Three views of ``-log P(s)`` from one denoiser ``p(s_i | z)``:
 
 * :func:`path_integral`: ``1/2 int_C E(s, gamma) . dgamma`` along a monotone per-token SNR curve ``C``
   (:class:`Joint`, :class:`Sequential`, :class:`RandomOrder`, :class:`Piecewise`, or any sampler ``Path`` whose
-  route is monotone and ignores the evidence, as a :class:`SamplerCurve`);
+  route is monotone and ignores the evidence, as a :class:`SamplerCurve`), to infinite SNR or, with ``gamma_max``,
+  to a finite SNR plus the endpoint term ``-log p(s | z(gamma_max))`` (``ENDPOINTS``);
 * :func:`roar` and :func:`roar_steps`: ``-sum_j log p(s_sigma_j | s_sigma_<j)`` over random orders, or its random-step
   form ``-L E_{k, A, i} log p(s_i | s_A)``;
 * :func:`mdm_elbo`: MDLM's continuous-time bound with the log-linear schedule.
@@ -13,12 +14,23 @@ Each returns an :class:`NLLEstimate` (nats per sequence, standard error, bits pe
 """
 
 from ._common import NLLEstimate
-from .curves import Curve, Joint, Piecewise, RandomOrder, SamplerCurve, Sequential, as_curve, kappa
+from .curves import (
+    Curve,
+    Joint,
+    Piecewise,
+    RandomOrder,
+    SamplerCurve,
+    Sequential,
+    as_curve,
+    kappa,
+    truncate,
+)
 from .endpoint import all_orders, mdm_elbo, roar, roar_steps
-from .integral import CONTROLS, path_integral
+from .integral import CONTROLS, ENDPOINTS, path_integral
 
 __all__ = [
     "CONTROLS",
+    "ENDPOINTS",
     "Curve",
     "Joint",
     "NLLEstimate",
@@ -33,4 +45,5 @@ __all__ = [
     "path_integral",
     "roar",
     "roar_steps",
+    "truncate",
 ]

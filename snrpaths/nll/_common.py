@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import attrs
 import numpy as np
@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..denoiser import Denoiser
-from ..errors import SNRPathError, SNRTypeError, ShapeError
+from ..errors import ShapeError, SNRPathError, SNRTypeError
 from ..state import UNKNOWN, SNRState
 
 LN2 = math.log(2.0)
@@ -39,7 +39,7 @@ class NLLEstimate:
     n_calls: int
 
     @classmethod
-    def from_samples(cls, estimator: str, samples: torch.Tensor, seq_len: int, n_calls: int) -> "NLLEstimate":
+    def from_samples(cls, estimator: str, samples: torch.Tensor, seq_len: int, n_calls: int) -> NLLEstimate:
         n = samples.shape[1]
         sd = samples.std(dim=1) if n > 1 else torch.full(samples.shape[:1], math.nan, dtype=samples.dtype)
         return cls(estimator, samples, samples.mean(dim=1), sd / math.sqrt(n), seq_len, n_calls)

@@ -10,6 +10,9 @@ so a position can hold still, move alone (the sequential path), or move together
 For the exact Bayes denoiser the path integral does not depend on the curve; for a learned one it may, and then
 the curve between two knots is the one just described.
 
+:func:`path_integral(..., gamma_max=G) <snrpaths.nll.path_integral>` integrates along the curve through the knots
+capped at ``G`` (:func:`truncate`), which ends with every position at ``G`` instead of clean.
+
 The knot table is also the bridge to the path language (see :func:`as_curve`): every curve answers one question,
 ``knots(seq_len, generator) -> [K+1, L]``, asked afresh for every Monte Carlo trajectory, so a curve with random
 reveals (:class:`RandomOrder`) is as easy to describe as a fixed one.
@@ -18,13 +21,12 @@ reveals (:class:`RandomOrder`) is as easy to describe as a fixed one.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import attrs
 import numpy as np
 import torch
 
-from ..errors import SNRPathError, SNRTypeError, ShapeError, one_of
+from ..errors import ShapeError, SNRPathError, SNRTypeError, one_of
 from ..geometry import TokenTable
 
 INF = math.inf
@@ -138,12 +140,12 @@ class Piecewise:
     gammas: tuple[tuple[float, ...], ...] = attrs.field(converter=_as_knot_rows, validator=_validate_gammas)
 
     @classmethod
-    def from_gammas(cls, gammas: torch.Tensor | np.ndarray | list) -> "Piecewise":
+    def from_gammas(cls, gammas: torch.Tensor | np.ndarray | list) -> Piecewise:
         """The curve through the per-step SNRs ``gammas`` (``[K+1, L]``), e.g. a compiled sampler path's steps."""
         return cls(gammas)
 
     @classmethod
-    def random(cls, seq_len: int, n_knots: int = 3, seed: int = 0) -> "Piecewise":
+    def random(cls, seq_len: int, n_knots: int = 3, seed: int = 0) -> Piecewise:
         """A random monotone schedule: ``n_knots`` interior knots per position, sorted, each an exact 0 or inf with
         probability 1/4 (a reveal) and otherwise log-uniform in ``[1e-2, 1e2]``."""
         if seq_len < 1 or n_knots < 0:
@@ -214,7 +216,7 @@ def _check_route_is_fixed(program) -> None:
                                    "the path integral needs a route chosen independently of z")
 
 
-Curve = Union[Joint, Sequential, RandomOrder, Piecewise, SamplerCurve]
+Curve = Joint | Sequential | RandomOrder | Piecewise | SamplerCurve
 #: The strings ``path=`` accepts, and the curve each names.
 NAMED_CURVES = {"joint": Joint(), "sequential": Sequential(), "random-order": RandomOrder()}
 
@@ -238,6 +240,20 @@ def as_curve(path: object) -> Curve:
         f"'path' must be one of {tuple(NAMED_CURVES)}, a curve (Joint, Sequential, RandomOrder, Piecewise) or a Path "
         f"(got {type(path).__name__})"
     )
+
+
+def truncate(knots: torch.Tensor, gamma_max: float) -> torch.Tensor:
+    """``[K+1, L]`` knots capped at ``gamma_max``: ``min(knots, gamma_max)``, ending with every position at
+    ``gamma_max`` (``gamma_max = inf`` returns ``knots`` unchanged).
+
+    The truncated curve is the one through the capped knots, each position still moving linearly in ``w`` between
+    them. On the joint ramp and the sequential paths it is exactly the original curve stopped at ``gamma_max``; on
+    a piece where a position crosses ``gamma_max`` while others move on, it reaches ``gamma_max`` at the piece's end
+    rather than midway (a different curve with the same ends, which only a learned denoiser can tell apart). A
+    sampler route's reveal (``0 -> inf``) becomes a rise ``0 -> gamma_max``. Pieces along which nothing moves any
+    more cost no nodes.
+    """
+    return knots.clamp_max(gamma_max)
 
 
 def kappa(table: TokenTable) -> float:
