@@ -4,14 +4,16 @@ For each checkpoint: the ROAR estimate of bits per character on the held-out pla
 ``seq_len`` characters up to ``--windows``, one random order and step each; mean and standard error over windows),
 then ``--n`` samples at each of a few paths with their call counts.
 
-    python benchmarks/shipped_checkpoints.py                 # both shipped checkpoints, 2048 windows
-    python benchmarks/shipped_checkpoints.py --windows 256 --n 1
+    snrpaths bench shipped-checkpoints                 # both shipped checkpoints, 2048 windows
+    snrpaths bench shipped-checkpoints --quick         # 64 windows, one sample per path
 """
 
 import argparse
+import pathlib
 import time
 
 import torch
+from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import parse_path, sample
 from snrpaths.cli_model import load_with_tokenizer
@@ -27,29 +29,55 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str] | None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="snrpaths bench shipped-checkpoints", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="64 windows and one sample per path")
     p.add_argument("--checkpoints", nargs="+", default=["tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"])
-    p.add_argument("--windows", type=int, default=2048, help="validation windows (at most all of them)")
-    p.add_argument("--n", type=int, default=2, help="samples per path")
+    p.add_argument("--windows", type=int, default=None, help="validation windows, at most all (default 2048)")
+    p.add_argument("--n", type=int, default=None, help="samples per path (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = p.parse_args(argv)
+    windows_wanted = args.windows or (64 if args.quick else 2048)
+    n = args.n or (1 if args.quick else 2)
     corpus = load_corpus()
-    print("| checkpoint | validation bits/char (ROAR, ± 1 s.e.) | windows | s |\n|---|---|---:|---:|")
-    models = {}
-    for name in args.checkpoints:
-        model, tokenizer = load_with_tokenizer(name)
-        models[name] = (model, tokenizer)
-        windows = fixed_windows(tokenizer.encode(corpus.text("valid")), args.windows, model.seq_len)
+    rows, lines = [], ["| checkpoint | validation bits/char (ROAR, ± 1 s.e.) | windows | s |", "|---|---|---:|---:|"]
+    models = {name: load_with_tokenizer(name) for name in args.checkpoints}
+    for name, (model, tokenizer) in models.items():
+        windows = fixed_windows(tokenizer.encode(corpus.text("valid")), windows_wanted, model.seq_len)
         start = time.perf_counter()
         bpc, se = evaluate(model, None, windows, seed=args.seed)
-        print(f"| {name} | {bpc:.3f} ± {se:.3f} | {len(windows)} | {time.perf_counter() - start:.0f} |")
-    for name, (model, tokenizer) in models.items():
+        rows.append({"checkpoint": name, "bits_per_char": bpc, "se": se, "windows": len(windows),
+                     "seconds": time.perf_counter() - start, "samples": {}})
+        lines.append(f"| {name} | {bpc:.3f} ± {se:.3f} | {len(windows)} | {rows[-1]['seconds']:.0f} |")
+    for row, (model, tokenizer) in zip(rows, models.values()):
         for text in PATHS:
-            path = parse_path(text)
-            result = sample(path, model, batch=args.n, seed=args.seed)
-            print(f"\n{name}, path {text} ({result.nfe} calls):")
-            for row in result.tokens:
-                print("    " + tokenizer.decode(row).replace("\n", "\n    "))
+            result = sample(parse_path(text), model, batch=n, seed=args.seed)
+            row["samples"][text] = {"nfe": result.nfe, "texts": [tokenizer.decode(t) for t in result.tokens]}
+    text = "\n".join(lines)
+    print(text)
+    for row in rows:
+        for path, got in row["samples"].items():
+            print(f"\n{row['checkpoint']}, path {path} ({got['nfe']} calls):")
+            for sample_text in got["texts"]:
+                print("    " + sample_text.replace("\n", "\n    "))
+    write(args.out, "shipped_checkpoints_quick" if args.quick else "shipped_checkpoints", rows, text,
+          lambda path: _plot(rows, path))
+
+
+def _plot(rows, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar([r["checkpoint"] for r in rows], [r["bits_per_char"] for r in rows], yerr=[r["se"] for r in rows],
+           capsize=4, color="0.6")
+    ax.set_ylabel("validation bits/char (ROAR)")
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
