@@ -9,7 +9,36 @@ with ``E`` the backbone's (V + 1)-row input embedding. ``beta`` starts at ``1 / 
 
 Endpoints bypass the softmax entirely, so an MDLM checkpoint run on endpoint states is exactly MDLM: a position at
 ``gamma = 0`` gets exactly ``E_[MASK]`` and a clean position exactly ``E_token``; only positions with finite
-``0 < gamma < inf`` pay for the ``(V + 1)``-way mixture.
+``0 < gamma < inf`` pay for the mixture.
+
+**The certified sparse mixture.** The dense product ``q @ E`` costs ``2 (V + 1) H`` FLOPs per position, the logits
+only ``2 (V + 1) d``. So for evidence ``z`` ``(N, d)`` the converter computes all ``(N, V + 1)`` logits and the exact
+normaliser (the full softmax ``q``), keeps the ``k = sparse_k`` most probable slots ``S_i`` ``(N, k)`` of each
+position, and gathers only their rows of ``E`` ``(V + 1, H)``, with their exact (not renormalised) weights:
+
+    h_i    = sum_v          q_iv E_v          the exact mixture                      (N, H)
+    hhat_i = sum_{v in S_i} q_iv E_v          the sparse one: a (k, H) gather         (N, H)
+    r_i    = sum_{v not in S_i} q_iv          the dropped mass                        (N,)
+
+    ||h_i - hhat_i|| = ||sum_{v not in S_i} q_iv E_v|| <= r_i max_{v not in S_i} ||E_v|| <= r_i max_v ||E_v||.
+
+(Renormalising the kept weights, ``hhat_i / (1 - r_i)``, would give ``h_i - hhat_i / (1 - r_i) = sum_{v not in S_i}
+q_iv E_v - r_i / (1 - r_i) hhat_i``, bounded by ``2 r_i max_v ||E_v||``: twice as loose, so the weights stay as
+they are.) A position takes the sparse gather only when its certificate ``r_i <= sparse_tol`` holds; every other
+finite position gets the dense product of the same softmax weights. So at every position
+
+    ||h_i - mix_i|| <= sparse_tol * max_v ||E_v||,
+
+the exact converter up to that stated tolerance, never a silent approximation. ``r_i`` is summed over the dropped
+weights themselves, not as ``1 - sum_k``, so the certificate is not blurred by cancellation (its relative error is
+float32 summation's, ~1e-6 of ``r_i``). Both branches use the softmax weights as computed; against exact arithmetic
+both carry the same rounding (float32: up to ~2e-6 max_v ||E_v|| at gamma ~ 40, measured against float64 at
+V = 2000). A cheap necessary test on a block of slots (``Converter._could_certify``) lets a chunk in which no
+position can pass skip the top-k.
+
+Whether positions pass depends on how concentrated ``q`` is. At initialisation (``beta = 1 / sqrt(d)``, ``p([MASK])``
+about 0.99 near ``z = 0``) about 1% of the mass stays spread over all V tokens until gamma is in the hundreds, so at
+V = 50258, d = 48 almost every finite position falls back to the dense product (see benchmarks/dit_throughput.py).
 """
 
 from __future__ import annotations
@@ -18,13 +47,15 @@ import math
 
 import attrs
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from snrpaths.errors import SNRPathError
 
-#: Logit entries per chunk of the dense mixture (64 MB in float32): bounds memory at any batch size.
+#: Logit entries per chunk of the mixture (64 MB in float32): bounds memory at any batch size.
 CHUNK_ENTRIES = 2**24
+#: Slots summed by the sparse mixture's quick rejection test (Converter._could_certify).
+PRECHECK_SLOTS = 2048
 
 
 def _check_mask_prob(instance, attribute, value):
@@ -37,13 +68,44 @@ def _check_dim(instance, attribute, value):
         raise SNRPathError(f"'anchor_dim' must be a positive integer (got {value!r})")
 
 
+def _check_sparse_k(instance, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SNRPathError(f"'sparse_k' must be a non-negative integer, 0 for always dense (got {value!r})")
+
+
+def _check_sparse_tol(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+        raise SNRPathError(f"'sparse_tol' must be a number in [0, 1] (got {value!r})")
+
+
 @attrs.frozen
 class ConverterConfig:
-    """The converter's settings; the anchors are its parameters, so they are described here too."""
+    """The converter's settings; the anchors are its parameters, so they are described here too.
+
+    ``sparse_k`` and ``sparse_tol`` only choose how the mixture is computed, never what it is (up to
+    ``sparse_tol * max_v ||E_v||``, see the module docstring); a checkpoint config without them loads with these
+    defaults. ``sparse_tol = 1e-6`` is about 8 float32 ulps (eps = 1.2e-7): the dense float32 mixture's own rounding
+    of the softmax weights is of that order (more at large logits), so certified positions agree with the dense
+    result to float32 working precision.
+    """
 
     anchor_dim: int = attrs.field(default=48, validator=_check_dim)  # d of the unit-norm anchors (public DSL code: 48)
     learn_anchors: bool = True  # learn anchor directions (norm fixed to 1); False keeps them frozen (a buffer)
     mask_prob: float = attrs.field(default=0.99, validator=_check_mask_prob)  # p([MASK] | z = 0) at initialisation
+    # k slots gathered per certified position; 0 (or >= V + 1) computes the dense product everywhere
+    sparse_k: int = attrs.field(default=128, validator=_check_sparse_k)
+    # largest dropped mass r_i for the sparse gather: its error is at most sparse_tol * max_v ||E_v|| (1 keeps all)
+    sparse_tol: float = attrs.field(default=1e-6, validator=_check_sparse_tol)
+
+
+@attrs.frozen
+class Certificate:
+    """Which slots each position keeps, with what weights, and whether the sparse gather is certified there."""
+
+    slots: torch.Tensor  # (N, k) ids of the k most probable slots (the last id, V, is [MASK])
+    weights: torch.Tensor  # (N, k) their exact softmax weights q_iv, differentiable (logits' dtype)
+    residual: torch.Tensor  # (N,) the dropped mass r_i = sum of q_iv over the other slots, no gradient
+    dense: torch.Tensor  # (N,) bool: r_i > sparse_tol, this position needs the dense product
 
 
 class Converter(nn.Module):
@@ -92,7 +154,8 @@ class Converter(nn.Module):
             tokens: ``(B, L)`` ids, read only where ``gamma = inf`` (must be in ``[0, V)`` there).
             embedding: ``(V + 1, H)`` the backbone's input table ``E``, ``[MASK]`` last.
 
-        One device-to-host transfer per call: it checks the values (SNRs, clean ids) and sizes the dense part.
+        One device-to-host transfer per call checks the values (SNRs, clean ids) and sizes the finite part; the sparse
+        mixture adds a few per chunk of finite positions (:meth:`mix`).
         """
         B, L = gamma.shape
         V = self.vocab_size
@@ -120,18 +183,126 @@ class Converter(nn.Module):
         return h.reshape(B * L, -1).index_copy(0, idx, soft.to(h.dtype)).view(B, L, -1)
 
     def mix(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """``sum_v softmax_v(beta <z, K_v> + b_v) E_v`` for ``(N, d)`` evidence -> ``(N, H)``, no endpoint handling.
+        """``sum_v softmax_v(beta <z, K_v> + b_v) E_v`` for ``(N, d)`` evidence -> ``(N, H)`` (in ``E``'s dtype), no
+        endpoint handling.
 
-        The logits and softmax run in at least float32 even under autocast: at gamma = 1e6 the logits reach ~1e5
-        and bf16 would blur which token wins. The ``q @ E`` product follows autocast (it is the costly part).
+        Chunk by chunk: the softmax over all ``V + 1`` slots, then (``1 <= sparse_k <= V``) the certificate; certified
+        positions take the ``(k, H)`` gather, the others the dense product of the same softmax weights (module
+        docstring). ``sparse_k = 0`` or ``>= V + 1`` is the dense product everywhere. Gradients reach ``beta``, ``b``,
+        the anchors and ``E`` on both branches (the choice of slots is piecewise constant). The sparse branch reads a
+        few counts per chunk back to the host (which positions fall back); the dense one none.
+
+        The logits and softmax run in at least float32 even under autocast: at gamma = 1e6 the logits reach ~1e5 and
+        bf16 would blur which token wins. The ``q @ E`` product follows autocast (it is the costly part).
+        """
+        k = self.config.sparse_k
+        sparse = 0 < k < self.vocab_size + 1
+        out = [self._mix_chunk(q, scratch, embedding) if sparse else _product(q, embedding)
+               for q, scratch in self._softmax_chunks(z, embedding, scratch=sparse)]
+        return torch.cat(out) if out else z.new_zeros(0, embedding.shape[1], dtype=embedding.dtype)
+
+    def certify(self, z: torch.Tensor) -> Certificate:
+        """The ``sparse_k`` most probable slots of each of ``(N, d)`` evidence rows, their weights, the dropped mass
+        and whether the position falls back to the dense product: the choices :meth:`mix` makes (it skips the top-k
+        only in chunks where no row can pass, :meth:`_could_certify`), for diagnostics and tests. Needs
+        ``1 <= sparse_k <= V + 1``."""
+        k = self.config.sparse_k
+        if not 1 <= k <= self.vocab_size + 1:
+            raise SNRPathError(f"'sparse_k' must be in [1, V + 1 = {self.vocab_size + 1}] to certify (got {k})")
+        parts = []
+        for q, _ in self._softmax_chunks(z, None):
+            weights, slots, residual = self._top(q)
+            parts.append((slots, weights, residual, residual > self.config.sparse_tol))
+        slots, weights, residual, dense = (torch.cat(t) for t in zip(*parts, strict=True))
+        return Certificate(slots, weights, residual, dense)
+
+    def _mix_chunk(self, q: torch.Tensor, scratch: torch.Tensor | None, embedding: torch.Tensor) -> torch.Tensor:
+        """``(n, H)`` mixture of one chunk of softmax rows ``q`` ``(n, V + 1)``: sparse where certified, else dense."""
+        n = q.shape[0]
+        if not bool(self._could_certify(q, scratch).any()):
+            return _product(q, embedding)
+        weights, slots, residual = self._top(q)  # (n, k), (n, k), (n,): cheaper than gathering the candidate rows
+        ok = residual <= self.config.sparse_tol  # (n,)
+        sparse_rows = torch.nonzero(ok).squeeze(1)  # (s,)
+        if sparse_rows.numel() == 0:
+            return _product(q, embedding)
+        # (s, H): the weighted sum over each position's k slots, without materialising the (s, k, H) gather
+        h = F.embedding_bag(slots[ok], embedding, per_sample_weights=weights[ok].to(embedding.dtype), mode="sum")
+        h = h.to(embedding.dtype)  # autocast may have run it in float32
+        if sparse_rows.numel() == n:
+            return h
+        dense_rows = torch.nonzero(~ok).squeeze(1)  # (n - s,)
+        if 4 * dense_rows.numel() >= 3 * n:  # copying most rows of q out costs more than the product it saves
+            return _product(q, embedding).index_copy(0, sparse_rows, h)
+        out = h.new_zeros(n, h.shape[1]).index_copy(0, sparse_rows, h)
+        return out.index_copy(0, dense_rows, _product(_rows(q, dense_rows, scratch), embedding))
+
+    def _could_certify(self, q: torch.Tensor, scratch: torch.Tensor | None) -> torch.Tensor:
+        """``(n,)`` bool: False where the certificate surely fails, so a chunk where no row can pass skips the top-k.
+
+        For any ``theta >= 0``, ``sum_{v in S} q_v <= k theta + sum_v (q_v - theta)_+``, so the dropped mass is
+        ``r >= sum_v min(q_v, theta) - k theta``; with ``theta = sparse_tol / k``, ``r <= sparse_tol`` needs
+        ``sum_v min(q_v, theta) <= 2 sparse_tol``. The sum runs over the first ``PRECHECK_SLOTS`` slots only (a lower
+        bound, so the test stays necessary) to cost a fraction of the top-k; passing it only costs a top-k.
+        """
+        k, tol = self.config.sparse_k, self.config.sparse_tol
+        q = q.detach()[:, :PRECHECK_SLOTS]  # (n, c)
+        if scratch is None:
+            clipped = q.clamp(max=tol / k)
+        else:
+            clipped = torch.clamp(q, max=tol / k, out=scratch.view(-1)[: q.numel()].view(q.shape))
+        return clipped.sum(-1) <= 2 * tol
+
+    def _top(self, q: torch.Tensor):
+        """``(n, k)`` weights and slot ids of the top ``k`` of softmax rows ``q``, and the ``(n,)`` dropped mass.
+
+        The dropped mass is summed directly over the dropped weights (all non-negative), so it is accurate to float32
+        summation, ~1e-6 of itself, with no cancellation against 1.
+        """
+        weights, slots = q.topk(self.config.sparse_k, dim=-1)  # (n, k)
+        if q.requires_grad:
+            residual = q.detach().scatter(1, slots, 0.0).sum(-1)
+        else:  # q is a scratch buffer (_softmax_chunks): zero the kept slots, sum, put them back bit for bit
+            residual = q.scatter_(1, slots, 0.0).sum(-1)
+            q.scatter_(1, slots, weights)
+        return weights, slots, residual
+
+    def _softmax_chunks(self, z: torch.Tensor, embedding: torch.Tensor | None, scratch: bool = False):
+        """Yield ``(q, scratch)``: ``q = softmax(beta <z, K_v> + b_v)`` ``(n, V + 1)`` for consecutive chunks of
+        ``(N, d)`` evidence, in at least float32 with autocast off, and a scratch buffer of ``q``'s size (or None).
+
+        Without autograd, ``q`` is written in place into one reused buffer (valid until the next chunk is drawn), and
+        the scratch is reused likewise: on CPU a fresh 64 MB tensor per step costs page faults comparable to the
+        softmax itself. With autograd (through the logits or into ``embedding``, whose product saves ``q``), both
+        are fresh (scratch is None) so that backward sees every chunk as it was.
         """
         keys = F.pad(self.anchors, (0, 0, 0, 1))  # (V + 1, d): the [MASK] key is the zero vector
         up = torch.promote_types(torch.promote_types(z.dtype, keys.dtype), torch.float32)
+        keys, beta, bias = keys.to(up), self.beta.to(up), self.bias.to(up)
         rows = max(1, CHUNK_ENTRIES // keys.shape[0])
-        out = []
+        needs = (z, keys, beta, bias) if embedding is None else (z, keys, beta, bias, embedding)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in needs)
+        shape = (min(rows, z.shape[0]), keys.shape[0])
+        buf = extra = None
         for start in range(0, z.shape[0], rows):
             with torch.autocast(z.device.type, enabled=False):
-                logits = (self.beta.to(up) * z[start : start + rows].to(up)) @ keys.to(up).T + self.bias.to(up)
-                q = torch.softmax(logits, dim=-1)  # (n, V + 1)
-            out.append(q.to(embedding.dtype) @ embedding)  # (n, H)
-        return torch.cat(out)
+                x = beta * z[start : start + rows].to(up)  # (n, d)
+                if grad:
+                    q = torch.softmax(torch.addmm(bias, x, keys.T), dim=-1)
+                else:
+                    if buf is None:
+                        buf = torch.empty(shape, dtype=up, device=z.device)
+                        extra = torch.empty(shape, dtype=up, device=z.device) if scratch else None
+                    q = torch.addmm(bias, x, keys.T, out=buf[: x.shape[0]])
+                    torch.softmax(q, dim=-1, out=q)
+            yield q, extra  # outside the autocast-off block: the consumer's product follows the caller's autocast
+
+
+def _product(q: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """The dense mixture ``q @ E`` ``(n, H)`` (under the caller's autocast), returned in ``E``'s dtype."""
+    return (q.to(embedding.dtype) @ embedding).to(embedding.dtype)
+
+
+def _rows(q: torch.Tensor, rows: torch.Tensor, scratch: torch.Tensor | None) -> torch.Tensor:
+    """``q[rows]``, copied into ``scratch`` when there is one (no fresh allocation)."""
+    return q[rows] if scratch is None else torch.index_select(q, 0, rows, out=scratch[: rows.numel()])
