@@ -53,7 +53,7 @@ SAMPLERS = {
 }
 SWITCHES = ("keep", "commit", "mask")
 HUMAN = "held-out text"
-FULL = {"samplers": tuple(SAMPLERS), "n": 48, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
+FULL = {"samplers": tuple(SAMPLERS), "n": 32, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
         "grid": ((16, 16), (16, 32), (16, 48), (32, 16), (32, 32), (32, 48))}
 QUICK = {"samplers": ("mdlm", "remdm-confidence"), "n": 12, "seeds": 2, "budgets": (16,), "target": (8, 8), "reference": 48, "grid": ((8, 8),)}
 
@@ -83,21 +83,36 @@ def _parse(argv):
     p.add_argument("--n", type=int, help=f"samples per cell and seed (default {FULL['n']}, quick {QUICK['n']})")
     p.add_argument("--seeds", type=int, help=f"seeds per cell (default {FULL['seeds']}, quick {QUICK['seeds']})")
     p.add_argument("--reference", type=int, help="held-out windows for MAUVE's reference (default 512)")
+    p.add_argument("--grid", nargs="+", type=_pair, help="hybrid (T_cont, T_mdm) cells as TC+TM (default: the "
+                   "paper's 16+16 16+32 16+48 32+16 32+32 32+48)")
+    p.add_argument("--target", type=_pair, help="the hybrid set against ReMDM at 4x its calls, and whose switch modes "
+                   "are compared, as TC+TM, or none (default 16+32)")
     p.add_argument("--seed", type=int, default=0, help="first seed; seed k of every cell is seed + k")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
-    for name in ("samplers", "n", "seeds", "budgets", "reference"):
+    for name in ("samplers", "n", "seeds", "budgets", "reference", "grid", "target"):
         if getattr(args, name) is None:
             setattr(args, name, defaults[name])
-    args.grid, args.target = defaults["grid"], defaults["target"]
+    if "none" in args.grid:
+        raise SNRPathError("--grid takes TC+TM pairs; 'none' is only for --target")
     for name, least in (("n", 2), ("seeds", 1), ("reference", 2)):
         if getattr(args, name) < least:
             raise SNRPathError(f"--{name} must be at least {least} (got {getattr(args, name)})")
     if any(t < 1 for t in args.budgets):
         raise SNRPathError(f"--budgets must be positive step counts (got {args.budgets})")
     return args
+
+
+def _pair(text: str):
+    if text == "none":
+        return text
+    try:
+        tc, tm = (int(part) for part in text.split("+"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TC+TM, e.g. 16+32, or none (got {text!r})") from None
+    return tc, tm
 
 
 class _Plan:
@@ -127,6 +142,8 @@ def _plan(args) -> _Plan:
                 cells[ckpt, "samplers", name, T] = SAMPLERS[name].format(T=T)
         for tc, tm in args.grid:
             cells[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] = f"hybrid({tc}, {tm})"
+        if args.target == "none":
+            continue
         tc, tm = args.target
         for mode in SWITCHES:
             cells[ckpt, "switch", f"switch('{mode}')", tc + tm] = f"hybrid({tc}, {tm}, switch='{mode}')"
@@ -156,8 +173,11 @@ def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
     """Every (checkpoint, path, seed) once: its samples' metrics, calls and time; resumed from ``partial``."""
     done = _load_partial(partial, args)
     seeds = [args.seed + s for s in range(args.seeds)]
-    jobs = [(ckpt, text, s) for ckpt, text in dict.fromkeys((k[0], v) for k, v in plan.cells.items())
-            for s in seeds] + [(HUMAN, HUMAN, s) for s in seeds]
+    # cheapest cells first, both checkpoints side by side, the hybrid's comparison before the full-length budgets:
+    # an interrupted run has whole columns and the headline comparison to show
+    cells = sorted(dict.fromkeys((min(k[3], 100) if k[1] == "target" else k[3], v, k[0])
+                                 for k, v in plan.cells.items()))
+    jobs = [(HUMAN, HUMAN, s) for s in seeds] + [(ckpt, text, s) for _, text, ckpt in cells for s in seeds]
     todo = [j for j in jobs if _key(*j) not in done]
     scorers = _scorers(args.metrics, plan.reference) if todo else {}
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -274,9 +294,11 @@ def _tables(plan: _Plan, summary: list[dict], args) -> str:
                     _fmt(by[ckpt, "samplers", name, t], metric) if (ckpt, "samplers", name, t) in by else "—"
                     for t in budgets) + " |")
         parts.append("\n".join(lines))
-    for table, title in (("hybrid", "Hybrid `hybrid(T_cont, T_mdm)` grid (NFE = T_cont + T_mdm)"),
-                         ("switch", f"Hybrid switch modes at (T_cont, T_mdm) = {args.target}"),
-                         ("target", f"ReMDM at 4x the hybrid's {sum(args.target)} calls")):
+    tables = [("hybrid", "Hybrid `hybrid(T_cont, T_mdm)` grid (NFE = T_cont + T_mdm)")]
+    if args.target != "none":
+        tables += [("switch", f"Hybrid switch modes at (T_cont, T_mdm) = {args.target}"),
+                   ("target", f"ReMDM at 4x the hybrid's {sum(args.target)} calls")]
+    for table, title in tables:
         rows = sorted({(k[2], k[3]) for k in by if k[1] == table}, key=lambda r: (r[1], r[0]))
         cols = [(ckpt, m) for ckpt in plan.models for m in metrics]
         lines = [f"\n**{title}**\n",
@@ -306,6 +328,8 @@ def _verdicts(plan: _Plan, by: dict, args) -> str:
                 total, wins, clear = total + 1, wins + (diff > 0), clear + (diff > 2 * se)
         lines.append(f"- DSL-FT beats MDLM with the same sampler and budget in {wins} of {total} cells "
                      f"({clear} clearly).")
+    if args.target == "none":
+        return "\n".join(lines)
     tc, tm = args.target
     for ckpt in plan.models:
         hybrid = by[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] if (ckpt, "hybrid", f"{tc} + {tm}", tc + tm) in by \

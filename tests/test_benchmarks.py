@@ -14,7 +14,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("study", ["toy_quality", "nll_estimators", "runner_overhead"])
+@pytest.mark.parametrize("study", ["toy_quality", "nll_estimators", "runner_overhead", "text_quality", "speed"])
 def test_quick_mode_writes_table_json_and_plot(study, tmp_path):
     out = subprocess.run([sys.executable, str(BENCHMARKS / f"{study}.py"), "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
