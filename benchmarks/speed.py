@@ -1,5 +1,4 @@
-"""Speed: samples/s and tokens/s per sampler at equal NFE, NFE spent against the budget, runner overhead, peak
-memory, and how time and memory grow with L and batch.
+"""Speed: tokens/s per sampler at equal NFE, NFE spent, runner overhead, peak memory, scaling in L and batch.
 
 Every sampler runs on the shipped checkpoint (``--checkpoint``, default ``tiny-shakespeare-dsl``, L = 128) at one
 budget T of denoiser calls (``--budget``, default 64): MDLM, the four ReMDM remasking strategies, the README's
