@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def _default_results() -> pathlib.Path:

@@ -27,13 +27,13 @@ on how concentrated the posterior is: freshly initialised anchors in d = 48 with
 import argparse
 import math
 import pathlib
-import platform
 import time
 
 import attrs
 import torch
 from snrpaths.backends import Converter, ConverterConfig, DiTConfig, DSLDenoiser
 from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._timing import describe_device, round_robin
 
 from snrpaths import SNRState
 
@@ -58,35 +58,6 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast")
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads"
-
-
-def timed(fns, device, warmup, reps):
-    """Seconds per run of each of ``fns``, timed round-robin (so load from other processes hits all alike)."""
-    times = {name: [] for name in fns}
-    for rep in range(warmup + reps):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def median(xs):
@@ -167,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         return s.z.reshape(B * L, -1)  # (B L, d)
 
     with torch.no_grad(), autocast:
-        times = timed({name: fn for name, (_, fn) in variants.items()}, device, warmup, reps)
+        jobs = {name: (lambda _seed, fn=fn: fn()) for name, (_, fn) in variants.items()}
+        times = {name: t["seconds"] for name, t in round_robin(jobs, reps, device=device, warmup=warmup,
+                                                               log=False).items()}
         fallback = {"lognormal": den.converter.certify(flat(finite)).dense.float().mean().item()}
         for gamma, s in sweep.items():
             fallback[f"sparse@{gamma:g}"] = den.converter.certify(flat(s)).dense.float().mean().item()

@@ -24,13 +24,13 @@ import argparse
 import math
 import pathlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
+from snrpaths.backends.toy import ExactToy
 from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import nll
-from snrpaths.backends.toy import ExactToy
 
 TARGET_BITS, TARGET_CALLS = 0.01, 256
 
@@ -84,11 +84,11 @@ def measure(toy, tokens: torch.Tensor, run: Callable, budget: int, repeats: int)
     sd = values.std(0)  # [S]
     bias = (values.mean(0) - truth).mean()
     bias_se = (sd.square().mean() / (repeats * values.shape[1])).sqrt()
-    return dict(calls=runs[0].n_calls, se_bits=float(sd.square().mean().sqrt()) / scale,
-                mean_bits=float(values.mean()) / scale,
-                bias_bits=float(bias) / scale, bias_ci_bits=1.96 * float(bias_se) / scale,
-                calibration=float((reported / sd).mean()) if bool((sd > 1e-12).all()) else math.nan,
-                seconds=seconds)
+    return {"calls": runs[0].n_calls, "se_bits": float(sd.square().mean().sqrt()) / scale,
+            "mean_bits": float(values.mean()) / scale,
+            "bias_bits": float(bias) / scale, "bias_ci_bits": 1.96 * float(bias_se) / scale,
+            "calibration": float((reported / sd).mean()) if bool((sd > 1e-12).all()) else math.nan,
+            "seconds": seconds}
 
 
 def run_all(quick: bool, budgets: list[int], repeats: int, n_seqs: int, seed: int) -> list[dict]:
@@ -175,8 +175,8 @@ def trained_rows(checkpoint: str, budgets: list[int], repeats: int, n_seqs: int,
 
 def target(rows: list[dict]) -> str:
     """Which path-integral configurations reach TARGET_BITS below TARGET_CALLS calls, per toy."""
-    lines = [f"\nTarget: path-integral standard error <= {TARGET_BITS} bits/token with < {TARGET_CALLS} calls per "
-             "sequence"]
+    lines = [(f"\nTarget: path-integral standard error <= {TARGET_BITS} bits/token with < {TARGET_CALLS} calls per "
+              "sequence")]
     # Exact toys only: a trained model's finite-endpoint rows have no truth to hold the error to.
     pi_rows = [r for r in rows if r["estimator"].startswith("PI") and not math.isnan(r["bias_bits"])]
     for toy in dict.fromkeys(r["toy"] for r in pi_rows):

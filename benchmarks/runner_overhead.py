@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
 import statistics
-import time
 
 import torch
+from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._timing import describe_device, round_robin
 
 from snrpaths import Path, sample
-from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser
 from snrpaths.draw import categorical, probabilities
-
 
 
 def hand_written_mdlm(den: DSLDenoiser, batch: int, steps: int, seed: int) -> tuple[torch.Tensor, int]:
@@ -49,34 +47,28 @@ def hand_written_mdlm(den: DSLDenoiser, batch: int, steps: int, seed: int) -> tu
     return tokens, nfe
 
 
-def measure(batch: int, seq_len: int, steps: int, repeats: int, hidden: int, blocks: int) -> dict:
-    torch.manual_seed(0)
+def measure(batch: int, seq_len: int, steps: int, repeats: int, hidden: int, blocks: int, seed: int = 0) -> dict:
+    """Both loops on one random-init DiT (weights from ``seed``), alternating, one warm-up round; round ``r`` of
+    both samples with seed ``seed + 1 + r``."""
+    torch.manual_seed(seed)
     den = DSLDenoiser.build(DiTConfig(vocab_size=64, seq_len=seq_len, hidden=hidden, cond_dim=64, n_blocks=blocks,
                                       n_heads=4), ConverterConfig(anchor_dim=16)).eval()
     path = Path.mdm(steps).compile(seq_len)
-    runs = {"hand-written loop": lambda s: hand_written_mdlm(den, batch, steps, s),
-            "snrpaths.sample": lambda s: (lambda r: (r.tokens, r.nfe))(sample(path, den, batch=batch, seed=s))}
-    for run in runs.values():  # warm-up: allocator, kernels
-        run(0)
-    times = {name: [] for name in runs}
-    nfe = {}
-    for rep in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            _, nfe[name] = run(rep + 1)
-            times[name].append(time.perf_counter() - start)
-            print(f"  run {rep + 1}/{repeats} {name:>18}: {times[name][-1]:7.2f} s, {nfe[name]} calls", flush=True)
-    hand, ours = (statistics.median(times[n]) for n in runs)
+    jobs = {"hand-written loop": lambda s: hand_written_mdlm(den, batch, steps, s)[1],
+            "snrpaths.sample": lambda s: sample(path, den, batch=batch, seed=s).nfe}
+    times = round_robin(jobs, repeats, seed, warmup=1)  # warm-up: allocator, kernels
+    hand, ours = (statistics.median(times[n]["seconds"]) for n in jobs)
     return {"batch": batch, "seq_len": seq_len, "steps": steps, "repeats": repeats, "hidden": hidden, "blocks": blocks,
-            "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "seconds": times, "median_s": {"hand-written loop": hand, "snrpaths.sample": ours},
-            "nfe": nfe, "ratio": ours / hand}
+            "seed": seed, "device": describe_device(torch.device("cpu")),
+            "seconds": {n: t["seconds"] for n, t in times.items()},
+            "median_s": {"hand-written loop": hand, "snrpaths.sample": ours},
+            "nfe": {n: t["nfe"][-1] for n, t in times.items()}, "ratio": ours / hand}
 
 
 def report(result: dict) -> str:
     med = result["median_s"]
-    lines = [f"Runner overhead, MDLM T={result['steps']}, batch {result['batch']}, L={result['seq_len']}, "
-             f"DiT hidden {result['hidden']} x {result['blocks']} blocks, {result['device']}", "",
+    lines = [(f"Runner overhead, MDLM T={result['steps']}, batch {result['batch']}, L={result['seq_len']}, "
+              f"DiT hidden {result['hidden']} x {result['blocks']} blocks, {result['device']}"), "",
              "| loop | median s | NFE | s per call |", "|---|---:|---:|---:|"]
     for name, seconds in med.items():
         lines.append(f"| {name} | {seconds:.3f} | {result['nfe'][name]} | {seconds / result['nfe'][name] * 1e3:.2f} ms |")
@@ -108,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0, help="weights and sampling seeds")
     args = parser.parse_args(argv)
-    sizes = dict(batch=8, seq_len=64, steps=64, repeats=2, hidden=64, blocks=1) if args.quick else \
-        dict(batch=64, seq_len=256, steps=256, repeats=3, hidden=128, blocks=2)
-    result = measure(**sizes)
+    sizes = {"batch": 8, "seq_len": 64, "steps": 64, "repeats": 2, "hidden": 64, "blocks": 1} if args.quick else \
+        {"batch": 64, "seq_len": 256, "steps": 256, "repeats": 3, "hidden": 128, "blocks": 2}
+    result = measure(**sizes, seed=args.seed)
     text = report(result)
     print(text)
     stem = "runner_overhead_quick" if args.quick else "runner_overhead"

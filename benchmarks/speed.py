@@ -44,14 +44,13 @@ import math
 import multiprocessing
 import pathlib
 import statistics
-import time
 import traceback
 from collections.abc import Callable
 
 import torch
 from snrpaths.backends import load
 from snrpaths.benchmarks._results import RESULTS, write
-from snrpaths.benchmarks.dit_throughput import describe_device
+from snrpaths.benchmarks._timing import describe_device, round_robin, sync
 from snrpaths.benchmarks.runner_overhead import hand_written_mdlm
 
 from snrpaths import parse_path, sample
@@ -84,42 +83,16 @@ def sizes(quick: bool, seq_len: int) -> dict:
 # -- timing -------------------------------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_sample(den, program, batch: int, seed: int, device: torch.device) -> tuple[float, int]:
-    _sync(device)
-    start = time.perf_counter()
+def _sample_nfe(den, program, batch: int, seed: int) -> int:
     with torch.no_grad():  # not inference_mode: DSLDenoiser.table reads its anchors' version counter
-        result = sample(program, den, batch=batch, seed=seed)
-    _sync(device)
-    return time.perf_counter() - start, result.nfe
-
-
-def round_robin(jobs: dict, repeats: int, seed: int) -> dict:
-    """``jobs``: key -> run(seed) returning (seconds, nfe). Runs every job once per round, ``repeats`` rounds with
-    seeds ``seed + 1 ..``; returns key -> {"seconds": [...], "nfe": [...]}."""
-    out = {key: {"seconds": [], "nfe": []} for key in jobs}
-    for rep in range(repeats):
-        for key, run in jobs.items():
-            seconds, nfe = run(seed + 1 + rep)
-            out[key]["seconds"].append(seconds)
-            out[key]["nfe"].append(nfe)
-        print(f"  round {rep + 1}/{repeats}: " + ", ".join(f"{_label(k)} {v['seconds'][-1]:.2f} s"
-                                                          for k, v in out.items()), flush=True)
-    return out
-
-
-def _label(key) -> str:
-    return " ".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
+        return sample(program, den, batch=batch, seed=seed).nfe
 
 
 def _warm_up(den, program, batch: int, seed: int, device: torch.device) -> None:
     """Every code path of the path once (batch 1), and the denoiser at the timed shape (two calls at ``batch``)."""
-    _timed_sample(den, program, 1, seed, device)
-    _timed_sample(den, parse_path("mdm(2)").compile(den.seq_len), batch, seed, device)
+    _sample_nfe(den, program, 1, seed)
+    _sample_nfe(den, parse_path("mdm(2)").compile(den.seq_len), batch, seed)
+    sync(device)
 
 
 # -- peak memory --------------------------------------------------------------------------------------------------
@@ -172,10 +145,12 @@ def peak_memory(den, program, batch: int, seed: int, device: torch.device) -> in
     """Bytes one ``sample()`` call adds at its peak to what is resident before it (see the module docstring); None
     where the CPU method cannot run (no fork, or no ``/proc/self/clear_refs``: not Linux)."""
     if device.type == "cuda":
-        _timed_sample(den, program, 1, seed, device)
+        _sample_nfe(den, program, 1, seed)
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        _timed_sample(den, program, batch, seed, device)
+        _sample_nfe(den, program, batch, seed)
+        sync(device)
         return torch.cuda.max_memory_allocated(device) - before
     if "fork" not in multiprocessing.get_all_start_methods() or not pathlib.Path("/proc/self/clear_refs").exists():
         return None
@@ -232,7 +207,7 @@ def run(args) -> dict:
     dens = {L: den}
     for length in {*s["lengths"], s["batch_length"]} - {L}:
         dens[length] = load(args.checkpoint, seq_len=length, device=device)
-    info = {"device": describe_device(device).replace(" 1 threads", " 1 thread"), "device_type": device.type,
+    info = {"device": describe_device(device), "device_type": device.type,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint": str(args.checkpoint), "seq_len": L,
             "vocab_size": den.vocab_size, "parameters": sum(p.numel() for p in den.parameters()),
             "budget": T, "seed": seed, "quick": args.quick, **s,
@@ -263,9 +238,8 @@ def run(args) -> dict:
         _warm_up(den, row["program"], B, seed, device)
     for batch, repeats in ((B, s["repeats"]), (1, s["repeats_1"])):
         print(f"timing at batch {batch}", flush=True)
-        jobs = {row["name"]: (lambda sd, p=row["program"], b=batch: _timed_sample(den, p, b, sd, device))
-                for row in samplers}
-        for name, times in round_robin(jobs, repeats, seed).items():
+        jobs = {row["name"]: (lambda sd, p=row["program"], b=batch: _sample_nfe(den, p, b, sd)) for row in samplers}
+        for name, times in round_robin(jobs, repeats, seed, device).items():
             row = next(r for r in samplers if r["name"] == name)
             row[f"batch_{batch}" if batch != B else "batch_B"] = times
 
@@ -275,11 +249,11 @@ def run(args) -> dict:
     overhead_batches = sorted({1, s["overhead_batch"]})
     jobs = {}
     for b in overhead_batches:
-        jobs[("hand-written", b)] = lambda sd, b=b: _timed_loop(cpu_den, b, T, sd)
-        jobs[("snrpaths.sample", b)] = lambda sd, b=b: _timed_sample(cpu_den, mdm, b, sd, torch.device("cpu"))
+        jobs[("hand-written", b)] = lambda sd, b=b: hand_written_mdlm(cpu_den, b, T, sd)[1]
+        jobs[("snrpaths.sample", b)] = lambda sd, b=b: _sample_nfe(cpu_den, mdm, b, sd)
     for b in overhead_batches:
-        _timed_loop(cpu_den, b, 2, seed)
-        _timed_sample(cpu_den, parse_path("mdm(2)").compile(L), b, seed, torch.device("cpu"))
+        hand_written_mdlm(cpu_den, b, 2, seed)
+        _sample_nfe(cpu_den, parse_path("mdm(2)").compile(L), b, seed)
     print("runner overhead", flush=True)
     overhead_times = round_robin(jobs, s["repeats_1"], seed)
     overhead = [{"loop": loop, "batch": b, **overhead_times[(loop, b)]} for (loop, b) in jobs]
@@ -289,8 +263,8 @@ def run(args) -> dict:
         _warm_up(dens[row["seq_len"]], row["program"], row["batch"], seed, device)
     print("timing the scaling sweeps", flush=True)
     jobs = {(r["sweep"], r["seq_len"], r["batch"]):
-            (lambda sd, r=r: _timed_sample(dens[r["seq_len"]], r["program"], r["batch"], sd, device)) for r in scaling}
-    for row, times in zip(scaling, round_robin(jobs, s["repeats"], seed).values()):
+            (lambda sd, r=r: _sample_nfe(dens[r["seq_len"]], r["program"], r["batch"], sd)) for r in scaling}
+    for row, times in zip(scaling, round_robin(jobs, s["repeats"], seed, device).values()):
         row.update(times)
         row["median_s"] = statistics.median(row["seconds"])
         row["s_per_call"] = statistics.median(t / n for t, n in zip(row["seconds"], row["nfe"]))
@@ -306,12 +280,6 @@ def run(args) -> dict:
     for row in samplers + scaling:
         row["budget"] = row.pop("program").nfe  # the Program itself is not JSON
     return {**info, "samplers": samplers, "overhead": overhead, "scaling": scaling, "fits": fits}
-
-
-def _timed_loop(den, batch: int, steps: int, seed: int) -> tuple[float, int]:
-    start = time.perf_counter()
-    _, nfe = hand_written_mdlm(den, batch, steps, seed)
-    return time.perf_counter() - start, nfe
 
 
 # -- report ---------------------------------------------------------------------------------------------------------

@@ -18,12 +18,11 @@ import pathlib
 import time
 
 import torch
+from snrpaths.backends.toy import ExactToy
 from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import parse_path, sample
-from snrpaths.backends.toy import ExactToy
 from snrpaths.testing.stats import empirical_law
-
 
 #: sampler name -> path expression for a budget of `T` calls (AR and ROAR always cost L calls).
 SAMPLERS = {
@@ -67,9 +66,9 @@ def run(quick: bool, n: int, seed: int) -> list[dict]:
                 start = time.perf_counter()
                 result = sample(path, toy, batch=n, seed=seed)
                 tv, lo, hi = tv_interval(toy.probs, empirical_law(result.tokens, toy.vocab_size), n)
-                rows.append(dict(toy=toy_name, sampler=sampler, budget=budget, path=repr(path),
-                                 nfe_static=path.compile(toy.seq_len).nfe, nfe=result.nfe, tv=tv, tv_low=lo, tv_high=hi,
-                                 seconds=time.perf_counter() - start))
+                rows.append({"toy": toy_name, "sampler": sampler, "budget": budget, "path": repr(path),
+                             "nfe_static": path.compile(toy.seq_len).nfe, "nfe": result.nfe, "tv": tv, "tv_low": lo,
+                             "tv_high": hi, "seconds": time.perf_counter() - start})
                 print(f"{toy_name:>16} {sampler:>14} T={budget:<3} nfe={result.nfe:<3} TV={tv:.4f} [{lo:.4f}, {hi:.4f}]",
                       flush=True)
     return rows

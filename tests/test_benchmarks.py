@@ -1,7 +1,8 @@
-"""The ``--quick`` mode of each study runs end to end and leaves its JSON, Markdown table and plot.
+"""The ``--quick`` mode of each study runs end to end and leaves its JSON, Markdown table and plot; the shared
+round-robin timer runs its jobs in the order and with the seeds it promises.
 
-(``dit_throughput.py`` builds a 172 M-parameter model even in quick mode, about a minute on 2 cores; it is left to
-its own command.)"""
+(``dit_throughput.py`` builds a 172 M-parameter model even in quick mode, about a minute on 2 cores; here it runs
+its whole code path at toy sizes.)"""
 
 import json
 import pathlib
@@ -9,15 +10,22 @@ import subprocess
 import sys
 
 import pytest
+from snrpaths.benchmarks._timing import round_robin
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("study", ["toy_quality", "nll_estimators", "runner_overhead", "text_quality", "speed"])
-def test_quick_mode_writes_table_json_and_plot(study, tmp_path):
-    out = subprocess.run([sys.executable, str(BENCHMARKS / f"{study}.py"), "--quick", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+TOY_DIT = ["--vocab", "300", "--hidden", "64", "--heads", "4", "--cond-dim", "32", "--n-blocks", "1", "--seq-len",
+           "32", "--anchor-dim", "8", "--sparse-k", "16"]
+
+
+@pytest.mark.parametrize(("study", "extra"), [("toy_quality", []), ("nll_estimators", []), ("runner_overhead", []),
+                                              ("text_quality", []), ("speed", []), ("shipped_checkpoints", []),
+                                              ("dit_throughput", TOY_DIT)])
+def test_quick_mode_writes_table_json_and_plot(study, extra, tmp_path):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / f"{study}.py"), "--quick", "--out", str(tmp_path), *extra],
+                         check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     stem = tmp_path / f"{study}_quick"
     assert json.loads(stem.with_suffix(".json").read_text())
@@ -25,3 +33,12 @@ def test_quick_mode_writes_table_json_and_plot(study, tmp_path):
     assert "|---" in table and table.strip() in out.stdout
     assert stem.with_suffix(".png").read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{study}_quick{s}" for s in (".json", ".md", ".png"))
+
+
+def test_round_robin_interleaves_jobs_with_promised_seeds_and_drops_warmup():
+    calls = []
+    jobs = {"a": lambda s: calls.append(("a", s)) or 3, "b": lambda s: calls.append(("b", s)) or "not a count"}
+    times = round_robin(jobs, repeats=2, seed=10, warmup=1, log=False)
+    assert calls == [("a", 11), ("b", 11), ("a", 12), ("b", 12), ("a", 13), ("b", 13)]
+    assert times["a"]["nfe"] == [3, 3] and times["b"]["nfe"] == [None, None]
+    assert all(len(t["seconds"]) == 2 and min(t["seconds"]) >= 0 for t in times.values())
