@@ -28,6 +28,7 @@ import time
 
 import torch
 from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._timing import describe_device
 from tqdm import tqdm
 
 from snrpaths import parse_path, sample
@@ -349,9 +350,7 @@ def _diff(a: dict, b: dict, metric: str, sign: int) -> tuple[float, float]:
 
 
 def _device() -> str:
-    name = next((line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), "CPU") if pathlib.Path("/proc/cpuinfo").exists() else "CPU"
-    return f"{name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{describe_device(torch.device('cpu'))}, torch {torch.__version__}"
 
 
 def _settings(args) -> dict:
