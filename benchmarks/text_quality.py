@@ -20,8 +20,10 @@ outputs, so an interrupted run continues where it stopped when rerun with the sa
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import operator
 import os
 import pathlib
 import time
@@ -214,9 +216,11 @@ def _scorers(metrics, reference) -> dict:
     if "mauve" in metrics:
         mauve = Mauve(reference)
         scorers["mauve"] = lambda ids, texts, seed: mauve(texts, seed=seed)
-    if "gen-ppl" in metrics:
-        ppl = GenerativePerplexity()
-        scorers["gen-ppl"] = lambda ids, texts, seed: ppl(texts)
+    if {"gen-bpc", "gen-ppl"} & set(metrics):
+        lm = GenerativePerplexity()
+        nll = functools.lru_cache(maxsize=1)(lm.nll)  # both metrics of one job from one pass of the reference LM
+        scorers["gen-ppl"] = lambda ids, texts, seed: math.exp(operator.truediv(*nll(tuple(texts))))
+        scorers["gen-bpc"] = lambda ids, texts, seed: nll(tuple(texts))[0] / (math.log(2) * sum(map(len, texts)))
     return {m: scorers[m] for m in metrics}
 
 
@@ -264,7 +268,12 @@ def _se(values):
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
-FORMAT = {"mauve": ("MAUVE ↑", "{:.3f}"), "gen-ppl": ("gen. PPL ↓", "{:.0f}"), "entropy": ("unigram entropy", "{:.3f}")}
+FORMAT = {"mauve": ("MAUVE ↑", "{:.3f}"), "gen-bpc": ("gen. bits/char ↓", "{:.2f}"), "gen-ppl": ("gen. PPL ↓", "{:.0f}"),
+          "entropy": ("unigram entropy", "{:.3f}")}
+#: said under a metric's table
+NOTES = {"gen-ppl": "Per SmolLM2 token (the papers' convention). Text the reference LM splits into more tokens is "
+                    "divided by more: character soup scores lower than text that forms words; gen. bits/char, per "
+                    "character, does not reward that (see `snrpaths.quality`)."}
 
 
 def _fmt(cell: dict, metric: str) -> str:
@@ -294,6 +303,8 @@ def _tables(plan: _Plan, summary: list[dict], args) -> str:
                 lines.append(f"| {CHECKPOINTS.get(ckpt, ckpt)} + {name} | " + " | ".join(
                     _fmt(by[ckpt, "samplers", name, t], metric) if (ckpt, "samplers", name, t) in by else "—"
                     for t in budgets) + " |")
+        if metric in NOTES:
+            lines.append("\n" + NOTES[metric])
         parts.append("\n".join(lines))
     tables = [("hybrid", "Hybrid `hybrid(T_cont, T_mdm)` grid (NFE = T_cont + T_mdm)")]
     if args.target != "none":
@@ -314,34 +325,56 @@ def _tables(plan: _Plan, summary: list[dict], args) -> str:
     return "\n".join(parts)
 
 
+#: metrics that rank samples (higher MAUVE, lower gen. PPL is better); unigram entropy only diagnoses repetition
+RANKED = {"mauve": 1, "gen-bpc": -1, "gen-ppl": -1}
+
+
 def _verdicts(plan: _Plan, by: dict, args) -> str:
-    """The issue's two questions, answered from MAUVE (or the first metric measured) with 2-s.e. margins."""
-    metric = "mauve" if "mauve" in args.metrics else args.metrics[0]
-    sign = -1 if metric == "gen-ppl" else 1
-    lines = [f"\n**Verdicts** (on {FORMAT[metric][0]}; 'clearly' = by more than 2 combined standard errors)\n"]
+    """The issue's two questions, and the best switch mode, on every ranking metric measured, with 2-s.e. margins."""
+    lines = ["\n**Verdicts** ('clearly' = by more than 2 combined standard errors)"]
+    ranked = [m for m in args.metrics if m in RANKED]
+    if not ranked:
+        lines.append("\n- none: unigram entropy does not rank samplers (measure mauve, gen-bpc or gen-ppl)")
+    for metric in ranked:
+        lines.append(f"\nOn {FORMAT[metric][0]}:\n")
+        lines += _verdicts_on(plan, by, args, metric, RANKED[metric])
+    return "\n".join(lines)
+
+
+def _verdicts_on(plan: _Plan, by: dict, args, metric: str, sign: int) -> list[str]:
+    lines = []
     base, fine = "tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"
     if base in plan.models and fine in plan.models:
-        wins = clear = total = 0
+        wins = clear = lose = total = 0
         for (ckpt, table, row, budget), cell in by.items():
             if ckpt == fine and table == "samplers":
-                other = by[base, table, row, budget]
-                diff, se = _diff(cell, other, metric, sign)
-                total, wins, clear = total + 1, wins + (diff > 0), clear + (diff > 2 * se)
+                diff, se = _diff(cell, by[base, table, row, budget], metric, sign)
+                total, wins = total + 1, wins + (diff > 0)
+                clear, lose = clear + (diff > 2 * se), lose + (diff < -2 * se)
         lines.append(f"- DSL-FT beats MDLM with the same sampler and budget in {wins} of {total} cells "
-                     f"({clear} clearly).")
+                     f"({clear} clearly; MDLM clearly better in {lose}).")
     if args.target == "none":
-        return "\n".join(lines)
+        return lines
     tc, tm = args.target
     for ckpt in plan.models:
-        hybrid = by[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] if (ckpt, "hybrid", f"{tc} + {tm}", tc + tm) in by \
-            else by[ckpt, "switch", "switch('keep')", tc + tm]
-        for name in ("remdm-confidence", "remdm-loop"):
-            remdm = by[ckpt, "target", name, 4 * (tc + tm)]
-            diff, se = _diff(hybrid, remdm, metric, sign)
-            verdict = "matches" if abs(diff) <= 2 * se else ("beats" if diff > 0 else "falls short of")
-            lines.append(f"- {CHECKPOINTS.get(ckpt, ckpt)}: hybrid({tc}, {tm}) at {tc + tm} calls {verdict} {name} at "
-                         f"{4 * (tc + tm)} calls ({_fmt(hybrid, metric)} vs {_fmt(remdm, metric)}).")
-    return "\n".join(lines)
+        name_ = CHECKPOINTS.get(ckpt, ckpt)
+        modes = sorted(((row, c) for (k, table, row, _), c in by.items() if k == ckpt and table == "switch"),
+                       key=lambda rc: -sign * rc[1][metric]["mean"])
+        (best, first), (second, runner_up) = modes[0], modes[1]
+        diff, se = _diff(first, runner_up, metric, sign)
+        lines.append(f"- {name_}: best switch mode at ({tc}, {tm}) is {best} ({_fmt(first, metric)}, "
+                     f"{first['nfe']:.0f} calls), {'clearly' if diff > 2 * se else 'not clearly'} ahead of {second} "
+                     f"({_fmt(runner_up, metric)}).")
+        # the paper's hybrid keeps the continuous phase's tokens; the best mode is set against ReMDM as well
+        for mode in dict.fromkeys(("switch('keep')", best)):
+            hybrid = by[ckpt, "switch", mode, tc + tm]
+            for name in ("remdm-confidence", "remdm-loop"):
+                remdm = by[ckpt, "target", name, 4 * (tc + tm)]
+                diff, se = _diff(hybrid, remdm, metric, sign)
+                verdict = "matches" if abs(diff) <= 2 * se else ("beats" if diff > 0 else "falls short of")
+                lines.append(f"- {name_}: hybrid({tc}, {tm}), {mode}, at {hybrid['nfe']:.0f} calls {verdict} {name} "
+                             f"at {4 * (tc + tm)} calls ({_fmt(hybrid, metric)} vs {_fmt(remdm, metric)}).")
+    return lines
 
 
 def _diff(a: dict, b: dict, metric: str, sign: int) -> tuple[float, float]:

