@@ -3,8 +3,8 @@
 The two shipped checkpoints (MDLM objective, and its DSL fine-tune) x samplers (MDLM, ReMDM cap / rescale /
 confidence / loop, ROAR) x step budgets, the hybrid's ``(T_cont, T_mdm)`` grid, the hybrid's switch modes, and the
 paper's hybrid-vs-ReMDM comparison (the hybrid at ``T_cont + T_mdm`` calls against ReMDM at 4x the calls). Metrics
-(:mod:`snrpaths.quality`): MAUVE on MiniLM sentence features and generative perplexity under SmolLM2-135M, both
-against held-out windows of the validation plays, and unigram entropy. Every cell is sampled with ``--seeds`` seeds of
+(:mod:`snrpaths.quality`): MAUVE on MiniLM sentence features, bits per character and generative perplexity (per
+token) under SmolLM2-135M, and unigram entropy, each beside held-out windows of the validation plays. Every cell is sampled with ``--seeds`` seeds of
 ``--n`` samples; tables give mean ± standard error over seeds. The budgets scale the paper's (T = L/8 .. L at
 L = 1024) to our L = 128; the hybrid grid keeps the paper's step counts (its continuous steps do not scale with L).
 
@@ -14,7 +14,7 @@ Nothing is tuned on either. Finished (cell, seed) results are appended to a ``.p
 outputs, so an interrupted run continues where it stopped when rerun with the same options.
 
     snrpaths bench text-quality --quick      # a few minutes
-    snrpaths bench text-quality              # the README's numbers (about 55 min on 2 cores)
+    snrpaths bench text-quality              # the README's numbers (33 min on 2 idle cores)
 """
 
 from __future__ import annotations
@@ -276,13 +276,19 @@ NOTES = {"gen-ppl": "Per SmolLM2 token (the papers' convention). Text the refere
                     "character, does not reward that (see `snrpaths.quality`)."}
 
 
-def _fmt(cell: dict, metric: str) -> str:
-    if metric not in cell:
+def _fmt(cell: dict | None, metric: str) -> str:
+    if cell is None or metric not in cell:
         return "—"
     pattern = FORMAT[metric][1]
     value = cell[metric]
     se = "" if math.isnan(value["se"]) else " ± " + pattern.format(value["se"])
     return pattern.format(value["mean"]) + se
+
+
+def _matrix(title: str, corner: str, columns: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    lines = [f"\n{title}\n", f"| {corner} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return "\n".join(lines)
 
 
 def _tables(plan: _Plan, summary: list[dict], args) -> str:
@@ -293,34 +299,31 @@ def _tables(plan: _Plan, summary: list[dict], args) -> str:
             f" characters, MAUVE reference {args.reference} held-out windows; mean ± s.e. over seeds; {_device()}.")
     parts = [head]
     budgets = sorted({k[3] for k in by if k[1] == "samplers"})
+    conts, mdms = sorted({tc for tc, _ in args.grid}), sorted({tm for _, tm in args.grid})
     for metric in metrics:
-        lines = [f"\n**{FORMAT[metric][0]}** by step budget T (calls actually made are in the JSON)\n",
-                 "| checkpoint + sampler | " + " | ".join(f"T={t}" for t in budgets) + " |",
-                 "|---|" + "---:|" * len(budgets),
-                 f"| {HUMAN} | " + " | ".join(_fmt(human, metric) for _ in budgets) + " |"]
-        for ckpt in plan.models:
-            for name in args.samplers:
-                lines.append(f"| {CHECKPOINTS.get(ckpt, ckpt)} + {name} | " + " | ".join(
-                    _fmt(by[ckpt, "samplers", name, t], metric) if (ckpt, "samplers", name, t) in by else "—"
-                    for t in budgets) + " |")
-        if metric in NOTES:
-            lines.append("\n" + NOTES[metric])
-        parts.append("\n".join(lines))
-    tables = [("hybrid", "Hybrid `hybrid(T_cont, T_mdm)` grid (NFE = T_cont + T_mdm)")]
-    if args.target != "none":
-        tables += [("switch", f"Hybrid switch modes at (T_cont, T_mdm) = {args.target}"),
-                   ("target", f"ReMDM at 4x the hybrid's {sum(args.target)} calls")]
+        rows = [(HUMAN, [_fmt(human, metric)] * len(budgets))] + [
+            (f"{CHECKPOINTS.get(ckpt, ckpt)} + {name}", [_fmt(by.get((ckpt, "samplers", name, t)), metric)
+                                                        for t in budgets])
+            for ckpt in plan.models for name in args.samplers]
+        parts.append(_matrix(f"**{FORMAT[metric][0]}** by step budget T (calls actually made are in the JSON)",
+                             "checkpoint + sampler", [f"T={t}" for t in budgets], rows)
+                     + ("\n\n" + NOTES[metric] if metric in NOTES else ""))
+    for metric in metrics:
+        rows = [(f"{CHECKPOINTS.get(ckpt, ckpt)}, T_cont={tc}",
+                 [_fmt(by.get((ckpt, "hybrid", f"{tc} + {tm}", tc + tm)), metric) for tm in mdms])
+                for ckpt in plan.models for tc in conts]
+        parts.append(_matrix(f"**Hybrid `hybrid(T_cont, T_mdm)`, {FORMAT[metric][0]}** (NFE = T_cont + T_mdm)",
+                             "checkpoint, T_cont", [f"T_mdm={tm}" for tm in mdms], rows))
+    tables = [] if args.target == "none" else [
+        ("switch", f"**Hybrid switch modes at (T_cont, T_mdm) = {args.target}**"),
+        ("target", f"**ReMDM at 4x the hybrid's {sum(args.target)} calls**")]
     for table, title in tables:
-        rows = sorted({(k[2], k[3]) for k in by if k[1] == table}, key=lambda r: (r[1], r[0]))
+        settings = sorted({(k[2], k[3]) for k in by if k[1] == table}, key=lambda r: (r[1], r[0]))
         cols = [(ckpt, m) for ckpt in plan.models for m in metrics]
-        lines = [f"\n**{title}**\n",
-                 "| setting | calls made | " + " | ".join(f"{CHECKPOINTS.get(c, c)} {FORMAT[m][0]}" for c, m in cols) + " |",
-                 "|---|---:|" + "---:|" * len(cols)]
-        for row, budget in rows:
-            calls = "/".join(f"{by[c, table, row, budget]['nfe']:.0f}" for c in plan.models)
-            lines.append(f"| {row} | {calls} | " + " | ".join(_fmt(by[c, table, row, budget], m) for c, m in cols)
-                         + " |")
-        parts.append("\n".join(lines))
+        rows = [(row, ["/".join(f"{by[c, table, row, budget]['nfe']:.0f}" for c in plan.models)]
+                 + [_fmt(by[c, table, row, budget], m) for c, m in cols]) for row, budget in settings]
+        parts.append(_matrix(title, "setting", ["calls made"] + [f"{CHECKPOINTS.get(c, c)} {FORMAT[m][0]}"
+                                                                 for c, m in cols], rows))
     parts.append(_verdicts(plan, by, args))
     return "\n".join(parts)
 
