@@ -8,7 +8,7 @@ Each study is a module with ``main(argv)``: it prints a Markdown table and write
 #: Study name on the command line -> (module, what it measures).
 STUDIES = {
     "toy-quality": ("toy_quality", "total variation to the truth vs NFE of every sampler on exact toy joints"),
-    "text-quality": ("text_quality", "MAUVE, generative perplexity and unigram entropy of the shipped pair"),
+    "text-quality": ("text_quality", "MAUVE, reference-LM bits/char and perplexity, unigram entropy of the shipped pair"),
     "speed": ("speed", "samples/s, tokens/s, NFE spent, peak memory and scaling in L and batch per sampler"),
     "nll-estimators": ("nll_estimators", "standard error and bias vs denoiser calls of every likelihood estimator"),
     "runner-overhead": ("runner_overhead", "the runner against a hand-written MDLM loop making the same calls"),
