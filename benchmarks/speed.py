@@ -50,24 +50,19 @@ from collections.abc import Callable
 import torch
 from snrpaths.backends import load
 from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 from snrpaths.benchmarks._timing import describe_device, round_robin, sync
 from snrpaths.benchmarks.runner_overhead import hand_written_mdlm
 
 from snrpaths import parse_path, sample
 
-#: sampler name -> path expression for a budget of ``T`` calls (AR and ROAR always cost L calls).
+#: sampler name -> path expression for a budget of ``T`` calls: the built-ins and two continuous-start paths.
 SAMPLERS: dict[str, Callable[[int], str]] = {
-    "MDLM": lambda T: f"mdm({T})",
-    "ReMDM-cap": lambda T: f"mdm({T}, remask='cap')",
-    "ReMDM-rescale": lambda T: f"mdm({T}, remask='rescale')",
-    "ReMDM-conf": lambda T: f"mdm({T}, remask='confidence')",
-    "ReMDM-loop": lambda T: f"mdm({T}, remask='loop')",
+    **{name: make for name, make in BUILTIN.items() if name not in OWN_NFE},
     "ramp >> ReMDM-conf": lambda T: f"ramp({T // 4}) >> mdm({T - T // 4}, remask='confidence')",
     "ramp >> commit": lambda T: f"ramp({T - 1}) >> switch('commit')",
-    "AR": lambda T: "ar()",
-    "ROAR": lambda T: "roar()",
+    **{name: BUILTIN[name] for name in OWN_NFE},  # last: they run at their own NFE = L
 }
-OWN_NFE = ("AR", "ROAR")  # these cost L calls whatever the budget
 CHILD_TIMEOUT_S = 900
 
 

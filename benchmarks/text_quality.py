@@ -20,10 +20,8 @@ outputs, so an interrupted run continues where it stopped when rerun with the sa
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
-import operator
 import os
 import pathlib
 import time
@@ -182,7 +180,7 @@ def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
                                  for k, v in plan.cells.items()))
     jobs = [(HUMAN, HUMAN, s) for s in seeds] + [(ckpt, text, s) for _, text, ckpt in cells for s in seeds]
     todo = [j for j in jobs if _key(*j) not in done]
-    scorers = _scorers(args.metrics, plan.reference) if todo else {}
+    scorers = _scorers(args.metrics, plan.reference) if todo else []
     partial.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "a") as log:
         for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
@@ -211,17 +209,17 @@ def _load_partial(partial: pathlib.Path, args) -> dict:
     return done
 
 
-def _scorers(metrics, reference) -> dict:
-    scorers = {"entropy": lambda ids, texts, seed: unigram_entropy(ids)}
+def _scorers(metrics, reference) -> list:
+    """Functions ``(ids, texts, seed) -> {metric: value}``, each loading its model once; together they give at least
+    ``metrics``."""
+    scorers = [lambda ids, texts, seed: {"entropy": unigram_entropy(ids)}]
     if "mauve" in metrics:
         mauve = Mauve(reference)
-        scorers["mauve"] = lambda ids, texts, seed: mauve(texts, seed=seed)
+        scorers.append(lambda ids, texts, seed: {"mauve": mauve(texts, seed=seed)})
     if {"gen-bpc", "gen-ppl"} & set(metrics):
         lm = GenerativePerplexity()
-        nll = functools.lru_cache(maxsize=1)(lm.nll)  # both metrics of one job from one pass of the reference LM
-        scorers["gen-ppl"] = lambda ids, texts, seed: math.exp(operator.truediv(*nll(tuple(texts))))
-        scorers["gen-bpc"] = lambda ids, texts, seed: nll(tuple(texts))[0] / (math.log(2) * sum(map(len, texts)))
-    return {m: scorers[m] for m in metrics}
+        scorers.append(lambda ids, texts, seed: lm.scores(texts))
+    return scorers
 
 
 def _job(plan: _Plan, args, scorers, ckpt, text, seed) -> dict:
@@ -236,7 +234,10 @@ def _job(plan: _Plan, args, scorers, ckpt, text, seed) -> dict:
         ids, nfe = result.tokens, result.nfe
     seconds = time.perf_counter() - start
     texts = [tokenizer.decode(row) for row in ids]
-    scores = {m: score(ids.tolist(), texts, seed) for m, score in scorers.items()}
+    scores = {}
+    for score in scorers:
+        scores |= score(ids.tolist(), texts, seed)
+    scores = {m: scores[m] for m in args.metrics}
     return {**scores, "nfe": nfe, "seconds": seconds, "example": texts[0]}
 
 

@@ -20,19 +20,14 @@ import time
 import torch
 from snrpaths.backends.toy import ExactToy
 from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._samplers import BUILTIN
 
 from snrpaths import parse_path, sample
 from snrpaths.testing.stats import empirical_law
 
 #: sampler name -> path expression for a budget of `T` calls (AR and ROAR always cost L calls).
 SAMPLERS = {
-    "AR": lambda T: "ar()",
-    "ROAR": lambda T: "roar()",
-    "MDLM": lambda T: f"mdm({T})",
-    "ReMDM-cap": lambda T: f"mdm({T}, remask='cap')",
-    "ReMDM-rescale": lambda T: f"mdm({T}, remask='rescale')",
-    "ReMDM-conf": lambda T: f"mdm({T}, remask='confidence')",
-    "ReMDM-loop": lambda T: f"mdm({T}, remask='loop')",
+    **BUILTIN,
     "ramp+commit": lambda T: f"ramp({max(T - 1, 1)}, gamma_max=400.0) >> switch('commit')",
     # switch('commit') reveals everything, so a hybrid with it is ramp+commit; 'mask' throws the ramp away.
     "hybrid-keep": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)}, gamma_max=400.0)",

@@ -123,12 +123,16 @@ class GenerativePerplexity:
             total, count = total + nll, count + n
         return total, count
 
-    def __call__(self, texts: Sequence[str]) -> float:
+    def scores(self, texts: Sequence[str]) -> dict[str, float]:
+        """``{"gen-ppl": exp(NLL / tokens), "gen-bpc": NLL / (ln 2 characters)}`` from one pass of the LM."""
         total, count = self.nll(texts)
-        return math.exp(total / count)
+        return {"gen-ppl": math.exp(total / count), "gen-bpc": total / (math.log(2) * sum(map(len, texts)))}
+
+    def __call__(self, texts: Sequence[str]) -> float:
+        return self.scores(texts)["gen-ppl"]
 
     def bits_per_character(self, texts: Sequence[str]) -> float:
-        return self.nll(texts)[0] / (math.log(2) * sum(map(len, texts)))
+        return self.scores(texts)["gen-bpc"]
 
     @torch.no_grad()
     def _batch(self, texts: Sequence[str]) -> tuple[float, int]:
