@@ -7,7 +7,13 @@ Three forms are read, and the first two start a fresh converter (``ConverterConf
 * an MDLM Lightning ``.ckpt``: the same keys under ``state_dict``, and optionally EMA weights in
   ``ckpt["ema"]["shadow_params"]``, listed in the backbone's parameter order (buffers excluded);
 * our own folder: ``model.safetensors`` (``backbone.*`` and ``converter.*``) and ``config.json`` with
-  ``format: snrpaths.dsl`` and sections ``backbone``, ``converter`` (anchor settings included) and ``tokenizer``.
+  ``format: snrpaths.dsl`` and sections ``backbone``, ``converter`` (anchor settings and the output ``head``
+  included) and ``tokenizer``. A converter section without ``head`` was written before the evidence head existed and
+  loads as ``head = "plain"``, unchanged; weights holding ``converter.beta`` (before ``beta = exp(log_beta)``) load
+  too.
+
+A fresh converter put in front of an MDLM checkpoint uses ``ConverterConfig()``, whose head is ``"evidence"``: it
+changes nothing on endpoint states, so the checkpoint still behaves exactly as MDLM there.
 
 Nothing from a checkpoint is ever executed: safetensors, or ``torch.load(weights_only=True)`` where every class or
 function the pickle names beyond tensors and containers (a Lightning checkpoint pickles its hydra config and
@@ -32,7 +38,7 @@ import torch
 
 from snrpaths.errors import SNRPathError, SNRTypeError
 
-from .converter import Converter, ConverterConfig
+from .converter import Converter, ConverterConfig, log_beta_from
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
 
@@ -130,12 +136,15 @@ def _load_ours(folder: Path, config: dict, seq_len: int | None) -> DSLDenoiser:
     if config.get("version") != VERSION:
         raise SNRPathError(f"{folder} is format version {config.get('version')!r}; snrpaths reads version {VERSION}")
     backbone = _build_config(DiTConfig, config.get("backbone"), f"{folder / CONFIG_NAME} 'backbone'")
-    conv = _build_config(ConverterConfig, config.get("converter"), f"{folder / CONFIG_NAME} 'converter'")
+    section = config.get("converter")
+    if isinstance(section, dict) and "head" not in section:
+        section = {**section, "head": "plain"}  # saved before the evidence head existed: keep its logits
+    conv = _build_config(ConverterConfig, section, f"{folder / CONFIG_NAME} 'converter'")
     if seq_len is not None:
         backbone = attrs.evolve(backbone, seq_len=seq_len)
     with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
         model = DSLDenoiser(DiT(backbone), Converter(backbone.vocab_size, conv), config.get("tokenizer"))
-    weights = _read_weights(folder)
+    weights = _upgrade(_read_weights(folder), str(folder / WEIGHTS_NAME))
     _check_keys(_shapes(model), weights, str(folder / WEIGHTS_NAME))
     model.load_state_dict(weights, assign=True)
     return model
@@ -302,6 +311,14 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 # -- checks -----------------------------------------------------------------------------------------------------------
+
+
+def _upgrade(weights: dict, source: str) -> dict:
+    """Our weights of an earlier layout in today's names: ``converter.beta`` becomes ``converter.log_beta``."""
+    if "converter.beta" in weights and "converter.log_beta" not in weights:
+        weights = dict(weights)
+        weights["converter.log_beta"] = log_beta_from(weights.pop("converter.beta"), f"{source}: converter.beta")
+    return weights
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, torch.Size]:

@@ -4,8 +4,17 @@ Keys ``K = [x_1 .. x_V ; 0]`` (V + 1 slots, the last is ``[MASK]`` with a zero k
 
     q(v | z_i) = softmax_v(beta <z_i, K_v> + b_v),      h_i = sum_v q(v | z_i) E_v      (DESIGN.md section 4)
 
-with ``E`` the backbone's (V + 1)-row input embedding. ``beta`` starts at ``1 / sqrt(d)`` and ``b`` at 0 except
-``b_mask = log(99 V)``, so that ``z = 0`` gives ``p([MASK]) = 0.99``.
+with ``E`` the backbone's (V + 1)-row input embedding. ``beta = exp(log_beta)`` stays positive. A fresh converter
+starts at ``beta = 1 / sqrt(d)`` and ``b`` at 0 except ``b_mask = log(mask_prob V / (1 - mask_prob))``, so that
+``z = 0`` gives ``p([MASK]) = mask_prob``; :meth:`Converter.calibrate` moves it to the context-free Bayes rule
+(DESIGN.md section 4b): ``beta = 1``, ``b_v = log p(v)``, so that ``q(v | z_i) / (1 - q([MASK] | z_i)) =
+softmax_v(z_i . x_v + log p(v))``.
+
+**The evidence head.** Given the tokens the channel is independent across positions, so for any joint
+``log p(s_i = v | z) = z_i . x_v + log p(s_i = v | z_{-i}) + const_i``: the own-position evidence enters the output
+analytically. Under ``head = "evidence"`` the converter hands back ``e_iv = z_i . x_v`` ``(n, V)`` for the ``n``
+finite positions, the first V columns of the ``z_i . K_v`` it computes anyway for ``q``, and the denoiser adds them
+to the backbone's logits there (``head = "plain"`` is the paper's and the public code's form: no such term).
 
 Endpoints bypass the softmax entirely, so an MDLM checkpoint run on endpoint states is exactly MDLM: a position at
 ``gamma = 0`` gets exactly ``E_[MASK]`` and a clean position exactly ``E_token``; only positions with finite
@@ -73,6 +82,14 @@ def _check_sparse_k(instance, attribute, value):
         raise SNRPathError(f"'sparse_k' must be a non-negative integer, 0 for always dense (got {value!r})")
 
 
+HEADS = ("evidence", "plain")
+
+
+def _check_head(instance, attribute, value):
+    if value not in HEADS:
+        raise SNRPathError(f"'head' must be one of {HEADS!r} (got {value!r})")
+
+
 def _check_sparse_tol(instance, attribute, value):
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
         raise SNRPathError(f"'sparse_tol' must be a number in [0, 1] (got {value!r})")
@@ -96,6 +113,18 @@ class ConverterConfig:
     sparse_k: int = attrs.field(default=128, validator=_check_sparse_k)
     # largest dropped mass r_i for the sparse gather: its error is at most sparse_tol * max_v ||E_v|| (1 keeps all)
     sparse_tol: float = attrs.field(default=1e-6, validator=_check_sparse_tol)
+    # "evidence": logits_i(v) = backbone_i(v) + [0 < gamma_i < inf] z_i . x_v; "plain": backbone_i(v) only. Our
+    # checkpoints saved before the field existed load as "plain" (backends.checkpoint).
+    head: str = attrs.field(default="evidence", validator=_check_head)
+
+
+@attrs.frozen(eq=False)
+class Converted:
+    """What the converter hands the backbone, and the evidence term the head adds to its output."""
+
+    h: torch.Tensor  # (B, L, H) soft input embeddings
+    index: torch.Tensor  # (n,) flat indices (into B * L) of the finite positions, 0 < gamma < inf
+    evidence: torch.Tensor | None  # (n, V) z_i . x_v there, in at least float32 (None under head = "plain")
 
 
 @attrs.frozen
@@ -110,7 +139,8 @@ class Certificate:
 
 class Converter(nn.Module):
     """Soft input embeddings from evidence. Parameters: ``anchor_weight`` (V, d) raw anchor directions (the anchors
-    are its rows scaled to unit norm), ``beta`` (scalar) and ``bias`` (V + 1,), the last entry for ``[MASK]``.
+    are its rows scaled to unit norm), ``log_beta`` (scalar, ``beta = exp(log_beta)``) and ``bias`` (V + 1,), the last
+    entry for ``[MASK]``. A state dict of the earlier form, with ``beta`` itself, loads too (converted on load).
 
     Args:
         vocab_size: V real tokens.
@@ -128,11 +158,48 @@ class Converter(nn.Module):
             self.anchor_weight = nn.Parameter(w)
         else:
             self.register_buffer("anchor_weight", w)
-        self.beta = nn.Parameter(torch.tensor(1 / math.sqrt(d)))
+        self.log_beta = nn.Parameter(torch.tensor(-0.5 * math.log(d)))  # beta = 1 / sqrt(d)
         bias = torch.zeros(vocab_size + 1)
         # At z = 0 every token has logit 0 and [MASK] has b_mask: p(mask) = e^b / (e^b + V) = mask_prob.
         bias[-1] = math.log(config.mask_prob / (1 - config.mask_prob) * vocab_size)
         self.bias = nn.Parameter(bias)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        """The positive scale ``beta = exp(log_beta)`` of the evidence in ``q`` (0-d, differentiable)."""
+        return self.log_beta.exp()
+
+    @torch.no_grad()
+    def calibrate(self, prior: torch.Tensor, mask_prob: float | None = None) -> None:
+        """Start at the context-free Bayes rule: ``beta = 1``, ``b_v = log p(v)``, ``b_mask = log(m / (1 - m))``.
+
+        With ``sum_v p(v) = 1``, ``z = 0`` gives ``q([MASK]) = m`` (``mask_prob``, default the config's), and at any
+        ``z`` the token part of ``q`` is ``softmax_v(z . x_v + log p(v))``, the posterior of a position whose prior is
+        the unigram law ``p`` and whose only evidence is its own ``z``.
+
+        Args:
+            prior: ``(V,)`` strictly positive probabilities summing to 1 (smooth zero counts before calling).
+        """
+        m = self.config.mask_prob if mask_prob is None else mask_prob
+        _check_mask_prob(None, None, m)
+        V = self.vocab_size
+        if not isinstance(prior, torch.Tensor) or tuple(prior.shape) != (V,) or not prior.is_floating_point():
+            got = list(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__
+            raise SNRPathError(f"'prior' must be a floating tensor of shape [{V}] (got {got})")
+        p = prior.double()
+        if not bool(torch.isfinite(p).all()) or bool((p <= 0).any()) or abs(float(p.sum()) - 1) > 1e-6:
+            raise SNRPathError(f"'prior' must hold positive finite probabilities summing to 1 (sum {float(p.sum())}, "
+                               f"min {float(p.min())}); smooth zero counts first")
+        self.log_beta.zero_()
+        bias = torch.cat([(p / p.sum()).log(), torch.tensor([math.log(m / (1 - m))], dtype=torch.float64)])
+        self.bias.copy_(bias.to(self.bias))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before beta was parametrised by its logarithm hold 'beta' itself.
+        old = state_dict.pop(prefix + "beta", None)
+        if old is not None and prefix + "log_beta" not in state_dict:
+            state_dict[prefix + "log_beta"] = log_beta_from(old, prefix + "beta")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def vocab_size(self) -> int:
@@ -145,8 +212,9 @@ class Converter(nn.Module):
         up = w.to(torch.promote_types(w.dtype, torch.float32))
         return (up / up.norm(dim=1, keepdim=True)).to(w.dtype)
 
-    def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor, embedding: torch.Tensor):
-        """Soft embeddings ``h`` ``(B, L, H)`` (see the module docstring).
+    def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor, embedding: torch.Tensor) -> Converted:
+        """Soft embeddings ``h`` ``(B, L, H)`` and, under ``head = "evidence"``, the head's term ``z_i . x_v`` at the
+        finite positions (see the module docstring).
 
         Args:
             z: ``(B, L, d)`` evidence; read only where ``0 < gamma < inf``.
@@ -176,11 +244,12 @@ class Converter(nn.Module):
             )
         ids = torch.where(clean, tokens, V)  # (B, L): the token where clean, [MASK] elsewhere
         h = embedding[ids]  # (B, L, H): endpoint rows, exact by construction
-        if n_finite == 0:
-            return h
         idx = torch.nonzero_static(finite.flatten(), size=n_finite).squeeze(1)  # (n,), no second sync
-        soft = self.mix(z.reshape(B * L, -1)[idx], embedding)  # (n, H)
-        return h.reshape(B * L, -1).index_copy(0, idx, soft.to(h.dtype)).view(B, L, -1)
+        if n_finite == 0:
+            return Converted(h, idx, None)
+        head = self.config.head == "evidence"
+        soft, evidence = self._mix(z.reshape(B * L, -1)[idx], embedding, head)  # (n, H), (n, V) or None
+        return Converted(h.reshape(B * L, -1).index_copy(0, idx, soft.to(h.dtype)).view(B, L, -1), idx, evidence)
 
     def mix(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """``sum_v softmax_v(beta <z, K_v> + b_v) E_v`` for ``(N, d)`` evidence -> ``(N, H)`` (in ``E``'s dtype), no
@@ -195,11 +264,18 @@ class Converter(nn.Module):
         The logits and softmax run in at least float32 even under autocast: at gamma = 1e6 the logits reach ~1e5 and
         bf16 would blur which token wins. The ``q @ E`` product follows autocast (it is the costly part).
         """
+        return self._mix(z, embedding, head=False)[0]
+
+    def _mix(self, z: torch.Tensor, embedding: torch.Tensor, head: bool):
+        """:meth:`mix`, and with ``head`` also ``z . x_v`` ``(N, V)`` (in at least float32) from the same product."""
         k = self.config.sparse_k
         sparse = 0 < k < self.vocab_size + 1
-        out = [self._mix_chunk(q, scratch, embedding) if sparse else _product(q, embedding)
-               for q, scratch in self._softmax_chunks(z, embedding, scratch=sparse)]
-        return torch.cat(out) if out else z.new_zeros(0, embedding.shape[1], dtype=embedding.dtype)
+        out, scores = [], []
+        for q, scratch, s in self._softmax_chunks(z, embedding, scratch=sparse, scores=head):
+            out.append(self._mix_chunk(q, scratch, embedding) if sparse else _product(q, embedding))
+            scores.append(s)
+        h = torch.cat(out) if out else z.new_zeros(0, embedding.shape[1], dtype=embedding.dtype)
+        return h, (torch.cat(scores) if head else None)
 
     def certify(self, z: torch.Tensor) -> Certificate:
         """The ``sparse_k`` most probable slots of each of ``(N, d)`` evidence rows, their weights, the dropped mass
@@ -210,7 +286,7 @@ class Converter(nn.Module):
         if not 1 <= k <= self.vocab_size + 1:
             raise SNRPathError(f"'sparse_k' must be in [1, V + 1 = {self.vocab_size + 1}] to certify (got {k})")
         parts = []
-        for q, _ in self._softmax_chunks(z, None):
+        for q, _, _ in self._softmax_chunks(z, None):
             weights, slots, residual = self._top(q)
             parts.append((slots, weights, residual, residual > self.config.sparse_tol))
         slots, weights, residual, dense = (torch.cat(t) for t in zip(*parts, strict=True))
@@ -267,9 +343,12 @@ class Converter(nn.Module):
             q.scatter_(1, slots, weights)
         return weights, slots, residual
 
-    def _softmax_chunks(self, z: torch.Tensor, embedding: torch.Tensor | None, scratch: bool = False):
-        """Yield ``(q, scratch)``: ``q = softmax(beta <z, K_v> + b_v)`` ``(n, V + 1)`` for consecutive chunks of
-        ``(N, d)`` evidence, in at least float32 with autocast off, and a scratch buffer of ``q``'s size (or None).
+    def _softmax_chunks(self, z: torch.Tensor, embedding: torch.Tensor | None, scratch: bool = False,
+                        scores: bool = False):
+        """Yield ``(q, scratch, s)``: ``q = softmax(beta <z, K_v> + b_v)`` ``(n, V + 1)`` for consecutive chunks of
+        ``(N, d)`` evidence, in at least float32 with autocast off, a scratch buffer of ``q``'s size (or None), and
+        with ``scores`` the evidence head's ``s_iv = <z_i, x_v>`` ``(n, V)`` (else None): the same product, scaled
+        and shifted after the head's columns are copied out, so no second ``V x d`` product is computed.
 
         Without autograd, ``q`` is written in place into one reused buffer (valid until the next chunk is drawn), and
         the scratch is reused likewise: on CPU a fresh 64 MB tensor per step costs page faults comparable to the
@@ -279,23 +358,45 @@ class Converter(nn.Module):
         keys = F.pad(self.anchors, (0, 0, 0, 1))  # (V + 1, d): the [MASK] key is the zero vector
         up = torch.promote_types(torch.promote_types(z.dtype, keys.dtype), torch.float32)
         keys, beta, bias = keys.to(up), self.beta.to(up), self.bias.to(up)
+        V = keys.shape[0] - 1
         rows = max(1, CHUNK_ENTRIES // keys.shape[0])
         needs = (z, keys, beta, bias) if embedding is None else (z, keys, beta, bias, embedding)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in needs)
         shape = (min(rows, z.shape[0]), keys.shape[0])
         buf = extra = None
         for start in range(0, z.shape[0], rows):
+            s = None
             with torch.autocast(z.device.type, enabled=False):
-                x = beta * z[start : start + rows].to(up)  # (n, d)
+                x = z[start : start + rows].to(up)  # (n, d)
                 if grad:
-                    q = torch.softmax(torch.addmm(bias, x, keys.T), dim=-1)
+                    if scores:
+                        s = x @ keys.T  # (n, V + 1)
+                        q = torch.softmax(torch.addcmul(bias, s, beta), dim=-1)
+                        s = s[:, :V]
+                    else:
+                        q = torch.softmax(torch.addmm(bias, beta * x, keys.T), dim=-1)
                 else:
                     if buf is None:
                         buf = torch.empty(shape, dtype=up, device=z.device)
                         extra = torch.empty(shape, dtype=up, device=z.device) if scratch else None
-                    q = torch.addmm(bias, x, keys.T, out=buf[: x.shape[0]])
+                    q = buf[: x.shape[0]]
+                    if scores:
+                        torch.mm(x, keys.T, out=q)
+                        s = q[:, :V].clone()
+                        torch.addcmul(bias, q, beta, out=q)
+                    else:
+                        torch.addmm(bias, beta * x, keys.T, out=q)
                     torch.softmax(q, dim=-1, out=q)
-            yield q, extra  # outside the autocast-off block: the consumer's product follows the caller's autocast
+            yield q, extra, s  # outside the autocast-off block: the consumer's product follows the caller's autocast
+
+
+def log_beta_from(beta: torch.Tensor, name: str = "beta") -> torch.Tensor:
+    """``log beta`` of a converter saved with ``beta`` itself (before the positive parametrisation)."""
+    if not isinstance(beta, torch.Tensor) or beta.numel() != 1 or not beta.is_floating_point():
+        raise SNRPathError(f"{name!r} must be a floating scalar tensor (got {beta!r})")
+    if not float(beta) > 0 or not math.isfinite(float(beta)):
+        raise SNRPathError(f"{name!r} must be positive and finite to be read as beta = exp(log_beta) (got {float(beta)})")
+    return beta.reshape(()).log()
 
 
 def _product(q: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,11 @@
 """The DSL denoiser: converter front end + MDLM-layout DiT, as a :class:`snrpaths.Denoiser`.
 
-    p_theta(s_i | z) = softmax_v( DiT(converter(z, gamma, tokens))_i )_v,   v over the V real tokens
+    p_theta(s_i | z) = softmax_v( DiT(converter(z, gamma, tokens))_i (v) + [0 < gamma_i < inf] z_i . x_v ),
+
+``v`` over the V real tokens; the second term is the evidence head (``converter.config.head = "evidence"``, DESIGN.md
+section 4b: ``log p(s_i = v | z) = z_i . x_v + log p(s_i = v | z_{-i}) + const`` for any joint, so the backbone only
+has to learn the leave-one-out part). Under ``head = "plain"`` (the paper's form) it is absent. At the endpoints
+(``gamma_i`` 0 or inf) both heads give the backbone's logits bit for bit, so an MDLM checkpoint is exactly MDLM there.
 
 Two entry points, one computation: ``logits(state)`` for the runner (an :class:`snrpaths.SNRState`, no gradient,
 no dropout) and ``forward(z, gamma, tokens)`` on plain tensors for a trainer (gradients, dropout in training mode).
@@ -103,8 +108,15 @@ class DSLDenoiser(nn.Module):
     def _predict(self, z, gamma, tokens, dropout):
         self._check_inputs(z, gamma, tokens)
         E = self.backbone.vocab_embed.embedding  # (V + 1, H)
-        h = self.converter(z, gamma, tokens, E)  # (B, L, H)
-        return self.backbone(h, dropout=dropout)  # (B, L, V)
+        converted = self.converter(z, gamma, tokens, E)
+        logits = self.backbone(converted.h, dropout=dropout)  # (B, L, V)
+        if converted.evidence is None:
+            return logits
+        # z . x reaches ~gamma: added in at least float32 (a bf16 backbone output would blur it at large gamma)
+        B, L, V = logits.shape
+        up = torch.promote_types(logits.dtype, converted.evidence.dtype)
+        flat = logits.reshape(B * L, V).to(up)
+        return flat.index_add(0, converted.index, converted.evidence.to(up)).view(B, L, V)
 
     def _check_inputs(self, z, gamma, tokens) -> None:
         """Shapes, dtypes and devices only: no values are read here, so no host sync."""

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         b[-1] = -30.0
 
     dense_den = DSLDenoiser(den.backbone, twin(attrs.evolve(conv_config, sparse_k=0))).eval()  # shares the backbone
-    bayes = twin(conv_config, beta=lambda b: b.fill_(1.0), bias=bayes_bias)
+    bayes = twin(conv_config, log_beta=lambda b: b.zero_(), bias=bayes_bias)  # beta = 1
 
     g = torch.Generator().manual_seed(0)
     B, L = a.batch, a.seq_len

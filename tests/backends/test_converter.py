@@ -24,7 +24,7 @@ def scrambled(seed=0):
     conv = Converter(V, ConverterConfig(anchor_dim=D), seed=seed).to(F64)
     g = gen(seed + 1)
     with torch.no_grad():
-        conv.beta.fill_(3.7)
+        conv.log_beta.fill_(math.log(3.7))
         conv.bias.copy_(4 * torch.randn(V + 1, generator=g, dtype=F64))
     return conv, torch.randn(V + 1, H, generator=g, dtype=F64)
 
@@ -42,7 +42,7 @@ def mixed_inputs(seed=0, B=3, L=9):
 
 def test_initialisation():
     conv = Converter(50, ConverterConfig(anchor_dim=16))
-    assert conv.beta.item() == 1 / math.sqrt(16)
+    assert conv.beta.item() == pytest.approx(1 / math.sqrt(16), rel=1e-6)
     assert not conv.bias[:50].detach().any()
     assert conv.bias[50].item() == pytest.approx(math.log(99 * 50), rel=1e-6)
     torch.testing.assert_close(conv.anchors.norm(dim=1), torch.ones(50))
@@ -55,7 +55,7 @@ def test_initialisation():
 def test_endpoints_are_exact_rows_and_finite_positions_the_softmax_mixture():
     conv, E = scrambled()
     z, gamma, tokens = mixed_inputs()
-    h = conv(z, gamma, tokens, E)
+    h = conv(z, gamma, tokens, E).h
     masked, clean = gamma == 0, torch.isinf(gamma)
     assert masked.any() and clean.any() and (~masked & ~clean).any()
     # Bitwise: no softmax leakage into endpoint positions, whatever z holds there.
@@ -75,7 +75,7 @@ def test_finite_snr_limits():
     tokens = torch.arange(V)[None]
     for gamma, want in [(1e6, E[:V]), (1e-6, (0.99 * E[V] + 0.01 * E[:V].mean(0)).expand(V, H))]:
         state = SNRState.from_tokens(tokens, torch.full((1, V), gamma, dtype=F64), table, gen(3))
-        h = conv(state.z, state.gamma, state.tokens, E)[0]
+        h = conv(state.z, state.gamma, state.tokens, E).h[0]
         assert bool(torch.isfinite(h).all())
         torch.testing.assert_close(h, want, rtol=0, atol=1e-3)
 
@@ -83,9 +83,9 @@ def test_finite_snr_limits():
 def test_chunked_mixture_equals_one_pass(monkeypatch):
     conv, E = scrambled(seed=4)
     z, gamma, tokens = mixed_inputs(seed=5)
-    whole = conv(z, gamma, tokens, E)
+    whole = conv(z, gamma, tokens, E).h
     monkeypatch.setattr(converter_module, "CHUNK_ENTRIES", 2 * (V + 1))  # two positions per chunk
-    torch.testing.assert_close(conv(z, gamma, tokens, E), whole, rtol=0, atol=1e-14)
+    torch.testing.assert_close(conv(z, gamma, tokens, E).h, whole, rtol=0, atol=1e-14)
 
 
 def test_bf16_autocast_keeps_the_logits_in_float32():
@@ -94,7 +94,7 @@ def test_bf16_autocast_keeps_the_logits_in_float32():
     tokens = torch.arange(V)[None]
     state = SNRState.from_tokens(tokens, torch.full((1, V), 1e5), table, gen(7))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        h = conv(state.z, state.gamma, state.tokens, E)[0]
+        h = conv(state.z, state.gamma, state.tokens, E).h[0]
     # Logits of order 1e4 in bf16 would be off by tens of nats; in float32 the right token wins outright.
     torch.testing.assert_close(h.float(), E[:V], rtol=1e-2, atol=1e-2)
 
@@ -104,7 +104,7 @@ def test_learned_anchors_stay_unit_norm_and_frozen_ones_stay_put():
     z, gamma, tokens = (t.float() if t.is_floating_point() else t for t in mixed_inputs(seed=9))
     before = conv.anchors.detach().clone()
     opt = torch.optim.SGD(conv.parameters(), lr=0.5)
-    conv(z, gamma, tokens, E).square().sum().backward()
+    conv(z, gamma, tokens, E).h.square().sum().backward()
     opt.step()
     assert (conv.anchors - before).abs().max() > 1e-3
     torch.testing.assert_close(conv.anchors.norm(dim=1), torch.ones(V))
@@ -113,8 +113,8 @@ def test_learned_anchors_stay_unit_norm_and_frozen_ones_stay_put():
     assert "anchor_weight" in frozen.state_dict()
     assert all(p is not frozen.anchor_weight for p in frozen.parameters())
     before = frozen.anchors.clone()
-    frozen(z, gamma, tokens, E).square().sum().backward()
-    assert torch.equal(frozen.anchors, before) and frozen.beta.grad is not None
+    frozen(z, gamma, tokens, E).h.square().sum().backward()
+    assert torch.equal(frozen.anchors, before) and frozen.log_beta.grad is not None
 
 
 def test_denoiser_table_follows_the_anchors():
@@ -151,7 +151,7 @@ def sparse_pair(k=4, tol=1e-6, seed=0, beta=None, mask_bias=None):
     g = gen(seed + 11)
     with torch.no_grad():
         if beta is not None:
-            conv.beta.fill_(beta)
+            conv.log_beta.fill_(math.log(beta))
         conv.bias[:SV].copy_(torch.randn(SV, generator=g, dtype=F64))
         if mask_bias is not None:
             conv.bias[SV] = mask_bias
@@ -179,7 +179,7 @@ def test_sparse_mixture_is_within_the_certified_bound_from_gamma_1e_6_to_1e6(k, 
     gamma = torch.cat([torch.tensor([0.0, math.inf], dtype=F64), GAMMAS.repeat_interleave(4)])[None]
     z = torch.cat([torch.randn(2, SD, generator=gen(seed), dtype=F64), evidence(conv, gamma[0, 2:], seed)])[None]
     tokens = torch.randint(0, SV, gamma.shape, generator=gen(seed))
-    h, want = conv(z, gamma, tokens, E)[0], dense(z, gamma, tokens, E)[0]
+    h, want = conv(z, gamma, tokens, E).h[0], dense(z, gamma, tokens, E).h[0]
     cert = conv.certify(z[0, 2:])
     # Both branches ran in this one batch: diffuse posteriors fall back, sharp ones are gathered.
     low, high = GAMMAS.repeat_interleave(4) <= 1e-3, GAMMAS.repeat_interleave(4) >= 1e4
@@ -237,7 +237,7 @@ def test_gradients_flow_through_the_sparse_gather():
         conv = Converter(V12, ConverterConfig(anchor_dim=V12, sparse_k=k)).to(F64)
         with torch.no_grad():
             conv.anchor_weight.copy_(torch.eye(V12, dtype=F64))
-            conv.beta.fill_(1.0)
+            conv.log_beta.zero_()
             conv.bias.zero_()
         E = torch.randn(V12 + 1, 4, generator=gen(12), dtype=F64).requires_grad_()
         a, b = torch.arange(6), torch.arange(6, 12)
@@ -248,7 +248,7 @@ def test_gradients_flow_through_the_sparse_gather():
             assert not cert.dense.any() and cert.residual.max() < 1e-7
         h = conv.mix(z, E)
         (h * torch.randn(h.shape, generator=gen(13), dtype=F64)).sum().backward()
-        grads[k] = [conv.beta.grad, conv.bias.grad, conv.anchor_weight.grad, E.grad]
+        grads[k] = [conv.log_beta.grad, conv.bias.grad, conv.anchor_weight.grad, E.grad]
     for sparse, dense in zip(grads[2], grads[0], strict=True):
         assert sparse is not None and bool(torch.isfinite(sparse).all()) and sparse.abs().max() > 1e-3
         torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-6)
@@ -286,7 +286,7 @@ def test_sparse_settings_default_for_configs_without_them():
     assert ConverterConfig(anchor_dim=48, learn_anchors=True, mask_prob=0.99) == ConverterConfig()
     assert (ConverterConfig().sparse_k, ConverterConfig().sparse_tol) == (128, 1e-6)
     den = load("tiny-shakespeare-dsl")
-    assert den.converter.config == ConverterConfig()
+    assert attrs.evolve(den.converter.config, head="evidence") == ConverterConfig()
     sparse = Converter(den.vocab_size, attrs.evolve(den.converter.config, sparse_k=8))
     sparse.load_state_dict(den.converter.state_dict())
     E = den.backbone.vocab_embed.embedding.detach()
@@ -294,8 +294,8 @@ def test_sparse_settings_default_for_configs_without_them():
     state = SNRState.from_tokens(torch.randint(0, den.vocab_size, (1, den.seq_len), generator=gen(3)), gamma,
                                  den.table, gen(4))
     with torch.no_grad():
-        want = den.converter(state.z, state.gamma, state.tokens, E)
-        h = sparse(state.z, state.gamma, state.tokens, E)
+        want = den.converter(state.z, state.gamma, state.tokens, E).h
+        h = sparse(state.z, state.gamma, state.tokens, E).h
         cert = sparse.certify(state.z[0])
     assert cert.dense.any() and not cert.dense.all()
     assert ((h - want).norm(dim=-1) <= 1e-6 * E.norm(dim=1).max() + 1e-6).all()

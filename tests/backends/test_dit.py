@@ -15,7 +15,7 @@ import safetensors.torch
 import torch
 
 from snrpaths import Denoiser, SNRState, SNRTypeError, ShapeError, SNRPathError
-from snrpaths.backends import Converter, DiT, DiTConfig, DSLDenoiser, load
+from snrpaths.backends import Converter, ConverterConfig, DiT, DiTConfig, DSLDenoiser, load
 
 F64 = torch.float64
 SIZES = dict(vocab_size=11, seq_len=8, hidden=32, cond_dim=16, n_blocks=2, n_heads=4)
@@ -170,13 +170,13 @@ def lightning_ckpt(path, raw, shadow):
 _TINY = {}
 
 
-def load_tiny(device=None):
+def load_tiny(device=None, head="evidence"):
     """The synthetic MDLM checkpoint with the default converter (d = 48), float32, cached per process."""
     if "sd" not in _TINY:
         _TINY["sd"] = random_mdlm_state_dict(seed=4)
     backbone = DiT(DiTConfig(**SIZES, dropout=0.1))
     backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in _TINY["sd"].items()})
-    den = DSLDenoiser(backbone, Converter(V))
+    den = DSLDenoiser(backbone, Converter(V, ConverterConfig(head=head)))
     return den.to(device).eval()
 
 
@@ -220,8 +220,9 @@ def test_lightning_ckpt_with_ema_matches_mdlm(tmp_path):
     assert (ref_ema - ref_raw).abs().max() > 1e-2
 
 
-def test_finite_snr_gives_finite_logits():
-    den = load_tiny()
+@pytest.mark.parametrize("head", ["plain", "evidence"])
+def test_finite_snr_gives_finite_logits(head):
+    den = load_tiny(head=head)
     g = gen(7)
     tokens = torch.randint(0, V, (6, L), generator=g)
     gammas = torch.logspace(-6, 6, 13)
@@ -233,9 +234,14 @@ def test_finite_snr_gives_finite_logits():
     state = SNRState.from_tokens(tokens, gamma, den.table, g)
     out = den.logits(state)
     assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
-    # gamma = 1e6 localises: the converter's input is the clean token's row, so the logits are the endpoint ones.
+    # gamma = 1e6 localises: the converter's input is the clean token's row, so the backbone's logits are the
+    # endpoint ones; the evidence head adds z . x ~ 1e6 to them, which puts all the mass on the true token.
     clean = SNRState.from_tokens(tokens[1:2], torch.full((1, L), math.inf), den.table, g)
-    torch.testing.assert_close(out[1:2], den.logits(clean), rtol=1e-4, atol=1e-4)
+    if head == "plain":
+        torch.testing.assert_close(out[1:2], den.logits(clean), rtol=1e-4, atol=1e-4)
+    else:
+        assert torch.equal(out[1].argmax(-1), tokens[1])
+        assert bool((out[1].log_softmax(-1).gather(-1, tokens[1, :, None]) > -1e-6).all())
 
 
 def test_forward_is_the_training_entry_point():
@@ -252,7 +258,7 @@ def test_forward_is_the_training_entry_point():
     den.train()
     loss = torch.nn.functional.cross_entropy(den(noisy.z, noisy.gamma, tokens).flatten(0, 1), tokens.flatten())
     loss.backward()
-    for p in (den.converter.beta, den.converter.bias, den.converter.anchor_weight, den.backbone.vocab_embed.embedding):
+    for p in (den.converter.log_beta, den.converter.bias, den.converter.anchor_weight, den.backbone.vocab_embed.embedding):
         assert p.grad is not None and bool(p.grad.abs().sum() > 0)
     # Dropout acts in training mode through forward, never through the protocol's logits.
     assert not torch.equal(den(noisy.z, noisy.gamma, tokens), den(noisy.z, noisy.gamma, tokens))

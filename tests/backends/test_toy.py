@@ -76,6 +76,44 @@ def test_posterior_depends_on_gamma_when_norms_differ():
         assert_snr_invariant(toy, toy.sample(2, gen(0)), gamma, rescale=3.0)
 
 
+def assert_own_evidence_factors_out(toy, tokens, gamma, position, new_gamma, seed):
+    """DESIGN.md 4b: ``log p(s_i = v | z) - z_i . x_v``, normalised over ``v``, is ``log p(s_i | z_{-i})``: it does
+    not move when ``z_i`` is redrawn, at another SNR. The posterior is the channel's Bayes rule (Gaussian density,
+    norms included), so the check is about the channel, not about the toy's own formula."""
+    before = SNRState.from_tokens(tokens, gamma, toy.table, gen(seed))
+    gamma2 = gamma.clone()
+    gamma2[:, position] = new_gamma
+    redrawn = SNRState.from_tokens(tokens, gamma2, toy.table, gen(seed + 1))
+    z = torch.cat([before.z[:, :position], redrawn.z[:, position : position + 1], before.z[:, position + 1 :]], 1)
+    after = SNRState(gamma2, z, before.tokens, before.fixed, before.confidence)
+    x = toy.table.anchors.to(torch.float64)
+    loo = []
+    for state, g in ((before, gamma), (after, gamma2)):
+        own = state.z[:, position].to(torch.float64) @ x.T  # [B, V]
+        log_post = channel_bayes_marginals(toy, state, g)[:, position].log()
+        loo.append((log_post - own).log_softmax(-1))
+    assert torch.allclose(loo[0], loo[1], atol=1e-9), (loo[0] - loo[1]).abs().max()
+
+
+@given(toy=sst.toy_joints(), data=st.data())
+def test_the_own_evidence_enters_the_posterior_analytically(toy, data):
+    """Budget: float64 round-off of a softmax over at most 2^17 states (1e-9); |z . x| stays below ~100 here."""
+    gamma = data.draw(sst.snr_configs(3, toy.seq_len, max_log10=1.5))
+    position = data.draw(st.integers(0, toy.seq_len - 1))
+    gamma[:, position] = data.draw(st.floats(0.01, 20.0))
+    tokens = toy.sample(3, gen(data.draw(sst.seeds())))
+    assert_own_evidence_factors_out(toy, tokens, gamma, position, data.draw(st.floats(0.01, 20.0)), seed=2)
+
+
+def test_the_own_evidence_does_not_factor_out_when_norms_differ():
+    """With anchors of unequal norm the likelihood keeps ``-gamma_i ||x_v||^2 / 2``: redrawing at another SNR moves
+    what is left."""
+    toy = ExactToy.random(3, 2, seed=0, table=TokenTable.with_norms(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-0.5, -0.5]])))
+    gamma = torch.tensor([[2.0, 0.7], [5.0, 3.0]], dtype=torch.float64)
+    with pytest.raises(AssertionError):
+        assert_own_evidence_factors_out(toy, toy.sample(2, gen(0)), gamma, 0, 9.0, seed=2)
+
+
 # -- endpoints -----------------------------------------------------------------------------------------------------
 
 
