@@ -48,6 +48,10 @@ def _add_train(commands) -> None:
     p.add_argument("--valid-every", type=int, default=10, help="document k is validation when k %% N == N-1")
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="mdlm")
     p.add_argument("--init", help="fine-tune from this checkpoint (a shipped name or a path); default: a fresh model")
+    p.add_argument("--head", choices=("evidence", "plain"), default=None,
+                   help="output head: 'evidence' adds z_i . x_v to the backbone's logits at finite SNR (DESIGN.md 4b), "
+                        "'plain' is the paper's form (default: evidence for fresh models and DSL runs, else the "
+                        "checkpoint's own)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/checkpoint.pt when it exists (default: yes)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -61,9 +65,14 @@ def _add_train(commands) -> None:
     model.add_argument("--dropout", type=float, default=0.0)
     opt = p.add_argument_group("optimisation")
     defaults = TrainConfig(seed=0)
+    helps = {"converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
+             "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
     for field in attrs.fields(TrainConfig):
-        opt.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default,
-                         help=f"(default: {getattr(defaults, field.name)})")
+        flag, text = "--" + field.name.replace("_", "-"), f"{helps.get(field.name, '')} (default: {field.default})"
+        if isinstance(field.default, bool):
+            opt.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=text)
+        else:
+            opt.add_argument(flag, type=type(field.default), default=field.default, help=text.lstrip())
     obj = p.add_argument_group("objective settings")
     obj.add_argument("--mdlm-eps", type=float, default=MDLM().eps, help="MDLM: smallest t")
     for field in attrs.fields(DSL):
@@ -112,12 +121,14 @@ def _initial_model(args, corpus):
         if model.tokenizer is None:
             raise SNRPathError(f"the checkpoint {args.init!r} records no tokenizer; snrpaths cannot tell which text "
                                "encoding it was trained on")
+        head = args.head or ("evidence" if args.objective == "dsl" else model.converter.config.head)
+        model.converter.config = attrs.evolve(model.converter.config, head=head)
         return model
     chars = CharTokenizer.fit(corpus.text("train"), corpus.text("valid"))
     backbone = DiTConfig(vocab_size=chars.vocab_size, seq_len=args.seq_len, hidden=args.hidden, cond_dim=args.cond_dim,
                          n_blocks=args.blocks, n_heads=args.heads, dropout=args.dropout)
-    return DSLDenoiser.build(backbone, ConverterConfig(anchor_dim=args.anchor_dim), seed=args.seed,
-                             tokenizer=chars.config())
+    converter = ConverterConfig(anchor_dim=args.anchor_dim, head=args.head or "evidence")
+    return DSLDenoiser.build(backbone, converter, seed=args.seed, tokenizer=chars.config())
 
 
 def encode_text(tokenizer, text: str, split: str) -> torch.Tensor:

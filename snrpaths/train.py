@@ -68,6 +68,11 @@ class TrainConfig:
     eval_rows: int = attrs.field(default=256, validator=_positive)  # validation windows (fixed, spread over the text)
     save_every: int = attrs.field(default=250, validator=_positive)  # steps between checkpoints
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+    # learning-rate multiplier of the converter's scalars (log beta, b): Adam moves a parameter about lr per step, so
+    # at lr alone a gate that must travel several nats (b_mask) barely moves in a fine-tune (DESIGN.md 4b)
+    converter_lr_mult: float = attrs.field(default=10.0, validator=_nonnegative)
+    # a DSL run starts with the converter at the context-free Bayes rule of the training stream (Converter.calibrate)
+    calibrate: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def lr_at(self, step: int) -> float:
         """``lr * min(1, (step + 1) / warmup)`` during warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
@@ -192,7 +197,11 @@ def train(
     valid = fixed_windows(valid_tokens, config.eval_rows, L)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed * 1_000_003 + procs.rank)  # dropout's generator: different on every process
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
+    if isinstance(objective, DSL) and config.calibrate:
+        # before the EMA copies the weights; a resumed run then overwrites all of it with its checkpoint
+        model.converter.calibrate(unigram_prior(train_tokens, model.vocab_size).to(procs.device))
+    groups = param_groups(model, config.weight_decay, config.converter_lr_mult)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
     ema = EMA(model, config.ema)
     settings = {"train": attrs.asdict(config), "objective": {"name": type(objective).__name__,
                                                               **attrs.asdict(objective)}}
@@ -231,7 +240,7 @@ def train(
 
 def _step(net, model, optimizer, ema, corruption: Corruption, config: TrainConfig, step: int) -> float:
     for group in optimizer.param_groups:
-        group["lr"] = config.lr_at(step)
+        group["lr"] = config.lr_at(step) * group["lr_mult"]
     optimizer.zero_grad(set_to_none=True)
     value = loss(net, corruption)
     value.backward()
@@ -242,14 +251,32 @@ def _step(net, model, optimizer, ema, corruption: Corruption, config: TrainConfi
     return float(value.detach())
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+#: The converter's scalars: the gate between evidence and [MASK] (DESIGN.md 4b), with their own learning rate.
+CONVERTER_SCALARS = ("converter.log_beta", "converter.bias")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, converter_lr_mult: float = 1.0) -> list[dict]:
     """Weight decay on matrices only; never on the anchors (only their direction counts: decay would just shrink the
-    raw vectors and raise their effective learning rate), biases, norms or scalars."""
-    decay, rest = [], []
+    raw vectors and raise their effective learning rate), biases, norms or scalars. The converter's scalars
+    (``CONVERTER_SCALARS``) form a third group whose learning rate is ``converter_lr_mult`` times the schedule's."""
+    decay, rest, gate = [], [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
+        if not p.requires_grad:
+            continue
+        if name in CONVERTER_SCALARS:
+            gate.append(p)
+        else:
             (decay if p.ndim >= 2 and not name.endswith("anchor_weight") else rest).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "lr_mult": 1.0},
+            {"params": rest, "weight_decay": 0.0, "lr_mult": 1.0},
+            {"params": gate, "weight_decay": 0.0, "lr_mult": converter_lr_mult}]
+
+
+def unigram_prior(tokens: torch.Tensor, vocab_size: int, smoothing: float = 0.5) -> torch.Tensor:
+    """``(V,)`` float64 ``p(v) = (count(v) + smoothing) / (N + V smoothing)`` of a ``(N,)`` token stream: strictly
+    positive, so that ``log p`` exists for tokens the stream never shows."""
+    counts = torch.bincount(tokens.flatten().cpu(), minlength=vocab_size).double()
+    return (counts + smoothing) / (counts.sum() + vocab_size * smoothing)
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
 import json
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -93,9 +94,28 @@ def test_learning_rate_schedule_and_weight_decay_groups(make_denoiser):
     assert c.lr_at(60) == pytest.approx(0.55) and c.lr_at(110) == pytest.approx(0.1)
     model = make_denoiser(V, L)
     names = {id(p): n for n, p in model.named_parameters()}
-    decayed, plain = param_groups(model, 0.01)
+    decayed, plain, gate = param_groups(model, 0.01, converter_lr_mult=7.0)
     assert "converter.anchor_weight" in {names[id(p)] for p in plain["params"]}
     assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.01
+    # the converter's scalars have their own learning rate, and no decay
+    assert {names[id(p)] for p in gate["params"]} == {"converter.log_beta", "converter.bias"}
+    assert (gate["lr_mult"], gate["weight_decay"], plain["lr_mult"], decayed["lr_mult"]) == (7.0, 0.0, 1.0, 1.0)
+    assert sum(len(g["params"]) for g in (decayed, plain, gate)) == len(list(model.parameters()))
+
+
+def test_a_dsl_run_starts_from_the_calibrated_converter(make_denoiser, tmp_path):
+    """One step at lr 0 leaves the calibration as it was made: beta = 1, b_v = log p(v) of the training stream."""
+    from snrpaths.train import unigram_prior
+
+    config = TrainConfig(steps=1, batch=8, lr=0.0, warmup=0, eval_every=1, eval_rows=8, save_every=1, ema=0.0)
+    model = run(make_denoiser, tmp_path / "dsl", config=config).model
+    prior = unigram_prior(STREAM, V)
+    assert model.converter.beta.item() == pytest.approx(1.0)
+    torch.testing.assert_close(model.converter.bias[:V].double(), prior.log(), rtol=0, atol=1e-6)
+    kept = run(make_denoiser, tmp_path / "kept", config=attrs.evolve(config, calibrate=False)).model
+    assert kept.converter.beta.item() == pytest.approx(make_denoiser(V, L).converter.beta.item())
+    mdlm = run(make_denoiser, tmp_path / "mdlm", config=config, objective=MDLM()).model
+    assert mdlm.converter.beta.item() == pytest.approx(make_denoiser(V, L).converter.beta.item())
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=-1.0), dict(ema=1.5), dict(batch=2.5)])
