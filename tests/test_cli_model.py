@@ -53,6 +53,7 @@ def test_train_exports_a_loadable_checkpoint_with_its_tokenizer(trained):
 
     model = load(trained / "ckpt")
     assert model.seq_len == 16 and model.tokenizer["kind"] == "char" and model.vocab_size == len(set(WORDS))
+    assert model.converter.config.head == "evidence"  # a fresh model, trained with DSL's objective
     assert len((trained / "run" / "log.jsonl").read_text().splitlines()) == 2
 
 
