@@ -6,7 +6,9 @@ A run lives in one folder ``out``:
 * ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, both random generators'
   states, the settings), written atomically every ``save_every`` steps and at the end;
 * ``model/``: the EMA weights in the ``snrpaths.backends`` format (what ``load`` reads and what gets shipped);
-* ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character).
+* ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character, and the
+  evidence curve at ``EVIDENCE_GAMMAS``: the model's cross-entropy with every position at that SNR beside the
+  context-free Bayes rule's, :func:`snrpaths.diagnostics.evidence_curve`).
 
 Determinism: the global batch (windows and corruption) is drawn from one ``torch.Generator`` seeded with ``seed``,
 identically on every process, and each process keeps its rows; dropout uses torch's default generator, seeded from
@@ -29,10 +31,13 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .data import fixed_windows, random_windows
+from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
+#: SNRs of the evidence curve logged with each validation, on at most EVIDENCE_WINDOWS validation windows.
+EVIDENCE_GAMMAS, EVIDENCE_WINDOWS = (1.0, 4.0, 16.0), 64
 LN2 = math.log(2)
 
 
@@ -197,9 +202,10 @@ def train(
     valid = fixed_windows(valid_tokens, config.eval_rows, L)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed * 1_000_003 + procs.rank)  # dropout's generator: different on every process
+    prior = unigram_prior(train_tokens, model.vocab_size)
     if isinstance(objective, DSL) and config.calibrate:
         # before the EMA copies the weights; a resumed run then overwrites all of it with its checkpoint
-        model.converter.calibrate(unigram_prior(train_tokens, model.vocab_size).to(procs.device))
+        model.converter.calibrate(prior.to(procs.device))
     groups = param_groups(model, config.weight_decay, config.converter_lr_mult)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
     ema = EMA(model, config.ema)
@@ -227,8 +233,12 @@ def train(
             if step % config.eval_every == 0 or step == config.steps:
                 bpc = evaluate(model, ema, valid, procs, seed=config.seed)
                 metrics.update(valid_bpc=bpc[0], valid_bpc_se=bpc[1])
+                evidence = _evidence(model, ema, valid, prior, config.seed) if procs.rank == 0 else {}
+                metrics.update(evidence)
+                curve = ", ".join(f"{g:g}: {m:.2f}/{r:.2f}" for g, m, r in zip(
+                    EVIDENCE_GAMMAS, evidence.get("evidence_model_bits", ()), evidence.get("evidence_rule_bits", ())))
                 bar.write(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
-                          f"{tokens_per_s:.0f} tokens/s")
+                          f"{tokens_per_s:.0f} tokens/s" + (f"; CE model/rule at gamma {curve}" if curve else ""))
                 _log(out, metrics, procs)
             if step % config.save_every == 0 or step == config.steps:
                 _save(out, step, model, ema, optimizer, generator, settings, procs)
@@ -272,13 +282,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float, converter_lr_mult:
             {"params": gate, "weight_decay": 0.0, "lr_mult": converter_lr_mult}]
 
 
-def unigram_prior(tokens: torch.Tensor, vocab_size: int, smoothing: float = 0.5) -> torch.Tensor:
-    """``(V,)`` float64 ``p(v) = (count(v) + smoothing) / (N + V smoothing)`` of a ``(N,)`` token stream: strictly
-    positive, so that ``log p`` exists for tokens the stream never shows."""
-    counts = torch.bincount(tokens.flatten().cpu(), minlength=vocab_size).double()
-    return (counts + smoothing) / (counts.sum() + vocab_size * smoothing)
-
-
 @torch.no_grad()
 def evaluate(model, ema: EMA | None, windows: torch.Tensor, procs: Processes = Processes(), seed: int = 0,
              batch: int = 64) -> tuple[float, float]:
@@ -308,6 +311,18 @@ def evaluate(model, ema: EMA | None, windows: torch.Tensor, procs: Processes = P
     mean = total / n
     var = max(squares / n - mean**2, 0.0) * n / max(n - 1, 1)
     return mean / LN2, math.sqrt(var / n) / LN2
+
+
+def _evidence(model, ema: EMA, windows: torch.Tensor, prior: torch.Tensor, seed: int) -> dict:
+    """The evidence curve of the EMA weights at ``EVIDENCE_GAMMAS`` (every position at gamma): lists of the model's
+    and the context-free rule's cross-entropies in bits, and their paired difference's standard error."""
+    was_training = model.training
+    with ema.swapped(model):
+        model.eval()
+        curve = evidence_curve(model, windows[:EVIDENCE_WINDOWS], EVIDENCE_GAMMAS, prior=prior, layouts=("all",), seed=seed)
+    model.train(was_training)
+    return {"evidence_gammas": list(EVIDENCE_GAMMAS), "evidence_model_bits": [r.model.mean for r in curve.rows],
+            "evidence_rule_bits": [r.rule.mean for r in curve.rows], "evidence_diff_se": [r.diff.se for r in curve.rows]}
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------------

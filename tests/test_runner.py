@@ -13,6 +13,7 @@ import torch
 from snrpaths import Path, SNRPathError, ShapeError, parse_path, sample
 from snrpaths.backends.toy import ExactToy
 
+from snrpaths.testing.denoisers import Counting
 from snrpaths.testing.stats import empirical_tv, tv_tolerance
 
 SAMPLERS = [
@@ -27,18 +28,6 @@ SAMPLERS = [
     "mdm(4) >> remask(positions=[1, 2]) >> reveal(count=1, order='confidence')",
 ]
 TOY = ExactToy.markov(3, 4, seed=3)
-
-
-class Counting:
-    """A denoiser wrapper that counts calls (the ground truth for ``result.nfe``)."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, 0
-        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
-
-    def logits(self, state):
-        self.calls += 1
-        return self.inner.logits(state)
 
 
 @pytest.mark.parametrize("text", SAMPLERS)

@@ -17,3 +17,36 @@ class Tempered:
 
     def logits(self, state) -> torch.Tensor:
         return self.inner.logits(state) / self.temperature
+
+
+class Blind:
+    """``inner`` queried with every finite-SNR position reset to ``[MASK]`` (``gamma = 0``, ``z = 0``): a denoiser
+    that ignores its evidence, as the first shipped DSL fine-tune nearly did. Clean positions are kept."""
+
+    exact_posterior = False
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state) -> torch.Tensor:
+        import attrs
+
+        finite = ~torch.isinf(state.gamma)
+        blind = attrs.evolve(state, gamma=torch.where(finite, 0.0, state.gamma).to(state.gamma.dtype),
+                             z=torch.where(finite[..., None], 0.0, state.z).to(state.z.dtype))
+        return self.inner.logits(blind)
+
+
+class Counting:
+    """``inner`` with a count of its ``logits`` calls (the ground truth for ``result.nfe``, and for 'no call before
+    the checks') and the states it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.calls, self.states = inner, 0, []
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state) -> torch.Tensor:
+        self.calls += 1
+        self.states.append(state)
+        return self.inner.logits(state)
