@@ -74,8 +74,10 @@ class TrainConfig:
     save_every: int = attrs.field(default=250, validator=_positive)  # steps between checkpoints
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     # learning-rate multiplier of the converter's scalars (log beta, b): Adam moves a parameter about lr per step, so
-    # at lr alone a gate that must travel several nats (b_mask) barely moves in a fine-tune (DESIGN.md 4b)
-    converter_lr_mult: float = attrs.field(default=10.0, validator=_nonnegative)
+    # at lr alone a gate that must travel several nats (b_mask) barely moves in a fine-tune (DESIGN.md 4b). 200 was
+    # the smallest of 1 / 10 / 50 / 200 / 1000 at the plateau of the evidence curve in 250-step DSL fine-tunes of
+    # the first MDLM checkpoint (README, "Reading the evidence")
+    converter_lr_mult: float = attrs.field(default=200.0, validator=_nonnegative)
     # a DSL run starts with the converter at the context-free Bayes rule of the training stream (Converter.calibrate)
     calibrate: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
