@@ -12,6 +12,7 @@ import time
 import torch
 
 from .cli_bench import add_command as add_bench_command
+from .cli_check import add_command as add_check_command
 from .cli_model import add_commands as add_model_commands
 from .cli_nll import add_command as add_nll_command
 from .errors import SNRPathError
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     toy.set_defaults(run=_run_toy)
     add_model_commands(commands)  # train, sample (snrpaths/cli_model.py)
     add_nll_command(commands)  # nll (snrpaths/cli_nll.py)
+    add_check_command(commands)  # check (snrpaths/cli_check.py)
     _add_plot_commands(commands)
     add_bench_command(commands)  # bench (snrpaths/cli_bench.py)
     return parser

@@ -128,3 +128,27 @@ def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, ca
                 "unparsable path": "--path 'ramp(16) >> mdm(32': expected", "n = 0": "--n must be a positive integer",
                 "prompt too long": "shorter than seq_len"}[case]
     assert expected in lines[0]
+
+
+def test_check_prints_the_evidence_curve_and_writes_it(trained, tmp_path):
+    out = ok(snrpaths("check", "--checkpoint", trained / "ckpt", "--corpus", trained / "corpus", "--valid-every", "2",
+                      "--windows", "4", "--gammas", "1,16", "--out", tmp_path / "c.json", "--plot", tmp_path / "c.png"))
+    assert "output head: evidence" in out.stdout
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| all") or line.startswith("| half")]
+    assert len(rows) == 4
+    record = json.loads((tmp_path / "c.json").read_text())
+    assert [(r["layout"], r["gamma"]) for r in record["rows"]] == [("all", 1.0), ("all", 16.0), ("half", 1.0),
+                                                                   ("half", 16.0)]
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--gammas", "1,0"], "--gammas must list positive finite SNRs"),
+    (["--gammas", "a"], "--gammas must be comma-separated numbers"),
+    (["--layouts", "all,most"], "--layouts must list some of all, half"),
+    (["--windows", "1"], "--windows must be an integer >= 2"),
+    (["--plot", "c.gif"], "must end in .png, .svg or .pdf"),
+])
+def test_check_refuses_bad_flags_in_one_line(trained, tmp_path, args, message):
+    out = snrpaths("check", "--checkpoint", trained / "ckpt", *args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

@@ -383,3 +383,18 @@ def test_cli_plot_errors_are_one_line(argv, match, tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("snrpaths: error: ") and match in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_evidence_figure_marks_where_the_denoiser_is_above_the_rule():
+    from snrpaths.diagnostics import evidence_curve, unigram_prior
+    from snrpaths.testing.denoisers import Blind
+
+    toy = ExactToy.markov(3, 4, seed=1, concentration=0.3)
+    windows = toy.sample(60, torch.Generator().manual_seed(0))
+    curve = evidence_curve(Blind(toy), windows, (0.5, 4.0, 32.0), prior=unigram_prior(windows, 3))
+    fig = plot.evidence(curve)
+    assert_readable(fig)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
+    assert "above the rule (2 s.e.)" in legend_texts(fig)
+    with pytest.raises(SNRPathError, match="'curve' must be an EvidenceCurve"):
+        plot.evidence({"rows": []})

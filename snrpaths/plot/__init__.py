@@ -12,6 +12,8 @@ Jupyter display it.
 * :func:`calibration`: a reliability diagram with ECE on held-out data, and the self-correction view of ReMDM
   traces (numbers from :func:`reliability` and :func:`self_correction`).
 * :func:`nfe_curves`: quality against denoiser calls, one curve per sampler.
+* :func:`evidence`: a denoiser's cross-entropy against SNR beside the context-free Bayes rule's
+  (:func:`snrpaths.diagnostics.evidence_curve`).
 
 A bare path has no trace until it runs; the plots that take paths run them on an exact toy denoiser (a binary
 Markov chain, the Bayes-optimal model) unless given ``denoiser=...``: see :func:`gamma_plane`.
@@ -20,6 +22,7 @@ Markov chain, the Bayes-optimal model) unless given ``denoiser=...``: see :func:
 from ._common import compactify, save
 from .calibration import Reliability, SelfCorrection, calibration, reliability, self_correction
 from .curves import nfe_curves
+from .evidence import evidence
 from .field import posterior_field
 from .order import generation_order, order_image
 from .plane import PlaneSegments, gamma_plane, plane_segments
@@ -30,6 +33,7 @@ __all__ = [
     "SelfCorrection",
     "calibration",
     "compactify",
+    "evidence",
     "gamma_plane",
     "generation_order",
     "nfe_curves",
