@@ -3,6 +3,7 @@
 The core never imports this package; backends depend on the core's protocol only.
 
 * :class:`ExactToy`: exact Bayes denoisers of enumerable joints, the ground truth of the property tests.
+* :class:`ExactHMM`: the exact Bayes denoiser of a hidden Markov model, exact at any length (DESIGN 4c).
 * :class:`DSLDenoiser`: the DSL converter in front of an MDLM-layout :class:`DiT`; :func:`load` reads MDLM
   checkpoints (HF snapshot folders, Lightning ``.ckpt``) and our own format, :func:`save` writes ours.
 """
@@ -11,6 +12,7 @@ from .checkpoint import known_names, load, save
 from .converter import Converter, ConverterConfig
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
+from .hmm import ExactHMM
 from .toy import ExactToy
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "DSLDenoiser",
     "DiT",
     "DiTConfig",
+    "ExactHMM",
     "ExactToy",
     "known_names",
     "load",

@@ -28,15 +28,20 @@ MAX_STATES = 2**17
 _CHUNK_ENTRIES = 2**23
 
 
-def _check_enumerable(vocab_size: int, seq_len: int) -> None:
+def check_enumerable(vocab_size: int, seq_len: int) -> None:
+    """Raise unless ``V`` and ``L`` are positive integers with ``V^L <= MAX_STATES``."""
     for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
+        check_positive_int(name, value)
     if vocab_size**seq_len > MAX_STATES:
         raise SNRPathError(
             f"a joint over V^L = {vocab_size}^{seq_len} = {vocab_size**seq_len} sequences is too large to "
-            f"enumerate; ExactToy supports at most {MAX_STATES} sequences"
+            f"enumerate; at most {MAX_STATES} sequences are"
         )
+
+
+def check_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
 
 
 class ExactToy:
@@ -52,7 +57,7 @@ class ExactToy:
         if probs.ndim < 1 or len(set(probs.shape)) != 1:
             raise ShapeError(f"'probs' must have shape (V,) * L, one axis per position (got {list(probs.shape)})")
         vocab_size, seq_len = probs.shape[0], probs.ndim
-        _check_enumerable(vocab_size, seq_len)
+        check_enumerable(vocab_size, seq_len)
         if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
             raise SNRPathError("'probs' must be finite and nonnegative")
         total = float(probs.sum())
@@ -63,7 +68,7 @@ class ExactToy:
             raise ShapeError(f"the token table has {table.vocab_size} anchors but the joint has V = {vocab_size}")
         self.vocab_size, self.seq_len, self.table = vocab_size, seq_len, table
         self.log_joint = (probs / total).log()  # (V,) * L, -inf where P(s) = 0
-        self.states = _enumerate(vocab_size, seq_len)  # [V^L, L], row n is the n-th sequence in C order
+        self.states = enumerate_sequences(vocab_size, seq_len)  # [V^L, L], row n is the n-th sequence in C order
         self._onehot = torch.nn.functional.one_hot(self.states, vocab_size).reshape(len(self.states), -1).to(torch.float64)
 
     @property
@@ -80,8 +85,8 @@ class ExactToy:
     @classmethod
     def random(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
         """A joint drawn from a symmetric Dirichlet(``concentration``) over all ``V^L`` sequences."""
-        _check_enumerable(vocab_size, seq_len)
-        _check_concentration(concentration)
+        check_enumerable(vocab_size, seq_len)
+        check_concentration(concentration)
         rng = np.random.default_rng(seed)
         p = rng.dirichlet(np.full(vocab_size**seq_len, concentration))
         return cls(p.reshape((vocab_size,) * seq_len), seed=seed, **kw)
@@ -89,8 +94,8 @@ class ExactToy:
     @classmethod
     def markov(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
         """A first-order Markov chain: initial law and transition rows each Dirichlet(``concentration``)."""
-        _check_enumerable(vocab_size, seq_len)
-        _check_concentration(concentration)
+        check_enumerable(vocab_size, seq_len)
+        check_concentration(concentration)
         rng = np.random.default_rng(seed)
         p = rng.dirichlet(np.full(vocab_size, concentration))
         transition = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
@@ -101,8 +106,8 @@ class ExactToy:
     @classmethod
     def product(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
         """Independent positions, each marginal Dirichlet(``concentration``)."""
-        _check_enumerable(vocab_size, seq_len)
-        _check_concentration(concentration)
+        check_enumerable(vocab_size, seq_len)
+        check_concentration(concentration)
         rng = np.random.default_rng(seed)
         return cls.from_marginals(rng.dirichlet(np.full(vocab_size, concentration), size=seq_len), seed=seed, **kw)
 
@@ -112,7 +117,7 @@ class ExactToy:
         m = torch.as_tensor(marginals, dtype=torch.float64)
         if m.ndim != 2:
             raise ShapeError(f"'marginals' must have shape [L, V] (got {list(m.shape)})")
-        _check_enumerable(m.shape[1], m.shape[0])
+        check_enumerable(m.shape[1], m.shape[0])
         p = m[0]
         for row in m[1:]:
             p = p[..., None] * row
@@ -130,8 +135,8 @@ class ExactToy:
     @classmethod
     def parity(cls, seq_len: int, **kw) -> "ExactToy":
         """Uniform on the binary sequences of even parity: every position depends on all the others."""
-        _check_enumerable(2, seq_len)
-        even = (_enumerate(2, seq_len).sum(-1) % 2 == 0).to(torch.float64)
+        check_enumerable(2, seq_len)
+        even = (enumerate_sequences(2, seq_len).sum(-1) % 2 == 0).to(torch.float64)
         return cls((even / even.sum()).reshape((2,) * seq_len), **kw)
 
     # -- the joint -----------------------------------------------------------------------------------------
@@ -143,13 +148,18 @@ class ExactToy:
 
     def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log P(s)`` of ``[..., L]`` token sequences, as a ``[...]`` float64 tensor."""
-        self._check_sequences("tokens", tokens)
+        check_sequences(self, "tokens", tokens)
         return self.log_joint.flatten()[self._index(tokens)]
 
     def entropy(self) -> float:
         """``H(P) = -sum_s P(s) log P(s)`` in nats (``0 log 0 = 0``)."""
         p = self.probs.flatten()
         return float(-(p[p > 0] * p[p > 0].log()).sum())
+
+    def entropy_rate(self) -> tuple[float, float]:
+        """``(H(P) / L, 0.0)``: the entropy per token in nats, exact, so its standard error is 0. The same contract as
+        ``ExactHMM.entropy_rate``, which has to estimate it."""
+        return self.entropy() / self.seq_len, 0.0
 
     def marginals(self) -> torch.Tensor:
         """``[L, V]`` prior marginals ``P(s_i = v)``."""
@@ -171,7 +181,7 @@ class ExactToy:
         with zeros) has no posterior; it gets the limit of the posterior under ``(1 - eps) P + eps U`` as
         ``eps -> 0``, which is the posterior under the uniform prior ``U``: evidence and clean tokens only.
         """
-        self._check_state(state)
+        check_state(self, state)
         chunks = [self._joint_scores(state, rows, self.log_joint) for rows in self._chunks(state.batch)]
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         norm = out.logsumexp(-1, keepdim=True)
@@ -219,24 +229,29 @@ class ExactToy:
         powers = self.vocab_size ** torch.arange(self.seq_len - 1, -1, -1, device=tokens.device)
         return (tokens.to(torch.int64) * powers).sum(-1)
 
-    def _check_sequences(self, name: str, tokens: torch.Tensor) -> None:
-        self.table.check_tokens(name, tokens)
-        if tokens.ndim < 1 or tokens.shape[-1] != self.seq_len:
-            raise ShapeError(f"{name!r} must end in the sequence length {self.seq_len} (got shape {list(tokens.shape)})")
 
-    def _check_state(self, state: SNRState) -> None:
-        if state.seq_len != self.seq_len:
-            raise ShapeError(f"the state has L = {state.seq_len} positions; this toy models L = {self.seq_len}")
-        if state.z.shape[-1] != self.table.dim:
-            raise ShapeError(f"the state's evidence has d = {state.z.shape[-1]}; this toy's anchors have d = {self.table.dim}")
+def check_sequences(model, name: str, tokens: torch.Tensor) -> None:
+    """Raise unless ``tokens`` are valid ids of ``model.table`` in a ``[..., L]`` tensor, ``L = model.seq_len``."""
+    model.table.check_tokens(name, tokens)
+    if tokens.ndim < 1 or tokens.shape[-1] != model.seq_len:
+        raise ShapeError(f"{name!r} must end in the sequence length {model.seq_len} (got shape {list(tokens.shape)})")
 
 
-def _enumerate(vocab_size: int, seq_len: int) -> torch.Tensor:
+def check_state(model, state: SNRState) -> None:
+    """Raise, before any work, unless ``state`` has ``model``'s length and anchor dimension."""
+    if state.seq_len != model.seq_len:
+        raise ShapeError(f"the state has L = {state.seq_len} positions; this denoiser models L = {model.seq_len}")
+    if state.z.shape[-1] != model.table.dim:
+        raise ShapeError(f"the state's evidence has d = {state.z.shape[-1]}; this denoiser's anchors have "
+                         f"d = {model.table.dim}")
+
+
+def enumerate_sequences(vocab_size: int, seq_len: int) -> torch.Tensor:
     """All ``V^L`` sequences as a ``[V^L, L]`` int64 tensor, position 0 the most significant digit."""
     powers = vocab_size ** torch.arange(seq_len - 1, -1, -1)
     return (torch.arange(vocab_size**seq_len)[:, None] // powers) % vocab_size
 
 
-def _check_concentration(concentration: float) -> None:
+def check_concentration(concentration: float) -> None:
     if not (isinstance(concentration, (int, float)) and math.isfinite(concentration) and concentration > 0):
         raise SNRPathError(f"'concentration' must be a positive finite number (got {concentration!r})")

@@ -14,6 +14,10 @@
 
 ``mauve`` and the reference-LM metrics need optional packages; :func:`require` names the ``pip install`` that
 brings each, and is meant to be called before any long work. Nothing is downloaded: both models ship inside PyPI packages.
+
+Where the data come from a model with an exact likelihood (``snrpaths.backends.ExactHMM``, ``ExactToy``: anything
+with ``log_prob``), the judge is the truth itself: :func:`exact_quality` gives the generative NLL under the true
+``P``, its gap to the entropy rate, and the fraction of samples ``P`` rules out (:class:`ExactQuality`).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import pathlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+import attrs
 import torch
 
-from .errors import SNRPathError, one_of
+from .errors import SNRPathError, check_shape, one_of
 
 METRICS = ("mauve", "gen-bpc", "gen-ppl", "entropy")
 
@@ -146,3 +151,64 @@ class GenerativePerplexity:
         nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
         scored = mask[:, 1:].bool()
         return float(nll[scored].sum()), int(scored.sum())
+
+
+@attrs.frozen
+class ExactQuality:
+    """Sample quality of ``n`` samples ``Q`` judged by a model ``P`` with an exact likelihood; bits per token, each
+    with its standard error (``_se``).
+
+    Attributes:
+        nll: generative NLL ``E_Q[-log2 P(s)] / L`` over the samples with ``P(s) > 0`` (NaN if none).
+        entropy: the entropy rate ``H(P) / L`` that ``nll`` is set against (the model's ``entropy_rate``).
+        gap: ``nll - entropy``; 0 for exact samples. Not a divergence: a sampler that collapses onto likely sequences
+            scores below 0, so read it beside ``invalid`` and the samples' diversity.
+        invalid: the fraction of samples with ``P(s) = 0``; ``invalid_se = sqrt(p (1 - p) / n)`` is 0 at ``p = 0``
+            (then ``3 / n`` is a 95% upper bound, the rule of three).
+        n: samples judged; ``n_valid`` of them possible.
+    """
+
+    nll: float
+    nll_se: float
+    entropy: float
+    entropy_se: float
+    gap: float
+    gap_se: float
+    invalid: float
+    invalid_se: float
+    n: int
+    n_valid: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return attrs.asdict(self)
+
+
+def exact_quality(model, samples: torch.Tensor, entropy_rate: tuple[float, float] | None = None) -> ExactQuality:
+    """Judge ``[n, L]`` samples by a model with an exact ``log_prob`` (``[n, L] -> [n]`` nats, ``-inf`` where
+    ``P(s) = 0``), duck-typed: ``ExactHMM``, ``ExactToy``.
+
+    ``entropy_rate``: ``(H(P) / L, standard error)`` in nats per token; default ``model.entropy_rate()`` (exact for
+    ``ExactToy``, an estimate from exact samples for ``ExactHMM``; pass one computed once to judge many samplers).
+    Standard errors: of a mean over the possible samples, of a binomial proportion, and ``gap_se`` from both
+    (independent: the entropy comes from other samples).
+    """
+    if not callable(getattr(model, "log_prob", None)):
+        raise SNRPathError(f"exact_quality needs a model with an exact log_prob (got {type(model).__name__})")
+    check_shape("samples", samples, (None, None))
+    n = samples.shape[0]
+    if n < 1:
+        raise SNRPathError("exact_quality needs at least one sample")
+    if entropy_rate is None:
+        if not callable(getattr(model, "entropy_rate", None)):
+            raise SNRPathError(f"{type(model).__name__} has no entropy_rate(); pass entropy_rate=(mean, se) in nats")
+        entropy_rate = model.entropy_rate()
+    bits = -model.log_prob(samples).to(torch.float64) / (samples.shape[1] * math.log(2))
+    valid = torch.isfinite(bits)
+    n_valid = int(valid.sum())
+    nll = float(bits[valid].mean()) if n_valid else math.nan
+    nll_se = float(bits[valid].std()) / math.sqrt(n_valid) if n_valid > 1 else math.nan
+    entropy, entropy_se = (value / math.log(2) for value in entropy_rate)
+    invalid = 1 - n_valid / n
+    return ExactQuality(nll=nll, nll_se=nll_se, entropy=entropy, entropy_se=entropy_se, gap=nll - entropy,
+                        gap_se=math.hypot(nll_se, entropy_se), invalid=invalid,
+                        invalid_se=math.sqrt(invalid * (1 - invalid) / n), n=n, n_valid=n_valid)

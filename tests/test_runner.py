@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from snrpaths import Path, SNRPathError, ShapeError, parse_path, sample
+from snrpaths.backends.hmm import ExactHMM
 from snrpaths.backends.toy import ExactToy
-
 from snrpaths.testing.denoisers import Counting
 from snrpaths.testing.stats import empirical_tv, tv_tolerance
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SAMPLERS = [
     "ar()", "roar()", "mdm(5)", "mdm(5, schedule='cosine')", "mdm(5, remask='cap', eta=0.3)",
@@ -28,30 +30,34 @@ SAMPLERS = [
     "mdm(4) >> remask(positions=[1, 2]) >> reveal(count=1, order='confidence')",
 ]
 TOY = ExactToy.markov(3, 4, seed=3)
+#: the same suite on an HMM with structural zeros (so parallel reveals can draw impossible sequences)
+HMM = ExactHMM.random(3, 3, 4, seed=3, successors=2, emissions=2)
 
 
+@pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])
 @pytest.mark.parametrize("text", SAMPLERS)
-def test_conformance(text):
+def test_conformance(text, den):
     path = parse_path(text)
-    program = path.compile(TOY.seq_len)
+    program = path.compile(den.seq_len)
     prompt = torch.tensor([-1, 2, -1, -1])
-    counting = Counting(TOY)
+    counting = Counting(den)
     result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True)
     assert bool(result.state.clean.all()), "every position ends clean"
-    assert bool((result.tokens >= 0).all() & (result.tokens < TOY.vocab_size).all())
+    assert bool((result.tokens >= 0).all() & (result.tokens < den.vocab_size).all())
     assert bool((result.trace.tokens[:, :, 1] == 2).all()), "a fixed position never changes"
     assert bool(torch.isinf(result.trace.gamma[:, :, 1]).all())
     assert result.nfe == counting.calls <= program.nfe
     assert int(result.trace.called.sum()) == result.nfe
-    again = sample(program, TOY, batch=16, seed=7, prompt=prompt)
+    again = sample(program, den, batch=16, seed=7, prompt=prompt)
     assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
-    assert not torch.equal(sample(program, TOY, batch=16, seed=8).tokens, result.tokens)
+    assert not torch.equal(sample(program, den, batch=16, seed=8).tokens, result.tokens)
 
 
 # -- exactness ---------------------------------------------------------------------------------------------------
 
 N = 20_000
 CHAIN = ExactToy.markov(3, 3, seed=0)
+HIDDEN = ExactHMM.random(3, 3, 3, seed=0, successors=2, emissions=2)
 
 
 def assert_samples_p(toy, tokens):
@@ -59,18 +65,23 @@ def assert_samples_p(toy, tokens):
     assert tv <= tol, f"TV {tv:.4f} exceeds the budget {tol:.4f}"
 
 
+EXACT = pytest.mark.parametrize("den", [CHAIN, HIDDEN], ids=["chain", "hmm"])
+
+
+@EXACT
 @pytest.mark.parametrize("text", ["ar()", "roar()", "reveal(3, schedule='linear', exact=True)",
                                   "reveal(6, schedule='cosine', exact=True)", "reveal(order=(2, 0, 1), count=1)"])
-def test_one_position_per_step_samples_p_exactly(text):
+def test_one_position_per_step_samples_p_exactly(text, den):
     """Chain rule: revealing one position at a time from exact conditionals draws from P, in any order. MDLM's
     clock with T >= L and exact counts reveals at most one position per step, so it equals ROAR."""
-    assert_samples_p(CHAIN, sample(parse_path(text), CHAIN, batch=N, seed=1).tokens)
+    assert_samples_p(den, sample(parse_path(text), den, batch=N, seed=1).tokens)
 
 
-def test_the_exactness_check_catches_parallel_reveals():
+@EXACT
+def test_the_exactness_check_catches_parallel_reveals(den):
     """Two positions per step drawn independently from their marginals are not exact on a correlated chain."""
     with pytest.raises(AssertionError):
-        assert_samples_p(CHAIN, sample(Path.reveal(count=3), CHAIN, batch=N, seed=1).tokens)
+        assert_samples_p(den, sample(Path.reveal(count=3), den, batch=N, seed=1).tokens)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4])

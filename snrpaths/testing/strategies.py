@@ -73,6 +73,32 @@ def toy_joints(
     return make(vocab_size, seq_len, seed=draw(seeds()), concentration=draw(concentrations), table=table)
 
 
+@st.composite
+def hmms(
+    draw,
+    n_states: st.SearchStrategy[int] = st.integers(1, 3),
+    vocab_sizes: st.SearchStrategy[int] = st.integers(2, 3),
+    seq_lens: st.SearchStrategy[int] = st.integers(1, 4),
+    concentrations: st.SearchStrategy[float] = st.sampled_from([0.3, 1.0, 3.0]),
+    min_distance: float = 0.3,
+):
+    """Exact hidden Markov models (``snrpaths.backends.hmm.ExactHMM.random``) with random structural zeros (each
+    state moves to 1..K states and emits 1..V tokens) and random token tables. The defaults are small enough for
+    ``ExactToy`` to enumerate the same joint (``ExactToy(hmm.probs, hmm.table)``)."""
+    from snrpaths.backends.hmm import ExactHMM
+
+    k, vocab_size, seq_len = draw(n_states), draw(vocab_sizes), draw(seq_lens)
+    table = draw(token_tables(st.just(vocab_size), min_distance=min_distance))
+    return ExactHMM.random(k, vocab_size, seq_len, seed=draw(seeds()), successors=draw(st.integers(1, k)),
+                           emissions=draw(st.integers(1, vocab_size)), concentration=draw(concentrations), table=table)
+
+
+def exact_denoisers(seq_lens: st.SearchStrategy[int] = st.integers(1, 4)) -> st.SearchStrategy:
+    """Every exact backend over small joints: ``toy_joints`` of all kinds and ``hmms``, for properties that must hold
+    for any exact Bayes denoiser."""
+    return st.one_of(toy_joints(seq_lens=seq_lens, kinds=TOY_KINDS), hmms(seq_lens=seq_lens))
+
+
 def snr_values(max_log10: float = 3.0, endpoints: bool = True) -> st.SearchStrategy[float]:
     """Single SNRs: log-uniform in ``[10^-max_log10, 10^max_log10]``, plus 0 and inf when ``endpoints``."""
     finite = st.floats(-max_log10, max_log10).map(lambda e: 10.0**e)
