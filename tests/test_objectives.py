@@ -2,6 +2,8 @@
 
 import math
 
+import attrs
+
 import pytest
 import torch
 
@@ -37,9 +39,12 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(objective, make_denoiser):
 
 
 def test_a_fresh_model_scores_exactly_log_v(make_denoiser):
-    """The DiT's head is zero-initialised: uniform predictions, so every objective's row term is known exactly:
-    log V for ROAR rows and continuous rows, and log V times the masked fraction over t for MDLM."""
+    """The DiT's head is zero-initialised: uniform backbone predictions, so with the plain head every objective's row
+    term is known exactly: log V for ROAR rows and continuous rows, and log V times the masked fraction over t for
+    MDLM. (The evidence head would add z_i . x_v on the continuous rows: DESIGN 4b, tested in
+    tests/backends/test_evidence_head.py.)"""
     model = make_denoiser(V, L).eval()
+    model.converter.config = attrs.evolve(model.converter.config, head="plain")
     c = draw(DSL(per_token=True))
     torch.testing.assert_close(per_row(model, c), torch.full((B,), math.log(V)))
     m = draw(MDLM())
