@@ -13,8 +13,9 @@ from typing import Union
 
 import attrs
 
-from . import schedules
 from .errors import SNRPathError
+from . import validate
+from .orders import RANDOM, Explicit, Order
 from .path import Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
@@ -31,7 +32,7 @@ class RevealOp:
     """
 
     positions: Positions
-    order: str | Positions
+    order: Order
     count: int | None
     alpha_t: float
     alpha_s: float
@@ -97,9 +98,7 @@ def compile_path(path: Path, seq_len: int) -> Program:
     """Lower ``path`` for sequences of ``seq_len`` positions (cached)."""
     if not isinstance(path, Path):
         raise SNRPathError(f"compile needs a Path (got {type(path).__name__}); build one with Path.* or parse_path")
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise SNRPathError(f"'seq_len' must be a positive integer (got {seq_len!r})")
-    return _compile_cached(path, seq_len)
+    return _compile_cached(path, validate.integer("seq_len", seq_len))
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,11 +143,11 @@ class _Lowering:
     def _reveal(self, path: Reveal, positions: Positions) -> list[Step]:
         label = repr(path)
         order = path.order
-        if isinstance(order, tuple):
-            if len(order) != len(positions):
-                raise SNRPathError(f"{label}: the explicit order has {len(order)} entries but the stage covers "
-                                   f"{len(positions)} positions")
-            order = tuple(positions[k] for k in order)
+        if isinstance(order, Explicit):
+            if len(order.positions) != len(positions):
+                raise SNRPathError(f"{label}: the explicit order has {len(order.positions)} entries but the stage "
+                                   f"covers {len(positions)} positions")
+            order = Explicit(tuple(positions[k] for k in order.positions))
         op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
                                exact=path.exact)
         if path.count is not None:
@@ -164,7 +163,7 @@ class _Lowering:
         return [Step(True, (op(count=None, **_clock(path, k)),), label) for k in range(path.steps)]
 
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
-        levels = [schedules.ramp_gamma(path.schedule, k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
+        levels = [path.schedule.gamma(k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
                   for k in range(1, path.steps + 1)]
         return [Step(True, (RampOp(positions, level, path.form),), repr(path)) for level in levels]
 
@@ -174,7 +173,7 @@ class _Lowering:
         if path.mode == "mask":
             return [Step(False, (MaskOp(positions),), repr(path))]
         self._close(positions)
-        commit = RevealOp(positions, "random", None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
+        commit = RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
         return [Step(True, (commit,), repr(path))]
 
     def _remask(self, path: Remask, positions: Positions) -> list[Step]:
@@ -233,15 +232,12 @@ def _zip(steps: list[Step]) -> Step:
 
 
 def _clock(path: Reveal, k: int) -> dict:
-    """The clock of step ``k`` of ``path``: ``t = 1 - k/T -> s = 1 - (k+1)/T``, alphas and the remask sigma."""
-    T, remask = path.steps, path.remask
+    """The clock of step ``k`` of ``path``: ``t = 1 - k/T -> s = 1 - (k+1)/T``, the alphas the remask policy steers
+    it to (the clock itself without one), and the policy's remasking probability (0 without one: MDLM)."""
+    T, policy = path.steps, path.remask
     t, s = (T - k) / T, (T - k - 1) / T
-    if remask is not None and remask.policy == "loop":
-        a_t, a_s = (schedules.loop_alpha(path.schedule, x, remask.t_on, remask.t_off, remask.alpha_on) for x in (t, s))
-        looping = s >= remask.t_off - 1e-12 and t <= remask.t_on + 1e-12
-    else:
-        a_t, a_s, looping = schedules.alpha(path.schedule, t), schedules.alpha(path.schedule, s), False
-    policy = remask.policy if remask is not None else None
-    eta = remask.eta if remask is not None and remask.eta is not None else 0.0
-    return dict(alpha_t=a_t, alpha_s=a_s, sigma=schedules.sigma(policy, eta, a_t, a_s, looping),
-                sigma_by_confidence=policy == "confidence")
+    if policy is None:
+        return dict(alpha_t=path.schedule.alpha(t), alpha_s=path.schedule.alpha(s), sigma=0.0,
+                    sigma_by_confidence=False)
+    a_t, a_s = policy.alpha(path.schedule, t), policy.alpha(path.schedule, s)
+    return dict(alpha_t=a_t, alpha_s=a_s, sigma=policy.sigma(t, s, a_t, a_s), sigma_by_confidence=policy.by_confidence)
