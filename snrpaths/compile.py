@@ -2,7 +2,8 @@
 updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq_len)``.
 
 Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
-position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left.
+position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left,
+and more reveal steps than the positions left can fill.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class _Lowering:
             if path.count > left:
                 raise SNRPathError(f"{label}: reveals {path.count} positions per step but at most {left} are left")
             steps = path.steps or math.ceil(left / path.count)
+            if (steps - 1) * path.count >= left:  # the last step would find nothing left to reveal
+                raise SNRPathError(f"{label}: {steps} steps of {path.count} plan {steps * path.count} reveals but at "
+                                   f"most {left} positions are left; {math.ceil(left / path.count)} steps reveal "
+                                   "them all")
             if steps * path.count >= left:
                 self._close(positions)
             call = op(count=path.count, alpha_t=0.0, alpha_s=1.0, sigma=0.0, sigma_by_confidence=False)
