@@ -172,7 +172,8 @@ def path_integral(
 
 def _resolve_control(denoiser: Denoiser, control: object) -> str:
     """The control that runs: ``control`` itself, or for ``"auto"`` the Stein control exactly when the denoiser
-    declares ``exact_posterior = True`` (the core reads the declaration, never the backend's type)."""
+    declares ``exact_posterior = True``, the flag of :class:`~snrpaths.denoiser.ExactPosterior` (the core reads the
+    declaration, never the backend's type; the Stein control needs only that the logits are exact)."""
     if control == "auto":
         return "stein" if getattr(denoiser, "exact_posterior", False) is True else "ito"
     if control not in CONTROLS:
