@@ -14,12 +14,23 @@ from typing import Union
 
 import attrs
 
-from .errors import SNRPathError
+from .errors import SNRPathError, SNRTypeError
 from . import validate
 from .orders import RANDOM, Explicit, Order
-from .path import Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
+
+# Ops are built by the compiler only, once per (path, seq_len): their checks cost nothing at run time and catch a
+# lowering bug (or a hand-built Program) before a tensor is touched.
+_UNIT = validate.field(validate.number, low=0.0, high=1.0)
+_FLAG = validate.field(validate.boolean)
+
+
+def _an_order(name: str, value: object) -> Order:
+    if not isinstance(value, Order):
+        raise SNRTypeError(f"{name!r} must be an Order value, e.g. snrpaths.orders.ORDERS['random'] (got {value!r})")
+    return value
 
 
 @attrs.frozen
@@ -32,16 +43,17 @@ class RevealOp:
     remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
     """
 
-    positions: Positions
-    order: Order
-    count: int | None
-    alpha_t: float
-    alpha_s: float
-    sigma: float
-    sigma_by_confidence: bool
-    temperature: float
-    top_p: float
-    exact: bool = False
+    positions: Positions  # resolved and checked once per stage (resolve_positions), not once per step
+    order: Order = attrs.field(converter=validate.field(_an_order))
+    count: int | None = attrs.field(converter=validate.field(validate.integer, allow_none=True))
+    alpha_t: float = attrs.field(converter=_UNIT)
+    alpha_s: float = attrs.field(converter=_UNIT)
+    sigma: float = attrs.field(converter=_UNIT)
+    sigma_by_confidence: bool = attrs.field(converter=_FLAG)
+    temperature: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
+                                                              high_open=True))
+    top_p: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=1.0, low_open=True))
+    exact: bool = attrs.field(default=False, converter=_FLAG)
 
 
 @attrs.frozen
@@ -49,8 +61,8 @@ class RampOp:
     """Raise unrevealed free positions to ``max(gamma, level)`` by one stochastic-localization step."""
 
     positions: Positions
-    level: float
-    form: str
+    level: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, high_open=True))
+    form: str = attrs.field(converter=validate.field(validate.choice, valid=RAMP_FORMS))
 
 
 @attrs.frozen
