@@ -2,7 +2,8 @@
 updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq_len)``.
 
 Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
-position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left.
+position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left,
+and more reveal steps than the positions left can fill.
 """
 
 from __future__ import annotations
@@ -13,11 +14,23 @@ from typing import Union
 
 import attrs
 
-from . import schedules
-from .errors import SNRPathError
-from .path import Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .errors import SNRPathError, SNRTypeError
+from . import validate
+from .orders import RANDOM, Explicit, Order
+from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
+
+# Ops are built by the compiler only, once per (path, seq_len): their checks cost nothing at run time and catch a
+# lowering bug (or a hand-built Program) before a tensor is touched.
+_UNIT = validate.field(validate.number, low=0.0, high=1.0)
+_FLAG = validate.field(validate.boolean)
+
+
+def _an_order(name: str, value: object) -> Order:
+    if not isinstance(value, Order):
+        raise SNRTypeError(f"{name!r} must be an Order value, e.g. snrpaths.orders.ORDERS['random'] (got {value!r})")
+    return value
 
 
 @attrs.frozen
@@ -30,16 +43,17 @@ class RevealOp:
     remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
     """
 
-    positions: Positions
-    order: str | Positions
-    count: int | None
-    alpha_t: float
-    alpha_s: float
-    sigma: float
-    sigma_by_confidence: bool
-    temperature: float
-    top_p: float
-    exact: bool = False
+    positions: Positions  # resolved and checked once per stage (resolve_positions), not once per step
+    order: Order = attrs.field(converter=validate.field(_an_order))
+    count: int | None = attrs.field(converter=validate.field(validate.integer, allow_none=True))
+    alpha_t: float = attrs.field(converter=_UNIT)
+    alpha_s: float = attrs.field(converter=_UNIT)
+    sigma: float = attrs.field(converter=_UNIT)
+    sigma_by_confidence: bool = attrs.field(converter=_FLAG)
+    temperature: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
+                                                              high_open=True))
+    top_p: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=1.0, low_open=True))
+    exact: bool = attrs.field(default=False, converter=_FLAG)
 
 
 @attrs.frozen
@@ -47,8 +61,8 @@ class RampOp:
     """Raise unrevealed free positions to ``max(gamma, level)`` by one stochastic-localization step."""
 
     positions: Positions
-    level: float
-    form: str
+    level: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, high_open=True))
+    form: str = attrs.field(converter=validate.field(validate.choice, valid=RAMP_FORMS))
 
 
 @attrs.frozen
@@ -97,9 +111,7 @@ def compile_path(path: Path, seq_len: int) -> Program:
     """Lower ``path`` for sequences of ``seq_len`` positions (cached)."""
     if not isinstance(path, Path):
         raise SNRPathError(f"compile needs a Path (got {type(path).__name__}); build one with Path.* or parse_path")
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise SNRPathError(f"'seq_len' must be a positive integer (got {seq_len!r})")
-    return _compile_cached(path, seq_len)
+    return _compile_cached(path, validate.integer("seq_len", seq_len))
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,11 +156,11 @@ class _Lowering:
     def _reveal(self, path: Reveal, positions: Positions) -> list[Step]:
         label = repr(path)
         order = path.order
-        if isinstance(order, tuple):
-            if len(order) != len(positions):
-                raise SNRPathError(f"{label}: the explicit order has {len(order)} entries but the stage covers "
-                                   f"{len(positions)} positions")
-            order = tuple(positions[k] for k in order)
+        if isinstance(order, Explicit):
+            if len(order.positions) != len(positions):
+                raise SNRPathError(f"{label}: the explicit order has {len(order.positions)} entries but the stage "
+                                   f"covers {len(positions)} positions")
+            order = Explicit(tuple(positions[k] for k in order.positions))
         op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
                                exact=path.exact)
         if path.count is not None:
@@ -156,6 +168,10 @@ class _Lowering:
             if path.count > left:
                 raise SNRPathError(f"{label}: reveals {path.count} positions per step but at most {left} are left")
             steps = path.steps or math.ceil(left / path.count)
+            if (steps - 1) * path.count >= left:  # the last step would find nothing left to reveal
+                raise SNRPathError(f"{label}: {steps} steps of {path.count} plan {steps * path.count} reveals but at "
+                                   f"most {left} positions are left; {math.ceil(left / path.count)} steps reveal "
+                                   "them all")
             if steps * path.count >= left:
                 self._close(positions)
             call = op(count=path.count, alpha_t=0.0, alpha_s=1.0, sigma=0.0, sigma_by_confidence=False)
@@ -164,7 +180,7 @@ class _Lowering:
         return [Step(True, (op(count=None, **_clock(path, k)),), label) for k in range(path.steps)]
 
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
-        levels = [schedules.ramp_gamma(path.schedule, k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
+        levels = [path.schedule.gamma(k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
                   for k in range(1, path.steps + 1)]
         return [Step(True, (RampOp(positions, level, path.form),), repr(path)) for level in levels]
 
@@ -174,7 +190,7 @@ class _Lowering:
         if path.mode == "mask":
             return [Step(False, (MaskOp(positions),), repr(path))]
         self._close(positions)
-        commit = RevealOp(positions, "random", None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
+        commit = RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
         return [Step(True, (commit,), repr(path))]
 
     def _remask(self, path: Remask, positions: Positions) -> list[Step]:
@@ -233,15 +249,12 @@ def _zip(steps: list[Step]) -> Step:
 
 
 def _clock(path: Reveal, k: int) -> dict:
-    """The clock of step ``k`` of ``path``: ``t = 1 - k/T -> s = 1 - (k+1)/T``, alphas and the remask sigma."""
-    T, remask = path.steps, path.remask
+    """The clock of step ``k`` of ``path``: ``t = 1 - k/T -> s = 1 - (k+1)/T``, the alphas the remask policy steers
+    it to (the clock itself without one), and the policy's remasking probability (0 without one: MDLM)."""
+    T, policy = path.steps, path.remask
     t, s = (T - k) / T, (T - k - 1) / T
-    if remask is not None and remask.policy == "loop":
-        a_t, a_s = (schedules.loop_alpha(path.schedule, x, remask.t_on, remask.t_off, remask.alpha_on) for x in (t, s))
-        looping = s >= remask.t_off - 1e-12 and t <= remask.t_on + 1e-12
-    else:
-        a_t, a_s, looping = schedules.alpha(path.schedule, t), schedules.alpha(path.schedule, s), False
-    policy = remask.policy if remask is not None else None
-    eta = remask.eta if remask is not None and remask.eta is not None else 0.0
-    return dict(alpha_t=a_t, alpha_s=a_s, sigma=schedules.sigma(policy, eta, a_t, a_s, looping),
-                sigma_by_confidence=policy == "confidence")
+    if policy is None:
+        return dict(alpha_t=path.schedule.alpha(t), alpha_s=path.schedule.alpha(s), sigma=0.0,
+                    sigma_by_confidence=False)
+    a_t, a_s = policy.alpha(path.schedule, t), policy.alpha(path.schedule, s)
+    return dict(alpha_t=a_t, alpha_s=a_s, sigma=policy.sigma(t, s, a_t, a_s), sigma_by_confidence=policy.by_confidence)

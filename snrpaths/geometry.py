@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .errors import SNRPathError, SNRTypeError, ShapeError
+from . import validate
 
 #: How far a row norm may stray from 1 (relative to the dtype's precision) and still count as unit norm.
 _NORM_TOL = {torch.float64: 1e-9, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
@@ -143,5 +144,4 @@ class TokenTable:
 
 
 def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
+    validate.integer(name, value)

@@ -12,18 +12,19 @@ Grammar (Python's precedence: ``|`` binds loosest, then ``&``, then ``>>``)::
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from .errors import SNRPathError
+from .path import CONSTRUCTORS as _CONSTRUCTORS
 from .path import Path, Span
-
-_CONSTRUCTORS = {name: getattr(Path, name) for name in
-                 ("reveal", "remask", "ramp", "switch", "on", "ar", "roar", "mdm", "hybrid")}
 _LITERALS = {"None": None, "True": True, "False": False}
+#: How deep expressions, calls and brackets may nest: far beyond any sampler, well within Python's recursion limit.
+MAX_DEPTH = 100
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
-  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<number>[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)
   | (?P<string>'[^'\\]*'|"[^"\\]*")
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<op>>>|[()\[\],=|&.])
@@ -46,7 +47,7 @@ def parse_path(text: str) -> Path:
 
 class _Parser:
     def __init__(self, text: str):
-        self.text, self.tokens, self.i = text, _tokenize(text), 0
+        self.text, self.tokens, self.i, self.depth = text, _tokenize(text), 0, 0
 
     # -- token stream --
 
@@ -80,11 +81,23 @@ class _Parser:
 
     # -- grammar --
 
+    @contextlib.contextmanager
+    def nested(self):
+        """One level deeper; a clear error past ``MAX_DEPTH`` instead of Python's RecursionError."""
+        if self.depth >= MAX_DEPTH:
+            self.fail(f"the expression nests deeper than {MAX_DEPTH} levels")
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
     def expr(self) -> Path:
-        left = self.conj()
-        while self.accept("|"):
-            left = left | self.conj()
-        return left
+        with self.nested():
+            left = self.conj()
+            while self.accept("|"):
+                left = left | self.conj()
+            return left
 
     def conj(self) -> Path:
         left = self.shift()
@@ -145,10 +158,16 @@ class _Parser:
         return args, kwargs
 
     def value(self) -> Any:
-        kind, text, _ = self.peek()
+        kind, text, at = self.peek()
         if kind == "number":
             self.take()
-            return float(text) if any(c in text for c in ".eE") else int(text)
+            if any(c in text for c in ".eE"):
+                return float(text)
+            try:
+                return int(text)
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+                self.i -= 1
+                self.fail("an integer with too many digits")
         if kind == "string":
             self.take()
             return text[1:-1]
@@ -160,18 +179,19 @@ class _Parser:
             args, kwargs = self.arguments()
             if kwargs or not 1 <= len(args) <= 3 or not all(a is None or isinstance(a, int) for a in args):
                 self.fail("slice(...) takes one to three integers")
-            return Span(*((0, *args) if len(args) == 1 else args))
+            return self.call_checked(lambda: Span(*((0, *args) if len(args) == 1 else args)), at)
         if text == "[" or (text == "(" and self.peek(1)[0] in ("number", "op") and self.peek(1)[1] != "("):
             return self.sequence("]" if self.take()[1] == "[" else ")")
         return self.expr()
 
     def sequence(self, close: str) -> tuple:
         items = []
-        while not self.accept(close):
-            items.append(self.value())
-            if not self.accept(","):
-                self.expect(close)
-                break
+        with self.nested():
+            while not self.accept(close):
+                items.append(self.value())
+                if not self.accept(","):
+                    self.expect(close)
+                    break
         return tuple(items)
 
 

@@ -17,56 +17,20 @@ these primitives: sugar with a readable ``repr``, never separate code paths.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, Iterable
 
 import attrs
 
-from . import schedules
-from .errors import SNRPathError, SNRTypeError, one_of
+from . import validate
+from .errors import SNRPathError, SNRTypeError
+from .orders import ORDERS, RANDOM, Explicit, Order
+from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
-ORDERS = ("left-to-right", "random", "confidence", "margin", "entropy")
 RAMP_FORMS = ("mean", "sample")
 SWITCH_MODES = ("keep", "commit", "mask")
-
-
-# -- validation helpers ------------------------------------------------------------------------------------------
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
-    return int(value)
-
-
-def _number(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise SNRTypeError(f"{name!r} must be a number (got {value!r})")
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        span = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise SNRPathError(f"{name!r} must lie in {span} (got {value!r})")
-    return float(value)
-
-
-def _choice(name: str, value: Any, valid: Iterable[Any]) -> Any:
-    valid = tuple(valid)
-    if value not in valid:
-        raise one_of(name, value, valid)
-    return value
-
-
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise SNRTypeError(f"{name!r} must be a sequence of position indices (got {value!r})")
-    out = tuple(value)
-    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in out):
-        raise SNRPathError(f"{name!r} must be a non-empty sequence of non-negative integers (got {value!r})")
-    return out
 
 
 # -- position sets -------------------------------------------------------------------------------------------------
@@ -76,9 +40,9 @@ def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
 class Span:
     """Positions ``range(start, stop, step)`` of a sequence, like a Python slice; ``stop=None`` runs to the end."""
 
-    start: int = 0
-    stop: int | None = None
-    step: int = 1
+    start: int = attrs.field(default=0, converter=validate.field(validate.integer, low=0))
+    stop: int | None = attrs.field(default=None, converter=validate.field(validate.integer, low=0, allow_none=True))
+    step: int = attrs.field(default=1, converter=validate.field(validate.integer))
 
     def indices(self, seq_len: int) -> tuple[int, ...]:
         return tuple(range(*slice(self.start, self.stop, self.step).indices(seq_len)))
@@ -88,21 +52,20 @@ class Span:
         return f"slice({', '.join(args)})"
 
 
-def positions_of(value: Any) -> Span | tuple[int, ...]:
+def positions_of(value: Any, name: str = "positions") -> Span | tuple[int, ...]:
     """Normalise a slice / range / sequence of ints into a hashable position set."""
     if isinstance(value, Span):
-        value = slice(value.start, value.stop, value.step)
+        return value
     if isinstance(value, (slice, range)):
-        start, stop, step = value.start or 0, value.stop, value.step or 1
-        if any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0) for v in (start, stop)):
-            raise SNRPathError(f"position slices need non-negative integer bounds (got {value!r})")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise SNRPathError(f"position slices need a positive integer step (got {value!r})")
-        return Span(start, stop, step)
-    out = _int_tuple("positions", value)
+        return Span(0 if value.start is None else value.start, value.stop, 1 if value.step is None else value.step)
+    out = validate.int_tuple(name, value)
     if len(set(out)) != len(out):
-        raise SNRPathError(f"'positions' must not repeat a position (got {value!r})")
+        raise SNRPathError(f"{name!r} must not repeat a position (got {value!r})")
     return out
+
+
+def _optional_positions(name: str, value: Any) -> Span | tuple[int, ...] | None:
+    return None if value is None else positions_of(value, name)
 
 
 def resolve_positions(positions: Span | tuple[int, ...], seq_len: int, where: str) -> tuple[int, ...]:
@@ -116,6 +79,87 @@ def resolve_positions(positions: Span | tuple[int, ...], seq_len: int, where: st
     if bad:
         raise SNRPathError(f"{where}: positions {bad[:10]} are out of range for seq_len={seq_len} (valid: 0..{seq_len - 1})")
     return positions
+
+
+# -- the vocabulary, as field converters ----------------------------------------------------------------------------
+
+
+def _order(name: str, value: Any) -> Order:
+    """A named order (``ORDERS``), an :class:`Order` value, or an explicit permutation of ``0..n-1``."""
+    if isinstance(value, Order):
+        return value
+    if isinstance(value, str):
+        return ORDERS[validate.choice(name, value, ORDERS)]
+    perm = validate.int_tuple(name, value)
+    if sorted(perm) != list(range(len(perm))):
+        raise SNRPathError(f"an explicit order must be a permutation of 0..n-1 (got {value!r})")
+    return Explicit(perm)
+
+
+def _named(registry: dict[str, Any], kind: type, allow_none: bool = False) -> Callable[[str, Any], Any]:
+    """A check that turns a registered name into its value and passes values of ``kind`` through."""
+
+    def check(name: str, value: Any) -> Any:
+        if (value is None and allow_none) or isinstance(value, kind):
+            return value
+        return registry[validate.choice(name, value, registry)]
+
+    return check
+
+
+def _path(name: str, value: Any) -> "Path":
+    if not isinstance(value, Path):
+        raise SNRTypeError(f"{name!r} must be a Path (got {value!r})")
+    return value
+
+
+def _paths(name: str, value: Any) -> tuple["Path", ...]:
+    if isinstance(value, Path) or not isinstance(value, (tuple, list)) or not value:
+        raise SNRTypeError(f"{name!r} must be a non-empty tuple of Paths (got {value!r})")
+    return tuple(_path(name, p) for p in value)
+
+
+def remask_policy(name: str, policy: Any, **params: Any) -> RemaskPolicy:
+    """The policy value a user's ``policy`` names (a registered name, or a :class:`RemaskPolicy` as is), built with
+    the ``params`` the user typed; ``name`` is the argument the user typed it as, for errors."""
+    if isinstance(policy, RemaskPolicy):
+        if params:
+            raise SNRPathError(f"{policy!r} is a policy value: give {', '.join(params)} inside it")
+        return policy
+    cls = REMASK_POLICIES[validate.choice(name, policy, REMASK_POLICIES)]
+    own = {f.name for f in attrs.fields(cls)}
+    for key in params:
+        if key not in own:
+            owners = [p for p, c in REMASK_POLICIES.items() if key in {f.name for f in attrs.fields(c)}]
+            raise SNRPathError(f"the {cls.name!r} policy takes no {key} (parameters that belong to the "
+                               f"{' or '.join(map(repr, owners))} policy)")
+    return cls(**params)
+
+
+def _shown(fn: Callable, skip: int = 0) -> str:
+    """``fn``'s signature as a user writes the call, without annotations (and without its first ``skip``)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return str(inspect.Signature([p.replace(annotation=inspect.Parameter.empty) for p in params]))
+
+
+def _typed(**params: Any) -> dict[str, Any]:
+    """The keywords a user actually typed (the constructors' ``None`` means "not given": the policy's default)."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _constructor(fn: Callable) -> Callable:
+    """A named constructor whose wrong argument names or counts raise :class:`SNRTypeError`, like its values."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def build(cls, *args: Any, **kwargs: Any) -> "Path":
+        try:
+            signature.bind(cls, *args, **kwargs)
+        except TypeError as err:
+            raise SNRTypeError(f"{fn.__name__}{_shown(fn, skip=1)}: {err}") from None
+        return fn(cls, *args, **kwargs)
+
+    return build
 
 
 # -- rendering -----------------------------------------------------------------------------------------------------
@@ -152,25 +196,32 @@ def _wrap(path: "Path", prec: int) -> str:
 
 @attrs.frozen(repr=False)
 class Path:
-    """Base of every path value. Build paths with the classmethods, never by calling a subclass directly."""
+    """Base of every path value. Build paths with the classmethods; a subclass called directly validates its fields
+    the same way."""
 
     _prec = _PREC["call"]
+    __array_ufunc__ = None  # numpy defers to the reflected operators below instead of broadcasting over a path
 
     def __rshift__(self, other: "Path") -> "Path":
-        if not isinstance(other, Path):
-            return NotImplemented
-        return Then(_flatten(Then, (self, other)))
+        return Then(_flatten(Then, (self, _operand(">>", self, other))))
 
     def __or__(self, other: "Path") -> "Path":
-        if not isinstance(other, Path):
-            return NotImplemented
-        return Parallel(_flatten(Parallel, (self, other)))
+        return Parallel(_flatten(Parallel, (self, _operand("|", self, other))))
 
     def __and__(self, other: "Path") -> "Path":
         raise SNRPathError(
             f"'&' puts a remask policy on a reveal's clock: write remask(policy) & reveal(T, schedule=...) "
             f"(got {self!r} & {other!r})"
         )
+
+    def __rrshift__(self, other: Any) -> "Path":
+        return _operand(">>", other, self, reflected=True)
+
+    def __ror__(self, other: Any) -> "Path":
+        return _operand("|", other, self, reflected=True)
+
+    def __rand__(self, other: Any) -> "Path":
+        return _operand("&", other, self, reflected=True)
 
     def compile(self, seq_len: int):
         """The :class:`snrpaths.Program` of this path for sequences of ``seq_len`` (pure, cached)."""
@@ -194,6 +245,7 @@ class Path:
     # -- primitives --
 
     @classmethod
+    @_constructor
     def reveal(
         cls,
         steps: int | None = None,
@@ -217,58 +269,42 @@ class Path:
         ``steps=None`` with a ``count`` means as many steps as it takes. ``exact=True`` (random order with a
         clock only) reveals exactly the scheduled number per step, uniformly at random, instead of coin flips.
         """
-        if not isinstance(exact, bool):
-            raise SNRTypeError(f"'exact' must be True or False (got {exact!r})")
-        return Reveal(
-            steps=_positive_int("steps", steps, allow_none=True),
-            order=_order(order),
-            count=_positive_int("count", count, allow_none=True),
-            schedule=None if schedule is None else _choice("schedule", schedule, schedules.ALPHA_SCHEDULES),
-            temperature=_number("temperature", temperature, 0.0, math.inf, low_open=True, high_open=True),
-            top_p=_number("top_p", top_p, 0.0, 1.0, low_open=True),
-            exact=exact,
-        )
+        return Reveal(steps=steps, order=order, count=count, schedule=schedule, temperature=temperature,
+                      top_p=top_p, exact=exact)
 
     @classmethod
+    @_constructor
     def remask(
         cls,
-        policy: str | None = None,
+        policy: str | RemaskPolicy | None = None,
         *,
         eta: float | None = None,
-        t_on: float = 0.55,
-        t_off: float = 0.05,
-        alpha_on: float = 0.9,
+        t_on: float | None = None,
+        t_off: float | None = None,
+        alpha_on: float | None = None,
         positions: Iterable[int] | slice | None = None,
     ) -> "Remask":
         """Send clean positions back to gamma = 0.
 
-        Either a ReMDM ``policy`` (``cap`` | ``rescale`` | ``confidence`` | ``loop``, DESIGN.md section 5) that runs
-        on a reveal's clock (``remask(policy) & reveal(T, schedule=...)``), or an explicit selection of
-        ``positions`` remasked once, with no denoiser call. ``eta`` defaults to the public OWT values
-        (cap 0.008, rescale 0.015, loop 0.02); ``loop`` holds ``alpha = alpha_on`` between ``t_on`` and ``t_off``.
+        Either a ReMDM ``policy`` (``cap`` | ``rescale`` | ``confidence`` | ``loop``, DESIGN.md section 5, or a
+        :class:`snrpaths.schedules.RemaskPolicy` value) that runs on a reveal's clock
+        (``remask(policy) & reveal(T, schedule=...)``), or an explicit selection of ``positions`` remasked once,
+        with no denoiser call. ``eta`` defaults to the public OWT values (cap 0.008, rescale 0.015, loop 0.02);
+        ``loop`` holds ``alpha = alpha_on`` between ``t_on`` (0.55) and ``t_off`` (0.05), ``alpha_on`` 0.9.
         """
+        params = _typed(eta=eta, t_on=t_on, t_off=t_off, alpha_on=alpha_on)
         if (policy is None) == (positions is None):
             raise SNRPathError(
-                f"remask needs exactly one of a policy {schedules.REMASK_POLICIES} or explicit positions "
+                f"remask needs exactly one of a policy {tuple(REMASK_POLICIES)} or explicit positions "
                 f"(got policy={policy!r}, positions={positions!r})"
             )
-        if policy is not None:
-            _choice("policy", policy, schedules.REMASK_POLICIES)
-        if policy == "confidence" and eta is not None:
-            raise SNRPathError("the 'confidence' policy takes no eta: sigma_max is spread by softmax(-confidence)")
-        default_eta = schedules.DEFAULT_ETA.get(policy) if policy else None
-        eta = default_eta if eta is None else _number("eta", eta, 0.0, 1.0)
-        _number("alpha_on", alpha_on, 0.0, 1.0, low_open=True, high_open=True)
-        _number("t_off", t_off, 0.0, 1.0, low_open=True, high_open=True)
-        _number("t_on", t_on, 0.0, 1.0, low_open=True, high_open=True)
-        if not t_off < t_on:
-            raise SNRPathError(f"the loop needs t_off < t_on (got t_on={t_on!r}, t_off={t_off!r})")
-        if policy != "loop" and (t_on, t_off, alpha_on) != (0.55, 0.05, 0.9):
-            raise SNRPathError(f"t_on, t_off and alpha_on belong to the 'loop' policy (got policy={policy!r})")
-        return Remask(policy=policy, eta=eta, t_on=float(t_on), t_off=float(t_off), alpha_on=float(alpha_on),
-                      positions=None if positions is None else positions_of(positions))
+        if policy is None and params:
+            raise SNRPathError(f"{', '.join(params)} belong to a remask policy, not to explicit positions")
+        return Remask(policy=None if policy is None else remask_policy("policy", policy, **params),
+                      positions=positions)
 
     @classmethod
+    @_constructor
     def ramp(
         cls,
         steps: int,
@@ -283,19 +319,13 @@ class Path:
 
         The stochastic-localization update ``z += dgamma * target + sqrt(dgamma) * eps`` uses ``target =
         xhat(z)`` (``form="mean"``) or the anchor of a token drawn per position from the posterior
-        (``form="sample"``). Schedules are in :func:`snrpaths.schedules.ramp_gamma`. The default ``gamma_max = 40``
-        is the top of the public DSL training distribution of continuous SNRs.
+        (``form="sample"``). Schedules are the values of :data:`snrpaths.schedules.RAMP_SCHEDULES`. The default
+        ``gamma_max = 40`` is the top of the public DSL training distribution of continuous SNRs.
         """
-        return Ramp(
-            steps=_positive_int("steps", steps),
-            gamma_max=_number("gamma_max", gamma_max, 0.0, math.inf, low_open=True, high_open=True),
-            schedule=_choice("schedule", schedule, schedules.RAMP_SCHEDULES),
-            form=_choice("form", form, RAMP_FORMS),
-            kappa=_number("kappa", kappa, 0.0, math.inf, low_open=True, high_open=True),
-            gamma_min=_number("gamma_min", gamma_min, 0.0, gamma_max, low_open=True),
-        )
+        return Ramp(steps=steps, gamma_max=gamma_max, schedule=schedule, form=form, kappa=kappa, gamma_min=gamma_min)
 
     @classmethod
+    @_constructor
     def switch(cls, mode: str = "keep") -> "Switch":
         """Hand finite-SNR positions over to endpoint decoding.
 
@@ -303,28 +333,30 @@ class Path:
         ``commit``: one call, then every unrevealed position is revealed from its current posterior.
         ``mask``: every unrevealed position goes back to gamma = 0 (the next stage starts from [MASK]).
         """
-        return Switch(mode=_choice("mode", mode, SWITCH_MODES))
+        return Switch(mode=mode)
 
     @classmethod
+    @_constructor
     def on(cls, positions: Iterable[int] | slice, path: "Path") -> "On":
         """Run ``path`` on the given positions only (combine with ``|`` to run several spans side by side)."""
-        if not isinstance(path, Path):
-            raise SNRTypeError(f"on(positions, path) needs a Path as its second argument (got {path!r})")
-        return On(positions=positions_of(positions), path=path)
+        return On(positions=positions, path=path)
 
     # -- the paper's samplers, as compositions --
 
     @classmethod
+    @_constructor
     def ar(cls) -> "Alias":
         """Autoregressive: one position per step, left to right."""
         return Alias.make("ar")
 
     @classmethod
+    @_constructor
     def roar(cls) -> "Alias":
         """Random-order autoregressive: one position per step, in a uniformly random order."""
         return Alias.make("roar")
 
     @classmethod
+    @_constructor
     def mdm(cls, steps: int, **kw: Any) -> "Alias":
         """Masked diffusion (MDLM) over ``steps`` on a ``schedule`` clock, with optional ReMDM remasking.
 
@@ -334,19 +366,19 @@ class Path:
         return Alias.make("mdm", steps, **kw)
 
     @classmethod
+    @_constructor
     def hybrid(cls, T_cont: int, T_mdm: int, **kw: Any) -> "Alias":
         """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max``,
         ``form``, ``remask``, ``eta``, ``top_p``."""
         return Alias.make("hybrid", T_cont, T_mdm, **kw)
 
 
-def _order(order: Any) -> str | tuple[int, ...]:
-    if isinstance(order, str):
-        return _choice("order", order, ORDERS)
-    perm = _int_tuple("order", order)
-    if sorted(perm) != list(range(len(perm))):
-        raise SNRPathError(f"an explicit order must be a permutation of 0..n-1 (got {order!r})")
-    return perm
+def _operand(op: str, left: Any, right: Any, reflected: bool = False) -> Any:
+    """``right`` when both sides are paths; else the error naming what stood where."""
+    other = left if reflected else right
+    if isinstance(other, Path):
+        return other
+    raise SNRTypeError(f"'{op}' combines two paths (got {left!r} {op} {right!r})")
 
 
 def _flatten(kind: type, parts: Iterable[Path]) -> tuple[Path, ...]:
@@ -356,26 +388,33 @@ def _flatten(kind: type, parts: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(out)
 
 
+_STEPS = validate.field(validate.integer)
+_POSITIVE = validate.field(validate.number, low=0.0, high=math.inf, low_open=True, high_open=True)
+
+
 @attrs.frozen(repr=False)
 class Reveal(Path):
-    steps: int | None
-    order: str | tuple[int, ...]
-    count: int | None
-    schedule: str | None
-    temperature: float
-    top_p: float
-    exact: bool = False
-    remask: "Remask | None" = None
+    steps: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
+    order: Order = attrs.field(default=RANDOM, converter=validate.field(_order))
+    count: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
+    schedule: AlphaSchedule | None = attrs.field(
+        default=None, converter=validate.field(_named(ALPHA_SCHEDULES, AlphaSchedule, allow_none=True)))
+    temperature: float = attrs.field(default=1.0, converter=_POSITIVE)
+    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.number, low=0.0, high=1.0,
+                                                                       low_open=True))
+    exact: bool = attrs.field(default=False, converter=validate.field(validate.boolean))
+    remask: RemaskPolicy | None = attrs.field(
+        default=None, converter=validate.field(_named(REMASK_POLICIES, RemaskPolicy, allow_none=True)))
 
     def __attrs_post_init__(self) -> None:
         if (self.count is None) == (self.schedule is None):
             raise SNRPathError(
-                f"reveal needs exactly one of count=k or schedule in {schedules.ALPHA_SCHEDULES} "
+                f"reveal needs exactly one of count=k or schedule in {tuple(ALPHA_SCHEDULES)} "
                 f"(got count={self.count!r}, schedule={self.schedule!r})"
             )
         if self.schedule is not None and self.steps is None:
             raise SNRPathError(f"reveal with schedule={self.schedule!r} needs a number of steps, e.g. reveal(32, ...)")
-        if self.exact and (self.order != "random" or self.schedule is None):
+        if self.exact and (self.order != RANDOM or self.schedule is None):
             raise SNRPathError("exact=True applies to order='random' with a schedule (ranked orders and counts are "
                                f"always exact); got order={self.order!r}, schedule={self.schedule!r}")
         if self.remask is not None and self.schedule is None:
@@ -387,54 +426,60 @@ class Reveal(Path):
 
     def __repr__(self) -> str:
         own = _render_call("reveal", [
-            ("steps", self.steps, None, True), ("order", self.order, "random", False),
+            ("steps", self.steps, None, True), ("order", self.order, RANDOM, False),
             ("count", self.count, None, False), ("schedule", self.schedule, None, False),
             ("temperature", self.temperature, 1.0, False), ("top_p", self.top_p, 1.0, False),
             ("exact", self.exact, False, False)])
-        return own if self.remask is None else f"{self.remask!r} & {own}"
+        return own if self.remask is None else f"{Remask(policy=self.remask)!r} & {own}"
 
 
 @attrs.frozen(repr=False)
 class Remask(Path):
-    policy: str | None
-    eta: float | None
-    t_on: float
-    t_off: float
-    alpha_on: float
-    positions: Span | tuple[int, ...] | None
+    policy: RemaskPolicy | None = attrs.field(
+        default=None, converter=validate.field(_named(REMASK_POLICIES, RemaskPolicy, allow_none=True)))
+    positions: Span | tuple[int, ...] | None = attrs.field(default=None,
+                                                           converter=validate.field(_optional_positions))
+
+    def __attrs_post_init__(self) -> None:
+        if (self.policy is None) == (self.positions is None):
+            raise SNRPathError(f"remask needs exactly one of a policy {tuple(REMASK_POLICIES)} or explicit "
+                               f"positions (got policy={self.policy!r}, positions={self.positions!r})")
 
     def __and__(self, other: Path) -> Path:
         if self.policy is None or not isinstance(other, Reveal) or other.remask is not None:
             return super().__and__(other)
-        return attrs.evolve(other, remask=self)
+        return attrs.evolve(other, remask=self.policy)
 
     def __repr__(self) -> str:
-        eta_default = schedules.DEFAULT_ETA.get(self.policy) if self.policy else None
-        return _render_call("remask", [
-            ("policy", self.policy, None, True), ("eta", self.eta, eta_default, False),
-            ("t_on", self.t_on, 0.55, False), ("t_off", self.t_off, 0.05, False),
-            ("alpha_on", self.alpha_on, 0.9, False), ("positions", self.positions, None, False)])
+        policy = [] if self.policy is None else [("policy", self.policy.name, None, True)] + [
+            (key, value, default, False) for key, value, default in self.policy.arguments()]
+        return _render_call("remask", policy + [("positions", self.positions, None, False)])
 
 
 @attrs.frozen(repr=False)
 class Ramp(Path):
-    steps: int
-    gamma_max: float
-    schedule: str
-    form: str
-    kappa: float
-    gamma_min: float
+    steps: int = attrs.field(converter=_STEPS)
+    gamma_max: float = attrs.field(default=40.0, converter=_POSITIVE)
+    schedule: RampSchedule = attrs.field(default="logit",
+                                         converter=validate.field(_named(RAMP_SCHEDULES, RampSchedule)))
+    form: str = attrs.field(default="mean", converter=validate.field(validate.choice, valid=RAMP_FORMS))
+    kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
+    gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
+
+    def __attrs_post_init__(self) -> None:
+        if self.gamma_min > self.gamma_max:
+            raise SNRPathError(f"'gamma_min' must lie in (0.0, {self.gamma_max}] (got {self.gamma_min!r})")
 
     def __repr__(self) -> str:
         return _render_call("ramp", [
             ("steps", self.steps, inspect.Parameter.empty, True), ("gamma_max", self.gamma_max, 40.0, False),
-            ("schedule", self.schedule, "logit", False), ("form", self.form, "mean", False),
+            ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, "mean", False),
             ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False)])
 
 
 @attrs.frozen(repr=False)
 class Switch(Path):
-    mode: str
+    mode: str = attrs.field(default="keep", converter=validate.field(validate.choice, valid=SWITCH_MODES))
 
     def __repr__(self) -> str:
         return _render_call("switch", [("mode", self.mode, "keep", True)])
@@ -442,8 +487,8 @@ class Switch(Path):
 
 @attrs.frozen(repr=False)
 class On(Path):
-    positions: Span | tuple[int, ...]
-    path: Path
+    positions: Span | tuple[int, ...] = attrs.field(converter=validate.field(lambda name, value: positions_of(value, name)))
+    path: Path = attrs.field(converter=validate.field(_path))
 
     def __repr__(self) -> str:
         return f"on({_render_value(self.positions)}, {self.path!r})"
@@ -451,7 +496,7 @@ class On(Path):
 
 @attrs.frozen(repr=False)
 class Then(Path):
-    parts: tuple[Path, ...]
+    parts: tuple[Path, ...] = attrs.field(converter=validate.field(_paths))
     _prec = _PREC[">>"]
 
     def __repr__(self) -> str:
@@ -462,7 +507,7 @@ class Then(Path):
 
 @attrs.frozen(repr=False)
 class Parallel(Path):
-    parts: tuple[Path, ...]
+    parts: tuple[Path, ...] = attrs.field(converter=validate.field(_paths))
     _prec = _PREC["|"]
 
     def __repr__(self) -> str:
@@ -473,18 +518,25 @@ class Parallel(Path):
 
 
 def _mdm(steps: int, schedule: str = "linear", remask: str | None = None, eta: float | None = None,
-         t_on: float = 0.55, t_off: float = 0.05, alpha_on: float = 0.9, top_p: float = 1.0,
+         t_on: float | None = None, t_off: float | None = None, alpha_on: float | None = None, top_p: float = 1.0,
          temperature: float = 1.0) -> Path:
     reveal = Path.reveal(steps, schedule=schedule, top_p=top_p, temperature=temperature)
+    params = _typed(eta=eta, t_on=t_on, t_off=t_off, alpha_on=alpha_on)
     if remask is None:
-        if eta is not None:
-            raise SNRPathError(f"eta={eta!r} given without a remask policy; choose remask in {schedules.REMASK_POLICIES}")
+        if params:
+            raise SNRPathError(f"{', '.join(f'{k}={v!r}' for k, v in params.items())} given without a remask "
+                               f"policy; choose remask in {tuple(REMASK_POLICIES)}")
         return reveal
-    return Path.remask(remask, eta=eta, t_on=t_on, t_off=t_off, alpha_on=alpha_on) & reveal
+    # Only a name: the sampler's repr must stay what a user types (a policy value goes to Path.remask).
+    return Remask(policy=remask_policy("remask", validate.choice("remask", remask, REMASK_POLICIES), **params)) & reveal
 
 
 def _hybrid(T_cont: int, T_mdm: int, switch: str = "keep", gamma_max: float = 40.0, form: str = "mean",
             remask: str | None = None, eta: float | None = None, top_p: float = 1.0) -> Path:
+    # The hybrid's own names for the primitives' arguments: errors must name what the user typed.
+    validate.integer("T_cont", T_cont)
+    validate.integer("T_mdm", T_mdm)
+    validate.choice("switch", switch, SWITCH_MODES)
     return (Path.ramp(T_cont, gamma_max=gamma_max, form=form) >> Path.switch(switch)
             >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p))
 
@@ -503,22 +555,31 @@ class Alias(Path):
     """A named composition (``mdm(32, remask='cap')``): compared and printed by name and arguments, compiled
     through ``body``, the composition of primitives it stands for."""
 
-    name: str
+    name: str = attrs.field(converter=validate.field(validate.choice, valid=ALIASES))
     args: tuple[tuple[str, Any], ...]
-    body: Path = attrs.field(eq=False)
+    body: Path = attrs.field(eq=False, converter=validate.field(_path))
 
     @classmethod
     def make(cls, name: str, *args: Any, **kwargs: Any) -> "Alias":
-        fn = ALIASES[_choice("sampler", name, ALIASES)]
+        fn = ALIASES[validate.choice("sampler", name, ALIASES)]
         try:
             bound = inspect.signature(fn).bind(*args, **kwargs)
         except TypeError as err:
-            raise SNRTypeError(f"{name}{inspect.signature(fn)}: {err}") from None
+            raise SNRTypeError(f"{name}{_shown(fn)}: {err}") from None
         bound.apply_defaults()
-        return cls(name=name, args=tuple(bound.arguments.items()), body=fn(*bound.args, **bound.kwargs))
+        # Plain Python values in the arguments, so that equal samplers compare (and hash) equal.
+        arguments = tuple((k, validate.scalar(v)) for k, v in bound.arguments.items())
+        return cls(name=name, args=arguments, body=fn(*bound.args, **bound.kwargs))
 
     def __repr__(self) -> str:
         params = inspect.signature(ALIASES[self.name]).parameters
         return _render_call(self.name, [
             (key, value, params[key].default, params[key].default is inspect.Parameter.empty)
             for key, value in self.args])
+
+
+#: Every name of the path language, the one table the parser reads: the primitives and the named samplers.
+CONSTRUCTORS: dict[str, Callable[..., Path]] = {
+    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on")},
+    **{name: functools.partial(Alias.make, name) for name in ALIASES},
+}

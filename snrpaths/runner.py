@@ -20,6 +20,8 @@ from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
 from .denoiser import Denoiser
 from .draw import categorical, probabilities
 from .errors import SNRPathError, SNRTypeError, ShapeError
+from . import validate
+from .orders import RandomOrder, entropy
 from .path import Path
 from .state import UNKNOWN, SNRState
 
@@ -80,8 +82,7 @@ def sample(
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise SNRPathError(f"'batch' must be a positive integer (got {batch!r})")
+    batch = validate.integer("batch", batch)
     device = denoiser.table.anchors.device
     if prompt is None:
         state = SNRState.masked(batch, program.seq_len, denoiser.table, device=device)
@@ -188,7 +189,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
     unrevealed = free & ~clean
     remasked, sigma_bar = _remask_draw(op, state, free & clean, run)
     u_reveal = run.uniform()
-    if op.count is None and op.order == "random" and not op.exact:
+    if op.count is None and isinstance(op.order, RandomOrder) and not op.exact:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
         chosen = unrevealed & (u_reveal < p[:, None])
@@ -197,8 +198,8 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
             n = torch.full((state.batch,), op.count, device=u_reveal.device)
         else:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
-        needs_model = op.order in ("confidence", "margin", "entropy")
-        chosen = _best(_score(op.order, run.logits_now() if needs_model else None, u_reveal), unrevealed, n)
+        score = op.order.score(run.logits_now() if op.order.uses_evidence else None, u_reveal)
+        chosen = _best(score, unrevealed, n)
     return _Selection(chosen, remasked, chosen.any())
 
 
@@ -240,26 +241,6 @@ def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, run: _
     eta = torch.where(candidates, torch.softmax(neg_psi, dim=1), 0.0).nan_to_num(0.0)
     sigma = op.sigma * eta
     return candidates & (u < sigma), sigma.sum(1) / candidates.sum(1).clamp_min(1)
-
-
-def _score(order: str | tuple[int, ...], logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
-    """``[B, L]`` priority of each position under ``order`` (higher first)."""
-    B, L = u.shape
-    if order == "random":
-        return u
-    if order == "left-to-right":
-        return -torch.arange(L, device=u.device, dtype=torch.float64).expand(B, L)
-    if isinstance(order, tuple):
-        rank = torch.full((L,), float("inf"), dtype=torch.float64, device=u.device)
-        rank[list(order)] = torch.arange(len(order), dtype=torch.float64, device=u.device)
-        return -rank.expand(B, L)
-    probs = torch.softmax(logits.to(torch.float32), dim=-1)
-    if order == "confidence":
-        return probs.amax(-1).to(torch.float64)
-    if order == "margin":
-        top2 = probs.topk(min(2, probs.shape[-1]), dim=-1).values
-        return (top2[..., 0] - (top2[..., 1] if top2.shape[-1] > 1 else 0)).to(torch.float64)
-    return -_entropy(logits).to(torch.float64)  # entropy: lowest first
 
 
 def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -314,11 +295,6 @@ _APPLY: dict[type, Callable[[_Run, object, _Selection], SNRState]] = {
 # -- trace ---------------------------------------------------------------------------------------------------------
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits.to(torch.float32), dim=-1)
-    return -(logp.exp() * logp.nan_to_num(0.0, neginf=0.0)).sum(-1)
-
-
 class _Recorder:
     def __init__(self, state: SNRState):
         self.gamma, self.tokens = [state.gamma.cpu()], [state.tokens.cpu()]
@@ -332,7 +308,7 @@ class _Recorder:
             conf, ent = nan, nan
         else:
             conf = torch.softmax(logits.to(torch.float32), -1).amax(-1).cpu()
-            ent = _entropy(logits).cpu()
+            ent = entropy(logits).cpu()
         self.confidence.append(conf)
         self.entropy.append(ent)
         self.called.append(called)

@@ -1,39 +1,63 @@
-"""Pure scalar schedules: masked-diffusion clocks, ReMDM remasking probabilities, and SNR ramps.
+"""Pure scalar schedules as small frozen values: masked-diffusion clocks, ReMDM remasking policies, SNR ramps.
 
 Masked diffusion runs on ``t = linspace(1, 0, T + 1)``; ``alpha_t`` is the fraction of (free) positions clean.
+Each value owns its rule and its name (what a user types, and what ``repr`` prints); the registries
+``ALPHA_SCHEDULES``, ``REMASK_POLICIES`` and ``RAMP_SCHEDULES`` map names to values, and are the only place a name
+is looked up, so an unknown name fails there instead of falling through to some other rule.
 Everything here is plain Python floats: the compiler evaluates schedules once, the runner never does.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
-#: Masked-diffusion clocks: ``alpha(t)``, the clean fraction at time ``t`` in [0, 1] (alpha(1) = 0, alpha(0) = 1).
-ALPHA_SCHEDULES = ("linear", "cosine")
-#: ReMDM remasking strategies (DESIGN.md section 5).
-REMASK_POLICIES = ("cap", "rescale", "confidence", "loop")
-#: Default eta per strategy, the public ReMDM OWT settings.
-DEFAULT_ETA = {"cap": 0.008, "rescale": 0.015, "loop": 0.02}
-#: SNR ramps: ``gamma(u)`` for progress ``u`` in [0, 1].
-RAMP_SCHEDULES = ("logit", "loglinear", "linear")
+import attrs
+
+from . import validate
+from .errors import SNRPathError
+
+# -- masked-diffusion clocks -------------------------------------------------------------------------------------
 
 
-def alpha(schedule: str, t: float) -> float:
-    """Clean fraction at time ``t``: ``linear``: ``1 - t`` (MDLM's log-linear noise);
-    ``cosine``: ``1 - sin(pi t / 2)`` (MaskGIT: few reveals early, many late)."""
-    if schedule == "linear":
+@attrs.frozen
+class AlphaSchedule:
+    """A clean fraction ``alpha(t)`` for ``t`` in [0, 1], ``alpha(1) = 0``, ``alpha(0) = 1``."""
+
+    name: ClassVar[str]
+
+    def alpha(self, t: float) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return repr(self.name)
+
+
+@attrs.frozen(repr=False)
+class LinearClock(AlphaSchedule):
+    """``alpha(t) = 1 - t``: MDLM's log-linear noise."""
+
+    name = "linear"
+
+    def alpha(self, t: float) -> float:
         return 1.0 - t
-    return 1.0 - math.sin(math.pi * t / 2)
 
 
-def loop_alpha(schedule: str, t: float, t_on: float, t_off: float, alpha_on: float) -> float:
-    """ReMDM-loop clock: the base clock squeezed into ``[t_on, 1]`` to reach ``alpha_on`` at ``t_on``, held at
-    ``alpha_on`` on ``[t_off, t_on]``, then linear from ``alpha_on`` to 1 on ``[0, t_off]``."""
-    if t >= t_on:
-        return alpha_on * alpha(schedule, (t - t_on) / (1 - t_on))
-    if t >= t_off:
-        return alpha_on
-    return alpha_on + (1 - alpha_on) * (t_off - t) / t_off
+@attrs.frozen(repr=False)
+class CosineClock(AlphaSchedule):
+    """``alpha(t) = 1 - sin(pi t / 2)``: MaskGIT's, few reveals early, many late."""
+
+    name = "cosine"
+
+    def alpha(self, t: float) -> float:
+        return 1.0 - math.sin(math.pi * t / 2)
+
+
+#: Masked-diffusion clocks by name.
+ALPHA_SCHEDULES: dict[str, AlphaSchedule] = {s.name: s for s in (LinearClock(), CosineClock())}
+
+
+# -- ReMDM remasking policies (DESIGN.md section 5) --------------------------------------------------------------
 
 
 def sigma_max(alpha_t: float, alpha_s: float) -> float:
@@ -41,39 +65,150 @@ def sigma_max(alpha_t: float, alpha_s: float) -> float:
     return 1.0 if alpha_t <= 0 else min(1.0, (1 - alpha_s) / alpha_t)
 
 
-def sigma(policy: str | None, eta: float, alpha_t: float, alpha_s: float, looping: bool) -> float:
-    """Remasking probability of a clean position for one step ``t -> s``.
+_ETA = validate.field(validate.number, low=0.0, high=1.0)
+_OPEN_UNIT = validate.field(validate.number, low=0.0, high=1.0, low_open=True, high_open=True)
 
-    ``None``: 0 (MDLM). ``cap``: ``min(eta, (1 - alpha_s) / alpha_t)``. ``rescale``: ``eta * sigma_max``.
-    ``confidence``: ``sigma_max``, to be spread over positions by ``softmax(-confidence)`` at run time.
-    ``loop``: ``eta`` inside the loop phase, 0 outside.
+
+@attrs.frozen
+class RemaskPolicy:
+    """How likely a clean position is to go back to [MASK] on one step ``t -> s`` of a reveal's clock.
+
+    ``alpha(clock, t)`` is the clean fraction the policy steers the clock to (the clock itself unless the policy
+    reshapes it); ``sigma(t, s, alpha_t, alpha_s)`` the remasking probability; ``by_confidence`` spreads that
+    probability over positions by ``softmax(-confidence)`` at run time instead of using it uniformly.
     """
-    if policy is None:
-        return 0.0
-    if policy == "cap":
-        return min(eta, sigma_max(alpha_t, alpha_s))
-    if policy == "rescale":
-        return eta * sigma_max(alpha_t, alpha_s)
-    if policy == "confidence":
+
+    name: ClassVar[str]
+    by_confidence: ClassVar[bool] = False
+
+    def alpha(self, clock: AlphaSchedule, t: float) -> float:
+        return clock.alpha(t)
+
+    def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
+        raise NotImplementedError
+
+    def arguments(self) -> list[tuple[str, Any, Any]]:
+        """``(name, value, default)`` of every parameter, for ``repr``."""
+        return [(f.name, getattr(self, f.name), f.default) for f in attrs.fields(type(self))]
+
+
+@attrs.frozen
+class Cap(RemaskPolicy):
+    """``sigma = min(eta, sigma_max)`` (ReMDM-cap; OWT default ``eta = 0.008``)."""
+
+    name = "cap"
+    eta: float = attrs.field(default=0.008, converter=_ETA)
+
+    def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
+        return min(self.eta, sigma_max(alpha_t, alpha_s))
+
+
+@attrs.frozen
+class Rescale(RemaskPolicy):
+    """``sigma = eta * sigma_max`` (ReMDM-rescale; OWT default ``eta = 0.015``)."""
+
+    name = "rescale"
+    eta: float = attrs.field(default=0.015, converter=_ETA)
+
+    def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
+        return self.eta * sigma_max(alpha_t, alpha_s)
+
+
+@attrs.frozen
+class Confidence(RemaskPolicy):
+    """``sigma_l = sigma_max softmax(-psi)_l`` over clean positions, ``psi_l`` the probability a token had when it was
+    revealed (ReMDM-conf): no ``eta``, the least confident tokens go back first."""
+
+    name = "confidence"
+    by_confidence = True
+
+    def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
         return sigma_max(alpha_t, alpha_s)
-    return eta if looping else 0.0
 
 
-def ramp_gamma(schedule: str, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
-    """SNR at progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``).
+@attrs.frozen
+class Loop(RemaskPolicy):
+    """ReMDM-loop: the clock squeezed into ``[t_on, 1]`` to reach ``alpha_on`` at ``t_on``, held at ``alpha_on`` on
+    ``[t_off, t_on]`` with ``sigma = eta`` (reveals and remasks balance), then linear from ``alpha_on`` to 1 on
+    ``[0, t_off]`` with ``sigma = 0``."""
 
-    ``logit``: ``kappa (r / (1 - r))^2`` with ``r = u r_max`` and ``r_max`` chosen so that ``gamma(1) = gamma_max``;
-        log-SNR is linear in the logit of progress. ``kappa = 8 / Delta_min^2`` is where anchors become
-        separable (4 for orthonormal anchors); this schedule reached the sampling floor on toy joints.
-    ``loglinear``: ``gamma_min^(1-u) gamma_max^u`` for ``u > 0`` (log-SNR evenly spaced).
-    ``linear``: ``u gamma_max`` (spends most steps at high SNR where nothing happens; for comparison only).
-    """
-    if u <= 0:
-        return 0.0
-    if schedule == "linear":
-        return u * gamma_max
-    if schedule == "loglinear":
-        return gamma_min ** (1 - u) * gamma_max**u
-    odds_max = math.sqrt(gamma_max / kappa)
-    r = u * odds_max / (1 + odds_max)
-    return kappa * (r / (1 - r)) ** 2
+    name = "loop"
+    eta: float = attrs.field(default=0.02, converter=_ETA)
+    t_on: float = attrs.field(default=0.55, converter=_OPEN_UNIT)
+    t_off: float = attrs.field(default=0.05, converter=_OPEN_UNIT)
+    alpha_on: float = attrs.field(default=0.9, converter=_OPEN_UNIT)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.t_off < self.t_on:
+            raise SNRPathError(f"the loop needs t_off < t_on (got t_on={self.t_on!r}, t_off={self.t_off!r})")
+
+    def alpha(self, clock: AlphaSchedule, t: float) -> float:
+        if t >= self.t_on:
+            return self.alpha_on * clock.alpha((t - self.t_on) / (1 - self.t_on))
+        if t >= self.t_off:
+            return self.alpha_on
+        return self.alpha_on + (1 - self.alpha_on) * (self.t_off - t) / self.t_off
+
+    def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
+        looping = s >= self.t_off - 1e-12 and t <= self.t_on + 1e-12
+        return self.eta if looping else 0.0
+
+
+#: ReMDM remasking policies by name (each a class: its parameters have the public OWT defaults).
+REMASK_POLICIES: dict[str, type[RemaskPolicy]] = {p.name: p for p in (Cap, Rescale, Confidence, Loop)}
+
+
+# -- SNR ramps ---------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RampSchedule:
+    """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``)."""
+
+    name: ClassVar[str]
+
+    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return repr(self.name)
+
+
+@attrs.frozen(repr=False)
+class LogitRamp(RampSchedule):
+    """``kappa (r / (1 - r))^2`` with ``r = u r_max`` and ``r_max`` chosen so that ``gamma(1) = gamma_max``: log-SNR
+    is linear in the logit of progress. ``kappa = 8 / Delta_min^2`` is where anchors become separable (4 for
+    orthonormal anchors); this schedule reached the sampling floor on toy joints."""
+
+    name = "logit"
+
+    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
+        if u <= 0:
+            return 0.0
+        odds_max = math.sqrt(gamma_max / kappa)
+        r = u * odds_max / (1 + odds_max)
+        return kappa * (r / (1 - r)) ** 2
+
+
+@attrs.frozen(repr=False)
+class LogLinearRamp(RampSchedule):
+    """``gamma_min^(1-u) gamma_max^u`` for ``u > 0`` (log-SNR evenly spaced)."""
+
+    name = "loglinear"
+
+    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
+        return 0.0 if u <= 0 else gamma_min ** (1 - u) * gamma_max**u
+
+
+@attrs.frozen(repr=False)
+class LinearRamp(RampSchedule):
+    """``u gamma_max`` (spends most steps at high SNR where nothing happens; for comparison only)."""
+
+    name = "linear"
+
+    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
+        return 0.0 if u <= 0 else u * gamma_max
+
+
+#: SNR ramps by name.
+RAMP_SCHEDULES: dict[str, RampSchedule] = {s.name: s for s in (LogitRamp(), LogLinearRamp(), LinearRamp())}

@@ -41,7 +41,7 @@ def test_samplers_are_compositions_of_primitives():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: Path.mdm(32, remask="confdence"), r"'policy' must be one of \('cap', 'rescale', 'confidence', 'loop'\) \(got 'confdence'\)"),
+    (lambda: Path.mdm(32, remask="confdence"), r"'remask' must be one of \('cap', 'rescale', 'confidence', 'loop'\) \(got 'confdence'\)"),
     (lambda: Path.mdm(0), "'steps' must be a positive integer"),
     (lambda: Path.mdm(8, eta=0.1), "without a remask policy"),
     (lambda: Path.mdm(8, remask="cap", t_on=0.7), "belong to the 'loop' policy"),
@@ -79,7 +79,7 @@ def test_parse_errors_point_at_the_offending_character(text, column):
 
 
 def test_parse_reports_bad_values_with_the_constructor_message():
-    with pytest.raises(PathSyntaxError, match="'policy' must be one of"):
+    with pytest.raises(PathSyntaxError, match="'remask' must be one of"):
         parse_path("mdm(32, remask='confdence')")
     with pytest.raises(PathSyntaxError):
         parse_path("__import__('os')")

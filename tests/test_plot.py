@@ -373,7 +373,7 @@ def test_cli_plots_write_images(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["plot", "gamma-plane", "--path", "ar()", "--positions", "0", "7", "--length", "3"], "out of range"),
-    (["plot", "order", "--path", "mdm(4, remask='confdence')"], "'policy' must be one of"),
+    (["plot", "order", "--path", "mdm(4, remask='confdence')"], "'remask' must be one of"),
     (["plot", "order", "--path", "ar()", "--length", "40"], "stops at L = 17"),
 ])
 def test_cli_plot_errors_are_one_line(argv, match, tmp_path, capsys):

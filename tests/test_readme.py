@@ -42,4 +42,4 @@ def test_cli_errors_are_one_line_without_traceback():
     out = subprocess.run([sys.executable, "-m", "snrpaths", "toy", "--path", "mdm(32, remask='confdence')"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert "snrpaths: error: 'policy' must be one of" in out.stderr and "Traceback" not in out.stderr
+    assert "snrpaths: error: 'remask' must be one of" in out.stderr and "Traceback" not in out.stderr

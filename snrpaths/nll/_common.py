@@ -6,12 +6,12 @@ import math
 from collections.abc import Iterator
 
 import attrs
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..denoiser import Denoiser
-from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..errors import ShapeError, SNRTypeError
+from .. import validate
 from ..state import UNKNOWN, SNRState
 
 LN2 = math.log(2.0)
@@ -88,9 +88,7 @@ def check_tokens(denoiser: Denoiser, tokens: object) -> torch.Tensor:
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise SNRPathError(f"{name!r} must be an integer >= {minimum} (got {value!r})")
-    return int(value)
+    return validate.integer(name, value, minimum, phrase=f"an integer >= {minimum}")
 
 
 def check_progress(progress: object) -> None:
@@ -100,9 +98,7 @@ def check_progress(progress: object) -> None:
 
 def generator(seed: object) -> torch.Generator:
     """The CPU generator every random choice of an estimator comes from (so results do not depend on device)."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise SNRTypeError(f"'seed' must be an integer (got {seed!r})")
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(validate.integer("seed", seed, -(2**63), phrase="an integer"))
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def _check_route_is_fixed(program) -> None:
             if isinstance(op, (RemaskOp, MaskOp)) or (isinstance(op, RevealOp) and op.sigma > 0):
                 raise SNRPathError(f"{step.stage}: a path that remasks lowers SNRs, so it is not a monotone curve "
                                    "and has no path integral")
-            if isinstance(op, RevealOp) and op.order in ("confidence", "margin", "entropy"):
+            if isinstance(op, RevealOp) and op.order.uses_evidence:
                 raise SNRPathError(f"{step.stage}: reveals ranked by the denoiser depend on the evidence itself; "
                                    "the path integral needs a route chosen independently of z")
 

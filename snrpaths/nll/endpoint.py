@@ -13,6 +13,7 @@ import torch
 
 from ..denoiser import Denoiser
 from ..errors import SNRPathError
+from .. import validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import _check_order
@@ -151,8 +152,7 @@ def mdm_elbo(
     n = _common.check_count("n_samples", n_samples)
     _common.check_count("batch_size", batch_size)
     _common.check_progress(progress)
-    if not (isinstance(eps, (int, float)) and 0 <= eps < 1):
-        raise SNRPathError(f"'eps' must be a number in [0, 1) (got {eps!r})")
+    validate.number("eps", eps, 0, 1, high_open=True, phrase="a number in [0, 1)")
     g = _common.generator(seed)
     b, length = tokens.shape
     u = torch.rand(b, 1, generator=g, dtype=torch.float64)

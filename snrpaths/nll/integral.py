@@ -8,13 +8,13 @@ SNR), ``m`` endpoint states, ``R`` rows (states) in one denoiser batch.
 from __future__ import annotations
 
 import math
-import numbers
 
 import attrs
 import torch
 
 from ..denoiser import Denoiser
-from ..errors import SNRPathError, SNRTypeError, one_of
+from ..errors import SNRPathError, one_of
+from .. import validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import as_curve, check_knots, kappa, radau, truncate
@@ -172,7 +172,8 @@ def path_integral(
 
 def _resolve_control(denoiser: Denoiser, control: object) -> str:
     """The control that runs: ``control`` itself, or for ``"auto"`` the Stein control exactly when the denoiser
-    declares ``exact_posterior = True`` (the core reads the declaration, never the backend's type)."""
+    declares ``exact_posterior = True``, the flag of :class:`~snrpaths.denoiser.ExactPosterior` (the core reads the
+    declaration, never the backend's type; the Stein control needs only that the logits are exact)."""
     if control == "auto":
         return "stein" if getattr(denoiser, "exact_posterior", False) is True else "ito"
     if control not in CONTROLS:
@@ -183,10 +184,8 @@ def _resolve_control(denoiser: Denoiser, control: object) -> str:
 def _check_end(gamma_max: object, endpoint: object) -> tuple[float, str | None]:
     """``(gamma_max, endpoint)`` as used: ``(inf, None)`` for the integral to infinite SNR (``gamma_max`` None or
     inf), else a positive finite ``gamma_max`` and an endpoint name (default ``"roar"``)."""
-    if gamma_max is not None and (isinstance(gamma_max, bool) or not isinstance(gamma_max, numbers.Real)):
-        raise SNRTypeError(f"'gamma_max' must be a positive number or None (got {gamma_max!r})")
-    if gamma_max is not None and (math.isnan(gamma_max) or gamma_max <= 0):
-        raise SNRPathError(f"'gamma_max' must be a positive number or None (got {gamma_max!r})")
+    validate.number("gamma_max", gamma_max, 0, math.inf, low_open=True, allow_none=True,
+                    phrase="a positive number or None")
     if gamma_max is None or math.isinf(gamma_max):
         if endpoint is not None:
             raise SNRPathError(f"'endpoint' applies only with a finite 'gamma_max' (got endpoint={endpoint!r} with "

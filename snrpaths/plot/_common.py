@@ -16,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import ShapeError, SNRPathError, SNRTypeError
+from .. import validate
 from ..parse import parse_path
 from ..path import Path
 from ..runner import Result, Trace, sample
@@ -73,9 +74,7 @@ def wrap(text: str, width_inches: float, fontsize: float) -> str:
 
 
 def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
-    return int(value)
+    return validate.integer(name, value)
 
 
 # -- inputs: paths, results and traces -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..channel import increment, posterior_mean
+from ..denoiser import EnumerableJoint
 from ..errors import SNRPathError, SNRTypeError
 from ..state import SNRState
 from ._common import CONTINUOUS, new_figure, positive_int
@@ -40,8 +41,7 @@ class _Geometry:
 
 
 def _geometry(toy: Any) -> _Geometry:
-    exact = callable(getattr(toy, "joint_log_posterior", None)) and hasattr(toy, "states") and hasattr(toy, "log_joint")
-    if not exact:
+    if not isinstance(toy, EnumerableJoint):
         raise SNRTypeError("posterior_field needs an exact toy (snrpaths.backends.toy.ExactToy): it colours evidence "
                            f"space by the joint posterior over sequences (got {type(toy).__name__})")
     shape = (toy.seq_len, toy.table.dim)

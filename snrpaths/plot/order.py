@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import SNRPathError
+from .. import validate
 from ._common import as_trace, compactify, describe, gamma_tick_labels, labelled, new_figure, positive_int, wrap
 
 _FIELDS = ("gamma",)
@@ -57,8 +58,7 @@ def generation_order(
         denoiser, seq_len, seed: how bare paths are sampled (default: the exact toy of
             :func:`~snrpaths.plot.gamma_plane`, ``seq_len`` positions, one run per path).
     """
-    if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or row < 0:
-        raise SNRPathError(f"generation_order: 'row' must be a non-negative integer (got {row!r})")
+    row = validate.integer("row", row, 0)
     seq_len = positive_int("seq_len", seq_len)
     panels = []
     for index, (label, item) in enumerate(labelled(traces, "generation_order")):

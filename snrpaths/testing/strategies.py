@@ -121,16 +121,17 @@ def _steps(max_steps: int) -> st.SearchStrategy[int]:
 
 def sampler_paths(max_steps: int = 8) -> st.SearchStrategy:
     """Complete samplers (every position ends clean): the paper's named samplers with random arguments."""
-    from snrpaths.path import ORDERS, Path
+    from snrpaths.orders import ORDERS
+    from snrpaths.path import Path
     from snrpaths.schedules import ALPHA_SCHEDULES, REMASK_POLICIES
 
     floats = st.floats(0.05, 1.0).map(lambda x: round(x, 3))
     mdm = st.builds(
         lambda T, schedule, remask, top_p: Path.mdm(T, schedule=schedule, remask=remask, top_p=top_p),
-        _steps(max_steps), st.sampled_from(ALPHA_SCHEDULES), st.sampled_from((None, *REMASK_POLICIES)), floats)
+        _steps(max_steps), st.sampled_from(tuple(ALPHA_SCHEDULES)), st.sampled_from((None, *REMASK_POLICIES)), floats)
     reveal = st.builds(
         lambda order, count, temperature: Path.reveal(order=order, count=count, temperature=temperature),
-        st.sampled_from(ORDERS), st.just(1), st.sampled_from([0.5, 1.0, 2.0]))
+        st.sampled_from(tuple(ORDERS)), st.just(1), st.sampled_from([0.5, 1.0, 2.0]))
     hybrid = st.builds(
         lambda a, b, switch, form: Path.hybrid(a, b, switch=switch, form=form),
         _steps(max_steps), _steps(max_steps), st.sampled_from(("keep", "commit", "mask")), st.sampled_from(("mean", "sample")))
