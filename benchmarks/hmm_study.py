@@ -27,7 +27,6 @@ from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 from snrpaths import Path, SNRState, parse_path, sample
 from snrpaths.channel import localize
 from snrpaths.quality import exact_quality
-from snrpaths.schedules import ramp_gamma
 
 CONTROL = "SL joint posterior"
 #: sampler name -> path expression for a budget of ``T`` calls (AR and ROAR cost L calls and run once).
@@ -47,7 +46,7 @@ def localization_control(hmm: ExactHMM, n: int, steps: int, seed: int) -> torch.
     g = torch.Generator().manual_seed(seed)
     state = SNRState.masked(n, hmm.seq_len, hmm.table)
     ramp = Path.ramp(max(steps - 1, 1))  # the built-in ramp's schedule and defaults
-    levels = [ramp_gamma(ramp.schedule, k / ramp.steps, ramp.gamma_max, ramp.kappa, ramp.gamma_min)
+    levels = [ramp.schedule.gamma(k / ramp.steps, ramp.gamma_max, ramp.kappa, ramp.gamma_min)
               for k in range(1, steps)]
     for level in levels:
         target = hmm.table.embed(hmm.sample_posterior(state, g))
