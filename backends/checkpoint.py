@@ -30,13 +30,13 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Callable
 
 import attrs
 import safetensors.torch
 import torch
 
 from snrpaths.errors import SNRPathError, SNRTypeError
+from snrpaths.files import atomic_write
 
 from .converter import Converter, ConverterConfig, log_beta_from
 from .dit import DiT, DiTConfig
@@ -124,8 +124,8 @@ def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_NAME).unlink(missing_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(tensors, tmp, {"format": FORMAT}))
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(tensors, tmp, {"format": FORMAT}))
+    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return folder
 
 
@@ -296,18 +296,6 @@ def _torch_load(path: Path):
             "in a trusted environment, re-save just the tensors: torch.save({'state_dict': ck['state_dict'], "
             "'ema': ck.get('ema')}, 'clean.ckpt')"
         ) from None
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # the bytes reach the disk before the name does
-        os.chmod(tmp, 0o644)  # some writers create private (0600) files; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # -- checks -----------------------------------------------------------------------------------------------------------

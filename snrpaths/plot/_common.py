@@ -7,7 +7,6 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..files import atomic_write
 from .. import validate
 from ..parse import parse_path
 from ..path import Path
@@ -197,19 +197,10 @@ def save(fig: Figure, path: str | os.PathLike, *, dpi: float = 120) -> pathlib.P
     if fmt not in supported:
         raise SNRPathError(f"cannot write {str(path)!r}: the file name must end in one of "
                            f"{', '.join('.' + k for k in sorted(supported))}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as err:
-        raise SNRPathError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def render(tmp: pathlib.Path) -> None:
+        with open(tmp, "wb") as fh:
             fig.savefig(fh, format=fmt, dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be read
-        os.replace(tmp, path)
-    except BaseException as err:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise SNRPathError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-        raise
+
+    atomic_write(path, render)
     return path

@@ -76,7 +76,7 @@ def test_failed_save_leaves_no_config_and_no_temp_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*disk full"):
         save(scrambled(seed=2), folder)
     assert [p.name for p in folder.iterdir()] == ["model.safetensors"]  # the old weights, no temp file, no config
     with pytest.raises(SNRPathError, match="needs a config.json"):
