@@ -8,6 +8,7 @@ removes on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -44,7 +45,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode:
     except OSError as err:
         raise SNRPathError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to remove where the folder itself could not be made
+            tmp.unlink(missing_ok=True)
     return path
 
 
