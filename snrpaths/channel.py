@@ -12,6 +12,7 @@ import torch
 
 from .errors import SNRPathError, ShapeError, check_shape
 from .geometry import TokenTable
+from .streams import Streams, normal
 
 
 def check_gamma(name: str, gamma: torch.Tensor) -> None:
@@ -24,13 +25,14 @@ def check_gamma(name: str, gamma: torch.Tensor) -> None:
         raise SNRPathError(f"{name!r} contains negative SNR {float(gamma.min()):.4g}; SNRs must lie in [0, inf]")
 
 
-def corrupt(tokens: torch.Tensor, gamma: torch.Tensor, table: TokenTable, generator: torch.Generator) -> torch.Tensor:
+def corrupt(tokens: torch.Tensor, gamma: torch.Tensor, table: TokenTable,
+            generator: torch.Generator | Streams) -> torch.Tensor:
     """Evidence ``z = gamma x_s + sqrt(gamma) eps``, ``eps ~ N(0, I_d)``.
 
     Args:
         tokens: ``[B, L]`` token ids (entries where ``gamma = inf`` are not read into z).
         gamma: ``[B, L]`` SNRs in ``[0, inf]``.
-        generator: the source of ``eps``.
+        generator: the source of ``eps``: a ``torch.Generator``, or per-row :class:`~snrpaths.streams.Streams`.
     Returns:
         ``[B, L, d]`` evidence in the anchors' dtype; exactly 0 where ``gamma`` is 0 or inf.
     """
@@ -63,12 +65,14 @@ def posterior_mean(probs: torch.Tensor, table: TokenTable) -> torch.Tensor:
     return probs @ table.anchors.to(probs.dtype)
 
 
-def increment(z: torch.Tensor, dgamma: torch.Tensor, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def increment(z: torch.Tensor, dgamma: torch.Tensor, target: torch.Tensor,
+              generator: torch.Generator | Streams) -> torch.Tensor:
     """One stochastic-localization step ``z + dgamma * target + sqrt(dgamma) * eps`` (no validation).
 
     ``z``, ``target``: ``[B, L, d]``; ``dgamma``: ``[B, L]`` finite and ``>= 0`` (0 leaves z exactly unchanged).
+    ``eps`` comes from ``generator``, a ``torch.Generator`` or per-row :class:`~snrpaths.streams.Streams`.
     """
-    eps = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    eps = normal(generator, z.shape, dtype=z.dtype, device=z.device)
     dgamma = dgamma.to(z.dtype).unsqueeze(-1)
     return z + dgamma * target + dgamma.sqrt() * eps
 
@@ -78,7 +82,7 @@ def localize(
     gamma: torch.Tensor,
     gamma_next: torch.Tensor,
     target: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Streams,
 ) -> torch.Tensor:
     """Move evidence from SNR ``gamma`` to ``gamma_next >= gamma`` (both finite, or both inf).
 

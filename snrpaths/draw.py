@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .streams import Streams, uniform
+
 
 def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose mass reaches ``top_p``, renormalised. ``[..., V]``."""
@@ -27,13 +29,20 @@ def probabilities(logits: torch.Tensor, temperature: float = 1.0, top_p: float =
     return nucleus(probs, top_p)
 
 
-def categorical(probs: torch.Tensor, generator: torch.Generator, n: int | None = None) -> torch.Tensor:
+def categorical(probs: torch.Tensor, source: torch.Generator | Streams, n: int | None = None) -> torch.Tensor:
     """Draws from each row of ``probs`` (``[..., V]``, nonnegative, rows summing to 1).
 
+    ``source`` is a ``torch.Generator`` or per-row :class:`~snrpaths.streams.Streams` (then ``probs`` is
+    ``[B, ..., V]`` with ``B`` its rows, and row ``b`` reads only its own stream).
     Returns ``[...]`` int64 indices (one draw per row), or ``[..., n]`` when ``n`` draws per row are asked for.
     """
-    u = torch.rand(probs.shape[:-1] + (n or 1,), generator=generator, dtype=torch.float64, device=probs.device)
+    u = uniform(source, probs.shape[:-1] + (n or 1,), device=probs.device)
+    idx = inverse_cdf(probs, u)
+    return idx if n is not None else idx.squeeze(-1)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The categories of ``probs`` (``[..., V]``) at float64 uniforms ``u`` (``[..., k]``): ``[..., k]`` int64."""
     cdf = probs.to(torch.float64).cumsum(-1).contiguous()
     # Scale u by the row total so rounding in the cumulative sum can never push a draw past the last token.
-    idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_max(probs.shape[-1] - 1)
-    return idx if n is not None else idx.squeeze(-1)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_max(probs.shape[-1] - 1)

@@ -1,8 +1,10 @@
 """Running a Program on a batch against a Denoiser: the only place paths touch tensors and randomness.
 
-Every random choice comes from one ``torch.Generator`` seeded with ``seed``, in a fixed order, so the same seed
-gives the same samples. Logits are reused (no call, no NFE) when no position of any row changed since the last
-call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it: to decide whether a
+Every random choice comes from per-row counter-based streams keyed by ``seed`` (:class:`~snrpaths.streams.Streams`):
+row ``i``'s numbers depend on ``(seed, i)`` and the program only, so the same seed gives the same samples, and row
+``i`` is the same sample whatever the batch size or the shard it runs in (``row_offset``), as long as the denoiser
+computes each row's logits from that row alone. Logits are reused (no call, no NFE) when no position of any row
+changed since the last call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it: to decide whether a
 call can be skipped, and to gather the positions whose tokens are drawn.
 """
 
@@ -18,12 +20,13 @@ from tqdm.auto import tqdm
 from .channel import increment, posterior_mean
 from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
 from .denoiser import Denoiser
-from .draw import categorical, probabilities
+from .draw import categorical, inverse_cdf, probabilities
 from .errors import SNRPathError, SNRTypeError, ShapeError
 from . import validate
 from .orders import RandomOrder, entropy
 from .path import Path
 from .state import UNKNOWN, SNRState
+from .streams import Streams
 
 
 @attrs.frozen(eq=False)
@@ -49,12 +52,18 @@ class Trace:
 
 @attrs.frozen(eq=False)
 class Result:
-    """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``."""
+    """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``.
+
+    ``calls`` ``[B]`` int64: the calls each row needed, counted as if it ran alone (a call counts for a row when the
+    row needed logits at that step and its state changed since its own last counted call). It equals the ``nfe`` of
+    sampling that row with ``batch=1``, so it does not depend on the batch: ``max(calls) <= nfe <= sum(calls)``.
+    """
 
     tokens: torch.Tensor
     nfe: int
     state: SNRState
     trace: Trace | None = None
+    calls: torch.Tensor | None = None
 
 
 def sample(
@@ -65,6 +74,7 @@ def sample(
     prompt: torch.Tensor | None = None,
     trace: bool = False,
     progress: bool = False,
+    row_offset: int = 0,
 ) -> Result:
     """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
 
@@ -73,6 +83,8 @@ def sample(
             step changes them (prompting and infilling).
         trace: record a :class:`Trace`.
         progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
+        row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
+            so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
     """
     if not isinstance(denoiser, Denoiser):
         raise SNRTypeError(f"'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits); "
@@ -90,17 +102,21 @@ def sample(
         if prompt.shape[-1] != program.seq_len:
             raise ShapeError(f"the prompt has length {prompt.shape[-1]}; the denoiser's seq_len is {program.seq_len}")
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=None if prompt.ndim == 2 else batch)
-    generator = torch.Generator(device=device).manual_seed(int(seed))
-    return _Run(program, denoiser, generator, state, trace).run(progress)
+    row_offset = validate.integer("row_offset", row_offset, 0)
+    streams = Streams.for_batch(seed, state.batch, row_offset, device=device)
+    return _Run(program, denoiser, streams, state, trace).run(progress)
 
 
 class _Run:
-    def __init__(self, program: Program, denoiser: Denoiser, generator: torch.Generator, state: SNRState, trace: bool):
-        self.program, self.denoiser, self.g, self.state = program, denoiser, generator, state
+    def __init__(self, program: Program, denoiser: Denoiser, streams: Streams, state: SNRState, trace: bool):
+        self.program, self.denoiser, self.streams, self.state = program, denoiser, streams, state
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None
         self.stale: torch.Tensor | bool = True  # has any position changed since the last call?
         self.nfe = 0
+        # per row: the calls it needed, and whether it changed since its own last one (see Result.calls)
+        self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
+        self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
         self.where = ""
         self.recorder = _Recorder(state) if trace else None
 
@@ -116,23 +132,28 @@ class _Run:
                 if progress:
                     bar.set_postfix(nfe=self.nfe, refresh=False)
         trace = self.recorder.finish() if self.recorder is not None else None
-        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace)
+        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace, calls=self.row_calls)
 
     def _step(self, step: Step) -> None:
         """Select every op's positions on the state at the start of the step, call the denoiser only if some
         selection needs logits (a step whose coin flips chose nothing costs no call), then apply the ops."""
         selections = [_SELECT[type(op)](self, op) for op in step.ops]
-        needed: torch.Tensor | bool = False
+        needed = torch.zeros_like(self.row_stale)
         for selection in selections:
             needed = needed | selection.needs_logits
-        if bool(needed):
-            self.logits_now()
+        if bool(needed.any()):
+            self.logits_now(needed)
         for op, selection in zip(step.ops, selections):
             self.state = _APPLY[type(op)](self, op, selection)
-            self.stale = self.stale | selection.changes
+            changed = selection.changes
+            self.stale, self.row_stale = self.stale | changed.any(), self.row_stale | changed
 
-    def logits_now(self) -> torch.Tensor:
-        """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one."""
+    def logits_now(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one.
+        ``rows`` ``[B]`` bool: the rows that need them (default: all), for the per-row counts."""
+        counted = self.row_stale if rows is None else rows & self.row_stale
+        self.row_calls += counted
+        self.row_stale = self.row_stale & ~counted
         if self.logits is None or bool(self.stale):
             logits = self.denoiser.logits(self.state)
             self._check(logits)
@@ -163,13 +184,15 @@ class _Run:
         return self.masks[positions] & ~self.state.fixed
 
     def uniform(self) -> torch.Tensor:
-        return torch.rand(self.state.gamma.shape, generator=self.g, dtype=torch.float64, device=self.g.device)
+        """``[B, L]`` float64 uniforms, one draw of every row's stream."""
+        return self.streams.uniform(self.state.gamma.shape)
 
 
 @attrs.frozen(eq=False)
 class _Selection:
     """What one op will do this step: ``chosen`` positions move (revealed, ramped or masked), ``remasked`` clean
-    positions go to [MASK]; ``needs_logits`` (bool or 0-d tensor) says whether applying it needs the denoiser."""
+    positions go to [MASK]; ``needs_logits`` (``[B]`` bool, or False for none) says which rows' application needs
+    the denoiser."""
 
     chosen: torch.Tensor
     remasked: torch.Tensor | None = None
@@ -177,7 +200,8 @@ class _Selection:
 
     @property
     def changes(self) -> torch.Tensor:
-        return self.chosen.any() if self.remasked is None else self.chosen.any() | self.remasked.any()
+        """``[B]`` bool: the rows this op changes."""
+        return self.chosen.any(1) if self.remasked is None else self.chosen.any(1) | self.remasked.any(1)
 
 
 # -- ops -----------------------------------------------------------------------------------------------------------
@@ -200,7 +224,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
         score = op.order.score(run.logits_now() if op.order.uses_evidence else None, u_reveal)
         chosen = _best(score, unrevealed, n)
-    return _Selection(chosen, remasked, chosen.any())
+    return _Selection(chosen, remasked, chosen.any(1))
 
 
 def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
@@ -208,9 +232,10 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
     tokens, confidence = state.tokens.clone(), state.confidence.clone()
     rows, cols = chosen.nonzero(as_tuple=True)
+    u = run.streams.uniform_at(rows, cols)  # a draw even when nothing is chosen, so every row's stream stays in step
     if rows.numel():
         probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
-        drawn = categorical(probs, run.g)
+        drawn = inverse_cdf(probs, u[:, None]).squeeze(-1)
         tokens[rows, cols] = drawn
         confidence[rows, cols] = probs.gather(-1, drawn[:, None]).squeeze(-1).to(confidence.dtype)
     inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
@@ -252,19 +277,20 @@ def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch
 
 def _select_ramp(run: _Run, op: RampOp) -> _Selection:
     active = run.mask(op.positions) & ~run.state.clean
-    return _Selection(active, needs_logits=active.any())
+    return _Selection(active, needs_logits=active.any(1))
 
 
 def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     state = run.state
     if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
+        run.streams.skip(1 if op.form == "mean" else 2)  # the draws a batch with an active row would make
         return state
     dgamma = torch.where(sel.chosen, (op.level - state.gamma).clamp_min(0), 0.0)
     if op.form == "mean":
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
     else:
-        target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.g)).to(state.z.dtype)
-    return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.g))
+        target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.streams)).to(state.z.dtype)
+    return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.streams))
 
 
 def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:

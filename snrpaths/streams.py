@@ -1,0 +1,262 @@
+"""Per-row random streams: the numbers row ``i`` of a run draws do not depend on how many rows run beside it.
+
+A ``torch.Generator`` hands out numbers in sequence, so row 3 of a batch of 8 reads different numbers from row 3 of
+a batch of 4. :class:`Streams` instead computes every number from its coordinates with a counter-based generator,
+Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11; the generator behind torch's
+CUDA backend and cuRAND): the key is the user's seed, the 128-bit counter is ``(element pair, draw, row)``. So the
+``k``-th draw of global row ``r`` is the same numbers in a batch of 1, of 64, or in chunk 5 of a sharded run, and on
+any device (integer arithmetic only; the float conversions at the end are exact for uniforms).
+
+Philox is computed here in ``int64`` torch arithmetic over all requested numbers at once (no Python loop over
+rows): the 32 x 32 -> 64-bit products split the counter word into 16-bit halves, so no intermediate exceeds 2^49.
+
+    streams = Streams(seed=0, rows=torch.arange(8))   # rows 0..7; a shard would pass torch.arange(16, 24)
+    u = streams.uniform((8, 256))                       # draw 0: [8, 256] float64 in [0, 1)
+    eps = streams.normal((8, 256, 48))                  # draw 1: standard normals
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from . import validate
+from .errors import ShapeError, SNRPathError, SNRTypeError
+
+#: Philox4x32 multipliers and Weyl key increments (Random123, philox.h).
+_M = (0xD2511F53, 0xCD9E8D57)
+_W = (0x9E3779B9, 0xBB67AE85)
+_MASK32 = 0xFFFFFFFF
+_ROUNDS = 10
+_CPU_SLICE = 2**16
+#: Draws of up to this many blocks on the CPU run Philox in Python integers: faster than ~110 tensor operations.
+_PYTHON_BLOCKS = 64
+
+
+def philox4x32(counter: torch.Tensor, key: tuple[int, int], rounds: int = _ROUNDS) -> torch.Tensor:
+    """Philox4x32-``rounds`` of ``counter`` (``[4, n]`` int64 words in ``[0, 2^32)``) under ``key`` (two 32-bit ints).
+
+    Returns ``[4, n]`` int64 output words in ``[0, 2^32)``. With ``rounds = 10`` this is Random123's
+    ``philox4x32_R(10, ctr, key)`` word for word (tests check its published known-answer vectors).
+
+    On the CPU the blocks go through in slices of ``2^16`` so that a round's temporaries stay in cache.
+    :class:`Streams` computes draws of a few blocks with :func:`_philox_python` instead (the same words in Python
+    integers), which skips the fixed cost of some hundred tensor operations.
+    """
+    if counter.dtype != torch.int64 or counter.ndim != 2 or counter.shape[0] != 4:
+        raise ShapeError(f"'counter' must be a [4, n] int64 tensor (got {counter.dtype} {list(counter.shape)})")
+    keys = _round_keys(key, rounds)
+    n = counter.shape[1]
+    round_keys = torch.tensor(keys, dtype=torch.int64, device=counter.device).reshape(rounds, 2, 1)
+    if counter.device.type != "cpu" or n <= _CPU_SLICE:
+        return _philox_rounds(counter, round_keys)
+    return torch.cat([_philox_rounds(counter[:, i:i + _CPU_SLICE], round_keys) for i in range(0, n, _CPU_SLICE)], 1)
+
+
+def _round_keys(key: tuple[int, int], rounds: int) -> list[tuple[int, int]]:
+    """The key of each round: Philox bumps both words by the Weyl constants between rounds."""
+    keys, (k0, k1) = [], (int(k) & _MASK32 for k in key)
+    for _ in range(rounds):
+        keys.append((k0, k1))
+        k0, k1 = (k0 + _W[0]) & _MASK32, (k1 + _W[1]) & _MASK32
+    return keys
+
+
+def _philox_python(block: list[int], keys: list[tuple[int, int]]) -> tuple[int, int, int, int]:
+    """One block's rounds in Python integers (exact at any size), ``keys`` the round keys."""
+    c0, c1, c2, c3 = block
+    for k0, k1 in keys:
+        p0, p1 = _M[0] * c0, _M[1] * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & _MASK32
+    return c0, c1, c2, c3
+
+
+def _philox_rounds(counter: torch.Tensor, round_keys: torch.Tensor) -> torch.Tensor:
+    """The rounds on ``[4, n]`` words, in place on a few ``[2, n]`` buffers.
+
+    A round multiplies words 0 and 2 by ``M`` and xors words 1 and 3 in:
+    ``c0' = hi(M1 c2) ^ c1 ^ k0``, ``c1' = lo(M1 c2)``, ``c2' = hi(M0 c0) ^ c3 ^ k1``, ``c3' = lo(M0 c0)``.
+    The 64-bit product ``M x`` is formed from ``M``'s 16-bit halves: ``x M_lo`` and ``x M_hi`` are below 2^48, and
+    ``M x = (x M_hi) 2^16 + x M_lo``, so ``hi = (x M_hi + (x M_lo >> 16)) >> 16`` and
+    ``lo = ((x M_hi mod 2^16) 2^16 + x M_lo) mod 2^32``: nothing exceeds 2^49.
+    """
+    device = counter.device
+    m_lo = torch.tensor([[_M[0] & 0xFFFF], [_M[1] & 0xFFFF]], dtype=torch.int64, device=device)
+    m_hi = torch.tensor([[_M[0] >> 16], [_M[1] >> 16]], dtype=torch.int64, device=device)
+    mul = counter[0::2].clone()  # (c0, c2)
+    xor = counter[1::2].clone()  # (c1, c3), or (c3, c1) once swapped
+    low, high, lo = torch.empty_like(mul), torch.empty_like(mul), torch.empty_like(mul)
+    swapped = False
+    for keys in round_keys:
+        torch.mul(mul, m_lo, out=low)
+        torch.mul(mul, m_hi, out=high)
+        torch.bitwise_and(high, 0xFFFF, out=lo).bitwise_left_shift_(16).add_(low).bitwise_and_(_MASK32)
+        high.add_(low.bitwise_right_shift_(16)).bitwise_right_shift_(16)  # now hi
+        x0, x1 = (xor[1], xor[0]) if swapped else (xor[0], xor[1])
+        torch.bitwise_xor(high[1], x0, out=mul[0])
+        torch.bitwise_xor(high[0], x1, out=mul[1])
+        mul.bitwise_xor_(keys)
+        xor, lo, swapped = lo, xor, True  # (c1', c3') = (lo[1], lo[0]): keep lo as it is, read it swapped
+    x0, x1 = (xor[1], xor[0]) if swapped else (xor[0], xor[1])
+    return torch.stack([mul[0], x0, mul[1], x1])
+
+
+def seed_key(seed: object) -> tuple[int, int]:
+    """The Philox key of a seed: ``seed mod 2^64`` as (low, high) 32-bit words. Any integer ``torch.Generator``
+    accepts (``[-2^63, 2^64)``) is valid, and distinct seeds in that range give distinct keys."""
+    seed = validate.integer("seed", seed, -(2**63), phrase="an integer in [-2**63, 2**64)")
+    if seed >= 2**64:
+        raise SNRPathError(f"'seed' must be an integer in [-2**63, 2**64) (got {seed})")
+    seed %= 2**64
+    return seed & _MASK32, seed >> 32
+
+
+class Streams:
+    """One random stream per row, all drawn at once.
+
+    ``rows`` are the *global* indices of the batch's rows (``torch.arange(B)`` for a plain run, ``offset +
+    torch.arange(B)`` for a shard starting at row ``offset``). Every call of :meth:`uniform`, :meth:`normal` or
+    :meth:`uniform_at` is one *draw* and advances the draw index by one, whatever it returns; element ``e`` of row
+    ``r`` in draw ``k`` is a pure function of ``(seed, r, k, e)``. So two runs that make the same sequence of draws
+    give every global row the same numbers, whatever the other rows are. A caller whose draws depend on data must
+    make the same calls anyway (:meth:`skip` stands for a draw it does not need).
+
+    The draw index is the only state (as with a ``torch.Generator``, a run owns its streams).
+    """
+
+    def __init__(self, seed: object, rows: torch.Tensor | Sequence[int]):
+        self.key = seed_key(seed)
+        self._round_keys = _round_keys(self.key, _ROUNDS)
+        rows = torch.as_tensor(rows)
+        if rows.ndim != 1 or rows.dtype not in (torch.int64, torch.int32) or (rows.numel() and int(rows.min()) < 0):
+            raise SNRTypeError(f"'rows' must be a 1-D tensor of non-negative integer row indices (got {rows!r:.80})")
+        if rows.numel() and int(rows.max()) >= 2**63:
+            raise SNRPathError("'rows' must be below 2**63")
+        self.rows = rows.to(torch.int64)
+        self.draws = 0
+
+    @classmethod
+    def for_batch(cls, seed: object, batch: int, offset: int = 0, device: torch.device | str | None = None) -> Streams:
+        """The streams of rows ``offset .. offset + batch - 1``."""
+        return cls(seed, torch.arange(batch, device=device) + offset)
+
+    @property
+    def batch(self) -> int:
+        return self.rows.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    def skip(self, draws: int = 1) -> None:
+        """Advance past ``draws`` draws without computing them."""
+        self.draws += draws
+
+    def uniform(self, shape: Sequence[int]) -> torch.Tensor:
+        """``shape`` (``[B, ...]``) float64 uniforms on ``[0, 1)``, multiples of ``2^-53``. Element ``e`` of a row (in
+        row-major order of ``shape[1:]``) is half ``e % 2`` of Philox block ``e // 2``: words 0-1 or words 2-3."""
+        per_row = self._per_row(shape)
+        pairs = self._pairs(per_row)
+        return pairs.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape))
+
+    def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+        """The numbers a :meth:`uniform` draw would give at (batch row ``rows[j]``, flat element ``elements[j]``),
+        computed for those entries only: ``[n]`` float64. For draws at a few gathered positions; ``elements`` must
+        lie in ``[0, 2^33)`` (not checked: that would cost a host synchronisation)."""
+        if rows.ndim != 1 or rows.shape != elements.shape:
+            raise ShapeError(f"'rows' and 'elements' must be 1-D of one length (got {list(rows.shape)}, "
+                             f"{list(elements.shape)})")
+        if not rows.numel():
+            self._next()
+            return torch.zeros(0, dtype=torch.float64, device=self.device)
+        rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
+        pairs = self._pairs_at(rows, elements >> 1)
+        return pairs.gather(1, (elements & 1)[:, None]).squeeze(1)
+
+    def normal(self, shape: Sequence[int]) -> torch.Tensor:
+        """``shape`` (``[B, ...]``) float64 standard normals by Box-Muller: elements ``2j`` and ``2j + 1`` of a row
+        are ``r cos(theta)`` and ``r sin(theta)`` from the two uniforms of block ``j``. (Torch's CPU ``log1p``,
+        ``cos`` and ``sin`` give an element the same bits wherever it sits in a tensor, which row invariance needs;
+        ``ndtri`` does not, so it is not used.)"""
+        per_row = self._per_row(shape)
+        u = self._pairs(per_row)
+        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, 0]))  # 1 - u in (0, 1]: a finite log
+        angle = (2 * math.pi) * u[:, 1]
+        pair = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], -1)
+        return pair.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape))
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _per_row(self, shape: Sequence[int]) -> int:
+        shape = tuple(int(s) for s in shape)
+        if not shape or shape[0] != self.batch:
+            raise ShapeError(f"a draw's shape must start with the streams' batch {self.batch} (got {list(shape)})")
+        per_row = math.prod(shape[1:])
+        if per_row > 2**33:
+            raise SNRPathError(f"a draw of {per_row} numbers per row is beyond the counter's range (2**33)")
+        return per_row
+
+    def _next(self) -> int:
+        draw = self.draws
+        if draw >= 2**32:
+            raise SNRPathError("these streams have made 2**32 draws, the most the counter can index")
+        self.draws += 1
+        return draw
+
+    def _small(self, n: int) -> bool:
+        return n <= _PYTHON_BLOCKS and self.device.type == "cpu"
+
+    def _pairs(self, per_row: int) -> torch.Tensor:
+        """``[B * ceil(per_row / 2), 2]`` uniforms of blocks ``0 .. ceil(per_row / 2) - 1`` of every row (row-major),
+        for the next draw."""
+        blocks, draw = (per_row + 1) // 2, self._next()
+        if self._small(self.batch * blocks):
+            return _units([(j, draw, r) for r in self.rows.tolist() for j in range(blocks)], self._round_keys)
+        counter = torch.empty(4, self.batch, blocks, dtype=torch.int64, device=self.device)
+        counter[0] = torch.arange(blocks, dtype=torch.int64, device=self.device)
+        counter[1] = draw
+        counter[2] = (self.rows & _MASK32)[:, None]
+        counter[3] = (self.rows >> 32)[:, None]
+        return _to_units(philox4x32(counter.reshape(4, -1), self.key))
+
+    def _pairs_at(self, rows: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """``[n, 2]`` uniforms of block ``blocks[j]`` of batch row ``rows[j]``, for the next draw."""
+        draw, global_rows = self._next(), self.rows[rows]
+        if self._small(rows.numel()):
+            return _units([(j, draw, r) for j, r in zip(blocks.tolist(), global_rows.tolist())], self._round_keys)
+        counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
+        return _to_units(philox4x32(counter, self.key))
+
+
+def _to_units(words: torch.Tensor) -> torch.Tensor:
+    """``[4, n]`` Philox words to ``[n, 2]`` float64 uniforms: the top 53 bits of words (0, 1) and of words (2, 3),
+    times ``2^-53`` (exact)."""
+    high, low = words[0::2], words[1::2]
+    return ((high << 21) | (low >> 11)).to(torch.float64).mul_(2.0**-53).T
+
+
+def _units(counters: list[tuple[int, int, int]], keys: list[tuple[int, int]]) -> torch.Tensor:
+    """:func:`_to_units` of the Philox words at counters ``(block, draw, global row)``, in Python integers (``keys``
+    the round keys)."""
+    out = []
+    for block, draw, row in counters:
+        w0, w1, w2, w3 = _philox_python([block, draw, row & _MASK32, row >> 32], keys)
+        out += (((w0 << 21) | (w1 >> 11)) * 2.0**-53, ((w2 << 21) | (w3 >> 11)) * 2.0**-53)
+    return torch.tensor(out, dtype=torch.float64).reshape(len(counters), 2)
+
+
+def uniform(source: torch.Generator | Streams, shape: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
+    """``shape`` float64 uniforms on ``[0, 1)`` from a :class:`Streams` (``shape[0]`` its rows) or a generator."""
+    if isinstance(source, Streams):
+        return source.uniform(shape)
+    return torch.rand(tuple(shape), generator=source, dtype=torch.float64, device=device or source.device)
+
+
+def normal(source: torch.Generator | Streams, shape: Sequence[int], dtype: torch.dtype = torch.float64,
+           device: torch.device | None = None) -> torch.Tensor:
+    """``shape`` standard normals in ``dtype`` from a :class:`Streams` (``shape[0]`` its rows) or a generator."""
+    if isinstance(source, Streams):
+        return source.normal(shape).to(dtype)
+    return torch.randn(tuple(shape), generator=source, dtype=dtype, device=device or source.device)
