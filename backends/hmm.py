@@ -30,6 +30,7 @@ from snrpaths.draw import categorical
 from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
+from snrpaths.streams import Streams
 
 from .toy import (check_concentration, check_enumerable, check_positive_int, check_sequences, check_state,
                   enumerate_sequences)
@@ -207,7 +208,7 @@ class ExactHMM:
         out = [self._marginals(log_w[rows]) for rows in self._chunks(state.batch, self._posterior_width)]
         return torch.cat(out)
 
-    def sample_posterior(self, state: SNRState, generator: torch.Generator) -> torch.Tensor:
+    def sample_posterior(self, state: SNRState, generator: torch.Generator | Streams) -> torch.Tensor:
         """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept).
 
         Forward filtering, backward sampling: ``h_{L-1} ~ p(h_{L-1} | z)``, then ``h_i ~ p(h_i | z_{<=i}) T[h_i,

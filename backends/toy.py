@@ -21,6 +21,7 @@ from snrpaths.draw import categorical
 from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
+from snrpaths.streams import Streams
 
 #: The largest joint the toy will enumerate (V^L states).
 MAX_STATES = 2**17
@@ -201,7 +202,7 @@ class ExactToy:
         post = self.joint_log_posterior(state).exp()  # [B, N]
         return (post @ self._onehot).log().reshape(state.batch, self.seq_len, self.vocab_size)
 
-    def sample_posterior(self, state: SNRState, generator: torch.Generator) -> torch.Tensor:
+    def sample_posterior(self, state: SNRState, generator: torch.Generator | Streams) -> torch.Tensor:
         """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept)."""
         probs = self.joint_log_posterior(state).exp()
         return self.states[categorical(probs, generator)]

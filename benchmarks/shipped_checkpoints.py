@@ -2,7 +2,8 @@
 
 For each checkpoint: the ROAR estimate of bits per character on the held-out plays (every non-overlapping window of
 ``seq_len`` characters up to ``--windows``, one random order and step each; mean and standard error over windows),
-then ``--n`` samples at each of a few paths with their call counts.
+then ``--n`` samples at each of a few paths with their call counts (sample ``i`` is what
+``snrpaths sample --seed S`` prints as sample ``i``).
 
     snrpaths bench shipped-checkpoints                 # both shipped checkpoints, 2048 windows
     snrpaths bench shipped-checkpoints --quick         # 64 windows, one sample per path
@@ -52,14 +53,15 @@ def _run(argv: list[str] | None) -> None:
     for row, (model, tokenizer) in zip(rows, models.values()):
         for text in PATHS:
             result = sample(parse_path(text), model, batch=n, seed=args.seed)
-            row["samples"][text] = {"nfe": result.nfe, "texts": [tokenizer.decode(t) for t in result.tokens]}
+            row["samples"][text] = {"nfe": result.nfe, "calls": result.calls.tolist(),
+                                    "texts": [tokenizer.decode(t) for t in result.tokens]}
     text = "\n".join(lines)
     print(text)
     for row in rows:
         for path, got in row["samples"].items():
-            print(f"\n{row['checkpoint']}, path {path} ({got['nfe']} calls):")
-            for sample_text in got["texts"]:
-                print("    " + sample_text.replace("\n", "\n    "))
+            print(f"\n{row['checkpoint']}, path {path} ({got['nfe']} calls for the batch):")
+            for i, (calls, sample_text) in enumerate(zip(got["calls"], got["texts"])):
+                print(f"  sample {i} ({calls} calls):\n    " + sample_text.replace("\n", "\n    "))
     write(args.out, "shipped_checkpoints_quick" if args.quick else "shipped_checkpoints", rows, text,
           lambda path: _plot(rows, path))
 

@@ -23,7 +23,8 @@ from .train import TrainConfig
 
 DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
-#: Samples per runner call: the unit of sharding, so the output does not depend on the number of processes.
+#: Samples per runner call: the unit of sharding. Chunk ``c`` runs as rows ``c * CHUNK ..`` of one seeded run (the
+#: runner's ``row_offset``), so neither the chunk size nor the number of processes changes any sample.
 CHUNK = 16
 
 
@@ -64,7 +65,6 @@ def _add_train(commands) -> None:
     model.add_argument("--anchor-dim", type=int, default=48)
     model.add_argument("--dropout", type=float, default=0.0)
     opt = p.add_argument_group("optimisation")
-    defaults = TrainConfig(seed=0)
     helps = {"converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
              "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
     for field in attrs.fields(TrainConfig):
@@ -217,18 +217,19 @@ def _prompt(tokenizer, text: str | None, seq_len: int) -> torch.Tensor | None:
 
 
 def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[tuple[torch.Tensor, int]]:
-    """``n`` samples in chunks of ``CHUNK`` rows, chunk ``c`` run by process ``c % W`` with its own seed drawn from
-    ``seed``: the samples are the same whatever the number of processes. Returns ``(tokens, nfe)`` per sample on
-    rank 0 (gathered), nothing elsewhere."""
+    """``n`` samples in chunks of ``CHUNK`` rows, chunk ``c`` run by process ``c % W`` as rows ``c * CHUNK ..`` of
+    one run with ``seed`` (the runner's per-row streams): sample ``i`` is row ``i`` of ``sample(..., seed=seed)``,
+    whatever ``n`` and the number of processes. Returns ``(tokens, calls)`` per sample on rank 0 (gathered; the
+    calls that sample needed, ``Result.calls``), nothing elsewhere."""
     from snrpaths.runner import sample
 
-    sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
-    seeds = torch.randint(0, 2**62, (len(sizes),), generator=torch.Generator().manual_seed(seed)).tolist()
+    starts = range(0, n, CHUNK)
     mine = {}
-    for c in range(procs.rank, len(sizes), procs.world):
+    for c in range(procs.rank, len(starts), procs.world):
         p = None if prompt is None else prompt.to(procs.device)
-        result = sample(program, denoiser, batch=sizes[c], seed=seeds[c], prompt=p)
-        mine[c] = (result.tokens.cpu(), result.nfe)
+        result = sample(program, denoiser, batch=min(CHUNK, n - starts[c]), seed=seed, prompt=p,
+                        row_offset=starts[c])
+        mine[c] = (result.tokens.cpu(), result.calls.cpu())
     if procs.world > 1:
         import torch.distributed as dist
 
@@ -238,7 +239,7 @@ def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[
             return []
         mine = {c: v for part in gathered for c, v in part.items()}
     rows = []
-    for c in range(len(sizes)):
-        tokens, nfe = mine[c]
-        rows += [(row, nfe) for row in tokens]
+    for c in range(len(starts)):
+        tokens, calls = mine[c]
+        rows += [(row, int(k)) for row, k in zip(tokens, calls)]
     return rows

@@ -11,6 +11,7 @@ import torch
 
 from .geometry import TokenTable
 from .state import SNRState
+from .streams import Streams
 
 
 @runtime_checkable
@@ -59,8 +60,12 @@ class ExactPosterior(Denoiser, Protocol):
         """``log P(s)`` of ``[..., L]`` token sequences, ``[...]`` float64."""
         ...
 
-    def sample_posterior(self, state: SNRState, generator: torch.Generator) -> torch.Tensor:
-        """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept)."""
+    def sample_posterior(self, state: SNRState, generator: torch.Generator | Streams) -> torch.Tensor:
+        """``[B, L]`` whole sequences drawn from the exact joint posterior ``p(s | z)`` (clean tokens kept).
+
+        ``generator`` is a ``torch.Generator`` or per-row :class:`~snrpaths.streams.Streams` (``B`` rows): with
+        streams, row ``b``'s sequence reads only row ``b``'s stream, a fixed number of draws per call (pass it to
+        :func:`snrpaths.draw.categorical`, which takes either)."""
         ...
 
 
