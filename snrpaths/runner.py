@@ -4,8 +4,8 @@ Every random choice comes from per-row counter-based streams keyed by ``seed`` (
 row ``i``'s numbers depend on ``(seed, i)`` and the program only, so the same seed gives the same samples, and row
 ``i`` is the same sample whatever the batch size or the shard it runs in (``row_offset``), as long as the denoiser
 computes each row's logits from that row alone. Logits are reused (no call, no NFE) when no position of any row
-changed since the last call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it: to decide whether a
-call can be skipped, and to gather the positions whose tokens are drawn.
+changed since the last call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it:
+to decide whether a call can be skipped, and to gather the positions whose tokens are drawn.
 """
 
 from __future__ import annotations

@@ -4,15 +4,17 @@ A ``torch.Generator`` hands out numbers in sequence, so row 3 of a batch of 8 re
 a batch of 4. :class:`Streams` instead computes every number from its coordinates with a counter-based generator,
 Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11; the generator behind torch's
 CUDA backend and cuRAND): the key is the user's seed, the 128-bit counter is ``(element pair, draw, row)``. So the
-``k``-th draw of global row ``r`` is the same numbers in a batch of 1, of 64, or in chunk 5 of a sharded run, and on
-any device (integer arithmetic only; the float conversions at the end are exact for uniforms).
+``k``-th draw of global row ``r`` is the same numbers in a batch of 1, of 64, or in chunk 5 of a sharded run.
+Uniforms are the same bits on every device (integer arithmetic, then an exact conversion); normals go through
+``log``, ``cos`` and ``sin``, so across devices they agree to float rounding, and bit for bit on one machine.
 
 Philox is computed here in ``int64`` torch arithmetic over all requested numbers at once (no Python loop over
-rows): the 32 x 32 -> 64-bit products split the counter word into 16-bit halves, so no intermediate exceeds 2^49.
+rows): the 32 x 32 -> 64-bit products split the multiplier into 16-bit halves, so no intermediate exceeds 2^49.
+Draws of a few blocks on the CPU use the same rounds in Python integers, which is faster there.
 
     streams = Streams(seed=0, rows=torch.arange(8))   # rows 0..7; a shard would pass torch.arange(16, 24)
     u = streams.uniform((8, 256))                       # draw 0: [8, 256] float64 in [0, 1)
-    eps = streams.normal((8, 256, 48))                  # draw 1: standard normals
+    eps = streams.normal((8, 256, 48))                  # draw 1: float64 standard normals
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class Streams:
         """``shape`` (``[B, ...]``) float64 uniforms on ``[0, 1)``, multiples of ``2^-53``. Element ``e`` of a row (in
         row-major order of ``shape[1:]``) is half ``e % 2`` of Philox block ``e // 2``: words 0-1 or words 2-3."""
         per_row = self._per_row(shape)
-        pairs = self._pairs(per_row)
+        pairs = _units53(self._words((per_row + 1) // 2))
         return pairs.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape))
 
     def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
@@ -172,20 +174,30 @@ class Streams:
             self._next()
             return torch.zeros(0, dtype=torch.float64, device=self.device)
         rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
-        pairs = self._pairs_at(rows, elements >> 1)
+        pairs = _units53(self._words_at(rows, elements >> 1))
         return pairs.gather(1, (elements & 1)[:, None]).squeeze(1)
 
-    def normal(self, shape: Sequence[int]) -> torch.Tensor:
-        """``shape`` (``[B, ...]``) float64 standard normals by Box-Muller: elements ``2j`` and ``2j + 1`` of a row
-        are ``r cos(theta)`` and ``r sin(theta)`` from the two uniforms of block ``j``. (Torch's CPU ``log1p``,
-        ``cos`` and ``sin`` give an element the same bits wherever it sits in a tensor, which row invariance needs;
-        ``ndtri`` does not, so it is not used.)"""
+    def normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``shape`` (``[B, ...]``) standard normals in ``dtype``, by Box-Muller (computed in float64).
+
+        For float64, element pair ``(2j, 2j + 1)`` of a row is ``r (cos, sin)(theta)`` from block ``j``'s two 53-bit
+        uniforms. For a narrower dtype, elements ``4j .. 4j + 3`` come from block ``j``'s four words read as 32-bit
+        uniforms (twice the normals per block, as cuRAND's ``curand_normal4`` does; the radius reaches 6.66, so the
+        law misses mass 3e-11 beyond it, below what float32 sampling resolves). Torch's CPU ``log``, ``cos`` and
+        ``sin`` give an element the same bits wherever it sits in a tensor, which row invariance needs; ``ndtri`` does
+        not, so it is not used."""
         per_row = self._per_row(shape)
-        u = self._pairs(per_row)
-        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, 0]))  # 1 - u in (0, 1]: a finite log
-        angle = (2 * math.pi) * u[:, 1]
-        pair = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], -1)
-        return pair.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape))
+        if dtype == torch.float64:
+            u = _units53(self._words((per_row + 1) // 2))  # [n, 2]: (radius, angle) uniforms of each block
+            radius_u, angle_u = u[:, :1], u[:, 1:]
+        else:
+            words = self._words((per_row + 3) // 4).to(torch.float64)
+            u = ((words + 0.5) * 2.0**-32).T  # [n, 4] in (0, 1)
+            radius_u, angle_u = u[:, 0::2], u[:, 1::2]
+        radius = torch.sqrt(-2.0 * torch.log1p(-radius_u))  # 1 - u in (0, 1]: a finite log
+        angle = (2 * math.pi) * angle_u
+        pairs = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], -1)  # [n, k, 2]
+        return pairs.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape)).to(dtype)
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -208,46 +220,42 @@ class Streams:
     def _small(self, n: int) -> bool:
         return n <= _PYTHON_BLOCKS and self.device.type == "cpu"
 
-    def _pairs(self, per_row: int) -> torch.Tensor:
-        """``[B * ceil(per_row / 2), 2]`` uniforms of blocks ``0 .. ceil(per_row / 2) - 1`` of every row (row-major),
-        for the next draw."""
-        blocks, draw = (per_row + 1) // 2, self._next()
+    def _words(self, blocks: int) -> torch.Tensor:
+        """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw."""
+        draw = self._next()
         if self._small(self.batch * blocks):
-            return _units([(j, draw, r) for r in self.rows.tolist() for j in range(blocks)], self._round_keys)
+            return self._python_words([(j, draw, r) for r in self.rows.tolist() for j in range(blocks)])
         counter = torch.empty(4, self.batch, blocks, dtype=torch.int64, device=self.device)
         counter[0] = torch.arange(blocks, dtype=torch.int64, device=self.device)
         counter[1] = draw
         counter[2] = (self.rows & _MASK32)[:, None]
         counter[3] = (self.rows >> 32)[:, None]
-        return _to_units(philox4x32(counter.reshape(4, -1), self.key))
+        return philox4x32(counter.reshape(4, -1), self.key)
 
-    def _pairs_at(self, rows: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """``[n, 2]`` uniforms of block ``blocks[j]`` of batch row ``rows[j]``, for the next draw."""
+    def _words_at(self, rows: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """``[4, n]`` Philox words of block ``blocks[j]`` of batch row ``rows[j]``, next draw."""
         draw, global_rows = self._next(), self.rows[rows]
         if self._small(rows.numel()):
-            return _units([(j, draw, r) for j, r in zip(blocks.tolist(), global_rows.tolist())], self._round_keys)
+            return self._python_words([(j, draw, r) for j, r in zip(blocks.tolist(), global_rows.tolist())])
         counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
-        return _to_units(philox4x32(counter, self.key))
+        return philox4x32(counter, self.key)
+
+    def _python_words(self, counters: list[tuple[int, int, int]]) -> torch.Tensor:
+        """:func:`philox4x32` at counters ``(block, draw, global row)``, in Python integers."""
+        words = [_philox_python([block, draw, row & _MASK32, row >> 32], self._round_keys)
+                 for block, draw, row in counters]
+        return torch.tensor(words, dtype=torch.int64).reshape(len(counters), 4).T
 
 
-def _to_units(words: torch.Tensor) -> torch.Tensor:
-    """``[4, n]`` Philox words to ``[n, 2]`` float64 uniforms: the top 53 bits of words (0, 1) and of words (2, 3),
-    times ``2^-53`` (exact)."""
+def _units53(words: torch.Tensor) -> torch.Tensor:
+    """``[4, n]`` Philox words to ``[n, 2]`` float64 uniforms on ``[0, 1)``: the top 53 bits of words (0, 1) and of
+    words (2, 3), times ``2^-53`` (exact)."""
     high, low = words[0::2], words[1::2]
     return ((high << 21) | (low >> 11)).to(torch.float64).mul_(2.0**-53).T
 
 
-def _units(counters: list[tuple[int, int, int]], keys: list[tuple[int, int]]) -> torch.Tensor:
-    """:func:`_to_units` of the Philox words at counters ``(block, draw, global row)``, in Python integers (``keys``
-    the round keys)."""
-    out = []
-    for block, draw, row in counters:
-        w0, w1, w2, w3 = _philox_python([block, draw, row & _MASK32, row >> 32], keys)
-        out += (((w0 << 21) | (w1 >> 11)) * 2.0**-53, ((w2 << 21) | (w3 >> 11)) * 2.0**-53)
-    return torch.tensor(out, dtype=torch.float64).reshape(len(counters), 2)
-
-
-def uniform(source: torch.Generator | Streams, shape: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
+def uniform(source: torch.Generator | Streams, shape: Sequence[int],
+            device: torch.device | None = None) -> torch.Tensor:
     """``shape`` float64 uniforms on ``[0, 1)`` from a :class:`Streams` (``shape[0]`` its rows) or a generator."""
     if isinstance(source, Streams):
         return source.uniform(shape)
@@ -258,5 +266,5 @@ def normal(source: torch.Generator | Streams, shape: Sequence[int], dtype: torch
            device: torch.device | None = None) -> torch.Tensor:
     """``shape`` standard normals in ``dtype`` from a :class:`Streams` (``shape[0]`` its rows) or a generator."""
     if isinstance(source, Streams):
-        return source.normal(shape).to(dtype)
+        return source.normal(shape, dtype)
     return torch.randn(tuple(shape), generator=source, dtype=dtype, device=device or source.device)

@@ -10,7 +10,9 @@ import sys
 import pytest
 import torch
 
+from snrpaths import parse_path, sample
 from snrpaths.cli import main
+from snrpaths.cli_model import load_with_tokenizer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores: one thread each
 TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "32", "--blocks", "1", "--heads", "2",
@@ -80,12 +82,39 @@ def test_sample_prints_text_and_writes_jsonl_with_its_settings(trained, tmp_path
 
 
 def test_torchrun_sample_gathers_the_same_samples_as_one_process(trained, tmp_path):
-    """20 samples are two chunks (16 + 4) with their own seeds: one process per chunk gives the same output."""
+    """20 samples are two chunks (16 + 4), rows 0-15 and 16-19 of one seeded run: one process per chunk gives the same
+    output, and both are the rows of ``sample(..., batch=20, seed=5)`` in Python, with each row's own calls."""
     args = ["sample", "--checkpoint", trained / "ckpt", "--path", "ramp(2) >> mdm(3)", "--n", "20", "--seed", "5"]
     one = ok(snrpaths(*args, "--out", tmp_path / "one.jsonl"))
     two = ok(snrpaths(*args, "--out", tmp_path / "two.jsonl", torchrun=True))
     assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
     assert one.stdout == two.stdout and one.stdout.count("--- sample") == 20
+    model, tokenizer = load_with_tokenizer(str(trained / "ckpt"))
+    with torch.no_grad():
+        result = sample(parse_path("ramp(2) >> mdm(3)"), model, batch=20, seed=5)
+    records = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == [tokenizer.decode(t) for t in result.tokens]
+    assert [r["nfe"] for r in records] == result.calls.tolist()
+
+
+def test_sample_0_is_the_same_for_any_n_and_in_python(tmp_path, capsys):
+    """The shipped checkpoint, ``mdm(4)``: ``--n 1``, ``--n 4`` and ``sample(..., seed=0)`` give one sample 0, with
+    one call count (in-process through ``cli.main``, so no interpreter starts)."""
+    records = {}
+    for n in (1, 4):
+        out = tmp_path / f"{n}.jsonl"
+        assert main(["sample", "--path", "mdm(4)", "--n", str(n), "--seed", "0", "--out", str(out)]) == 0
+        records[n] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert f"--- sample 0 (path mdm(4), {records[1][0]['nfe']} calls) ---\n{records[1][0]['text']}\n" in \
+        capsys.readouterr().out
+    model, tokenizer = load_with_tokenizer("tiny-shakespeare-dsl")
+    with torch.no_grad():
+        alone = sample(parse_path("mdm(4)"), model, seed=0)
+        four = sample(parse_path("mdm(4)"), model, batch=4, seed=0)
+    assert records[1][0]["text"] == records[4][0]["text"] == tokenizer.decode(alone.tokens[0])
+    assert records[1][0]["nfe"] == records[4][0]["nfe"] == alone.nfe == int(four.calls[0])
+    assert [r["text"] for r in records[4]] == [tokenizer.decode(t) for t in four.tokens]
+    assert [r["nfe"] for r in records[4]] == four.calls.tolist()
 
 
 def bad_checkpoint(trained, tmp_path):

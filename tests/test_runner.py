@@ -48,9 +48,56 @@ def test_conformance(text, den):
     assert bool(torch.isinf(result.trace.gamma[:, :, 1]).all())
     assert result.nfe == counting.calls <= program.nfe
     assert int(result.trace.called.sum()) == result.nfe
+    assert int(result.calls.max()) <= result.nfe <= int(result.calls.sum()), "per-row calls bracket the run's"
     again = sample(program, den, batch=16, seed=7, prompt=prompt)
     assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
     assert not torch.equal(sample(program, den, batch=16, seed=8).tokens, result.tokens)
+
+
+# -- same seed, same samples, however batched -------------------------------------------------------------------
+
+INVARIANT = ["mdm(4)", "mdm(5, schedule='cosine')", "ramp(3) >> mdm(3)", "hybrid(2, 3, switch='commit', form='sample')",
+             "hybrid(2, 3, switch='mask')", "mdm(5, remask='confidence')", "mdm(6, remask='loop', eta=0.3)",
+             "mdm(5, remask='rescale', eta=0.5)", "ar()", "roar()", "reveal(count=2, order='confidence')"]
+
+
+@pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])
+@pytest.mark.parametrize("text", INVARIANT)
+def test_row_i_does_not_depend_on_the_batch(text, den):
+    """Row i of batch B (B in 1, 3, 8) is one sample: same tokens, same final evidence, same per-row calls; run alone
+    (batch 1, ``row_offset=i``) its ``nfe`` is the calls the batch reports for it, and shards put together give the
+    batch."""
+    program = parse_path(text).compile(den.seq_len)
+    runs = {b: sample(program, den, batch=b, seed=11) for b in (1, 3, 8)}
+    full = runs[8]
+    for b, run in runs.items():
+        assert torch.equal(run.tokens, full.tokens[:b]), b
+        assert torch.equal(run.state.z, full.state.z[:b]) and torch.equal(run.state.gamma, full.state.gamma[:b])
+        assert torch.equal(run.calls, full.calls[:b]), (run.calls, full.calls)
+    for i in range(8):
+        alone = sample(program, den, batch=1, seed=11, row_offset=i)
+        assert torch.equal(alone.tokens[0], full.tokens[i]) and alone.nfe == int(full.calls[i]), i
+    shards = [sample(program, den, batch=5, seed=11), sample(program, den, batch=3, seed=11, row_offset=5)]
+    assert torch.equal(torch.cat([r.tokens for r in shards]), full.tokens)
+    assert torch.equal(sample(program, den, batch=7, seed=11, row_offset=1).tokens, full.tokens[1:])
+
+
+def test_row_i_with_its_own_prompt_does_not_depend_on_the_other_rows():
+    """Rows with different prompts; row 0's prompt fixes the ramp's positions, so alone it never calls the denoiser
+    during the ramp and must skip the draws the batch makes there (without the skip it drifts: 3 of seeds 0-3)."""
+    program = parse_path("on(slice(0, 2), ramp(2)) >> mdm(3)").compile(TOY.seq_len)
+    prompt = torch.tensor([[0, 1, -1, -1], [-1, -1, -1, -1], [2, -1, -1, -1]])
+    for seed in range(4):
+        batch = sample(program, TOY, batch=3, seed=seed, prompt=prompt)
+        for i in range(3):
+            alone = sample(program, TOY, batch=1, seed=seed, prompt=prompt[i:i + 1], row_offset=i)
+            assert torch.equal(alone.tokens[0], batch.tokens[i]) and alone.nfe == int(batch.calls[i]), (seed, i)
+
+
+def test_row_offset_is_a_non_negative_integer():
+    for bad in (-1, 1.5, None):
+        with pytest.raises(SNRPathError, match="'row_offset' must be a non-negative integer"):
+            sample(Path.ar(), TOY, row_offset=bad)
 
 
 # -- exactness ---------------------------------------------------------------------------------------------------
