@@ -43,3 +43,20 @@ def test_cli_errors_are_one_line_without_traceback():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "snrpaths: error: 'remask' must be one of" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_quoted_samples_are_what_sample_gives():
+    """The README's sample of ``tiny-shakespeare-dsl`` with ``mdm(48)`` (the cheapest of the three quoted) is row 0 of
+    ``sample(..., seed=0)``, which is also what ``snrpaths sample --seed 0`` prints as sample 0, with its calls."""
+    import torch
+
+    from snrpaths import parse_path, sample
+    from snrpaths.cli_model import load_with_tokenizer
+
+    quoted = re.search(r"^`tiny-shakespeare-dsl`, `mdm\(48\)` \((\d+) calls\):\n\n```text\n(.*?)\n```$",
+                       (ROOT / "README.md").read_text(), flags=re.M | re.S)
+    assert quoted, "the README quotes a sample of tiny-shakespeare-dsl with mdm(48)"
+    model, tokenizer = load_with_tokenizer("tiny-shakespeare-dsl")
+    with torch.no_grad():
+        result = sample(parse_path("mdm(48)"), model, seed=0)
+    assert tokenizer.decode(result.tokens[0]) == quoted.group(2) and result.nfe == int(quoted.group(1))
