@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snrpaths.draw import categorical, nucleus, probabilities
+from snrpaths.streams import Streams
 
 
 @given(weights=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6).filter(lambda w: sum(w) > 0.1),
@@ -25,6 +26,20 @@ def test_categorical_is_batched_and_seeded():
     p = torch.softmax(torch.randn(4, 5, 7, generator=torch.Generator().manual_seed(0)), -1)
     a = categorical(p, torch.Generator().manual_seed(3))
     assert a.shape == (4, 5) and torch.equal(a, categorical(p, torch.Generator().manual_seed(3)))
+
+
+def test_categorical_from_streams_draws_each_row_from_its_own_stream():
+    """One row per draw (the runner's use): the same law (TV budget as above), and row i's draw is the same in a
+    batch of 1 as in a batch of n."""
+    p = torch.tensor([0.5, 0.0, 0.2, 0.3], dtype=torch.float64)
+    n = 20_000
+    draws = categorical(p.expand(n, 4), Streams(3, torch.arange(n)))
+    freq = torch.bincount(draws, minlength=4).to(torch.float64) / n
+    tol = 0.5 * float((p * (1 - p) / n).sqrt().sum()) + math.sqrt(math.log(1e6) / (2 * n))
+    assert 0.5 * float((freq - p).abs().sum()) <= tol and freq[1] == 0
+    assert int(categorical(p.expand(1, 4), Streams(3, [1234]))[0]) == int(draws[1234])
+    several = categorical(p.expand(2, 5, 4), Streams(3, [1234, 7]), 3)
+    assert several.shape == (2, 5, 3) and torch.equal(several[0], categorical(p.expand(1, 5, 4), Streams(3, [1234]), 3)[0])
 
 
 def test_nucleus_keeps_the_smallest_top_set():

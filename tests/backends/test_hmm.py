@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from snrpaths import Denoiser, SNRPathError, SNRState, ShapeError, TokenTable
 from snrpaths.backends import ExactHMM
 from snrpaths.backends.toy import ExactToy, enumerate_sequences
+from snrpaths.streams import Streams
 from snrpaths.testing import strategies as sst
 from snrpaths.testing.stats import empirical_law, tv_tolerance
 
@@ -251,6 +252,24 @@ def test_seeds_reproduce():
     state = mixed_state(a, a.sample(50, gen(3)), torch.full((50, 5), 2.0, dtype=torch.float64), 4)
     assert torch.equal(a.sample_posterior(state, gen(5)), a.sample_posterior(state, gen(5)))
     assert a.entropy_rate(n=64, seed=1) == a.entropy_rate(n=64, seed=1)
+
+
+def test_posterior_samples_from_streams_are_per_row():
+    """With per-row streams (what the runner would pass) row i's sequence does not depend on the other rows, and the
+    law is the enumerated posterior (``tv_tolerance`` budget), for the HMM and the enumerating toy alike."""
+    hmm = ExactHMM.random(3, 3, 3, seed=2, successors=2, emissions=2)
+    toy = oracle(hmm)
+    state = mixed_state(hmm, hmm.sample(6, gen(0)), torch.tensor([[0.0, 1.5, math.inf]] * 6, dtype=torch.float64), 1)
+
+    def rows(index):
+        return SNRState(*(getattr(state, f)[index] for f in ("gamma", "z", "tokens", "fixed", "confidence")))
+
+    for model in (hmm, toy):
+        all_rows = model.sample_posterior(state, Streams(9, torch.arange(6)))
+        assert torch.equal(model.sample_posterior(rows(slice(2, 4)), Streams(9, [2, 3])), all_rows[2:4])
+    law = toy.joint_log_posterior(rows(slice(0, 1))).exp()[0]
+    assert_samples_law(hmm.sample_posterior(rows(torch.zeros(N, dtype=torch.long)), Streams(4, torch.arange(N))), law,
+                       hmm.vocab_size)
 
 
 def test_it_is_an_exact_denoiser():
