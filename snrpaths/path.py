@@ -368,8 +368,8 @@ class Path:
     @classmethod
     @_constructor
     def hybrid(cls, T_cont: int, T_mdm: int, **kw: Any) -> "Alias":
-        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max``,
-        ``form``, ``remask``, ``eta``, ``top_p``."""
+        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max`` and
+        ``schedule`` (the ramp's hand-over SNR and schedule), ``form``, ``remask``, ``eta``, ``top_p``."""
         return Alias.make("hybrid", T_cont, T_mdm, **kw)
 
 
@@ -532,12 +532,12 @@ def _mdm(steps: int, schedule: str = "linear", remask: str | None = None, eta: f
 
 
 def _hybrid(T_cont: int, T_mdm: int, switch: str = "keep", gamma_max: float = 40.0, form: str = "mean",
-            remask: str | None = None, eta: float | None = None, top_p: float = 1.0) -> Path:
+            remask: str | None = None, eta: float | None = None, top_p: float = 1.0, schedule: str = "logit") -> Path:
     # The hybrid's own names for the primitives' arguments: errors must name what the user typed.
     validate.integer("T_cont", T_cont)
     validate.integer("T_mdm", T_mdm)
     validate.choice("switch", switch, SWITCH_MODES)
-    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form) >> Path.switch(switch)
+    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule) >> Path.switch(switch)
             >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p))
 
 
