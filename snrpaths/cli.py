@@ -22,6 +22,8 @@ from .testing.stats import empirical_law, tv_tolerance
 
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
 TOYS = ("markov", "random", "parity", "two-bit")
+#: The longest binary toy the plot commands enumerate (``2^L`` sequences).
+MAX_PLOT_LEN = 17
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +86,22 @@ def _add_plot_commands(commands) -> None:
         sub.add_argument("--seed", type=int, default=0)
 
 
+def _plot_toy(length: int, flag: str):
+    """The exact toy the command line draws bare paths on: a binary Markov chain's Bayes denoiser of ``length``."""
+    from snrpaths.backends.toy import ExactToy  # the CLI is an application: it may pick a backend
+
+    if isinstance(length, bool) or not 1 <= length <= MAX_PLOT_LEN:
+        raise SNRPathError(f"{flag} {length}: the plots' exact toy enumerates 2^L sequences and stops at "
+                           f"L = {MAX_PLOT_LEN} (valid: 1..{MAX_PLOT_LEN})")
+    return ExactToy.markov(2, length, seed=0)
+
+
 def _run_gamma_plane(args) -> int:
     from . import plot  # matplotlib loads only when a plot is asked for
 
+    length = max(max(args.positions) + 1, 2) if args.length is None else args.length
     fig = plot.gamma_plane([parse_path(text) for text in args.path], positions=tuple(args.positions),
-                           runs=args.runs, seq_len=args.length, seed=args.seed)
+                           denoiser=_plot_toy(length, "--length"), runs=args.runs, seed=args.seed)
     print(f"wrote {plot.save(fig, args.out)}")
     return 0
 
@@ -96,7 +109,8 @@ def _run_gamma_plane(args) -> int:
 def _run_order(args) -> int:
     from . import plot
 
-    fig = plot.generation_order([parse_path(text) for text in args.path], seq_len=args.length, seed=args.seed)
+    fig = plot.generation_order([parse_path(text) for text in args.path], denoiser=_plot_toy(args.length, "--length"),
+                                seed=args.seed)
     print(f"wrote {plot.save(fig, args.out)}")
     return 0
 

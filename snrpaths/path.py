@@ -235,12 +235,12 @@ class Path:
 
         return path_graph(self)
 
-    def plot(self, positions: tuple[int, int] = (0, 1), **kwargs: Any):
-        """This path's runs in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
-        :func:`snrpaths.plot.gamma_plane` (keywords ``denoiser``, ``seq_len``, ``runs``, ``seed``, ``title``)."""
+    def plot(self, denoiser: Any, positions: tuple[int, int] = (0, 1), **kwargs: Any):
+        """This path's runs on ``denoiser`` in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
+        :func:`snrpaths.plot.gamma_plane` (keywords ``runs``, ``seed``, ``cols``, ``title``)."""
         from .plot import gamma_plane
 
-        return gamma_plane(self, positions=positions, **kwargs)
+        return gamma_plane(self, positions=positions, denoiser=denoiser, **kwargs)
 
     # -- primitives --
 
