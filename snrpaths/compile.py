@@ -14,7 +14,7 @@ from typing import Union
 
 import attrs
 
-from .errors import SNRPathError, SNRTypeError
+from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import validate
 from .orders import RANDOM, Explicit, Order
 from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
@@ -201,7 +201,7 @@ class _Lowering:
         chosen = resolve_positions(path.positions, self.seq_len, label)
         outside = sorted(set(chosen) - set(positions))
         if outside:
-            raise SNRPathError(f"{label}: positions {outside[:10]} lie outside the positions this stage runs on")
+            raise SNRPathError(f"{label}: positions {shown_positions(outside)} lie outside the positions this stage runs on")
         for p in chosen:
             self.open[p] = True
             self.opened_by[p] = label
@@ -213,7 +213,7 @@ class _Lowering:
         chosen = resolve_positions(path.positions, self.seq_len, repr(path))
         outside = sorted(set(chosen) - set(positions))
         if outside:
-            raise SNRPathError(f"{path!r}: positions {outside[:10]} lie outside the enclosing stage's positions")
+            raise SNRPathError(f"{path!r}: positions {shown_positions(outside)} lie outside the enclosing stage's positions")
         return chosen
 
     def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
@@ -239,7 +239,7 @@ class _Lowering:
         left = [i for i, o in enumerate(self.open) if o]
         if left:
             by = {self.opened_by.get(i, "the start (nothing reveals them)") for i in left}
-            raise SNRPathError(f"{path!r} can leave positions {left[:10]} unrevealed (left open by "
+            raise SNRPathError(f"{path!r} can leave positions {shown_positions(left)} unrevealed (left open by "
                                f"{', '.join(sorted(by))}); end with a stage that reveals them, e.g. >> mdm(T)")
 
 

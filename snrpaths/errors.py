@@ -26,6 +26,15 @@ def one_of(name: str, value: Any, valid: Iterable[Any]) -> SNRPathError:
     return SNRPathError(f"{name!r} must be one of {tuple(valid)!r} (got {value!r})")
 
 
+def shown_positions(positions: Iterable[int], limit: int = 8) -> str:
+    """A list of positions for a message: whole when short, else its first ``limit`` with an ellipsis, the count and
+    the true range (``[0, 1, 2, ..., 9] (128 positions in 0..127)``), so a long list never floods a terminal."""
+    values = list(positions)
+    if len(values) <= limit:
+        return str(values)
+    return f"[{', '.join(map(str, values[:limit]))}, ...] ({len(values)} positions in {min(values)}..{max(values)})"
+
+
 def check_shape(name: str, tensor: Any, expected: tuple[int | None, ...]) -> None:
     """Raise ``ShapeError`` unless ``tensor`` is a torch tensor of shape ``expected`` (``None`` = any size)."""
     import torch

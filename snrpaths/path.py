@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import attrs
 
 from . import validate
-from .errors import SNRPathError, SNRTypeError
+from .errors import SNRPathError, SNRTypeError, shown_positions
 from .orders import ORDERS, RANDOM, Explicit, Order
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
@@ -77,7 +77,7 @@ def resolve_positions(positions: Span | tuple[int, ...], seq_len: int, where: st
         return out
     bad = [p for p in positions if p >= seq_len]
     if bad:
-        raise SNRPathError(f"{where}: positions {bad[:10]} are out of range for seq_len={seq_len} (valid: 0..{seq_len - 1})")
+        raise SNRPathError(f"{where}: positions {shown_positions(bad)} are out of range for seq_len={seq_len} (valid: 0..{seq_len - 1})")
     return positions
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..errors import ShapeError, SNRPathError, SNRTypeError, shown_positions
 from ..files import atomic_write
 from .. import validate
 from ..parse import parse_path
@@ -158,7 +158,7 @@ def check_positions(positions: Any, seq_len: int | None, where: str, count: int 
         raise SNRPathError(f"{where}: positions must be non-negative (got {positions!r})")
     bad = [int(p) for p in out if seq_len is not None and not 0 <= p < seq_len]
     if bad:
-        raise SNRPathError(f"{where}: positions {bad} are out of range for sequences of length {seq_len} "
+        raise SNRPathError(f"{where}: positions {shown_positions(bad)} are out of range for sequences of length {seq_len} "
                            f"(valid: 0..{seq_len - 1})")
     return tuple(int(p) for p in out)
 
