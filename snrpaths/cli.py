@@ -64,13 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     add_check_command(commands)  # check (snrpaths/cli_check.py)
     _add_plot_commands(commands)
     add_bench_command(commands)  # bench (snrpaths/cli_bench.py)
-    _plain(parser)
+    _finish(parser)
     return parser
 
 
-def _plain(parser: argparse.ArgumentParser) -> None:
-    """Help texts as a terminal shows them: the reStructuredText of the docstrings they come from is removed
-    (```x``` and ``:role:`x``` become ``x``), in this parser and every subcommand's."""
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """In this parser and every subcommand's: help texts as a terminal shows them (the reStructuredText of the
+    docstrings they come from removed: ```x``` and ``:role:`x``` become ``x``), and ``args.typed_options``, the
+    destinations of the options the user can type, which errors are named by (:func:`named_by_flags`)."""
+    parser.set_defaults(typed_options=frozenset(a.dest for a in parser._actions if a.option_strings))
     for attr in ("description", "epilog"):
         if getattr(parser, attr):
             setattr(parser, attr, _RST.sub(r"\1", getattr(parser, attr)))
@@ -79,7 +81,7 @@ def _plain(parser: argparse.ArgumentParser) -> None:
             action.help = _RST.sub(r"\1", action.help)
         if isinstance(action, argparse._SubParsersAction):
             for sub in dict.fromkeys(action.choices.values()):
-                _plain(sub)
+                _finish(sub)
 
 
 def _add_plot_commands(commands) -> None:

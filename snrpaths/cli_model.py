@@ -205,13 +205,14 @@ def run_sample(args) -> int:
 @contextlib.contextmanager
 def named_by_flags(args: argparse.Namespace):
     """Errors raised inside name the flag the user typed: ``'batch' must be ...`` becomes ``--batch must be ...``
-    when ``batch`` is one of this command's options (a library error names the library's parameter)."""
+    when ``batch`` is one of this command's options, ``args.typed_options`` (a library error names the library's
+    parameter)."""
     try:
         yield
     except SNRPathError as err:
         def flag(match: re.Match) -> str:
             name = match.group(1)
-            return "--" + name.replace("_", "-") if name in vars(args) else match.group(0)
+            return "--" + name.replace("_", "-") if name in getattr(args, "typed_options", ()) else match.group(0)
 
         raise type(err)(re.sub(r"'([a-z_]+)'", flag, str(err), count=1)) from None
 

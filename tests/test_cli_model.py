@@ -121,6 +121,9 @@ def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, ca
         main(list(map(str, args)))
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
+    if case == "unparsable path":  # the one error line, then the parser's caret picture under the expression
+        assert lines[1:] == ["  ramp(16) >> mdm(32", " " * 20 + "^"], lines
+        lines = lines[:1]
     assert len(lines) == 1 and lines[0].startswith("snrpaths: error:"), lines
     assert not out_file.exists() and not list(tmp_path.glob(".samples*"))
     expected = {"missing corpus": "does not exist", "vocabulary mismatch": "do not belong together",
