@@ -131,16 +131,8 @@ class TokenTable:
         return best**0.5
 
     def check_tokens(self, name: str, tokens: torch.Tensor) -> None:
-        """Raise unless ``tokens`` is an integer tensor with every entry in ``[0, V)``."""
-        if not isinstance(tokens, torch.Tensor):
-            raise SNRTypeError(f"{name!r} must be a torch.Tensor of token ids (got {type(tokens).__name__})")
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise SNRTypeError(f"{name!r} must hold integer token ids (got dtype {tokens.dtype})")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
-            lo, hi = int(tokens.min()), int(tokens.max())
-            raise SNRPathError(
-                f"{name!r} holds token ids in [{lo}, {hi}]; valid ids are in [0, {self.vocab_size - 1}]"
-            )
+        """Raise unless ``tokens`` is an integer tensor with every entry in ``[0, V)`` (:func:`validate.token_ids`)."""
+        validate.token_ids(name, tokens, self.vocab_size)
 
 
 def _check_positive(name: str, value: int) -> None:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..denoiser import Denoiser
 from ..errors import ShapeError, SNRTypeError
-from .. import validate
+from .. import limits, validate
 from ..state import UNKNOWN, SNRState
 
 LN2 = math.log(2.0)
@@ -89,6 +89,16 @@ def check_tokens(denoiser: Denoiser, tokens: object) -> torch.Tensor:
 
 def check_count(name: str, value: object, minimum: int = 1) -> int:
     return validate.integer(name, value, minimum, phrase=f"an integer >= {minimum}")
+
+
+def check_size(where: str, denoiser: Denoiser, sequences: int, rows_per_sequence: int, batch_size: int,
+               remedy: str) -> None:
+    """Refuse, before any work, an estimate of ``sequences x rows_per_sequence`` denoiser rows whose logits per
+    call (``min(batch_size, rows) x L x V``) or positions in all (``rows x L``) exceed :mod:`snrpaths.limits`."""
+    rows = sequences * rows_per_sequence
+    length = denoiser.seq_len
+    limits.check_logits(where, min(batch_size, rows), length, denoiser.vocab_size, "lower batch_size")
+    limits.check_work(where, rows, length, f"{sequences} sequences x {rows_per_sequence} rows", remedy)
 
 
 def check_progress(progress: object) -> None:
