@@ -14,7 +14,7 @@ import torch
 
 from ..denoiser import Denoiser
 from ..errors import SNRPathError, one_of
-from .. import validate
+from .. import limits, validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import as_curve, check_knots, kappa, radau, truncate
@@ -137,7 +137,7 @@ def path_integral(
         depend on ``batch_size`` or device.
 
     Work is bounded before it starts (:mod:`snrpaths.limits`): ``min(batch_size, rows) x L x V`` logits per call
-    and ``rows x L`` positions in all, ``rows = B x n_samples x (N + m)``.
+    and ``rows x L`` positions in all, ``rows = B x n_samples x (N + m)``; ``n_nodes`` at most ``MAX_NODES``.
     """
     _common.check_denoiser(denoiser)
     tokens = _common.check_tokens(denoiser, tokens)
@@ -153,6 +153,7 @@ def path_integral(
     b = tokens.shape[0]
     remedy = "lower n_samples, n_nodes or the number of sequences"
     # Every trajectory has at least n_nodes nodes: refuse before the Radau rule (cubic in n_nodes) is built.
+    limits.check_nodes("path_integral", n_nodes)
     _common.check_size("path_integral", denoiser, b * n_samples, n_nodes, batch_size, remedy)
     probe = curve.knots(length, torch.Generator().manual_seed(0))
     check_knots(probe, length)
