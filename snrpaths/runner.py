@@ -313,6 +313,9 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
     else:
         target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.g)).to(state.z.dtype)
+    # Outside the moving positions the target is 0, not whatever the logits made of it: clean positions may carry
+    # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
+    target = torch.where(sel.chosen[..., None], target, 0.0)
     return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.g))
 
 

@@ -88,3 +88,4 @@ def test_all_orders_is_bounded():
     assert len(nll.all_orders(4)) == 24
     with pytest.raises(LimitError, match=r"all_orders\(20\): 20! orders"):
         nll.all_orders(20)
+

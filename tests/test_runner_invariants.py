@@ -205,3 +205,23 @@ def test_a_2d_prompt_sets_the_batch_and_an_agreeing_batch_is_fine():
         assert tokens.shape == (2, 4) and tokens[0, 0] == 0 and tokens[1, 2] == 2
     assert sample(Path.ar(), TOY, batch=3, prompt=prompt[0]).tokens.shape == (3, 4)
     assert sample(Path.ar(), TOY, prompt=torch.tensor([0, -1, -1, -1], dtype=torch.int32)).tokens[0, 0] == 0
+
+
+class NaNWhereClean:
+    """Logits that are NaN at clean positions, which the Denoiser protocol allows ("may return anything")."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state):
+        return self.inner.logits(state).masked_fill(state.clean[..., None], float("nan"))
+
+
+@pytest.mark.parametrize("form", ["mean", "sample"])
+def test_a_ramp_leaves_clean_positions_exactly_at_z_0_whatever_their_logits(form):
+    """The mean form added 0 * NaN to the evidence of the prompt's positions."""
+    prompt = torch.tensor([0, -1, -1, -1])
+    result = sample(Path.hybrid(3, 3, form=form), NaNWhereClean(TOY), batch=4, prompt=prompt)
+    result.state.validate(TOY.table)
+    assert not torch.isnan(result.state.z).any() and result.tokens[:, 0].eq(0).all()

@@ -139,6 +139,8 @@ def log_probs(denoiser: Denoiser, gamma: torch.Tensor, z: torch.Tensor, tokens: 
     expected = (*gamma.shape, denoiser.vocab_size)
     if tuple(logits.shape) != expected:
         raise ShapeError(f"the denoiser returned logits of shape {list(logits.shape)}; expected {list(expected)}")
+    if not logits.is_floating_point():
+        raise ShapeError(f"the denoiser returned logits of dtype {logits.dtype}; logits must be floating point")
     logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
     return torch.where(clean[..., None], torch.zeros((), dtype=logp.dtype, device=logp.device), logp)
 
