@@ -200,8 +200,8 @@ class _Run:
         bad = ~torch.isfinite(top) & ~self.state.clean
         if bool(bad.any()):
             raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
-                               f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "
-                               f"+inf: {int(torch.isposinf(logits).sum())})")
+                                f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "
+                                f"+inf: {int(torch.isposinf(logits).sum())})")
 
     def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
         """``[B, L]`` bool: the op's positions that are not fixed by the prompt."""
