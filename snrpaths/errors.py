@@ -21,6 +21,15 @@ class ShapeError(SNRPathError):
     """A tensor of the wrong shape, dtype or size."""
 
 
+class DenoiserError(SNRPathError):
+    """A denoiser that failed while sampling (its own exception is chained as ``__cause__``) or returned logits
+    that cannot be sampled from (NaN, +inf, or no finite option); the message names the step."""
+
+
+class LimitError(SNRPathError):
+    """A request larger than a limit of :mod:`snrpaths.limits`; the message names the limit and how to raise it."""
+
+
 def one_of(name: str, value: Any, valid: Iterable[Any]) -> SNRPathError:
     """The error for ``value`` not among ``valid``."""
     return SNRPathError(f"{name!r} must be one of {tuple(valid)!r} (got {value!r})")

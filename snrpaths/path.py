@@ -258,7 +258,8 @@ class Path:
         exact: bool = False,
     ) -> "Reveal":
         """Send positions from their current gamma to inf, tokens drawn from the denoiser (float64, optionally
-        tempered and nucleus-truncated to ``top_p``), one denoiser call per step.
+        tempered and nucleus-truncated to ``top_p``), one denoiser call per step. ``temperature=0`` draws the
+        argmax (greedy; tied maxima equally likely); any positive temperature, however small, is applied exactly.
 
         How many per step: ``count`` positions, or a masked-diffusion clock ``schedule`` (``"linear"`` |
         ``"cosine"``) over ``steps``; with the clock and ``order="random"`` each unrevealed position is revealed
@@ -399,9 +400,8 @@ class Reveal(Path):
     count: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
     schedule: AlphaSchedule | None = attrs.field(
         default=None, converter=validate.field(_named(ALPHA_SCHEDULES, AlphaSchedule, allow_none=True)))
-    temperature: float = attrs.field(default=1.0, converter=_POSITIVE)
-    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.number, low=0.0, high=1.0,
-                                                                       low_open=True))
+    temperature: float = attrs.field(default=1.0, converter=validate.field(validate.temperature))
+    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.top_p))
     exact: bool = attrs.field(default=False, converter=validate.field(validate.boolean))
     remask: RemaskPolicy | None = attrs.field(
         default=None, converter=validate.field(_named(REMASK_POLICIES, RemaskPolicy, allow_none=True)))
