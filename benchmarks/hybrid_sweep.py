@@ -1,8 +1,8 @@
 """Hybrid sweep: where the hybrid should hand over, chosen on the tuning play at a budget of 48 calls.
 
 ``hybrid(T_cont, T_mdm, gamma_max=g, switch=m, schedule=r)`` on the DSL fine-tune, in two stages. Stage 1: the
-hand-over SNR ``gamma_max`` (0.5 .. 40) x the switch mode (keep, commit, mask) at ``(T_cont, T_mdm) = (16, 32)`` with the
-logit ramp. Stage 2, at stage 1's best ``(gamma_max, switch)``: the ramp schedule (logit, loglinear, linear) x the
+hand-over SNR ``gamma_max`` (0.5 .. 40) x the switch mode (keep, commit, mask) at the middle split ``(T_cont, T_mdm) = (24, 24)``
+with the logit ramp. Stage 2, at stage 1's best ``(gamma_max, switch)``: the ramp schedule (logit, loglinear, linear) x the
 split of the 48 calls between ramp and masked diffusion. Baselines at the same 48 calls: ``mdm(48)`` on both
 checkpoints and ``mdm(48, remask='confidence')`` on the fine-tune. The ranking metric is bits per character under
 SmolLM2 (why not MAUVE or gen. PPL: see the text study); unigram entropy is reported to catch repetition.

@@ -55,6 +55,10 @@ SAMPLERS = {
     "roar": "roar()",  # always L calls: shown in the column T = L
 }
 SWITCHES = ("keep", "commit", "mask")
+#: The hand-over SNR at which switch('keep') did best in ``snrpaths bench hybrid-sweep`` (on the tuning play; the
+#: lowest swept: every step down from 40 helped, none reached mdm at the same calls). The hybrid's default stays 40,
+#: where exact denoisers need it (see the README's Results).
+SWEPT_GAMMA = 0.5
 HUMAN = "held-out text"
 FULL = {"samplers": tuple(SAMPLERS), "n": 32, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
         "grid": ((16, 16), (16, 32), (16, 48), (32, 16), (32, 32), (32, 48))}
@@ -152,6 +156,8 @@ def _plan(args) -> _Plan:
             cells[ckpt, "switch", f"switch('{mode}')", tc + tm] = f"hybrid({tc}, {tm}, switch='{mode}')"
         cells[ckpt, "switch", "switch('keep'), remask='confidence'", tc + tm] = \
             f"hybrid({tc}, {tm}, remask='confidence')"
+        cells[ckpt, "switch", f"switch('keep'), gamma_max={SWEPT_GAMMA}", tc + tm] = \
+            f"hybrid({tc}, {tm}, gamma_max={SWEPT_GAMMA})"
         for name in ("remdm-confidence", "remdm-loop"):
             cells[ckpt, "target", name, 4 * (tc + tm)] = SAMPLERS[name].format(T=4 * (tc + tm))
     for key, text in cells.items():
