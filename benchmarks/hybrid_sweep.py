@@ -23,6 +23,7 @@ import math
 import pathlib
 
 import torch
+from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks.text_quality import (
     CHECKPOINTS,
@@ -39,7 +40,6 @@ from snrpaths.benchmarks.text_quality import (
 )
 
 from snrpaths import parse_path
-from snrpaths.cli_model import load_with_tokenizer
 from snrpaths.errors import SNRPathError
 from snrpaths.quality import require
 from snrpaths.schedules import RAMP_SCHEDULES

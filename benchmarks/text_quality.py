@@ -28,13 +28,13 @@ import pathlib
 import time
 
 import torch
+from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._plays import held_out
 from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks._timing import describe_device
 from tqdm import tqdm
 
 from snrpaths import parse_path, sample
-from snrpaths.cli_model import load_with_tokenizer
 from snrpaths.data import fixed_windows
 from snrpaths.errors import SNRPathError, one_of
 from snrpaths.quality import (

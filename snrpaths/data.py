@@ -172,6 +172,22 @@ class BPETokenizer:
 Tokenizer = CharTokenizer | BPETokenizer
 
 
+def encode_text(tokenizer: Tokenizer, text: str, what: str) -> torch.Tensor:
+    """``text`` as ``[N]`` ids, or the error naming ``what`` text (``"train"``, ``"held-out"``) that does not fit."""
+    try:
+        return tokenizer.encode(text)
+    except SNRPathError as e:
+        raise SNRPathError(f"the {what} text does not fit the checkpoint's tokenizer: {e}") from None
+
+
+def prompt_ids(tokenizer: Tokenizer, text: str, seq_len: int) -> torch.Tensor:
+    """``[seq_len]`` ids for sampling from a text prompt: the prompt's tokens first, ``-1`` (free) after them."""
+    ids = encode_text(tokenizer, text, "prompt")
+    if len(ids) >= seq_len:
+        raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
+    return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
+
+
 def checked_ids(ids: object, vocab_size: int) -> list[int]:
     """``ids`` (an integer tensor or array of any shape, flattened, or a sequence of ints) as a list of ints, each
     in ``[0, vocab_size)``: a negative id (an unrevealed ``-1``) or one past the vocabulary is an error."""
