@@ -105,19 +105,13 @@ def load(
 def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     """Write ``denoiser`` to ``folder`` in our format; each file is written atomically (temp file, then rename).
 
-    The config is written last and removed first: a folder whose config is present always has matching weights.
+    The config is written last and removed first: a folder whose config is present always has matching weights. To
+    replace a whole folder at once, write it with :func:`snrpaths.files.replace_folder` (as the trainer does).
     """
     if not isinstance(denoiser, DSLDenoiser):
         raise SNRTypeError(f"'denoiser' must be a DSLDenoiser (got {type(denoiser).__name__})")
-    config = {
-        "format": FORMAT,
-        "version": VERSION,
-        "backbone": attrs.asdict(denoiser.backbone.config),
-        "converter": attrs.asdict(denoiser.converter.config),
-        "tokenizer": denoiser.tokenizer,
-    }
     try:
-        text = json.dumps(config, indent=2) + "\n"
+        text = json.dumps(describe(denoiser), indent=2) + "\n"
     except TypeError as e:
         raise SNRPathError(f"the denoiser's 'tokenizer' must be JSON-serialisable ({e})") from None
     folder = Path(folder)
@@ -129,21 +123,44 @@ def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def describe(denoiser: DSLDenoiser) -> dict:
+    """What our ``config.json`` holds for ``denoiser``: its architecture, converter settings and tokenizer."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "backbone": attrs.asdict(denoiser.backbone.config),
+        "converter": attrs.asdict(denoiser.converter.config),
+        "tokenizer": denoiser.tokenizer,
+    }
+
+
+def from_description(config: dict, where: str) -> DSLDenoiser:
+    """A freshly initialised denoiser of the architecture ``config`` (a :func:`describe` dict) gives, checked as
+    ``load`` checks a config.json; ``where`` names the source in errors."""
+    backbone, conv, tokenizer = _our_configs(config, where)
+    return DSLDenoiser.build(backbone, conv, tokenizer=tokenizer)
+
+
 # -- the three forms ----------------------------------------------------------------------------------------------
 
 
-def _load_ours(folder: Path, config: dict, seq_len: int | None) -> DSLDenoiser:
+def _our_configs(config: dict, where: str) -> tuple[DiTConfig, ConverterConfig, dict | None]:
     if config.get("version") != VERSION:
-        raise SNRPathError(f"{folder} is format version {config.get('version')!r}; snrpaths reads version {VERSION}")
-    backbone = _build_config(DiTConfig, config.get("backbone"), f"{folder / CONFIG_NAME} 'backbone'")
+        raise SNRPathError(f"{where} is format version {config.get('version')!r}; snrpaths reads version {VERSION}")
+    backbone = _build_config(DiTConfig, config.get("backbone"), f"{where} 'backbone'")
     section = config.get("converter")
     if isinstance(section, dict) and "head" not in section:
         section = {**section, "head": "plain"}  # saved before the evidence head existed: keep its logits
-    conv = _build_config(ConverterConfig, section, f"{folder / CONFIG_NAME} 'converter'")
+    conv = _build_config(ConverterConfig, section, f"{where} 'converter'")
+    return backbone, conv, config.get("tokenizer")
+
+
+def _load_ours(folder: Path, config: dict, seq_len: int | None) -> DSLDenoiser:
+    backbone, conv, tokenizer = _our_configs(config, str(folder / CONFIG_NAME))
     if seq_len is not None:
         backbone = attrs.evolve(backbone, seq_len=seq_len)
     with torch.device("meta"):  # no time spent initialising weights that are about to be replaced
-        model = DSLDenoiser(DiT(backbone), Converter(backbone.vocab_size, conv), config.get("tokenizer"))
+        model = DSLDenoiser(DiT(backbone), Converter(backbone.vocab_size, conv), tokenizer)
     weights = _upgrade(_read_weights(folder), str(folder / WEIGHTS_NAME))
     _check_keys(_shapes(model), weights, str(folder / WEIGHTS_NAME))
     model.load_state_dict(weights, assign=True)
