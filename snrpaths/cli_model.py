@@ -130,10 +130,12 @@ def _initial_model(args, corpus):
     """The model to train: resumed architecture, a checkpoint to fine-tune, or a fresh one sized by the flags. Its
     ``tokenizer`` is the checkpoint's (which must fit the corpus), or characters fitted to a fresh model's corpus."""
     from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, load
+    from snrpaths.train import CHECKPOINT, checkpoint_model
 
-    run_model = Path(args.out) / "model"
-    if args.resume and (Path(args.out) / "checkpoint.pt").is_file() and run_model.is_dir():
-        return load(run_model)  # the architecture; the trainer restores the exact state from checkpoint.pt
+    if args.resume and (Path(args.out) / CHECKPOINT).is_file():
+        # the architecture, read from checkpoint.pt alone (never from model/, which a kill may have left mid-swap);
+        # the trainer restores the exact state from the same file
+        return checkpoint_model(args.out)
     if args.init:
         model = load(args.init)
         if model.tokenizer is None:
