@@ -13,6 +13,7 @@ from .converter import Converter, ConverterConfig
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
 from .hmm import ExactHMM
+from .text import load_with_tokenizer
 from .toy import ExactToy
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "ExactToy",
     "known_names",
     "load",
+    "load_with_tokenizer",
     "save",
 ]

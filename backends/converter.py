@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snrpaths.errors import SNRPathError
+from snrpaths.errors import SNRPathError, SNRTypeError
 
 #: Logit entries per chunk of the mixture (64 MB in float32): bounds memory at any batch size.
 CHUNK_ENTRIES = 2**24
@@ -80,6 +80,11 @@ def _check_dim(instance, attribute, value):
 def _check_sparse_k(instance, attribute, value):
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise SNRPathError(f"'sparse_k' must be a non-negative integer, 0 for always dense (got {value!r})")
+
+
+def _check_bool(instance, attribute, value):
+    if not isinstance(value, bool):
+        raise SNRTypeError(f"{attribute.name!r} must be True or False (got {value!r})")
 
 
 HEADS = ("evidence", "plain")
@@ -107,7 +112,8 @@ class ConverterConfig:
     """
 
     anchor_dim: int = attrs.field(default=48, validator=_check_dim)  # d of the unit-norm anchors (public DSL code: 48)
-    learn_anchors: bool = True  # learn anchor directions (norm fixed to 1); False keeps them frozen (a buffer)
+    # learn anchor directions (norm fixed to 1); False keeps them frozen (a buffer)
+    learn_anchors: bool = attrs.field(default=True, validator=_check_bool)
     mask_prob: float = attrs.field(default=0.99, validator=_check_mask_prob)  # p([MASK] | z = 0) at initialisation
     # k slots gathered per certified position; 0 (or >= V + 1) computes the dense product everywhere
     sparse_k: int = attrs.field(default=128, validator=_check_sparse_k)
@@ -151,9 +157,12 @@ class Converter(nn.Module):
         super().__init__()
         self.config = config
         d = config.anchor_dim
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(vocab_size, d, generator=g, device="cpu")
-        w = w / w.norm(dim=1, keepdim=True)
+        if torch.empty(()).is_meta:  # built under torch.device("meta") to receive stored weights: draw nothing
+            w = torch.empty(vocab_size, d)
+        else:
+            g = torch.Generator().manual_seed(seed)
+            w = torch.randn(vocab_size, d, generator=g, device="cpu")
+            w = w / w.norm(dim=1, keepdim=True)
         if config.learn_anchors:
             self.anchor_weight = nn.Parameter(w)
         else:

@@ -56,10 +56,12 @@ class DiTConfig:
 
     def __attrs_post_init__(self) -> None:
         _check_heads(self)
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+        number = (int, float)
+        if not (isinstance(self.dropout, number) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1):
             raise SNRPathError(f"'dropout' must be a number in [0, 1) (got {self.dropout!r})")
-        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
-            raise SNRPathError(f"'rope_base' must be a number > 1 (got {self.rope_base!r})")
+        if not (isinstance(self.rope_base, number) and not isinstance(self.rope_base, bool)
+                and 1 < self.rope_base < math.inf):
+            raise SNRPathError(f"'rope_base' must be a finite number > 1 (got {self.rope_base!r})")
 
     @property
     def head_dim(self) -> int:

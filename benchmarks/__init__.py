@@ -14,5 +14,6 @@ STUDIES = {
     "runner-overhead": ("runner_overhead", "the runner against a hand-written MDLM loop making the same calls"),
     "dit-throughput": ("dit_throughput", "forward tokens/s of the DiT with and without the DSL converter"),
     "shipped-checkpoints": ("shipped_checkpoints", "validation bits/char and samples of the shipped checkpoints"),
+    "hybrid-sweep": ("hybrid_sweep", "the hybrid's hand-over SNR, switch mode, ramp schedule and split at 48 calls"),
     "hmm": ("hmm_study", "gen. NLL gap and invalid rate vs NFE of every sampler, judged by an exact HMM"),
 }

@@ -152,7 +152,8 @@ def trained_rows(checkpoint: str, budgets: list[int], repeats: int, n_seqs: int,
     integral stopped at ``TRAINED_GAMMA_MAX``. The path integral to infinite SNR is left out: these models were
     trained with continuous SNRs up to 40 only, ``E_i`` does not vanish as gamma grows, and that integral diverges
     (``snrpaths nll --estimator path-integral`` shows it)."""
-    from snrpaths.cli_model import encode_text, load_with_tokenizer
+    from snrpaths.backends.text import load_with_tokenizer
+    from snrpaths.data import encode_text
     from snrpaths.data import fixed_windows, load_corpus
 
     den, tokenizer = load_with_tokenizer(checkpoint)

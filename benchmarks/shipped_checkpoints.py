@@ -14,10 +14,10 @@ import pathlib
 import time
 
 import torch
+from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._results import RESULTS, write
 
 from snrpaths import parse_path, sample
-from snrpaths.cli_model import load_with_tokenizer
 from snrpaths.data import fixed_windows, load_corpus
 from snrpaths.train import evaluate
 

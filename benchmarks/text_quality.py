@@ -8,9 +8,10 @@ token) under SmolLM2-135M, and unigram entropy, each beside held-out windows of 
 ``--n`` samples; tables give mean ± standard error over seeds. The budgets scale the paper's (T = L/8 .. L at
 L = 1024) to our L = 128; the hybrid grid keeps the paper's step counts (its continuous steps do not scale with L).
 
-Held-out text: ``--reference`` windows of the validation plays are the MAUVE reference; a disjoint set of ``--n``
-windows per seed is scored like a sampler (row "held-out text": the ceiling of each metric at this sample size).
-Nothing is tuned on either. Finished (cell, seed) results are appended to a ``.partial.jsonl`` file beside the
+Held-out text: ``--reference`` windows of the two scoring plays (``benchmarks/_plays.py``) are the MAUVE reference; a
+disjoint set of ``--n`` windows per seed is scored like a sampler (row "held-out text": the ceiling of each metric at
+this sample size). Nothing is tuned on either: the hybrid's defaults were chosen by ``snrpaths bench hybrid-sweep`` on
+the third validation play, with other seeds. Finished (cell, seed) results are appended to a ``.partial.jsonl`` file beside the
 outputs, so an interrupted run continues where it stopped when rerun with the same options.
 
     snrpaths bench text-quality --quick      # a few minutes
@@ -27,13 +28,14 @@ import pathlib
 import time
 
 import torch
+from snrpaths.backends.text import load_with_tokenizer
+from snrpaths.benchmarks._plays import held_out
 from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks._timing import describe_device
 from tqdm import tqdm
 
 from snrpaths import parse_path, sample
-from snrpaths.cli_model import load_with_tokenizer
-from snrpaths.data import fixed_windows, load_corpus
+from snrpaths.data import fixed_windows
 from snrpaths.errors import SNRPathError, one_of
 from snrpaths.quality import (
     METRICS,
@@ -53,6 +55,10 @@ SAMPLERS = {
     "roar": "roar()",  # always L calls: shown in the column T = L
 }
 SWITCHES = ("keep", "commit", "mask")
+#: The hand-over SNR at which switch('keep') did best in ``snrpaths bench hybrid-sweep`` (on the tuning play; the
+#: lowest swept: every step down from 40 helped, none reached mdm at the same calls). The hybrid's default stays 40,
+#: where exact denoisers need it (see the README's Results).
+SWEPT_GAMMA = 0.5
 HUMAN = "held-out text"
 FULL = {"samplers": tuple(SAMPLERS), "n": 32, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
         "grid": ((16, 16), (16, 32), (16, 48), (32, 16), (32, 32), (32, 48))}
@@ -150,6 +156,8 @@ def _plan(args) -> _Plan:
             cells[ckpt, "switch", f"switch('{mode}')", tc + tm] = f"hybrid({tc}, {tm}, switch='{mode}')"
         cells[ckpt, "switch", "switch('keep'), remask='confidence'", tc + tm] = \
             f"hybrid({tc}, {tm}, remask='confidence')"
+        cells[ckpt, "switch", f"switch('keep'), gamma_max={SWEPT_GAMMA}", tc + tm] = \
+            f"hybrid({tc}, {tm}, gamma_max={SWEPT_GAMMA})"
         for name in ("remdm-confidence", "remdm-loop"):
             cells[ckpt, "target", name, 4 * (tc + tm)] = SAMPLERS[name].format(T=4 * (tc + tm))
     for key, text in cells.items():
@@ -159,15 +167,20 @@ def _plan(args) -> _Plan:
         except SNRPathError as err:
             raise SNRPathError(f"{text} cannot run at L = {L} (cell {key[2]}, T = {key[3]}): {err}") from None
         cells[key] = repr(path)  # one spelling per path, so equal cells are sampled once
-    stream_tokenizer = next(iter(models.values()))[1]
-    windows = fixed_windows(stream_tokenizer.encode(load_corpus().text("valid")), args.reference + args.seeds * args.n, L)
+    return _Plan(models, *held_out_text(next(iter(models.values()))[1], "score", args, L), cells)
+
+
+def held_out_text(tokenizer, role: str, args, L: int) -> tuple[list[str], tuple]:
+    """From the validation plays of ``role`` (:mod:`snrpaths.benchmarks._plays`): ``args.reference`` windows of
+    ``L`` characters as MAUVE's reference texts, and a disjoint ``(seeds, n, L)`` set scored like a sampler."""
+    names, text = held_out(role)
+    windows = fixed_windows(tokenizer.encode(text), args.reference + args.seeds * args.n, L)
     if len(windows) < args.reference + args.seeds * args.n:
-        raise SNRPathError(f"the held-out plays have {len(windows)} windows of {L}; --reference + --seeds x --n "
-                           f"= {args.reference + args.seeds * args.n} is too many")
+        raise SNRPathError(f"the held-out plays {names} have {len(windows)} windows of {L}; --reference + --seeds "
+                           f"x --n = {args.reference + args.seeds * args.n} is too many")
     order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(args.seed))
-    reference = [stream_tokenizer.decode(w) for w in windows[order[:args.reference]]]
-    human = windows[order[args.reference:]].view(args.seeds, args.n, L)
-    return _Plan(models, reference, (stream_tokenizer, human), cells)
+    reference = [tokenizer.decode(w) for w in windows[order[:args.reference]]]
+    return reference, (tokenizer, windows[order[args.reference:]].view(args.seeds, args.n, L))
 
 
 def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:

@@ -17,6 +17,7 @@ import argparse
 import pathlib
 
 from snrpaths import Path
+from snrpaths.backends.toy import ExactToy
 from snrpaths.plot import gamma_plane, generation_order, save
 
 parser = argparse.ArgumentParser(description="A custom sampler in five lines")
@@ -35,13 +36,15 @@ soft_then_sure = Path.on(slice(4, 8),                             # positions 4-
 custom = left_to_right | soft_then_sure
 
 # %%
-# Its runs in the plane of one position from each half, and one run's generation order (eight tokens).
+# Its runs in the plane of one position from each half, and one run's generation order, on an exact toy of eight
+# binary tokens (a Markov chain's Bayes denoiser: the figures show the path, not a model's quirks).
 print(repr(custom))
-plane = gamma_plane({"custom sampler": custom}, positions=(2, 5), seq_len=8, runs=RUNS, seed=SEED,
+toy = ExactToy.markov(2, 8, seed=0)
+plane = gamma_plane({"custom sampler": custom}, positions=(2, 5), denoiser=toy, runs=RUNS, seed=SEED,
                     title="A custom sampler in the $(\\gamma_2, \\gamma_5)$ plane: AR on 0-3 beside ramp-then-reveal "
                           "on 4-7")
 print("wrote", save(plane, args.out / "custom_sampler_plane.png", dpi=110))
-order = generation_order({"custom sampler": custom}, seq_len=8, seed=SEED)
+order = generation_order({"custom sampler": custom}, denoiser=toy, seed=SEED)
 print("wrote", save(order, args.out / "custom_sampler_order.png", dpi=110))
 
 # %%

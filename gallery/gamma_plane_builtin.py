@@ -19,6 +19,7 @@ import argparse
 import pathlib
 
 from snrpaths import Path
+from snrpaths.backends.toy import ExactToy
 from snrpaths.plot import gamma_plane, save
 
 parser = argparse.ArgumentParser(description="Every built-in sampler in the (gamma_0, gamma_1) plane")
@@ -47,8 +48,9 @@ samplers = {
 }
 
 # %%
-# Run each one on the default exact toy (a binary Markov chain, L = 2) with a trace, and draw the plane.
-fig = gamma_plane(samplers, positions=(0, 1), runs=RUNS, seed=SEED)
+# Run each one on an exact toy (the Bayes denoiser of a binary Markov chain, L = 2: the paper's two-token picture) with
+# a trace, and draw the plane.
+fig = gamma_plane(samplers, positions=(0, 1), denoiser=ExactToy.markov(2, 2, seed=0), runs=RUNS, seed=SEED)
 print("wrote", save(fig, args.out / "gamma_plane_builtin.png", dpi=110))
 
 # %%

@@ -18,6 +18,7 @@ import argparse
 import pathlib
 
 from snrpaths import Path
+from snrpaths.backends.toy import ExactToy
 from snrpaths.plot import generation_order, save
 
 parser = argparse.ArgumentParser(description="Token-level generation order")
@@ -37,8 +38,8 @@ samplers = {
 }
 
 # %%
-# Run each on the default exact toy with a trace and draw run 0 of each.
-fig = generation_order(samplers, seq_len=L, seed=SEED)
+# Run each on an exact toy (the Bayes denoiser of a binary Markov chain of L tokens) with a trace and draw run 0.
+fig = generation_order(samplers, denoiser=ExactToy.markov(2, L, seed=0), seed=SEED)
 print("wrote", save(fig, args.out / "generation_order.png", dpi=110))
 
 # %%

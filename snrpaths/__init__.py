@@ -4,11 +4,11 @@ Implements Discrete Stochastic Localization (DSL; Wu et al. 2026): tokens are un
 carries its own SNR ``gamma_i in [0, inf]``, and one time-invariant denoiser ``p(s_i | z)`` serves every path.
 """
 
-from . import nll
+from . import limits, nll
 from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
-from .errors import ShapeError, SNRPathError, SNRTypeError
+from .errors import DenoiserError, LimitError, ShapeError, SNRPathError, SNRTypeError
 from .geometry import TokenTable
 from .parse import PathSyntaxError, parse_path
 from .path import Path
@@ -17,6 +17,8 @@ from .state import SNRState
 
 __all__ = [
     "Denoiser",
+    "DenoiserError",
+    "LimitError",
     "Path",
     "PathSyntaxError",
     "Program",
@@ -28,6 +30,7 @@ __all__ = [
     "SNRState",
     "SNRTypeError",
     "ShapeError",
+    "limits",
     "nll",
     "TokenTable",
     "corrupt",

@@ -6,6 +6,7 @@ Every bad argument ends in one line ``snrpaths: error: ...`` and exit status 2, 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -14,21 +15,28 @@ import torch
 from .cli_bench import add_command as add_bench_command
 from .cli_check import add_command as add_check_command
 from .cli_model import add_commands as add_model_commands
+from .cli_model import named_by_flags, parse_path_arg
 from .cli_nll import add_command as add_nll_command
+from . import __version__
 from .errors import SNRPathError
 from .parse import parse_path
 from .runner import sample
 from .testing.stats import empirical_law, tv_tolerance
 
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
+#: ```x```, ``:func:`x``` and friends: docstring markup that a terminal should not show.
+_RST = re.compile(r"(?::[a-z]+:)?`{1,2}~?([^`]+?)`{1,2}")
 TOYS = ("markov", "random", "parity", "two-bit")
+#: The longest binary toy the plot commands enumerate (``2^L`` sequences).
+MAX_PLOT_LEN = 17
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with named_by_flags(args):
+            return args.run(args)
     except SNRPathError as err:
         parser.exit(2, f"snrpaths: error: {err}\n")
     except KeyboardInterrupt:
@@ -37,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snrpaths", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"snrpaths {__version__}")
     commands = parser.add_subparsers(required=True, metavar="command")
     toy = commands.add_parser("toy", help="sample an exact toy joint with any path and compare with the truth",
                               description="Sample an exact toy joint with a path (and reference samplers at the same "
@@ -46,16 +55,33 @@ def _parser() -> argparse.ArgumentParser:
     toy.add_argument("--vocab", type=int, default=3, help="V for markov / random toys (default: 3)")
     toy.add_argument("--length", type=int, default=4, help="L (default: 4)")
     toy.add_argument("--n", type=int, default=10_000, help="samples per sampler (default: 10000)")
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--seed", type=int, default=0, help="seeds the toy and the samples (default: 0)")
     toy.add_argument("--gamma-max", type=float, default=400.0,
-                     help="gamma_max of the reference hybrid (toy anchors separate by gamma ~ 8/Delta^2)")
+                     help="gamma_max of the reference hybrid (toy anchors separate by gamma ~ 8/Delta^2; default: 400)")
     toy.set_defaults(run=_run_toy)
     add_model_commands(commands)  # train, sample (snrpaths/cli_model.py)
     add_nll_command(commands)  # nll (snrpaths/cli_nll.py)
     add_check_command(commands)  # check (snrpaths/cli_check.py)
     _add_plot_commands(commands)
     add_bench_command(commands)  # bench (snrpaths/cli_bench.py)
+    _finish(parser)
     return parser
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """In this parser and every subcommand's: help texts as a terminal shows them (the reStructuredText of the
+    docstrings they come from removed: ```x``` and ``:role:`x``` become ``x``), and ``args.typed_options``, the
+    destinations of the options the user can type, which errors are named by (:func:`named_by_flags`)."""
+    parser.set_defaults(typed_options=frozenset(a.dest for a in parser._actions if a.option_strings))
+    for attr in ("description", "epilog"):
+        if getattr(parser, attr):
+            setattr(parser, attr, _RST.sub(r"\1", getattr(parser, attr)))
+    for action in parser._actions:
+        if action.help:
+            action.help = _RST.sub(r"\1", action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _finish(sub)
 
 
 def _add_plot_commands(commands) -> None:
@@ -81,14 +107,25 @@ def _add_plot_commands(commands) -> None:
         sub.add_argument("--path", action="append", required=True, metavar="EXPR",
                          help="path expression; repeat for several, e.g. --path 'ar()' --path 'mdm(16)'")
         sub.add_argument("--out", required=True, help="the image to write, e.g. fig.png")
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--seed", type=int, default=0, help="seeds the runs (default: 0)")
+
+
+def _plot_toy(length: int, flag: str):
+    """The exact toy the command line draws bare paths on: a binary Markov chain's Bayes denoiser of ``length``."""
+    from snrpaths.backends.toy import ExactToy  # the CLI is an application: it may pick a backend
+
+    if isinstance(length, bool) or not 1 <= length <= MAX_PLOT_LEN:
+        raise SNRPathError(f"{flag} {length}: the plots' exact toy enumerates 2^L sequences and stops at "
+                           f"L = {MAX_PLOT_LEN} (valid: 1..{MAX_PLOT_LEN})")
+    return ExactToy.markov(2, length, seed=0)
 
 
 def _run_gamma_plane(args) -> int:
     from . import plot  # matplotlib loads only when a plot is asked for
 
-    fig = plot.gamma_plane([parse_path(text) for text in args.path], positions=tuple(args.positions),
-                           runs=args.runs, seq_len=args.length, seed=args.seed)
+    length = max(max(args.positions) + 1, 2) if args.length is None else args.length
+    fig = plot.gamma_plane([parse_path_arg(text) for text in args.path], positions=tuple(args.positions),
+                           denoiser=_plot_toy(length, "--length"), runs=args.runs, seed=args.seed)
     print(f"wrote {plot.save(fig, args.out)}")
     return 0
 
@@ -96,7 +133,8 @@ def _run_gamma_plane(args) -> int:
 def _run_order(args) -> int:
     from . import plot
 
-    fig = plot.generation_order([parse_path(text) for text in args.path], seq_len=args.length, seed=args.seed)
+    fig = plot.generation_order([parse_path_arg(text) for text in args.path], denoiser=_plot_toy(args.length, "--length"),
+                                seed=args.seed)
     print(f"wrote {plot.save(fig, args.out)}")
     return 0
 
@@ -113,9 +151,10 @@ def _make_toy(args):
 
 
 def _run_toy(args) -> int:
-    path = parse_path(args.path)
-    if args.n < 1:
-        raise SNRPathError(f"--n must be a positive integer (got {args.n})")
+    path = parse_path_arg(args.path)
+    for flag, value in (("--n", args.n), ("--vocab", args.vocab), ("--length", args.length)):
+        if value < 1:
+            raise SNRPathError(f"{flag} must be a positive integer (got {value})")
     toy = _make_toy(args)
     budget = path.compile(toy.seq_len).nfe
     half = max(1, budget // 2)

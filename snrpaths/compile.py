@@ -3,7 +3,9 @@ updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq
 
 Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
 position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left,
-and more reveal steps than the positions left can fill.
+more reveal steps than the positions left can fill, a reveal clock whose last step does not end with every
+position clean (a user's clock or remask policy; the built-in ones always do), and programs longer than
+``snrpaths.limits.MAX_STEPS``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Union
 
 import attrs
 
-from .errors import SNRPathError, SNRTypeError
-from . import validate
+from .errors import SNRPathError, SNRTypeError, shown_positions
+from . import limits, validate
 from .orders import RANDOM, Explicit, Order
 from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
@@ -50,9 +52,8 @@ class RevealOp:
     alpha_s: float = attrs.field(converter=_UNIT)
     sigma: float = attrs.field(converter=_UNIT)
     sigma_by_confidence: bool = attrs.field(converter=_FLAG)
-    temperature: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
-                                                              high_open=True))
-    top_p: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=1.0, low_open=True))
+    temperature: float = attrs.field(converter=validate.field(validate.temperature))
+    top_p: float = attrs.field(converter=validate.field(validate.top_p))
     exact: bool = attrs.field(default=False, converter=_FLAG)
 
 
@@ -93,25 +94,38 @@ class Step:
 
 @attrs.frozen(repr=False)
 class Program:
-    """A compiled path: ``steps`` to run on sequences of ``seq_len``; ``nfe`` denoiser calls at most."""
+    """A compiled path: ``steps`` to run on sequences of ``seq_len``; ``nfe`` denoiser calls at most.
+
+    The runner checks that a run ends with every position clean; only a ``partial`` program (:meth:`prefix`, to
+    look at an intermediate state) may end with unrevealed positions, whose tokens are ``-1``.
+    """
 
     path: Path
     seq_len: int
     steps: tuple[Step, ...]
+    partial: bool = attrs.field(default=False, converter=_FLAG)
 
     @property
     def nfe(self) -> int:
         return sum(step.call for step in self.steps)
 
+    def prefix(self, k: int) -> "Program":
+        """The first ``k`` steps, a partial program: its run stops there and may leave positions unrevealed."""
+        k = validate.integer("k", k, 0, high=len(self.steps))
+        return attrs.evolve(self, steps=self.steps[:k], partial=True)
+
     def __repr__(self) -> str:
-        return f"Program({self.path!r}, seq_len={self.seq_len}, steps={len(self.steps)}, nfe={self.nfe})"
+        part = ", partial=True" if self.partial else ""
+        return f"Program({self.path!r}, seq_len={self.seq_len}, steps={len(self.steps)}, nfe={self.nfe}{part})"
 
 
 def compile_path(path: Path, seq_len: int) -> Program:
     """Lower ``path`` for sequences of ``seq_len`` positions (cached)."""
     if not isinstance(path, Path):
         raise SNRPathError(f"compile needs a Path (got {type(path).__name__}); build one with Path.* or parse_path")
-    return _compile_cached(path, validate.integer("seq_len", seq_len))
+    seq_len = validate.integer("seq_len", seq_len)
+    limits.check_steps(f"{path!r} for seq_len={seq_len}", seq_len, "positions")
+    return _compile_cached(path, seq_len)
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,6 +143,12 @@ class _Lowering:
         self.seq_len = seq_len
         self.open = [True] * seq_len  # may position i still be unrevealed after the stages lowered so far?
         self.opened_by: dict[int, str] = {}  # the last stage that left position i possibly unrevealed
+        self.planned = 0  # steps lowered so far (parallel branches add too, though they share steps: an upper bound)
+
+    def _plan(self, label: str, steps: int) -> None:
+        """Count a stage's steps before building them, so a path of 10**9 steps fails before it fills memory."""
+        self.planned += steps
+        limits.check_steps(label, self.planned)
 
     def lower(self, path: Path, positions: Positions) -> list[Step]:
         if isinstance(path, Alias):
@@ -174,12 +194,25 @@ class _Lowering:
                                    "them all")
             if steps * path.count >= left:
                 self._close(positions)
+            self._plan(label, steps)
             call = op(count=path.count, alpha_t=0.0, alpha_s=1.0, sigma=0.0, sigma_by_confidence=False)
             return [Step(True, (call,), label) for _ in range(steps)]
-        self._close(positions)  # every clock ends at alpha = 1 with sigma = 0
-        return [Step(True, (op(count=None, **_clock(path, k)),), label) for k in range(path.steps)]
+        self._plan(label, path.steps)
+        clocks = [_clock(path, k) for k in range(path.steps)]
+        # A clock reveals every position only if its last step ends at alpha = 1 and remasks nothing: a position
+        # remasked there has no later step to reveal it. The built-in clocks and policies always end so (sigma_max
+        # is 0 at alpha_s = 1); a user's AlphaSchedule or RemaskPolicy that does not leaves the positions open, and
+        # the coverage check refuses the path unless a later stage reveals them.
+        last = clocks[-1]
+        if last["alpha_s"] == 1 and last["sigma"] == 0:
+            self._close(positions)
+        else:
+            self._reopen(positions, f"{label}, whose last step ends at alpha={last['alpha_s']!r} with remasking "
+                                    f"probability {last['sigma']!r} (a clock must end at alpha = 1 with sigma = 0)")
+        return [Step(True, (op(count=None, **clock),), label) for clock in clocks]
 
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
+        self._plan(repr(path), path.steps)
         levels = [path.schedule.gamma(k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
                   for k in range(1, path.steps + 1)]
         return [Step(True, (RampOp(positions, level, path.form),), repr(path)) for level in levels]
@@ -187,6 +220,7 @@ class _Lowering:
     def _switch(self, path: Switch, positions: Positions) -> list[Step]:
         if path.mode == "keep":
             return []
+        self._plan(repr(path), 1)
         if path.mode == "mask":
             return [Step(False, (MaskOp(positions),), repr(path))]
         self._close(positions)
@@ -201,10 +235,9 @@ class _Lowering:
         chosen = resolve_positions(path.positions, self.seq_len, label)
         outside = sorted(set(chosen) - set(positions))
         if outside:
-            raise SNRPathError(f"{label}: positions {outside[:10]} lie outside the positions this stage runs on")
-        for p in chosen:
-            self.open[p] = True
-            self.opened_by[p] = label
+            raise SNRPathError(f"{label}: positions {shown_positions(outside)} lie outside the positions this stage runs on")
+        self._reopen(chosen, label)
+        self._plan(label, 1)
         return [Step(False, (RemaskOp(chosen),), label)]
 
     # -- combinators --
@@ -213,7 +246,7 @@ class _Lowering:
         chosen = resolve_positions(path.positions, self.seq_len, repr(path))
         outside = sorted(set(chosen) - set(positions))
         if outside:
-            raise SNRPathError(f"{path!r}: positions {outside[:10]} lie outside the enclosing stage's positions")
+            raise SNRPathError(f"{path!r}: positions {shown_positions(outside)} lie outside the enclosing stage's positions")
         return chosen
 
     def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
@@ -235,11 +268,16 @@ class _Lowering:
         for p in positions:
             self.open[p] = False
 
+    def _reopen(self, positions: Positions, by: str) -> None:
+        for p in positions:
+            self.open[p] = True
+            self.opened_by[p] = by
+
     def check_all_revealed(self, path: Path) -> None:
         left = [i for i, o in enumerate(self.open) if o]
         if left:
             by = {self.opened_by.get(i, "the start (nothing reveals them)") for i in left}
-            raise SNRPathError(f"{path!r} can leave positions {left[:10]} unrevealed (left open by "
+            raise SNRPathError(f"{path!r} can leave positions {shown_positions(left)} unrevealed (left open by "
                                f"{', '.join(sorted(by))}); end with a stage that reveals them, e.g. >> mdm(T)")
 
 

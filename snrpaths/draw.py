@@ -12,20 +12,37 @@ from .streams import Streams, uniform
 
 
 def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose mass reaches ``top_p``, renormalised. ``[..., V]``."""
+    """Keep the smallest set of most likely tokens whose mass reaches ``top_p``, renormalised. ``[..., V]``.
+
+    A token is kept when the mass strictly before it (an exclusive cumulative sum, so no cancellation) is below
+    ``top_p``: the most likely token always survives, so any ``top_p > 0``, however small, is exact (it keeps that
+    token alone). Ties are ordered by index (a stable sort), the same on every device.
+    """
     if top_p >= 1.0:
         return probs
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    # A token is kept when the mass strictly before it is below top_p, so the top token always survives.
-    keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < top_p
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
+    before = torch.cat([torch.zeros_like(sorted_p[..., :1]), sorted_p.cumsum(-1)[..., :-1]], dim=-1)
+    keep = torch.zeros_like(before, dtype=torch.bool).scatter(-1, order, before < top_p)
     kept = probs * keep
     return kept / kept.sum(-1, keepdim=True)
 
 
 def probabilities(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """``softmax(logits / temperature)`` in float64, nucleus-truncated to ``top_p``. ``[..., V]``."""
-    probs = torch.softmax(logits.to(torch.float64) / temperature, dim=-1)
+    """``softmax(logits / temperature)`` in float64, nucleus-truncated to ``top_p``. ``[..., V]``.
+
+    Exact for every temperature the validator accepts (:func:`snrpaths.validate.temperature`): the logits are
+    shifted by their maximum before dividing, so the largest is exactly 0 and the others are <= 0; a tiny
+    temperature sends them to -inf (probability 0) instead of overflowing to inf - inf = NaN. ``temperature = 0``
+    is the limit: argmax, with the mass split evenly between tied maxima.
+    """
+    x = logits.to(torch.float64)
+    if temperature == 0:
+        top = (x == x.amax(-1, keepdim=True)).to(torch.float64)
+        probs = top / top.sum(-1, keepdim=True)
+    elif temperature == 1:
+        probs = torch.softmax(x, dim=-1)
+    else:
+        probs = torch.softmax((x - x.amax(-1, keepdim=True)) / temperature, dim=-1)
     return nucleus(probs, top_p)
 
 

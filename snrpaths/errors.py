@@ -21,9 +21,27 @@ class ShapeError(SNRPathError):
     """A tensor of the wrong shape, dtype or size."""
 
 
+class DenoiserError(SNRPathError):
+    """A denoiser that failed while sampling (its own exception is chained as ``__cause__``) or returned logits
+    that cannot be sampled from (NaN, +inf, or no finite option); the message names the step."""
+
+
+class LimitError(SNRPathError):
+    """A request larger than a limit of :mod:`snrpaths.limits`; the message names the limit and how to raise it."""
+
+
 def one_of(name: str, value: Any, valid: Iterable[Any]) -> SNRPathError:
     """The error for ``value`` not among ``valid``."""
     return SNRPathError(f"{name!r} must be one of {tuple(valid)!r} (got {value!r})")
+
+
+def shown_positions(positions: Iterable[int], limit: int = 8) -> str:
+    """A list of positions for a message: whole when short, else its first ``limit`` with an ellipsis, the count and
+    the true range (``[0, 1, 2, ..., 9] (128 positions in 0..127)``), so a long list never floods a terminal."""
+    values = list(positions)
+    if len(values) <= limit:
+        return str(values)
+    return f"[{', '.join(map(str, values[:limit]))}, ...] ({len(values)} positions in {min(values)}..{max(values)})"
 
 
 def check_shape(name: str, tensor: Any, expected: tuple[int | None, ...]) -> None:

@@ -3,7 +3,8 @@
 A writer fills a temporary file beside the target; its bytes are flushed to disk, then it is renamed over the target
 (``os.replace`` is atomic on POSIX and Windows), and the folder entry is flushed. A crash at any moment leaves either the
 old file or the new one, never a mix, and at most a hidden ``.NAME.PID.tmp`` file that :func:`clean_temporaries`
-removes on the next start.
+removes on the next start. A folder that must change as a whole (a model: weights and config) is written by
+:func:`replace_folder`: a new folder beside it, then a swap.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -65,6 +67,74 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
     return atomic_write(path, write)
 
 
+#: The name an interrupted swap leaves the previous folder under (``.NAME.swapped-out``): see :func:`replace_folder`.
+SWAPPED_OUT = ".swapped-out"
+
+
+def replace_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> Path:
+    """Run ``fill(staging)`` to write a whole new folder, then put it at ``path`` in place of the old one.
+
+    The staging folder ``.NAME.PID.tmp`` sits beside ``path``; once ``fill`` returns, every file in it is flushed to
+    disk, then two renames swap it in: ``path -> .NAME.swapped-out``, ``staging -> path``; the old folder is removed
+    last. A reader never sees a half-written ``path``: it holds the old folder or the new one, whole.
+
+    Why renames and not a symlink swap (``path`` a link re-pointed in one atomic rename): ``path`` stays a plain
+    folder that users copy, archive, ship and ``load`` like any other, on every platform (links need privileges on
+    Windows, and a real folder written before would have to be migrated). The price is one moment, between the two
+    renames, when ``path`` is missing; a kill there leaves the old folder complete under ``.NAME.swapped-out``, and
+    :func:`recover_folder` (run by this function and by :func:`clean_temporaries` on the next start) renames it back,
+    as if the swap had not begun. The swap is committed by the second rename.
+    """
+    path = Path(path)
+    staging, old = temporary_name(path), path.with_name(f".{path.name}{SWAPPED_OUT}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover_folder(path)
+        _remove(staging)  # a folder of an earlier process that had this PID
+        staging.mkdir()
+        fill(staging)
+        for file in staging.rglob("*"):
+            if file.is_file():
+                with open(file, "rb+") as f:
+                    os.fsync(f.fileno())
+        sync_folder(staging)
+        if path.exists():
+            os.rename(path, old)
+            sync_folder(path.parent)
+        os.rename(staging, path)  # the commit
+        sync_folder(path.parent)
+        _remove(old)
+    except OSError as err:
+        raise SNRPathError(f"cannot write the folder {str(path)!r}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            _remove(staging)
+    return path
+
+
+def recover_folder(path: str | os.PathLike) -> Path | None:
+    """Undo a :func:`replace_folder` interrupted between its renames: put ``.NAME.swapped-out`` back at ``path`` when
+    ``path`` is missing, else remove it (a swap that was committed before its clean-up). Returns the folder put back,
+    or None."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}{SWAPPED_OUT}")
+    if not old.is_dir():
+        return None
+    if path.exists():
+        _remove(old)
+        return None
+    os.rename(old, path)
+    sync_folder(path.parent)
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def sync_folder(folder: Path) -> None:
     """Flush a folder's entries (a rename is durable only once its folder is); a no-op where folders cannot be
     opened (Windows)."""
@@ -81,13 +151,17 @@ def sync_folder(folder: Path) -> None:
 
 
 def clean_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files (``.NAME.PID.tmp*``) an interrupted write left in ``folder``; returns them.
+    """Undo what interrupted writes left in ``folder``: a folder swap stopped between its renames is rolled back
+    (:func:`recover_folder`), and temporary files and folders (``.NAME.PID.tmp*``) are removed; returns what was
+    removed.
 
     Call it only where no other process is writing into ``folder`` (a run's own output folder at its start)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    left = [p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name and p.is_file()]
+    for old in [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(SWAPPED_OUT)]:
+        recover_folder(folder / old.name[1 : -len(SWAPPED_OUT)])
+    left = sorted(p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name)
     for p in left:
-        p.unlink(missing_ok=True)
+        _remove(p)
     return left

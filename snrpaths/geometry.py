@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import torch
 
-from .errors import SNRPathError, SNRTypeError, ShapeError
+from .errors import SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import validate
 
 #: How far a row norm may stray from 1 (relative to the dtype's precision) and still count as unit norm.
@@ -81,11 +81,11 @@ class TokenTable:
             raise ShapeError(f"'embeddings' must have shape [V, d] (got {list(e.shape)})")
         bad = (~torch.isfinite(e)).any(dim=1).nonzero().flatten().tolist()
         if bad:
-            raise SNRPathError(f"embedding rows {bad[:10]} contain NaN or inf; every row must be finite")
+            raise SNRPathError(f"embedding rows {shown_positions(bad)} contain NaN or inf; every row must be finite")
         norms = e.norm(dim=1, keepdim=True)
         zero = (norms.flatten() == 0).nonzero().flatten().tolist()
         if zero:
-            raise SNRPathError(f"embedding rows {zero[:10]} are zero and have no direction; every row must be nonzero")
+            raise SNRPathError(f"embedding rows {shown_positions(zero)} are zero and have no direction; every row must be nonzero")
         return cls(e / norms)
 
     @classmethod
@@ -131,16 +131,8 @@ class TokenTable:
         return best**0.5
 
     def check_tokens(self, name: str, tokens: torch.Tensor) -> None:
-        """Raise unless ``tokens`` is an integer tensor with every entry in ``[0, V)``."""
-        if not isinstance(tokens, torch.Tensor):
-            raise SNRTypeError(f"{name!r} must be a torch.Tensor of token ids (got {type(tokens).__name__})")
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise SNRTypeError(f"{name!r} must hold integer token ids (got dtype {tokens.dtype})")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
-            lo, hi = int(tokens.min()), int(tokens.max())
-            raise SNRPathError(
-                f"{name!r} holds token ids in [{lo}, {hi}]; valid ids are in [0, {self.vocab_size - 1}]"
-            )
+        """Raise unless ``tokens`` is an integer tensor with every entry in ``[0, V)`` (:func:`validate.token_ids`)."""
+        validate.token_ids(name, tokens, self.vocab_size)
 
 
 def _check_positive(name: str, value: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import attrs
 
 from . import validate
-from .errors import SNRPathError, SNRTypeError
+from .errors import SNRPathError, SNRTypeError, shown_positions
 from .orders import ORDERS, RANDOM, Explicit, Order
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
@@ -77,7 +77,7 @@ def resolve_positions(positions: Span | tuple[int, ...], seq_len: int, where: st
         return out
     bad = [p for p in positions if p >= seq_len]
     if bad:
-        raise SNRPathError(f"{where}: positions {bad[:10]} are out of range for seq_len={seq_len} (valid: 0..{seq_len - 1})")
+        raise SNRPathError(f"{where}: positions {shown_positions(bad)} are out of range for seq_len={seq_len} (valid: 0..{seq_len - 1})")
     return positions
 
 
@@ -235,12 +235,12 @@ class Path:
 
         return path_graph(self)
 
-    def plot(self, positions: tuple[int, int] = (0, 1), **kwargs: Any):
-        """This path's runs in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
-        :func:`snrpaths.plot.gamma_plane` (keywords ``denoiser``, ``seq_len``, ``runs``, ``seed``, ``title``)."""
+    def plot(self, denoiser: Any, positions: tuple[int, int] = (0, 1), **kwargs: Any):
+        """This path's runs on ``denoiser`` in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
+        :func:`snrpaths.plot.gamma_plane` (keywords ``runs``, ``seed``, ``cols``, ``title``)."""
         from .plot import gamma_plane
 
-        return gamma_plane(self, positions=positions, **kwargs)
+        return gamma_plane(self, positions=positions, denoiser=denoiser, **kwargs)
 
     # -- primitives --
 
@@ -258,7 +258,8 @@ class Path:
         exact: bool = False,
     ) -> "Reveal":
         """Send positions from their current gamma to inf, tokens drawn from the denoiser (float64, optionally
-        tempered and nucleus-truncated to ``top_p``), one denoiser call per step.
+        tempered and nucleus-truncated to ``top_p``), one denoiser call per step. ``temperature=0`` draws the
+        argmax (greedy; tied maxima equally likely); any positive temperature, however small, is applied exactly.
 
         How many per step: ``count`` positions, or a masked-diffusion clock ``schedule`` (``"linear"`` |
         ``"cosine"``) over ``steps``; with the clock and ``order="random"`` each unrevealed position is revealed
@@ -368,8 +369,8 @@ class Path:
     @classmethod
     @_constructor
     def hybrid(cls, T_cont: int, T_mdm: int, **kw: Any) -> "Alias":
-        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max``,
-        ``form``, ``remask``, ``eta``, ``top_p``."""
+        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max`` and
+        ``schedule`` (the ramp's hand-over SNR and schedule), ``form``, ``remask``, ``eta``, ``top_p``."""
         return Alias.make("hybrid", T_cont, T_mdm, **kw)
 
 
@@ -399,9 +400,8 @@ class Reveal(Path):
     count: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
     schedule: AlphaSchedule | None = attrs.field(
         default=None, converter=validate.field(_named(ALPHA_SCHEDULES, AlphaSchedule, allow_none=True)))
-    temperature: float = attrs.field(default=1.0, converter=_POSITIVE)
-    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.number, low=0.0, high=1.0,
-                                                                       low_open=True))
+    temperature: float = attrs.field(default=1.0, converter=validate.field(validate.temperature))
+    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.top_p))
     exact: bool = attrs.field(default=False, converter=validate.field(validate.boolean))
     remask: RemaskPolicy | None = attrs.field(
         default=None, converter=validate.field(_named(REMASK_POLICIES, RemaskPolicy, allow_none=True)))
@@ -532,12 +532,12 @@ def _mdm(steps: int, schedule: str = "linear", remask: str | None = None, eta: f
 
 
 def _hybrid(T_cont: int, T_mdm: int, switch: str = "keep", gamma_max: float = 40.0, form: str = "mean",
-            remask: str | None = None, eta: float | None = None, top_p: float = 1.0) -> Path:
+            remask: str | None = None, eta: float | None = None, top_p: float = 1.0, schedule: str = "logit") -> Path:
     # The hybrid's own names for the primitives' arguments: errors must name what the user typed.
     validate.integer("T_cont", T_cont)
     validate.integer("T_mdm", T_mdm)
     validate.choice("switch", switch, SWITCH_MODES)
-    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form) >> Path.switch(switch)
+    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule) >> Path.switch(switch)
             >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p))
 
 

@@ -21,8 +21,8 @@ from .channel import increment, posterior_mean
 from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
 from .denoiser import Denoiser
 from .draw import categorical, inverse_cdf, probabilities
-from .errors import SNRPathError, SNRTypeError, ShapeError
-from . import validate
+from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
+from . import limits, validate
 from .orders import RandomOrder, entropy
 from .path import Path
 from .state import UNKNOWN, SNRState
@@ -69,7 +69,7 @@ class Result:
 def sample(
     path: Path | Program,
     denoiser: Denoiser,
-    batch: int = 1,
+    batch: int | None = None,
     seed: int = 0,
     prompt: torch.Tensor | None = None,
     trace: bool = False,
@@ -78,13 +78,25 @@ def sample(
 ) -> Result:
     """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
 
+    Every argument is checked before the first denoiser call. The result's tokens are all clean: a run that would
+    end with an unrevealed position raises :class:`SNRPathError` naming the step instead (the compiler refuses every
+    path it can tell would; the runner checks once, after the last step). An exception raised by the denoiser is
+    re-raised as :class:`snrpaths.errors.DenoiserError` naming the step, the original chained.
+
     Args:
-        prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free: the given positions are fixed and clean, and no
-            step changes them (prompting and infilling).
+        batch: how many sequences (a positive integer); default 1, or the rows of a ``[B, L]`` prompt (given both,
+            they must agree).
+        seed: an integer in ``[0, 2**64 - 1]``, the key of the per-row streams every random choice comes from.
+        prompt: ``[L]`` or ``[B, L]`` integer token ids, ``-1`` where free: the given positions are fixed and clean,
+            and no step changes them (prompting and infilling).
         trace: record a :class:`Trace`.
         progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
+
+    Work is bounded before it starts (:mod:`snrpaths.limits`): ``batch x seq_len x vocab_size`` logits per call
+    (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
+    raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
     if not isinstance(denoiser, Denoiser):
         raise SNRTypeError(f"'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits); "
@@ -94,17 +106,36 @@ def sample(
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
-    batch = validate.integer("batch", batch)
+    batch = validate.integer("batch", batch, allow_none=True)
+    seed = validate.seed("seed", seed)
+    row_offset = validate.integer("row_offset", row_offset, 0)
+    if prompt is not None:
+        prompt = validate.token_ids("prompt", prompt, ndims=(1, 2))
+        if prompt.shape[-1] != program.seq_len:
+            raise ShapeError(f"the prompt has length {prompt.shape[-1]}; the denoiser's seq_len is {program.seq_len}")
+        if prompt.ndim == 2:
+            if prompt.shape[0] == 0:
+                raise ShapeError("'prompt' has no rows; give a [B, L] prompt with B >= 1, or an [L] one")
+            if batch is not None and batch != prompt.shape[0]:
+                raise ShapeError(f"'prompt' has {prompt.shape[0]} rows but batch={batch} was asked for; give one "
+                                 "or make them agree (an [L] prompt is repeated over batch rows)")
+            batch = prompt.shape[0]
+    batch = 1 if batch is None else batch
+    _check_size(program, denoiser, batch)
     device = denoiser.table.anchors.device
     if prompt is None:
         state = SNRState.masked(batch, program.seq_len, denoiser.table, device=device)
     else:
-        if prompt.shape[-1] != program.seq_len:
-            raise ShapeError(f"the prompt has length {prompt.shape[-1]}; the denoiser's seq_len is {program.seq_len}")
-        state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=None if prompt.ndim == 2 else batch)
-    row_offset = validate.integer("row_offset", row_offset, 0)
-    streams = Streams.for_batch(seed, state.batch, row_offset, device=device)
+        state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
+    streams = Streams.for_batch(seed, batch, row_offset, device=device)
     return _Run(program, denoiser, streams, state, trace).run(progress)
+
+
+def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
+    where = f"sample({program.path!r}, batch={batch})"
+    limits.check_logits(where, batch, program.seq_len, denoiser.vocab_size, "lower batch")
+    limits.check_work(where, len(program.steps) * batch, program.seq_len,
+                      f"{len(program.steps)} steps x {batch} rows", "lower batch or the steps")
 
 
 class _Run:
@@ -131,8 +162,20 @@ class _Run:
                     self.recorder.record(self.state, self.logits, self.nfe > nfe_before, step.stage)
                 if progress:
                     bar.set_postfix(nfe=self.nfe, refresh=False)
+        if not self.program.partial and not bool(self.state.clean.all()):  # one comparison per run, not per step
+            self._unrevealed()
         trace = self.recorder.finish() if self.recorder is not None else None
         return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace, calls=self.row_calls)
+
+    def _unrevealed(self) -> None:
+        """Raise for a run that ended with positions not clean (a hand-built Program, or a lowering bug): never
+        hand back -1 ids as tokens."""
+        rows, cols = (~self.state.clean).nonzero(as_tuple=True)
+        where = self.where or "the start (the program has no steps)"
+        raise SNRPathError(f"after {where}, the last step of {self.program.path!r}, {rows.numel()} positions are "
+                           f"still unrevealed (first at row {int(rows[0])}, position {int(cols[0])}; positions "
+                           f"{shown_positions(sorted(set(cols.tolist())))}); end the path with a stage that reveals them, "
+                           "e.g. >> mdm(T), or run program.prefix(k) to look at an unfinished state on purpose")
 
     def _step(self, step: Step) -> None:
         """Select every op's positions on the state at the start of the step, call the denoiser only if some
@@ -155,7 +198,10 @@ class _Run:
         self.row_calls += counted
         self.row_stale = self.row_stale & ~counted
         if self.logits is None or bool(self.stale):
-            logits = self.denoiser.logits(self.state)
+            try:
+                logits = self.denoiser.logits(self.state)
+            except Exception as err:  # KeyboardInterrupt and SystemExit are not Exceptions: they pass unwrapped
+                raise DenoiserError(f"at {self.where} the denoiser raised {type(err).__name__}: {err}") from err
             self._check(logits)
             self.logits, self.stale, self.nfe = logits, False, self.nfe + 1
         return self.logits
@@ -165,15 +211,18 @@ class _Run:
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
             got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ShapeError(f"at {self.where} the denoiser returned logits of shape {got}; expected {list(expected)}")
+        if not logits.is_floating_point():
+            raise ShapeError(f"at {self.where} the denoiser returned logits of dtype {logits.dtype}; logits must be "
+                             "floating point (log-probabilities up to a constant)")
         # One reduction finds every problem: max propagates NaN and +inf, and a position whose logits are all -inf
         # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
         # positions, which are never drawn.
         top = logits.amax(-1)
         bad = ~torch.isfinite(top) & ~self.state.clean
         if bool(bad.any()):
-            raise SNRPathError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
-                               f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "
-                               f"+inf: {int(torch.isposinf(logits).sum())})")
+            raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
+                                f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "
+                                f"+inf: {int(torch.isposinf(logits).sum())})")
 
     def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
         """``[B, L]`` bool: the op's positions that are not fixed by the prompt."""
@@ -290,6 +339,9 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
     else:
         target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.streams)).to(state.z.dtype)
+    # Outside the moving positions the target is 0, not whatever the logits made of it: clean positions may carry
+    # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
+    target = torch.where(sel.chosen[..., None], target, 0.0)
     return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.streams))
 
 

@@ -61,7 +61,14 @@ ALPHA_SCHEDULES: dict[str, AlphaSchedule] = {s.name: s for s in (LinearClock(), 
 
 
 def sigma_max(alpha_t: float, alpha_s: float) -> float:
-    """``min(1, (1 - alpha_s) / alpha_t)``: the largest remasking probability that keeps the reverse step valid."""
+    """``min(1, (1 - alpha_s) / alpha_t)``: the largest remasking probability that keeps the reverse step valid.
+
+    0 on a step that ends at ``alpha_s = 1`` (the clock's last step), whatever ``alpha_t``: a position remasked
+    there could never be revealed again. That includes the 0/0 of a one-step clock (``alpha_t = 0``), which
+    would otherwise read as 1 and remask every clean position a previous stage revealed.
+    """
+    if alpha_s >= 1:
+        return 0.0
     return 1.0 if alpha_t <= 0 else min(1.0, (1 - alpha_s) / alpha_t)
 
 
@@ -147,11 +154,19 @@ class Loop(RemaskPolicy):
             return self.alpha_on * clock.alpha((t - self.t_on) / (1 - self.t_on))
         if t >= self.t_off:
             return self.alpha_on
-        return self.alpha_on + (1 - self.alpha_on) * (self.t_off - t) / self.t_off
+        return 1.0 - (1 - self.alpha_on) * t / self.t_off  # exactly 1 at t = 0, however alpha_on rounds
 
     def sigma(self, t: float, s: float, alpha_t: float, alpha_s: float) -> float:
-        looping = s >= self.t_off - 1e-12 and t <= self.t_on + 1e-12
+        # The step [s, t] loops when it lies inside [t_off, t_on]. The comparisons forgive round-off of the step
+        # times relative to their size only: an absolute slack (1e-12 once) took s = 0 for s >= t_off whenever t_off
+        # was that small, and remasked on the clock's last step.
+        looping = _at_least(s, self.t_off) and _at_least(self.t_on, t)
         return self.eta if looping else 0.0
+
+
+def _at_least(a: float, b: float) -> bool:
+    """``a >= b`` up to relative round-off."""
+    return a >= b or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
 #: ReMDM remasking policies by name (each a class: its parameters have the public OWT defaults).

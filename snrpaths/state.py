@@ -20,6 +20,7 @@ import torch
 from .channel import check_gamma, corrupt
 from .errors import SNRPathError, ShapeError, check_shape
 from .geometry import TokenTable
+from . import validate
 
 UNKNOWN = -1  #: the token id stored at positions that are not clean
 
@@ -71,8 +72,8 @@ class SNRState:
                 it free. An ``[L]`` prompt is repeated over ``batch`` rows (default 1).
         """
         prompt = _batched("prompt", prompt, batch)
+        validate.token_ids("prompt", prompt, table.vocab_size, free=UNKNOWN)
         fixed = prompt != UNKNOWN
-        table.check_tokens("prompt", prompt[fixed])
         state = cls.masked(prompt.shape[0], prompt.shape[1], table, device=prompt.device)
         inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=prompt.device)
         return attrs.evolve(
@@ -137,12 +138,9 @@ class SNRState:
 
 
 def _batched(name: str, tokens: torch.Tensor, batch: int | None) -> torch.Tensor:
-    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point():
-        raise ShapeError(f"{name!r} must be an integer torch.Tensor of shape [L] or [B, L] (got {tokens!r:.60})")
+    validate.token_ids(name, tokens, ndims=(1, 2))
     if tokens.ndim == 1:
         return tokens.unsqueeze(0).expand(batch or 1, -1).contiguous()
-    if tokens.ndim != 2:
-        raise ShapeError(f"{name!r} must have shape [L] or [B, L] (got {list(tokens.shape)})")
     if batch is not None and batch != tokens.shape[0]:
         raise ShapeError(f"{name!r} has {tokens.shape[0]} rows but batch={batch} was asked for")
     return tokens

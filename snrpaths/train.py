@@ -3,16 +3,26 @@ checkpoints, exact resume, and data parallelism under ``torchrun`` (gloo on CPU,
 
 A run lives in one folder ``out``:
 
-* ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, both random generators'
-  states, the settings), written atomically every ``save_every`` steps and at the end;
+* ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, the data generator's and
+  every process's dropout generator's states, the settings, and the model's description), written atomically every
+  ``save_every`` steps and at the end;
 * ``model/``: the EMA weights in the ``snrpaths.backends`` format (what ``load`` reads and what gets shipped);
 * ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character, and the
   evidence curve at ``EVIDENCE_GAMMAS``: the model's cross-entropy with every position at that SNR beside the
   context-free Bayes rule's, :func:`snrpaths.diagnostics.evidence_curve`).
 
+Crash safety: a checkpoint writes ``model/`` first, as a whole new folder swapped in (:func:`snrpaths.files.replace_folder`),
+then ``checkpoint.pt``, whose rename commits it. A resume reads ``checkpoint.pt`` only (:func:`checkpoint_model` gives the
+architecture), so a kill at any moment leaves a resumable folder: before the commit the previous checkpoint stands
+(``model/`` may already hold the newer export, which the rerun writes again, identically, when it passes that step);
+the next start rolls back a swap cut between its renames, removes temporaries, and cuts ``log.jsonl`` back to the
+steps the checkpoint had seen.
+
 Determinism: the global batch (windows and corruption) is drawn from one ``torch.Generator`` seeded with ``seed``,
-identically on every process, and each process keeps its rows; dropout uses torch's default generator, seeded from
-``seed`` and the process rank. Both generators are checkpointed, so a resumed run continues the same streams.
+identically on every process, and each process keeps its rows; dropout uses torch's default generator (and the GPU's),
+seeded from ``seed`` and the process rank. All are checkpointed, so a resumed run continues the same streams, and the
+parameters are trained in memory of their own (:func:`_fresh_memory`), so it ends with the same weights bit for bit on
+the same machine and thread count.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from tqdm.auto import tqdm
 from .data import fixed_windows, random_windows
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
-from .files import atomic_write
+from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
@@ -199,7 +209,10 @@ def train(
     """
     procs = Processes.from_env()
     out = Path(out)
+    if procs.rank == 0:
+        clean_temporaries(out)  # a model/ swap cut between its renames is rolled back, temporaries go
     model = model.to(procs.device).train()
+    _fresh_memory(model)
     L, d = model.seq_len, model.converter.config.anchor_dim
     train_tokens, valid_tokens = _check_tokens(model, train_tokens, "train"), _check_tokens(model, valid_tokens, "valid")
     valid = fixed_windows(valid_tokens, config.eval_rows, L)
@@ -214,7 +227,9 @@ def train(
     ema = EMA(model, config.ema)
     settings = {"train": attrs.asdict(config), "objective": {"name": type(objective).__name__,
                                                               **attrs.asdict(objective)}}
-    step = _resume(out / CHECKPOINT, model, ema, optimizer, generator, settings) if resume else 0
+    step = _resume(out / CHECKPOINT, model, ema, optimizer, generator, settings, procs) if resume else 0
+    if procs.rank == 0:
+        _trim_log(out, step)
     net = model
     if procs.world > 1:
         # Some parameters get no gradient in a step (the converter under MDLM, or a shard that is all ROAR).
@@ -332,25 +347,70 @@ def _evidence(model, ema: EMA, windows: torch.Tensor, prior: torch.Tensor, seed:
 
 
 def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, procs: Processes) -> None:
+    rng = _rng_states(procs)  # a collective under torchrun: every process takes part
     if procs.rank != 0:
         return
     from snrpaths.backends import save  # the trainer is an application layer: it may use the DiT backend
+    from snrpaths.backends.checkpoint import describe
 
     out.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
-             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "settings": json.dumps(settings)}
-    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    # The export first, whole (a new folder swapped in), then the training state, whose atomic rename commits the
+    # checkpoint. Resume reads checkpoint.pt alone, so it never sees a step whose export is not on disk; a kill between
+    # the two leaves model/ one checkpoint ahead, and the rerun (bit-identical) writes the same folder again. The
+    # reverse order would let a kill after the last checkpoint.pt leave model/ a checkpoint behind for good: the rerun
+    # finds the run finished.
     with ema.swapped(model):
-        save(model, out / MODEL_DIR)
+        replace_folder(out / MODEL_DIR, lambda staging: save(model, staging))
+    state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates,
+             "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng,
+             "settings": json.dumps(settings), "denoiser": json.dumps(describe(model))}
+    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
-def _resume(path: Path, model, ema: EMA, optimizer, generator, settings) -> int:
-    if not path.is_file():
-        return 0
+def _rng_states(procs: Processes) -> list[dict]:
+    """Every process's dropout generators: torch's default (CPU) one, and the GPU's on CUDA, in rank order."""
+    mine = {"cpu": torch.get_rng_state()}
+    if procs.device.type == "cuda":
+        mine["cuda"] = torch.cuda.get_rng_state(procs.device)
+    if procs.world == 1:
+        return [mine]
+    everyone = [None] * procs.world
+    dist.all_gather_object(everyone, mine)
+    return everyone
+
+
+def _read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    # mmap only to read a part: the optimizer keeps the loaded tensors as its state, which must own their memory
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # a damaged file: say which, do not guess
         raise SNRPathError(f"cannot read the checkpoint {path} ({str(e).splitlines()[0]})") from None
+    missing = [k for k in ("step", "model", "ema", "ema_updates", "optimizer", "generator", "settings")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise SNRPathError(f"the checkpoint {path} lacks {missing}; it was not written by snrpaths.train")
+    return state
+
+
+def checkpoint_model(out: str | os.PathLike):
+    """A freshly initialised :class:`snrpaths.backends.DSLDenoiser` of the architecture and tokenizer that
+    ``out/checkpoint.pt`` was written for: the model to hand :func:`train` to resume that run (which then restores
+    every weight). Reads ``checkpoint.pt`` only (a checkpoint written before it described its model: ``out/model``)."""
+    out = Path(out)
+    state = _read_checkpoint(out / CHECKPOINT, mmap=True)
+    if "denoiser" not in state:
+        from snrpaths.backends import load
+
+        return load(out / MODEL_DIR)
+    from snrpaths.backends.checkpoint import from_description
+
+    return from_description(json.loads(state["denoiser"]), f"{out / CHECKPOINT} 'denoiser'")
+
+
+def _resume(path: Path, model, ema: EMA, optimizer, generator, settings, procs: Processes = Processes()) -> int:
+    if not path.is_file():
+        return 0
+    state = _read_checkpoint(path)
     saved = json.loads(state["settings"])
     if saved != json.loads(json.dumps(settings)):
         changed = sorted(f"{group}.{k}" for group in settings for k in settings[group]
@@ -361,12 +421,37 @@ def _resume(path: Path, model, ema: EMA, optimizer, generator, settings) -> int:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise SNRPathError(f"{path} holds a model of another shape ({str(e).splitlines()[0]})") from None
-    ema.shadow = {k: v.to(ema.shadow[k].device) for k, v in state["ema"].items()}
+    ema.shadow = {k: v.to(ema.shadow[k].device).clone() for k, v in state["ema"].items()}
     ema.updates = int(state["ema_updates"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
+    rng = state.get("rng")
+    if rng is None:  # written before every process's generators were kept: rank 0's for all
+        torch.set_rng_state(state["torch_rng"])
+    elif procs.rank < len(rng):  # (a run resumed on more processes than it had starts the new ones from their seeds)
+        torch.set_rng_state(rng[procs.rank]["cpu"])
+        if "cuda" in rng[procs.rank] and procs.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[procs.rank]["cuda"], procs.device)
     return int(state["step"])
+
+
+def _trim_log(out: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step``, the checkpoint resumed (or 0, a fresh start): the rerun writes the
+    later ones again. A line cut short by a kill goes too."""
+    path = out / LOG
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(record)
+    if len(kept) != len(lines):
+        write_jsonl(path, kept)
 
 
 def _log(out: Path, metrics: dict, procs: Processes) -> None:
@@ -374,6 +459,26 @@ def _log(out: Path, metrics: dict, procs: Processes) -> None:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / LOG, "a") as f:
             f.write(json.dumps(metrics) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the checkpoint that follows it
+
+
+def _fresh_memory(model: torch.nn.Module) -> None:
+    """Move every parameter and buffer into memory of its own, freshly allocated (aligned as the allocator aligns).
+
+    CPU matrix kernels (MKL's, oneDNN's) may round differently depending on where their operands sit in memory. A
+    model loaded from a file keeps its tensors where the file put them (safetensors: offsets of 8 bytes), while a model
+    built in memory has fresh allocations: without this, a run resumed through the CLI (which loaded ``model/``) or
+    started from ``--init`` drifted from the uninterrupted run by a few float32 ulps per resume.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module._parameters.items():
+                if p is not None:
+                    p.data = p.data.clone(memory_format=torch.contiguous_format)
+            for name, b in module._buffers.items():
+                if b is not None:
+                    module._buffers[name] = b.clone(memory_format=torch.contiguous_format)
 
 
 def _export(model, ema: EMA):

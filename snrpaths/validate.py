@@ -31,18 +31,73 @@ def _integer_phrase(low: int) -> str:
     return {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
 
 
-def integer(name: str, value: Any, low: int = 1, *, allow_none: bool = False, phrase: str | None = None) -> int | None:
-    """``value`` as an ``int >= low`` (``None`` passes when ``allow_none``); ``phrase`` overrides what the message
-    calls a valid value (default: "a positive integer" for ``low = 1``)."""
+def integer(name: str, value: Any, low: int = 1, *, high: int | None = None, allow_none: bool = False,
+            phrase: str | None = None) -> int | None:
+    """``value`` as an ``int`` in ``[low, high]`` (``high=None``: no upper bound; ``None`` passes when
+    ``allow_none``); ``phrase`` overrides what the message calls a valid value (default: "a positive integer" for
+    ``low = 1``). A float, even ``2.0``, is a wrong type: integers are never rounded."""
     if value is None and allow_none:
         return None
     value = scalar(value)
-    what = phrase or _integer_phrase(low) + (" or None" if allow_none else "")
+    default = _integer_phrase(low) if high is None else f"an integer in [{low}, {high}]"
+    what = phrase or default + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise SNRTypeError(f"{name!r} must be {what} (got {value!r})")
-    if value < low:
+    if value < low or (high is not None and value > high):
         raise SNRPathError(f"{name!r} must be {what} (got {value!r})")
     return int(value)
+
+
+#: The largest seed a ``torch.Generator`` takes without folding it onto another (negative seeds alias large ones).
+MAX_SEED = 2**64 - 1
+
+
+def seed(name: str, value: Any) -> int:
+    """``value`` as a seed for ``torch.Generator.manual_seed``: an integer in ``[0, MAX_SEED]`` (not a bool, not a
+    float such as ``1.9``, which would otherwise run silently as seed 1)."""
+    return integer(name, value, 0, high=MAX_SEED, phrase="an integer in [0, 2**64 - 1]")
+
+
+def temperature(name: str, value: Any) -> float:
+    """A sampling temperature: a number in ``[0, inf)``; ``0`` means argmax (see :func:`snrpaths.draw.probabilities`,
+    which applies every accepted value exactly in float64, the smallest subnormal included)."""
+    return number(name, value, 0.0, math.inf, high_open=True)
+
+
+def top_p(name: str, value: Any) -> float:
+    """A nucleus threshold: a number in ``(0, 1]`` (``1`` keeps every token; any positive value keeps at least the
+    most likely one)."""
+    return number(name, value, 0.0, 1.0, low_open=True)
+
+
+def token_ids(name: str, value: Any, vocab_size: int | None = None, *, ndims: tuple[int, ...] | None = None,
+              free: int | None = None) -> Any:
+    """``value`` when it is a torch tensor of token ids: an integer dtype (not bool), ``ndims`` dimensions (any when
+    ``None``) and, given ``vocab_size``, every entry in ``[0, vocab_size)`` or equal to ``free`` (a prompt's ``-1``).
+
+    A non-tensor or a non-integer dtype is a wrong type (:class:`SNRTypeError`); a wrong number of dimensions a
+    :class:`ShapeError`; an id outside the vocabulary a :class:`SNRPathError` (never read from the end, as a
+    negative index would be).
+    """
+    import torch
+
+    from .errors import ShapeError
+
+    if not isinstance(value, torch.Tensor):
+        raise SNRTypeError(f"{name!r} must be a torch.Tensor of token ids (got {type(value).__name__})")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise SNRTypeError(f"{name!r} must hold integer token ids (got dtype {value.dtype})")
+    if ndims is not None and value.ndim not in ndims:
+        shapes = " or ".join(("[L]", "[B, L]", "[B, R, L]")[n - 1] if 1 <= n <= 3 else f"{n}-D" for n in ndims)
+        raise ShapeError(f"{name!r} must have shape {shapes} (got {list(value.shape)})")
+    if vocab_size is not None and value.numel():
+        ids = value if free is None else value[value != free]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+            lo, hi = int(ids.min()), int(ids.max())
+            also = "" if free is None else f", or {free} for a free position"
+            raise SNRPathError(f"{name!r} holds token ids in [{lo}, {hi}]; valid ids are in [0, {vocab_size - 1}]"
+                               f"{also}")
+    return value
 
 
 def number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,

@@ -51,7 +51,7 @@ def test_nll_on_a_text_file(tmp_path):
     (("--checkpoint", "no-such-model"), "no-such-model"),
     (("--estimator", "roar", "--gamma-max", "40"), "--gamma-max applies to --estimator path-integral only"),
     (("--estimator", "path-integral", "--endpoint", "marginals"), "--endpoint marginals needs --gamma-max"),
-    (("--estimator", "path-integral", "--gamma-max", "-1"), "'gamma_max' must be a positive number or None (got -1.0)"),
+    (("--estimator", "path-integral", "--gamma-max", "-1"), "--gamma-max must be a positive number or None (got -1.0)"),
     (("--estimator", "path-integral", "--gamma-max", "40", "--endpoint", "chain"), "invalid choice: 'chain'"),
     (("--estimator", "path-integral", "--nodes", "0"), "--nodes must be a positive integer"),
 ])

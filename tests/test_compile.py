@@ -95,3 +95,64 @@ def test_invalid_paths_fail_at_compile_time_naming_the_stage(text, seq_len, mess
 def test_bad_seq_len():
     with pytest.raises(SNRPathError, match="'seq_len' must be a positive integer"):
         Path.ar().compile(0)
+
+
+# -- a clock must end with every position clean (issue 16) -------------------------------------------------------------
+
+
+def _always_remasks():
+    import attrs
+
+    from snrpaths.schedules import RemaskPolicy
+
+    @attrs.frozen
+    class Always(RemaskPolicy):
+        """A user's policy that remasks even on the clock's last step."""
+
+        name = "always"
+
+        def sigma(self, t, s, alpha_t, alpha_s):
+            return 0.5
+
+    return Always()
+
+
+def _short_clock():
+    import attrs
+
+    from snrpaths.schedules import AlphaSchedule
+
+    @attrs.frozen(repr=False)
+    class Short(AlphaSchedule):
+        """A user's clock that stops at alpha = 0.9."""
+
+        name = "short"
+
+        def alpha(self, t):
+            return 0.9 * (1 - t)
+
+    return Short()
+
+
+def test_a_clock_that_does_not_end_clean_is_refused_naming_the_stage():
+    remasking = Path.remask(_always_remasks()) & Path.reveal(4, schedule="linear")
+    with pytest.raises(SNRPathError, match=r"unrevealed \(left open by remask\(.*\) & reveal\(4, schedule='linear'\), "
+                                           r"whose last step ends at alpha=1.0 with remasking probability 0.5"):
+        remasking.compile(4)
+    short = Path.reveal(4, schedule=_short_clock())
+    with pytest.raises(SNRPathError, match=r"whose last step ends at alpha=0.9 with remasking probability 0.0"):
+        short.compile(4)
+    for path in (remasking, short):  # a later stage that reveals what is left makes them complete
+        assert (path >> Path.mdm(2)).compile(4).nfe == 6
+
+
+def test_the_built_in_clocks_end_clean_at_every_step_count():
+    from snrpaths.schedules import ALPHA_SCHEDULES, REMASK_POLICIES
+
+    for T in (1, 2, 3, 7):
+        for schedule in ALPHA_SCHEDULES:
+            for policy in (None, *REMASK_POLICIES):
+                op = Path.mdm(T, schedule=schedule, remask=policy).compile(3).steps[-1].ops[0]
+                assert (op.alpha_s, op.sigma) == (1.0, 0.0), (T, schedule, policy)
+    op = Path.mdm(8, remask="loop", t_off=1e-12).compile(3).steps[-1].ops[0]
+    assert (op.alpha_s, op.sigma) == (1.0, 0.0)

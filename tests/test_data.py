@@ -71,3 +71,33 @@ def test_windows():
     assert f[:, 0].tolist() == [0, 30, 60, 90]
     with pytest.raises(SNRPathError, match="fewer than one window"):
         fixed_windows(stream[:5], 4, 10)
+
+
+@pytest.mark.parametrize("ids", [[0, -1], [3], torch.tensor([0, -1]), torch.tensor([[1, 3]]), [2**70]])
+def test_decode_refuses_ids_outside_the_vocabulary(ids):
+    """-1 (an unrevealed position) decoded as the last character; the vocabulary is 'abc'."""
+    with pytest.raises(SNRPathError, match="token ids"):
+        CharTokenizer("abc").decode(ids)
+
+
+@pytest.mark.parametrize("ids", [[1.0], [True], torch.tensor([1.0]), "ab", 3])
+def test_decode_refuses_ids_that_are_not_integers(ids):
+    from snrpaths import SNRTypeError
+
+    with pytest.raises(SNRTypeError):
+        CharTokenizer("abc").decode(ids)
+
+
+def test_decode_reads_tensors_arrays_and_lists():
+    import numpy as np
+
+    tok = CharTokenizer("abc")
+    assert tok.decode(torch.tensor([[0, 1], [2, 2]])) == "abcc" == tok.decode(np.array([[0, 1], [2, 2]]))
+    assert tok.decode([]) == "" == tok.decode(torch.tensor([], dtype=torch.int64))
+
+
+def test_gpt2_decode_refuses_negative_ids():
+    if importlib.util.find_spec("whisper") is None or importlib.util.find_spec("tiktoken") is None:
+        pytest.skip("the GPT-2 tokenizer needs openai-whisper and tiktoken")
+    with pytest.raises(SNRPathError, match="token ids"):
+        BPETokenizer.gpt2().decode([15496, -1])

@@ -53,3 +53,24 @@ def test_probabilities_are_float64_and_tempered():
     logits = torch.tensor([0.0, math.log(3.0)], dtype=torch.float32)
     assert probabilities(logits).dtype == torch.float64
     assert torch.allclose(probabilities(logits, temperature=0.5), torch.tensor([0.1, 0.9], dtype=torch.float64))
+
+
+def test_tiny_temperatures_are_exact_and_zero_is_the_argmax():
+    """``logits / 1e-320`` overflowed to inf - inf = NaN, and the draw fell on the last token."""
+    logits = torch.tensor([[0.0, 5.0, 1.0], [3.0, 3.0, -math.inf], [-1e308, 1e308, 0.0]], dtype=torch.float64)
+    argmax = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    for t in (0.0, 5e-324, 1e-320, 1e-300):
+        assert torch.equal(probabilities(logits, temperature=t), argmax), t
+    close = torch.tensor([0.0, 1e-320], dtype=torch.float64)  # a gap of 1e-320 at temperature 1e-320: e^1 odds
+    assert torch.allclose(probabilities(close, temperature=1e-320), torch.softmax(torch.tensor([0.0, 1.0],
+                                                                                                dtype=torch.float64), 0))
+    assert torch.equal(probabilities(logits[0], temperature=1.0), torch.softmax(logits[0], 0))
+
+
+def test_nucleus_at_the_smallest_threshold_keeps_the_top_token_alone():
+    p = torch.tensor([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]], dtype=torch.float64)
+    for top_p in (5e-324, 1e-300):
+        assert torch.equal(nucleus(p, top_p), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64))
+    # exactly the mass before a token: it is not kept (the mass before it already reaches top_p)
+    assert torch.equal(nucleus(torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64), 0.75),
+                       torch.tensor([2 / 3, 1 / 3, 0.0], dtype=torch.float64))

@@ -40,3 +40,47 @@ def test_clean_temporaries_removes_only_what_an_interrupted_write_left(tmp_path)
     assert clean_temporaries(tmp_path) == [left]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", keep.name]
     assert clean_temporaries(tmp_path / "missing") == []
+
+
+def test_replace_folder_swaps_a_whole_folder_or_nothing(tmp_path):
+    from snrpaths.files import replace_folder
+
+    target = tmp_path / "model"
+    replace_folder(target, lambda d: (d / "a.txt").write_text("1"))
+    replace_folder(target, lambda d: (d / "b.txt").write_text("2"))
+    assert [p.name for p in target.iterdir()] == ["b.txt"] and os.listdir(tmp_path) == ["model"]
+
+    def dies(d):
+        (d / "c.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_folder(target, dies)
+    assert [p.name for p in target.iterdir()] == ["b.txt"] and os.listdir(tmp_path) == ["model"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SNRPathError, match="cannot write the folder .*file/model"):
+        replace_folder(tmp_path / "file" / "model", lambda d: None)
+
+
+def test_a_swap_cut_between_its_renames_is_rolled_back_on_the_next_start(tmp_path):
+    """What a kill leaves at each moment of replace_folder, and what clean_temporaries makes of it."""
+    from snrpaths.files import SWAPPED_OUT, replace_folder
+
+    target, old = tmp_path / "model", tmp_path / f".model{SWAPPED_OUT}"
+    staging = temporary_name(target)
+    replace_folder(target, lambda d: (d / "w").write_text("old"))
+    # killed after the first rename: no model/, the old folder aside, the new one staged
+    target.rename(old)
+    staging.mkdir()
+    (staging / "w").write_text("new")
+    assert sorted(p.name for p in clean_temporaries(tmp_path)) == [staging.name]
+    assert (target / "w").read_text() == "old" and os.listdir(tmp_path) == ["model"]
+    # killed after the commit, while the old folder was being removed: the new folder stands
+    old.mkdir()
+    (old / "w").write_text("old")
+    clean_temporaries(tmp_path)
+    assert (target / "w").read_text() == "old" and os.listdir(tmp_path) == ["model"]
+    # replace_folder itself repairs a cut swap before it starts
+    target.rename(old)
+    replace_folder(target, lambda d: (d / "w").write_text("newer"))
+    assert (target / "w").read_text() == "newer" and os.listdir(tmp_path) == ["model"]

@@ -480,3 +480,19 @@ def test_bad_input_is_named_before_any_work():
     with pytest.raises(SNRPathError, match="coincide"):
         path_integral(ExactToy.markov(3, 2, table=TokenTable.from_embeddings(torch.tensor([[1.0], [1.0], [-1.0]]))),
                       torch.tensor([[0, 1]]))
+
+
+def test_estimators_refuse_integer_logits():
+    """Denoiser outputs must be floating point (issue 16): integer logits were read as log-probabilities."""
+    toy = ExactToy.markov(3, 4, seed=3)
+
+    class IntLogits:
+        vocab_size, seq_len, table = toy.vocab_size, toy.seq_len, toy.table
+
+        def logits(self, state):
+            return toy.logits(state).clamp(-50).round().to(torch.int64)
+
+    from snrpaths.nll import mdm_elbo
+
+    with pytest.raises(ShapeError, match="dtype torch.int64; logits must be floating point"):
+        mdm_elbo(IntLogits(), torch.tensor([[0, 1, 2, 0]]), n_samples=2)

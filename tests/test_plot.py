@@ -132,7 +132,7 @@ def test_each_sampler_takes_its_own_route():
 def test_gamma_plane_is_readable_and_draws_every_run():
     paths = {"AR": Path.ar(), "MDLM": Path.mdm(8, remask="cap", eta=0.3), "ramp": Path.ramp(8) >> Path.switch("commit"),
              "hybrid": Path.hybrid(4, 4, gamma_max=4.0)}
-    fig = plot.gamma_plane(paths, runs=6, seed=1)
+    fig = plot.gamma_plane(paths, denoiser=ExactToy.markov(2, 2, seed=0), runs=6, seed=1)
     assert_readable(fig)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title().split("\n")[0] for ax in panels] == list(paths)
@@ -145,8 +145,8 @@ def test_gamma_plane_is_readable_and_draws_every_run():
     assert "continuous" not in kinds[0] and "continuous" in kinds[2] and "reveal" in kinds[3]
 
 
-def test_path_plot_draws_the_path_on_the_default_toy():
-    fig = Path.mdm(4).plot(runs=2, positions=(1, 2))
+def test_path_plot_draws_the_path_on_the_denoiser_it_is_given():
+    fig = Path.mdm(4).plot(ExactToy.markov(2, 3, seed=0), runs=2, positions=(1, 2))
     assert "mdm(4)" in fig.axes[0].get_title() and "position 2" in fig.axes[0].get_ylabel()
     assert "2 runs" in fig.get_suptitle()
 
@@ -156,7 +156,7 @@ def test_gamma_plane_accepts_results_traces_and_strings_and_never_shows(monkeypa
 
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("a plot called plt.show()"))
     result = sample(Path.roar(), TOY, batch=3, seed=0, trace=True)
-    fig = plot.gamma_plane([result, result.trace, "mdm(4)"], positions=(2, 3))
+    fig = plot.gamma_plane([result, result.trace, "mdm(4)"], positions=(2, 3), denoiser=TOY)
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["trace 0", "trace 1", "mdm(4)"]
 
 
@@ -172,13 +172,14 @@ def test_order_image_of_ar_is_a_staircase():
 
 
 def test_generation_order_is_readable_and_marks_stage_changes():
-    fig = plot.generation_order({"AR": Path.ar(), "DSL hybrid": Path.hybrid(3, 3)}, seq_len=6, seed=2)
+    toy = ExactToy.markov(2, 6, seed=0)
+    fig = plot.generation_order({"AR": Path.ar(), "DSL hybrid": Path.hybrid(3, 3)}, denoiser=toy, seed=2)
     assert_readable(fig)
     heatmaps = [ax for ax in fig.axes if ax.get_ylabel() == "position"]
     assert len(heatmaps) == 2 and "AR: ar()" in heatmaps[0].get_title(loc="left")
     assert "6 steps" in heatmaps[1].get_title(loc="left") and "denoiser calls" in heatmaps[1].get_title(loc="left")
     assert len(heatmaps[0].lines) == 0 and len(heatmaps[1].lines) == 1, "one stage change: ramp -> mdm"
-    trace = sample(Path.hybrid(3, 3), plot._common.default_denoiser(6), batch=1, seed=2, trace=True).trace
+    trace = sample(Path.hybrid(3, 3), toy, batch=1, seed=2, trace=True).trace
     drawn = heatmaps[1].collections[0].get_array().reshape(6, 7)
     np.testing.assert_allclose(drawn, plot.order_image(trace.gamma[:, 0, :]))
     assert any("clean" in t.get_text() for ax in fig.axes for t in ax.get_xticklabels())
@@ -305,7 +306,8 @@ RESULT = sample(Path.mdm(4), TOY, batch=2, seed=0, trace=True)
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: plot.gamma_plane(Path.ar(), positions=(0, 5), seq_len=3), r"positions \[5\] are out of range"),
+    (lambda: plot.gamma_plane(Path.ar(), positions=(0, 5), denoiser=ExactToy.markov(2, 3, seed=0)),
+     r"positions \[5\] are out of range"),
     (lambda: plot.gamma_plane(RESULT, positions=(0, 9)), r"positions \[9\] are out of range .* length 4"),
     (lambda: plot.gamma_plane(Path.ar(), positions=(1, 1)), "distinct"),
     (lambda: plot.gamma_plane(Path.ar(), positions=(0,)), "exactly 2"),
@@ -313,7 +315,7 @@ RESULT = sample(Path.mdm(4), TOY, batch=2, seed=0, trace=True)
     (lambda: plot.gamma_plane(Path.ar(), runs=0), "'runs' must be a positive integer"),
     (lambda: plot.gamma_plane([]), "at least one"),
     (lambda: plot.gamma_plane(42), "expected a Path"),
-    (lambda: plot.gamma_plane(Path.ar(), seq_len=40), "stops at L = 17"),
+    (lambda: plot.gamma_plane(Path.ar()), "a bare path needs a denoiser to run on: pass denoiser="),
     (lambda: plot.gamma_plane(sample(Path.ar(), TOY)), r"no trace; sample it with sample\(\.\.\., trace=True\)"),
     (lambda: plot.gamma_plane(types.SimpleNamespace(tokens=RESULT.trace.tokens)), "has no gamma tensor"),
     (lambda: plot.gamma_plane(types.SimpleNamespace(gamma=torch.zeros(3, 4))), r"\[S \+ 1, B, L\]"),

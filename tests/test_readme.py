@@ -51,7 +51,7 @@ def test_the_quoted_samples_are_what_sample_gives():
     import torch
 
     from snrpaths import parse_path, sample
-    from snrpaths.cli_model import load_with_tokenizer
+    from snrpaths.backends.text import load_with_tokenizer
 
     quoted = re.search(r"^`tiny-shakespeare-dsl`, `mdm\(48\)` \((\d+) calls\):\n\n```text\n(.*?)\n```$",
                        (ROOT / "README.md").read_text(), flags=re.M | re.S)

@@ -208,10 +208,7 @@ def test_confidence_remasking_spends_sigma_max_per_row_on_the_least_confident():
 def _confidence_before(toy, T, k, batch):
     """Confidence of each clean token at step k, by rerunning the same seeded sampler for the first k steps."""
     prefix = Path.remask("confidence") & Path.reveal(T, schedule="linear")
-    program = prefix.compile(toy.seq_len)
-    from snrpaths.compile import Program
-
-    head = Program(path=prefix, seq_len=toy.seq_len, steps=program.steps[:k])
+    head = prefix.compile(toy.seq_len).prefix(k)  # a partial program: its run may end with unrevealed positions
     return sample(head, toy, batch=batch, seed=5).state.confidence
 
 

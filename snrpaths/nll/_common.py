@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..denoiser import Denoiser
 from ..errors import ShapeError, SNRTypeError
-from .. import validate
+from .. import limits, validate
 from ..state import UNKNOWN, SNRState
 
 LN2 = math.log(2.0)
@@ -91,6 +91,16 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return validate.integer(name, value, minimum, phrase=f"an integer >= {minimum}")
 
 
+def check_size(where: str, denoiser: Denoiser, sequences: int, rows_per_sequence: int, batch_size: int,
+               remedy: str) -> None:
+    """Refuse, before any work, an estimate of ``sequences x rows_per_sequence`` denoiser rows whose logits per
+    call (``min(batch_size, rows) x L x V``) or positions in all (``rows x L``) exceed :mod:`snrpaths.limits`."""
+    rows = sequences * rows_per_sequence
+    length = denoiser.seq_len
+    limits.check_logits(where, min(batch_size, rows), length, denoiser.vocab_size, "lower batch_size")
+    limits.check_work(where, rows, length, f"{sequences} sequences x {rows_per_sequence} rows", remedy)
+
+
 def check_progress(progress: object) -> None:
     if progress is not None and not isinstance(progress, bool):
         raise SNRTypeError(f"'progress' must be True, False or None (got {progress!r})")
@@ -129,6 +139,8 @@ def log_probs(denoiser: Denoiser, gamma: torch.Tensor, z: torch.Tensor, tokens: 
     expected = (*gamma.shape, denoiser.vocab_size)
     if tuple(logits.shape) != expected:
         raise ShapeError(f"the denoiser returned logits of shape {list(logits.shape)}; expected {list(expected)}")
+    if not logits.is_floating_point():
+        raise ShapeError(f"the denoiser returned logits of dtype {logits.dtype}; logits must be floating point")
     logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
     return torch.where(clean[..., None], torch.zeros((), dtype=logp.dtype, device=logp.device), logp)
 

@@ -7,13 +7,14 @@ of the true token at position ``i`` when the positions in ``A`` are clean and th
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Sequence
 
 import torch
 
 from ..denoiser import Denoiser
 from ..errors import SNRPathError
-from .. import validate
+from .. import limits, validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import _check_order
@@ -42,6 +43,9 @@ def roar(
         orders: explicit orders, each a permutation of ``range(L)``, used for every sequence.
     Returns:
         an :class:`NLLEstimate` whose ``samples[b, o]`` is order ``o``'s value; ``n_calls = n_orders * L``.
+
+    Work is bounded before it starts (:mod:`snrpaths.limits`): ``min(batch_size, B n L) x L x V`` logits per call
+    and ``B x n_orders x L x L`` positions in all (also the size of the order masks built up front).
     """
     _common.check_denoiser(denoiser)
     tokens = _common.check_tokens(denoiser, tokens)
@@ -53,10 +57,12 @@ def roar(
         raise SNRPathError("give 'n_orders' (random orders) or 'orders' (explicit ones), not both")
     if orders is None:
         n = _common.check_count("n_orders", 16 if n_orders is None else n_orders)
+        _common.check_size("roar", denoiser, b, n * length, batch_size, "lower n_orders or the number of sequences")
         perms = torch.stack([torch.randperm(length, generator=g) for _ in range(b * n)]).reshape(b, n, length)
     else:
         perms = _explicit_orders(orders, length)[None].expand(b, -1, -1)
         n = perms.shape[1]
+        _common.check_size("roar", denoiser, b, n * length, batch_size, "give fewer orders or sequences")
     # rank[b, o, i]: when position i is revealed in order o. Row j of an order shows the positions of rank < j and
     # scores the one of rank j.
     rank = torch.empty_like(perms).scatter_(-1, perms, torch.arange(length).expand_as(perms).contiguous())
@@ -79,7 +85,11 @@ def _explicit_orders(orders: Sequence[Sequence[int]], length: int) -> torch.Tens
 
 
 def all_orders(seq_len: int) -> list[tuple[int, ...]]:
-    """Every one of the ``L!`` orders (for small ``L``)."""
+    """Every one of the ``L!`` orders (for small ``L``: ``L! x L`` entries are bounded by
+    ``snrpaths.limits.MAX_WORK``, ``L <= 10`` at the default)."""
+    seq_len = validate.integer("seq_len", seq_len)
+    limits.check_work(f"all_orders({seq_len})", math.factorial(seq_len), seq_len, f"{seq_len}! orders",
+                      "score a sample of random orders instead (roar(..., n_orders=n))")
     return list(itertools.permutations(range(seq_len)))
 
 
@@ -104,7 +114,8 @@ def roar_steps(
     therefore conservative.
 
     Returns:
-        an :class:`NLLEstimate` with ``samples[b, j] = Y_j`` and ``n_calls = n_steps``.
+        an :class:`NLLEstimate` with ``samples[b, j] = Y_j`` and ``n_calls = n_steps``. Work is bounded as for
+        :func:`roar`, with ``B x n_steps`` rows.
     """
     _common.check_denoiser(denoiser)
     tokens = _common.check_tokens(denoiser, tokens)
@@ -113,6 +124,7 @@ def roar_steps(
     _common.check_progress(progress)
     g = _common.generator(seed)
     b, length = tokens.shape
+    _common.check_size("roar_steps", denoiser, b, n, batch_size, "lower n_steps or the number of sequences")
     u = torch.rand(b, 1, generator=g, dtype=torch.float64)
     k = ((u + torch.arange(n)) * length / n).floor().to(torch.int64).clamp_max(length - 1)  # [B, n]
     perms = torch.stack([torch.randperm(length, generator=g) for _ in range(b * n)]).reshape(b, n, length)
@@ -145,7 +157,8 @@ def mdm_elbo(
     tight: its mean is ``-log P(s)`` up to the ``O(eps)`` left out near ``t = 0``.
 
     Returns:
-        an :class:`NLLEstimate`, one sample per ``t``; ``n_calls = n_samples``.
+        an :class:`NLLEstimate`, one sample per ``t``; ``n_calls = n_samples``. Work is bounded as for
+        :func:`roar`, with ``B x n_samples`` rows.
     """
     _common.check_denoiser(denoiser)
     tokens = _common.check_tokens(denoiser, tokens)
@@ -155,6 +168,7 @@ def mdm_elbo(
     validate.number("eps", eps, 0, 1, high_open=True, phrase="a number in [0, 1)")
     g = _common.generator(seed)
     b, length = tokens.shape
+    _common.check_size("mdm_elbo", denoiser, b, n, batch_size, "lower n_samples or the number of sequences")
     u = torch.rand(b, 1, generator=g, dtype=torch.float64)
     t = eps + (1 - eps) * ((u + torch.arange(n)) / n)  # [B, n], stratified in (eps, 1]
     masked = torch.rand(b, n, length, generator=g, dtype=torch.float64) < ((1 - eps) * t)[..., None]

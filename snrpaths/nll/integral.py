@@ -14,7 +14,7 @@ import torch
 
 from ..denoiser import Denoiser
 from ..errors import SNRPathError, one_of
-from .. import validate
+from .. import limits, validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import as_curve, check_knots, kappa, radau, truncate
@@ -135,6 +135,9 @@ def path_integral(
         ``m = 0`` without ``gamma_max``, 1 for ``"marginals"`` and ``L`` for ``"roar"``. Every random choice (noise,
         random orders) comes from one CPU generator seeded with ``seed``, trajectory by trajectory, so results do not
         depend on ``batch_size`` or device.
+
+    Work is bounded before it starts (:mod:`snrpaths.limits`): ``min(batch_size, rows) x L x V`` logits per call
+    and ``rows x L`` positions in all, ``rows = B x n_samples x (N + m)``; ``n_nodes`` at most ``MAX_NODES``.
     """
     _common.check_denoiser(denoiser)
     tokens = _common.check_tokens(denoiser, tokens)
@@ -147,15 +150,20 @@ def path_integral(
     curve = as_curve(path)
     g = _common.generator(seed)
     length = denoiser.seq_len
+    b = tokens.shape[0]
+    remedy = "lower n_samples, n_nodes or the number of sequences"
+    # Every trajectory has at least n_nodes nodes: refuse before the Radau rule (cubic in n_nodes) is built.
+    limits.check_nodes("path_integral", n_nodes)
+    _common.check_size("path_integral", denoiser, b * n_samples, n_nodes, batch_size, remedy)
     probe = curve.knots(length, torch.Generator().manual_seed(0))
     check_knots(probe, length)
     rule = _Rule(kappa(denoiser.table), *radau(n_nodes), gamma_max)
     states = ENDPOINTS[endpoint] if endpoint is not None else _no_endpoint
 
-    b = tokens.shape[0]
     samples = torch.empty(b * n_samples, dtype=torch.float64)
     calls = 0
     per_trajectory = rule.nodes(probe).gamma.shape[0] + states(length, torch.Generator())[0].shape[0]
+    _common.check_size("path_integral", denoiser, b * n_samples, per_trajectory, batch_size, remedy)
     with _common.progress_bar(b * n_samples * per_trajectory, batch_size, progress, "path_integral") as bar:
         for chunk in _chunks(curve, rule, states, denoiser, b * n_samples, batch_size, g):
             rows = _Rows.assemble(chunk, tokens, n_samples, denoiser.table.anchors)

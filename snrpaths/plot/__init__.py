@@ -15,8 +15,8 @@ Jupyter display it.
 * :func:`evidence`: a denoiser's cross-entropy against SNR beside the context-free Bayes rule's
   (:func:`snrpaths.diagnostics.evidence_curve`).
 
-A bare path has no trace until it runs; the plots that take paths run them on an exact toy denoiser (a binary
-Markov chain, the Bayes-optimal model) unless given ``denoiser=...``: see :func:`gamma_plane`.
+A bare path has no trace until it runs: the plots that take paths run them on the ``denoiser=...`` they are given
+(an exact toy draws the path itself, see :func:`gamma_plane`); the plots never choose a backend themselves.
 """
 
 from ._common import compactify, save

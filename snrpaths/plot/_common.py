@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import pathlib
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..errors import ShapeError, SNRPathError, SNRTypeError, shown_positions
 from ..files import atomic_write
 from .. import validate
 from ..parse import parse_path
@@ -23,8 +22,6 @@ from ..runner import Result, Trace, sample
 
 #: SNRs marked on a compactified axis: ``u = gamma / (1 + gamma)`` puts them at 0, 1/2, 3/4, 9/10 and 1.
 GAMMA_TICKS = (0.0, 1.0, 3.0, 9.0, math.inf)
-#: The longest sequence the default toy enumerates (``2^L`` sequences, see ``default_denoiser``).
-MAX_DEFAULT_LEN = 17
 #: Drawn styles, shared so that every figure speaks one visual language.
 CONTINUOUS, REVEAL, REMASK = "#1f6fb4", "#3a3a3a", "#d1352b"
 
@@ -93,22 +90,6 @@ def labelled(items: Any, what: str) -> list[tuple[str | None, Any]]:
     return pairs
 
 
-@functools.lru_cache(maxsize=8)
-def default_denoiser(seq_len: int):
-    """The exact Bayes denoiser of a binary first-order Markov chain of ``seq_len`` tokens (seed 0).
-
-    Where a path's gamma trajectory depends on the model at all (confidence orders, ReMDM's confidence policy),
-    an exact toy gives the Bayes-optimal answer, so the figure shows the path itself, not a model's quirks. Two
-    tokens keep the ``2^L`` enumeration cheap up to ``L = 17``.
-    """
-    from snrpaths.backends.toy import ExactToy  # lazy: only plots of bare paths need a backend
-
-    if seq_len > MAX_DEFAULT_LEN:
-        raise SNRPathError(f"the default toy denoiser enumerates 2^L sequences and stops at L = {MAX_DEFAULT_LEN} "
-                           f"(got seq_len={seq_len}); use a shorter sequence, or pass denoiser=... from Python")
-    return ExactToy.markov(2, seq_len, seed=0)
-
-
 def describe(label: str | None, item: Any, index: int) -> str:
     """The panel title of an item: its label, and the path expression beneath when that says more."""
     expr = repr(parse_path(item)) if isinstance(item, str) else repr(item) if isinstance(item, Path) else None
@@ -117,18 +98,18 @@ def describe(label: str | None, item: Any, index: int) -> str:
     return label if expr is None or expr == label else f"{label}\n{expr}"
 
 
-def as_trace(item: Any, fields: Sequence[str], where: str, *, denoiser: Any = None, seq_len: int | None = None,
-             runs: int = 1, seed: int = 0) -> Any:
-    """A trace with ``fields`` from a Path / path string (sampled on ``denoiser``, by default an exact toy of
-    ``seq_len`` tokens, ``runs`` rows; with neither, a path is refused), a :class:`~snrpaths.Result` or a trace."""
+def as_trace(item: Any, fields: Sequence[str], where: str, *, denoiser: Any = None, runs: int = 1,
+             seed: int = 0) -> Any:
+    """A trace with ``fields`` from a Path / path string (sampled on ``denoiser`` at its length, ``runs`` rows), a
+    :class:`~snrpaths.Result` or a trace."""
     if isinstance(item, str):
         item = parse_path(item)
     if isinstance(item, Path):
-        if denoiser is None and seq_len is None:
-            raise SNRTypeError(f"{where}: needs a recorded run, not a path: pass sample(path, denoiser, "
-                               f"trace=True) (got {item!r})")
-        den = default_denoiser(seq_len) if denoiser is None else denoiser
-        return sample(item, den, batch=runs, seed=seed, trace=True).trace
+        if denoiser is None:
+            raise SNRTypeError(f"{where}: a bare path needs a denoiser to run on: pass denoiser=... (for a picture of "
+                               "the path itself, an exact toy: snrpaths.backends.toy.ExactToy.markov(2, L, seed=0)); "
+                               f"without one it needs a recorded run, sample(path, denoiser, trace=True) (got {item!r})")
+        return sample(item, denoiser, batch=runs, seed=seed, trace=True).trace
     if isinstance(item, Result):
         if item.trace is None:
             raise SNRPathError(f"{where}: the Result carries no trace; sample it with sample(..., trace=True)")
@@ -177,7 +158,7 @@ def check_positions(positions: Any, seq_len: int | None, where: str, count: int 
         raise SNRPathError(f"{where}: positions must be non-negative (got {positions!r})")
     bad = [int(p) for p in out if seq_len is not None and not 0 <= p < seq_len]
     if bad:
-        raise SNRPathError(f"{where}: positions {bad} are out of range for sequences of length {seq_len} "
+        raise SNRPathError(f"{where}: positions {shown_positions(bad)} are out of range for sequences of length {seq_len} "
                            f"(valid: 0..{seq_len - 1})")
     return tuple(int(p) for p in out)
 

@@ -233,8 +233,7 @@ def calibration(
     if traces is not None:
         items = labelled(traces, "calibration traces")
         views = [(describe(label, item, k), self_correction(
-            as_trace(item, ("tokens",), "calibration", denoiser=models[0][1], seq_len=models[0][1].seq_len,
-                     runs=64, seed=seed), log_prob)) for k, (label, item) in enumerate(items)]
+            as_trace(item, ("tokens",), "calibration", denoiser=models[0][1], runs=64, seed=seed), log_prob)) for k, (label, item) in enumerate(items)]
         _self_correction_panel(axes["self"], views)
     return fig
 

@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import SNRPathError
 from .. import validate
-from ._common import as_trace, compactify, describe, gamma_tick_labels, labelled, new_figure, positive_int, wrap
+from ._common import as_trace, compactify, describe, gamma_tick_labels, labelled, new_figure, wrap
 
 _FIELDS = ("gamma",)
 _CLEAN = 1.05  # clean cells are pushed above the colour range so that they get their own colour
@@ -39,7 +39,6 @@ def generation_order(
     *,
     row: int = 0,
     denoiser: Any = None,
-    seq_len: int = 16,
     seed: int = 0,
     title: str | None = None,
 ) -> Figure:
@@ -55,16 +54,15 @@ def generation_order(
         traces: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace`, a sequence of
             these, or a ``{label: item}`` mapping (labels name the rows).
         row: which run of each batch to draw.
-        denoiser, seq_len, seed: how bare paths are sampled (default: the exact toy of
-            :func:`~snrpaths.plot.gamma_plane`, ``seq_len`` positions, one run per path).
+        denoiser, seed: what bare paths are sampled with, at its sequence length (see
+            :func:`~snrpaths.plot.gamma_plane`); needed only for bare paths.
     """
     row = validate.integer("row", row, 0)
-    seq_len = positive_int("seq_len", seq_len)
     panels = []
     for index, (label, item) in enumerate(labelled(traces, "generation_order")):
         name = describe(label, item, index)
-        trace = as_trace(item, _FIELDS, f"generation_order ({name})", denoiser=denoiser, seq_len=seq_len,
-                         runs=row + 1, seed=seed)
+        trace = as_trace(item, _FIELDS, f"generation_order ({name})", denoiser=denoiser, runs=row + 1,
+                         seed=seed)
         if row >= trace.gamma.shape[1]:
             raise SNRPathError(f"generation_order ({name}): row {row} is out of range for a trace of "
                                f"{trace.gamma.shape[1]} runs (valid: 0..{trace.gamma.shape[1] - 1})")

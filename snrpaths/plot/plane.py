@@ -57,7 +57,6 @@ def gamma_plane(
     positions: tuple[int, int] = (0, 1),
     *,
     denoiser: Any = None,
-    seq_len: int | None = None,
     runs: int = 8,
     seed: int = 0,
     cols: int | None = None,
@@ -78,11 +77,10 @@ def gamma_plane(
         paths: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace` of a run, a sequence
             of these, or a ``{label: item}`` mapping (labels become panel titles).
         positions: the two positions ``(i, j)`` on the x and y axes.
-        denoiser: what bare paths are sampled with (``trace=True``). Default: the exact Bayes denoiser of a binary
-            Markov chain (``ExactToy.markov(2, seq_len, seed=0)``), which is enough because a path's SNR route
-            depends on the model only through confidence orders and ReMDM's confidence policy.
-        seq_len: the length bare paths are compiled for; default the smallest holding both positions (at least 2,
-            the paper's two-token picture).
+        denoiser: what bare paths are sampled with (``trace=True``), at its sequence length; needed only for bare
+            paths. An exact toy (``ExactToy.markov(2, L, seed=0)``, the CLI's and the gallery's choice) draws the
+            path itself: its SNR route depends on the model only through confidence orders and ReMDM's confidence
+            policy, where the Bayes-optimal answer is the one to show.
         runs: runs per bare path; ``seed`` seeds them.
         cols: panels per row (default: a near-square grid, 2 x 2 for four panels, 4 per row for twelve).
     Returns:
@@ -90,10 +88,9 @@ def gamma_plane(
     """
     runs = positive_int("runs", runs)
     pair = check_positions(positions, None, "gamma_plane", count=2)
-    length = max(max(pair) + 1, 2) if seq_len is None else positive_int("seq_len", seq_len)
     panels = []
     for index, (label, item) in enumerate(labelled(paths, "gamma_plane")):
-        trace = as_trace(item, _FIELDS, "gamma_plane", denoiser=denoiser, seq_len=length, runs=runs, seed=seed)
+        trace = as_trace(item, _FIELDS, "gamma_plane", denoiser=denoiser, runs=runs, seed=seed)
         i, j = check_positions(pair, trace.gamma.shape[-1], f"gamma_plane ({describe(label, item, index)})", count=2)
         panels.append((describe(label, item, index), plane_segments(trace.gamma[:, :, i], trace.gamma[:, :, j])))
     return _figure(panels, pair, cols, title)

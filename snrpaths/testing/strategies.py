@@ -171,3 +171,70 @@ def nll_curves(seq_len: int) -> st.SearchStrategy:
         st.just(RandomOrder()),
         st.builds(Piecewise.random, st.just(seq_len), st.integers(1, 3), seeds()),
     )
+
+
+
+def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStrategy:
+    """Single stages of every kind for ``seq_len`` positions starting at ``first``, finishing or not, with the edge
+    values of their arguments: reveals by count and by clock (every remask policy, one-step clocks, a loop whose
+    ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), explicit remasks
+    of random positions, ramps and switches. Sequences of them (:func:`composed_paths`) may or may not compile."""
+    from snrpaths.orders import ORDERS
+    from snrpaths.path import Path
+    from snrpaths.schedules import ALPHA_SCHEDULES
+
+    temperatures = st.sampled_from([0.0, 5e-324, 1e-320, 0.5, 1.0, 2.0])
+    top_ps = st.sampled_from([5e-324, 1e-300, 0.5, 0.9, 1.0])
+    policies = st.sampled_from([
+        {}, {"remask": "cap", "eta": 0.5}, {"remask": "cap", "eta": 1.0}, {"remask": "rescale", "eta": 1.0},
+        {"remask": "rescale"}, {"remask": "confidence"}, {"remask": "loop", "eta": 0.5},
+        {"remask": "loop", "eta": 1.0, "t_off": 1e-12}, {"remask": "loop", "t_on": 0.9, "t_off": 0.5, "alpha_on": 0.3},
+    ])
+    mdm = st.builds(lambda T, schedule, policy, temperature, top_p: Path.mdm(
+        T, schedule=schedule, temperature=temperature, top_p=top_p, **policy),
+        st.integers(1, max_steps), st.sampled_from(tuple(ALPHA_SCHEDULES)), policies, temperatures, top_ps)
+    counted = st.builds(lambda order, count, temperature, top_p: Path.reveal(
+        order=order, count=count, temperature=temperature, top_p=top_p),
+        st.sampled_from(tuple(ORDERS)), st.integers(1, seq_len), temperatures, top_ps)
+    clocked = st.builds(lambda T, order, exact: Path.reveal(T, order=order, schedule="linear",
+                                                            exact=exact and order == "random"),
+                        st.integers(1, max_steps), st.sampled_from(("random", "confidence", "entropy")), st.booleans())
+    remask = st.lists(st.integers(first, first + seq_len - 1), min_size=1, max_size=seq_len, unique=True).map(
+        lambda positions: Path.remask(positions=positions))
+    ramp = st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), st.integers(1, max_steps),
+                     st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")))
+    switch = st.sampled_from([Path.switch("keep"), Path.switch("mask"), Path.switch("commit")])
+    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch)
+
+
+@st.composite
+def composed_paths(draw, max_steps: int = 4, seq_len: int = 4, max_stages: int = 4) -> object:
+    """``stage >> stage >> ...`` of 1..``max_stages`` :func:`stages`, usually ending with a sampler, sometimes
+    split side by side over two spans with ``on(...) | on(...)``. Not every such path compiles (a ramp or a remask
+    may come last, a count may exceed what is left): the property to test is that every one that compiles ends
+    with every position clean."""
+    from snrpaths.path import Path
+
+    def chain(length: int, first: int):
+        parts = draw(st.lists(stages(max_steps, length, first), min_size=1, max_size=max_stages))
+        if draw(st.integers(0, 3)):  # mostly: end with a sampler that reveals what is left
+            parts.append(draw(sampler_paths(max_steps)))
+        path = parts[0]
+        for part in parts[1:]:
+            path = path >> part
+        return path
+
+    if seq_len >= 2 and draw(st.booleans()):
+        cut = draw(st.integers(1, seq_len - 1))
+        return Path.on(slice(0, cut), chain(cut, 0)) | Path.on(slice(cut, seq_len), chain(seq_len - cut, cut))
+    return chain(seq_len, 0)
+
+
+@st.composite
+def prompts(draw, vocab_size: int, seq_len: int, max_rows: int = 3) -> torch.Tensor:
+    """``[L]`` or ``[B, L]`` int64 prompts: each position a token id in ``[0, V)`` (fixed) or ``-1`` (free)."""
+    rows = draw(st.one_of(st.none(), st.integers(1, max_rows)))
+    shape = (seq_len,) if rows is None else (rows, seq_len)
+    n = seq_len if rows is None else rows * seq_len
+    values = draw(st.lists(st.one_of(st.just(-1), st.integers(0, vocab_size - 1)), min_size=n, max_size=n))
+    return torch.tensor(values, dtype=torch.int64).reshape(shape)

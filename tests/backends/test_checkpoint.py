@@ -219,7 +219,7 @@ def test_the_shipped_dsl_checkpoint_reads_its_evidence():
     of them clean. Budget: on 128 windows the margins there were 10-55 standard errors (README, "Reading the
     evidence"); a quarter of the windows doubles the standard error, leaving 5-27. (At gamma = 1 the margin is 0.21
     bits, 17 s.e. on 128 windows, but a few outlying windows make 16-32 windows' error bar too wide to test it.)"""
-    from snrpaths.cli_model import load_with_tokenizer
+    from snrpaths.backends.text import load_with_tokenizer
     from snrpaths.data import fixed_windows, load_corpus
     from snrpaths.diagnostics import READS, evidence_curve, unigram_prior
 
