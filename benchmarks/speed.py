@@ -31,7 +31,7 @@ composed path ``ramp(T/4) >> mdm(3T/4, remask='confidence')``, a continuous ramp
   per denoiser call (the cache spends fewer calls when B L is small).
 
     python benchmarks/speed.py                 # full: T = 64, batch 32, 3 repeats (about 15 min on 2 CPU cores)
-    python benchmarks/speed.py --quick         # T = 16, batch 4, smaller sweeps (about a minute)
+    python benchmarks/speed.py --quick         # T = 8, batch 4, smaller sweeps (under a minute)
     python benchmarks/speed.py --device cuda   # on a GPU (the default when one is available)
 """
 
@@ -69,8 +69,8 @@ CHILD_TIMEOUT_S = 900
 def sizes(quick: bool, seq_len: int) -> dict:
     """Batch sizes and sweeps; ``seq_len`` is the checkpoint's (the batch sweep runs there)."""
     if quick:
-        return {"batch": 4, "repeats": 2, "repeats_1": 3, "overhead_batch": 4, "lengths": (32, 64, 128),
-                "length_batch": 4, "batches": (1, 4, 16), "batch_length": 64}
+        return {"batch": 4, "repeats": 2, "repeats_1": 3, "overhead_batch": 4, "lengths": (32, 64),
+                "length_batch": 4, "batches": (1, 4), "batch_length": 64}
     return {"batch": 32, "repeats": 3, "repeats_1": 5, "overhead_batch": 8, "lengths": (64, 128, 256, 512),
             "length_batch": 8, "batches": (1, 4, 16, 64), "batch_length": seq_len}
 
@@ -198,7 +198,7 @@ def run(args) -> dict:
     L = den.seq_len
     s = sizes(args.quick, L)
     s["batch"] = args.batch or s["batch"]
-    B, T, seed = s["batch"], args.budget or (16 if args.quick else 64), args.seed
+    B, T, seed = s["batch"], args.budget or (8 if args.quick else 64), args.seed
     dens = {L: den}
     for length in {*s["lengths"], s["batch_length"]} - {L}:
         dens[length] = load(args.checkpoint, seq_len=length, device=device)
@@ -392,11 +392,11 @@ def plot(r: dict, out: pathlib.Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="T = 16, batch 4, smaller sweeps (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="T = 8, batch 4, smaller sweeps (under a minute)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default="tiny-shakespeare-dsl", help="a name or folder snrpaths.backends.load reads")
-    parser.add_argument("--budget", type=int, default=None, help="NFE budget T (default 64, quick 16)")
+    parser.add_argument("--budget", type=int, default=None, help="NFE budget T (default 64, quick 8)")
     parser.add_argument("--batch", type=int, default=None, help="batch B of the sampler table (default 32, quick 4)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1,

@@ -62,7 +62,8 @@ SWEPT_GAMMA = 0.5
 HUMAN = "held-out text"
 FULL = {"samplers": tuple(SAMPLERS), "n": 32, "seeds": 3, "budgets": (16, 32, 64, 128), "target": (16, 32), "reference": 512,
         "grid": ((16, 16), (16, 32), (16, 48), (32, 16), (32, 32), (32, 48))}
-QUICK = {"samplers": ("mdlm", "remdm-confidence"), "n": 12, "seeds": 2, "budgets": (16,), "target": (8, 8), "reference": 48, "grid": ((8, 8),)}
+QUICK = {"samplers": ("mdlm", "remdm-confidence"), "n": 6, "seeds": 2, "budgets": (8,), "target": (4, 4), "reference": 32,
+         "grid": ((4, 4),)}
 
 
 def main(argv: list[str] | None = None) -> None:
