@@ -21,7 +21,7 @@ TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "
 WORDS = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
 
 
-def snrpaths(*args, torchrun=False, timeout=180):
+def snrpaths(*args, torchrun=False, timeout=1800):  # a hang guard only: CI machines are shared
     # "--" ends torchrun's own options: its parser would otherwise read "--n" as an abbreviation of "--nnodes".
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                 "snrpaths", "--"] if torchrun else [sys.executable, "-m", "snrpaths"]

@@ -24,7 +24,7 @@ def test_main_job_runs(tmp_path):
     """The first command's main job: the shipped DSL checkpoint with the default path, on 2 samples."""
     assert readme_commands()[0].endswith("snrpaths sample")
     out = subprocess.run([sys.executable, "-m", "snrpaths", "sample", "--n", "2", "--out", str(tmp_path / "s.jsonl")],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=1800)  # a hang guard only
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("--- sample") == 2 and "ramp(16) >> mdm(32, remask='confidence')" in out.stdout
     records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
@@ -40,7 +40,7 @@ COMMON = set("the and i to of a you my that in is not it me with be your his thi
 
 def test_cli_errors_are_one_line_without_traceback():
     out = subprocess.run([sys.executable, "-m", "snrpaths", "toy", "--path", "mdm(32, remask='confdence')"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=1800)  # a hang guard only
     assert out.returncode == 2
     assert out.stderr.startswith("snrpaths: error: --path") and "'remask' must be one of" in out.stderr
     assert "Traceback" not in out.stderr
