@@ -102,8 +102,7 @@ def check_size(where: str, denoiser: Denoiser, sequences: int, rows_per_sequence
 
 
 def check_progress(progress: object) -> None:
-    if progress is not None and not isinstance(progress, bool):
-        raise SNRTypeError(f"'progress' must be True, False or None (got {progress!r})")
+    validate.boolean("progress", progress, allow_none=True)
 
 
 def generator(seed: object) -> torch.Generator:

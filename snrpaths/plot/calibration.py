@@ -19,6 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .. import validate
 from ..denoiser import Denoiser
 from ..errors import ShapeError, SNRPathError, SNRTypeError
 from ..state import SNRState
@@ -85,10 +86,9 @@ def reliability(
                            f"(got {type(denoiser).__name__})")
     data = _check_data(data, denoiser)
     bins, batch = positive_int("bins", bins), positive_int("batch", batch)
-    if gamma is not None and not (isinstance(gamma, (int, float)) and 0 < gamma < math.inf):
-        raise SNRPathError(f"reliability: 'gamma' must be a positive finite SNR or None for endpoint states "
-                           f"(got {gamma!r})")
-    g = torch.Generator().manual_seed(seed)
+    gamma = validate.number("gamma", gamma, 0.0, low_open=True, high_open=True, allow_none=True,
+                            phrase="a positive finite SNR or None for endpoint states")
+    g = torch.Generator().manual_seed(validate.seed("seed", seed))
     conf, right = [], []
     for rows in torch.split(data, batch):
         snr = _endpoint_snr(rows.shape, g) if gamma is None else torch.full(rows.shape, float(gamma),
