@@ -46,6 +46,7 @@ from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
 from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
+from .shards import Processes
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
 #: SNRs of the evidence curve logged with each validation, on at most EVIDENCE_WINDOWS validation windows.
@@ -122,44 +123,6 @@ class EMA:
             yield model
         finally:
             model.load_state_dict(live, strict=False)
-
-
-# -- processes ----------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Processes:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @classmethod
-    def from_env(cls) -> "Processes":
-        """Joins the process group when ``torchrun`` set ``WORLD_SIZE > 1``: NCCL on GPUs, gloo on CPU."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available() and torch.cuda.device_count() > local
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
-        device = torch.device("cuda", local) if cuda else torch.device("cpu")
-        if cuda:
-            torch.cuda.set_device(device)
-        return cls(dist.get_rank(), dist.get_world_size(), device)
-
-    def rows(self, batch: int) -> slice:
-        if batch % self.world:
-            raise SNRPathError(f"the global batch {batch} must be divisible by the number of processes {self.world}")
-        n = batch // self.world
-        return slice(self.rank * n, (self.rank + 1) * n)
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t)
-        return t
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
