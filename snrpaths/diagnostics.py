@@ -34,6 +34,7 @@ import torch
 
 from . import validate
 from .channel import posterior_logits
+from .denoiser import Denoiser, require
 from .errors import SNRPathError, SNRTypeError, ShapeError, one_of
 from .geometry import TokenTable
 from .state import SNRState
@@ -150,6 +151,7 @@ def evidence_curve(
         batch: windows per denoiser call.
     Every argument is checked before the first denoiser call.
     """
+    require("denoiser", denoiser, Denoiser)
     gammas = _check_gammas(gammas)
     layouts = _check_layouts(layouts)
     _check_tokens(denoiser, tokens)
@@ -265,9 +267,10 @@ def _check_prior(prior, vocab_size: int) -> torch.Tensor:
 
 
 def _check_reference(reference, denoiser) -> None:
+    require("reference", reference, Denoiser)
     for name in ("vocab_size", "seq_len"):
-        if getattr(reference, name, None) != getattr(denoiser, name):
-            raise SNRPathError(f"the reference has {name} = {getattr(reference, name, None)!r}; the denoiser has "
+        if getattr(reference, name) != getattr(denoiser, name):
+            raise SNRPathError(f"the reference has {name} = {getattr(reference, name)!r}; the denoiser has "
                                f"{getattr(denoiser, name)!r}")
     a, b = reference.table.anchors, denoiser.table.anchors
     if a.shape != b.shape or not torch.allclose(a.double().cpu(), b.double().cpu(), atol=1e-6):

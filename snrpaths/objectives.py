@@ -21,8 +21,10 @@ import math
 import attrs
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import validate
+from .denoiser import Trainable
 
 
 @attrs.frozen(eq=False)
@@ -51,7 +53,7 @@ class Corruption:
 def loss(model, corruption: Corruption) -> torch.Tensor:
     """``mean_b sum_i w_bi CE_bi`` with ``CE_bi = -log p_theta(s_bi | z_b)`` (nats).
 
-    ``model`` is a :class:`snrpaths.backends.DSLDenoiser` (or a DDP wrapper of one): ``model(z, gamma, tokens)``
+    ``model`` is a :class:`snrpaths.denoiser.Trainable` (or a DDP wrapper of one): ``model(z, gamma, tokens)``
     gives ``(B, L, V)`` logits and ``model.converter.anchors`` the ``(V, d)`` anchors.
     """
     return per_row(model, corruption).mean()
@@ -69,8 +71,9 @@ def per_row(model, corruption: Corruption) -> torch.Tensor:
     return (c.weight * ce).sum(1)
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+def _unwrap(model) -> Trainable:
+    """The Trainable itself: DistributedDataParallel keeps it in ``.module``."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _noise(tokens: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from . import validate
 from .data import fixed_windows, random_windows
+from .denoiser import EvidenceConverter, Trainable, require
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
 from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
@@ -141,7 +142,7 @@ class TrainResult:
 
 
 def train(
-    model,
+    model: Trainable,
     objective: MDLM | DSL,
     train_tokens: torch.Tensor,
     valid_tokens: torch.Tensor,
@@ -152,8 +153,9 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` (a :class:`snrpaths.backends.DSLDenoiser`) on random windows of the ``(N,)`` token stream
-    ``train_tokens`` with ``objective``; validate on fixed windows of ``valid_tokens``.
+    """Train ``model`` (a :class:`snrpaths.denoiser.Trainable`: a :class:`snrpaths.backends.DSLDenoiser`) on random
+    windows of the ``(N,)`` token stream ``train_tokens`` with ``objective``; validate on fixed windows of
+    ``valid_tokens``. A model that is not Trainable is refused before anything runs, naming what it lacks.
 
     Args:
         out: the run folder (see the module docstring); created if missing.
@@ -162,6 +164,8 @@ def train(
     Returns:
         the model with its EMA weights loaded, and what the run measured.
     """
+    require("model", model, Trainable)
+    require("model.converter", model.converter, EvidenceConverter)
     procs = Processes.from_env()
     out = Path(out)
     if procs.rank == 0:

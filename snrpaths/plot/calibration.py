@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .. import validate
-from ..denoiser import Denoiser
-from ..errors import ShapeError, SNRPathError, SNRTypeError
+from ..denoiser import Denoiser, require
+from ..errors import ShapeError, SNRPathError
 from ..state import SNRState
 from ._common import as_trace, describe, labelled, new_figure, positive_int
 
@@ -81,9 +81,7 @@ def reliability(
     every position is corrupted to ``z = gamma x + sqrt(gamma) eps`` and all are scored. A prediction is the most
     likely token; it is right when it equals the held-out token.
     """
-    if not isinstance(denoiser, Denoiser):
-        raise SNRTypeError("reliability: 'denoiser' must implement the Denoiser protocol "
-                           f"(got {type(denoiser).__name__})")
+    require("denoiser", denoiser, Denoiser)
     data = _check_data(data, denoiser)
     bins, batch = positive_int("bins", bins), positive_int("batch", batch)
     gamma = validate.number("gamma", gamma, 0.0, low_open=True, high_open=True, allow_none=True,
