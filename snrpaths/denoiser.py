@@ -1,14 +1,17 @@
 """The one contract between the core and every backend, and the capabilities some backends add to it.
 
 The core reads a capability through these declared protocols (``isinstance(d, EnumerableJoint)``) or the flag
-they declare (``exact_posterior``), never through a backend's type."""
+they declare (``exact_posterior``), never through a backend's type. :class:`Trainable` is what the trainer needs of a
+model on top of the sampling contract."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import inspect
+from typing import Any, Generic, Protocol, runtime_checkable
 
 import torch
 
+from .errors import SNRTypeError
 from .geometry import TokenTable
 from .state import SNRState
 from .streams import Streams
@@ -84,3 +87,77 @@ class EnumerableJoint(ExactPosterior, Protocol):
     def joint_log_posterior(self, state: SNRState) -> torch.Tensor:
         """``[B, V^L]`` normalised ``log p(s | z, clean tokens)``, sequences in the order of ``states``."""
         ...
+
+
+@runtime_checkable
+class EvidenceConverter(Protocol):
+    """The part of a :class:`Trainable` that turns evidence into the backbone's input, as the trainer reads it.
+
+    Attributes:
+        anchors: ``[V, d]`` the unit-norm anchors, differentiable: the objectives build ``z = gamma x + sqrt(gamma)
+            eps`` from them, so gradients reach the anchor directions through ``z``.
+        config: its settings; ``config.anchor_dim`` is ``d``, the dimension the objectives draw noise in.
+    """
+
+    anchors: torch.Tensor
+    config: Any
+
+    def calibrate(self, prior: torch.Tensor) -> None:
+        """Start at the context-free Bayes rule of the unigram ``prior`` ``[V]`` (DSL runs call it before step 1)."""
+        ...
+
+
+@runtime_checkable
+class Trainable(Denoiser, Protocol):
+    """A denoiser :func:`snrpaths.train.train` can train: a ``torch.nn.Module`` whose forward pass takes the corrupted
+    state as plain tensors and is differentiable,
+
+        model(z, gamma, tokens) -> [B, L, V] logits
+            z: [B, L, d] evidence (read where 0 < gamma < inf), gamma: [B, L] SNRs in [0, inf],
+            tokens: [B, L] the clean ids (read only where gamma = inf, so the trainer may pass the targets)
+
+    with ``converter`` an :class:`EvidenceConverter` (its scalars ``converter.log_beta`` and ``converter.bias``, when it
+    has them, get their own learning rate). The module methods below are the ones the trainer calls: parameters for
+    the optimizer, state dicts for the EMA weights and the checkpoints, train / eval modes, the device. It is also a
+    :class:`Denoiser`: the validation's evidence curve samples it through ``logits``. The run folder's ``model/`` and
+    the checkpoint's model description are written by :func:`snrpaths.backends.save`, which takes the shipped
+    Trainable, :class:`snrpaths.backends.DSLDenoiser`.
+    """
+
+    converter: EvidenceConverter
+
+    def __call__(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict: ...
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, *args: Any, **kwargs: Any) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def modules(self) -> Any: ...
+
+
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """The attributes and methods ``protocol`` declares, its base protocols' included, sorted: what a runtime
+    ``isinstance`` check looks for."""
+    names: set[str] = set()
+    for base in protocol.__mro__:
+        if base not in (Protocol, Generic, object):
+            names |= set(inspect.get_annotations(base))
+            names |= {n for n, v in vars(base).items() if callable(v) and (n == "__call__" or not n.startswith("_"))}
+    return tuple(sorted(names))
+
+
+def require(name: str, value: Any, protocol: type) -> None:
+    """Raise :class:`SNRTypeError` unless ``isinstance(value, protocol)``, naming the members ``value`` lacks:
+    ``'model' must implement the Trainable protocol (snrpaths.denoiser); Linear lacks converter, logits, ...``."""
+    if not isinstance(value, protocol):
+        lacks = [m for m in protocol_members(protocol) if not hasattr(value, m)]
+        raise SNRTypeError(f"{name!r} must implement the {protocol.__name__} protocol (snrpaths.denoiser); "
+                           f"{type(value).__name__} lacks {', '.join(lacks)}")

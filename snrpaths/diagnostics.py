@@ -32,7 +32,9 @@ from typing import Iterable, Sequence
 import attrs
 import torch
 
+from . import validate
 from .channel import posterior_logits
+from .denoiser import Denoiser, require
 from .errors import SNRPathError, SNRTypeError, ShapeError, one_of
 from .geometry import TokenTable
 from .state import SNRState
@@ -114,16 +116,9 @@ class EvidenceCurve:
 def unigram_prior(tokens: torch.Tensor, vocab_size: int, smoothing: float = 0.5) -> torch.Tensor:
     """``(V,)`` float64 ``p(v) = (count(v) + smoothing) / (N + V smoothing)`` of a token stream (any shape): strictly
     positive for ``smoothing > 0``, so ``log p`` exists for tokens the stream never shows."""
-    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dtype == torch.bool:
-        raise SNRTypeError(f"'tokens' must be an integer torch.Tensor (got {_describe(tokens)})")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise SNRPathError(f"'vocab_size' must be a positive integer (got {vocab_size!r})")
-    if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool) and 0 <= smoothing < math.inf):
-        raise SNRPathError(f"'smoothing' must be a finite number >= 0 (got {smoothing!r})")
-    flat = tokens.flatten().cpu()
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= vocab_size):
-        raise SNRPathError(f"'tokens' hold ids in [{int(flat.min())}, {int(flat.max())}]; the vocabulary is "
-                           f"[0, {vocab_size - 1}]")
+    vocab_size = validate.integer("vocab_size", vocab_size)
+    smoothing = validate.number("smoothing", smoothing, 0.0, high_open=True, phrase="a finite number >= 0")
+    flat = validate.token_ids("tokens", tokens, vocab_size).flatten().cpu()
     counts = torch.bincount(flat, minlength=vocab_size).double()
     total = counts.sum() + vocab_size * smoothing
     if total <= 0:
@@ -156,16 +151,15 @@ def evidence_curve(
         batch: windows per denoiser call.
     Every argument is checked before the first denoiser call.
     """
+    require("denoiser", denoiser, Denoiser)
     gammas = _check_gammas(gammas)
     layouts = _check_layouts(layouts)
     _check_tokens(denoiser, tokens)
     log_prior = _check_prior(prior, denoiser.vocab_size).log()
     if reference is not None:
         _check_reference(reference, denoiser)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise SNRPathError(f"'batch' must be a positive integer (got {batch!r})")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SNRTypeError(f"'seed' must be an integer (got {seed!r})")
+    batch = validate.integer("batch", batch)
+    seed = validate.seed("seed", seed)
     from tqdm.auto import tqdm
 
     jobs = [(layout, gamma) for layout in layouts for gamma in gammas]
@@ -175,7 +169,8 @@ def evidence_curve(
 
 
 def _row(denoiser, reference, tokens, layout, gamma, log_prior, seed, batch) -> EvidenceRow:
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the numbers do not depend on the device
+    # on the CPU: the numbers do not depend on the device; mod 2^64 as torch folds a negative seed
+    generator = torch.Generator().manual_seed(seed % 2**64)
     device = denoiser.table.anchors.device
     table = denoiser.table.to("cpu")
     # in float64, renormalised (float32 norms are off by ~1e-7); a demonstration table of unequal norms kept as is
@@ -237,15 +232,9 @@ def _check_gammas(gammas) -> tuple[float, ...]:
         raise SNRTypeError(f"'gammas' must be a sequence of positive finite SNRs (got {_describe(gammas)})") from None
     if not values:
         raise SNRPathError("'gammas' is empty; give at least one positive finite SNR, e.g. (1, 4, 16)")
-    out = []
-    for g in values:
-        if isinstance(g, bool) or not isinstance(g, (int, float)):
-            raise SNRTypeError(f"'gammas' must hold numbers (got {g!r})")
-        if not (0 < g < math.inf):
-            raise SNRPathError(f"'gammas' must be positive and finite (got {g!r}); gamma = 0 is [MASK] and inf is "
-                               "clean, where there is no evidence to read")
-        out.append(float(g))
-    return tuple(out)
+    # gamma = 0 is [MASK] and inf is clean: no evidence to read
+    return tuple(validate.number("gammas", g, 0.0, low_open=True, high_open=True, phrase="positive and finite")
+                 for g in values)
 
 
 def _check_layouts(layouts) -> tuple[str, ...]:
@@ -259,17 +248,12 @@ def _check_layouts(layouts) -> tuple[str, ...]:
 
 
 def _check_tokens(denoiser, tokens) -> None:
-    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dtype == torch.bool:
-        raise SNRTypeError(f"'tokens' must be an integer torch.Tensor of windows [N, L] (got {_describe(tokens)})")
-    if tokens.ndim != 2 or tokens.shape[0] < 2:
-        raise ShapeError(f"'tokens' must have shape [N, L] with N >= 2 windows (got {list(tokens.shape)})")
+    validate.token_ids("tokens", tokens, denoiser.vocab_size, ndims=(2,))
+    if tokens.shape[0] < 2:
+        raise ShapeError(f"'tokens' must have N >= 2 windows [N, L], for an error bar (got {list(tokens.shape)})")
     if tokens.shape[1] != denoiser.seq_len:
         raise ShapeError(f"'tokens' windows have L = {tokens.shape[1]}; the denoiser is built for seq_len = "
                          f"{denoiser.seq_len}")
-    lo, hi = int(tokens.min()), int(tokens.max())
-    if lo < 0 or hi >= denoiser.vocab_size:
-        raise SNRPathError(f"'tokens' hold ids in [{lo}, {hi}]; the denoiser's vocabulary is "
-                           f"[0, {denoiser.vocab_size - 1}]")
 
 
 def _check_prior(prior, vocab_size: int) -> torch.Tensor:
@@ -283,9 +267,10 @@ def _check_prior(prior, vocab_size: int) -> torch.Tensor:
 
 
 def _check_reference(reference, denoiser) -> None:
+    require("reference", reference, Denoiser)
     for name in ("vocab_size", "seq_len"):
-        if getattr(reference, name, None) != getattr(denoiser, name):
-            raise SNRPathError(f"the reference has {name} = {getattr(reference, name, None)!r}; the denoiser has "
+        if getattr(reference, name) != getattr(denoiser, name):
+            raise SNRPathError(f"the reference has {name} = {getattr(reference, name)!r}; the denoiser has "
                                f"{getattr(denoiser, name)!r}")
     a, b = reference.table.anchors, denoiser.table.anchors
     if a.shape != b.shape or not torch.allclose(a.double().cpu(), b.double().cpu(), atol=1e-6):

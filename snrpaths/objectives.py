@@ -21,8 +21,10 @@ import math
 import attrs
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from .errors import SNRPathError
+from . import validate
+from .denoiser import Trainable
 
 
 @attrs.frozen(eq=False)
@@ -51,7 +53,7 @@ class Corruption:
 def loss(model, corruption: Corruption) -> torch.Tensor:
     """``mean_b sum_i w_bi CE_bi`` with ``CE_bi = -log p_theta(s_bi | z_b)`` (nats).
 
-    ``model`` is a :class:`snrpaths.backends.DSLDenoiser` (or a DDP wrapper of one): ``model(z, gamma, tokens)``
+    ``model`` is a :class:`snrpaths.denoiser.Trainable` (or a DDP wrapper of one): ``model(z, gamma, tokens)``
     gives ``(B, L, V)`` logits and ``model.converter.anchors`` the ``(V, d)`` anchors.
     """
     return per_row(model, corruption).mean()
@@ -69,8 +71,9 @@ def per_row(model, corruption: Corruption) -> torch.Tensor:
     return (c.weight * ce).sum(1)
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+def _unwrap(model) -> Trainable:
+    """The Trainable itself: DistributedDataParallel keeps it in ``.module``."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _noise(tokens: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -92,12 +95,8 @@ class MDLM:
         eps: smallest ``t`` (MDLM's sampling_eps), keeps the weight ``1/t`` finite.
     """
 
-    eps: float = attrs.field(default=1e-3)
-
-    @eps.validator
-    def _check(self, attribute, value):
-        if not (isinstance(value, (int, float)) and 0 < value < 1):
-            raise SNRPathError(f"'eps' must be a number in (0, 1) (got {value!r})")
+    eps: float = attrs.field(default=1e-3, converter=validate.field(validate.number, low=0.0, high=1.0, low_open=True,
+                                                                     high_open=True))
 
     def draw(self, tokens: torch.Tensor, generator: torch.Generator, anchor_dim: int) -> Corruption:
         """The corruption of ``(B, L)`` ``tokens``; ``eps`` is all zeros (no finite SNR)."""
@@ -129,21 +128,14 @@ class DSL:
     one SNR per sequence).
     """
 
-    roar_fraction: float = 0.25
-    mu: float = 1.4
-    sigma: float = 0.55
-    gamma_max: float = 40.0
-    per_token: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        if not (isinstance(self.roar_fraction, (int, float)) and 0 <= self.roar_fraction <= 1):
-            raise SNRPathError(f"'roar_fraction' must be a number in [0, 1] (got {self.roar_fraction!r})")
-        if not (isinstance(self.sigma, (int, float)) and self.sigma >= 0):
-            raise SNRPathError(f"'sigma' must be a number >= 0 (got {self.sigma!r})")
-        if not (isinstance(self.gamma_max, (int, float)) and 0 < self.gamma_max < math.inf):
-            raise SNRPathError(f"'gamma_max' must be a finite number > 0 (got {self.gamma_max!r})")
-        if not isinstance(self.mu, (int, float)) or not math.isfinite(self.mu):
-            raise SNRPathError(f"'mu' must be a finite number (got {self.mu!r})")
+    roar_fraction: float = attrs.field(default=0.25, converter=validate.field(validate.number, low=0.0, high=1.0))
+    mu: float = attrs.field(default=1.4, converter=validate.field(validate.number, low_open=True, high_open=True,
+                                                                  phrase="a finite number"))
+    sigma: float = attrs.field(default=0.55, converter=validate.field(validate.number, low=0.0, high_open=True,
+                                                                      phrase="a finite number >= 0"))
+    gamma_max: float = attrs.field(default=40.0, converter=validate.field(validate.number, low=0.0, low_open=True,
+                                                                          high_open=True, phrase="a finite number > 0"))
+    per_token: bool = attrs.field(default=False, converter=validate.field(validate.boolean))
 
     def draw(self, tokens: torch.Tensor, generator: torch.Generator, anchor_dim: int) -> Corruption:
         B, L = tokens.shape

@@ -13,9 +13,11 @@ from typing import ClassVar
 import attrs
 import torch
 
+from .reprs import TypedRepr
 
-@attrs.frozen
-class Order:
+
+@attrs.frozen(repr=False)
+class Order(TypedRepr):
     """A reveal order; ``repr`` prints what a user types."""
 
     name: ClassVar[str]
@@ -23,9 +25,6 @@ class Order:
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return repr(self.name)
 
 
 @attrs.frozen(repr=False)
@@ -62,8 +61,8 @@ class Explicit(Order):
         rank[list(self.positions)] = torch.arange(len(self.positions), dtype=torch.float64, device=u.device)
         return -rank.expand(B, L)
 
-    def __repr__(self) -> str:
-        return repr(self.positions)
+    def typed(self) -> tuple[int, ...]:
+        return self.positions
 
 
 @attrs.frozen(repr=False)

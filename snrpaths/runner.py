@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .channel import increment, posterior_mean
 from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
-from .denoiser import Denoiser
+from .denoiser import Denoiser, require
 from .draw import categorical, inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
@@ -98,9 +98,7 @@ def sample(
     (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
     raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
-    if not isinstance(denoiser, Denoiser):
-        raise SNRTypeError(f"'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits); "
-                           f"got {type(denoiser).__name__}")
+    require("denoiser", denoiser, Denoiser)
     program = path.compile(denoiser.seq_len) if isinstance(path, Path) else path
     if not isinstance(program, Program):
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")

@@ -16,21 +16,19 @@ import attrs
 
 from . import validate
 from .errors import SNRPathError
+from .reprs import TypedRepr
 
 # -- masked-diffusion clocks -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class AlphaSchedule:
+@attrs.frozen(repr=False)
+class AlphaSchedule(TypedRepr):
     """A clean fraction ``alpha(t)`` for ``t`` in [0, 1], ``alpha(1) = 0``, ``alpha(0) = 1``."""
 
     name: ClassVar[str]
 
     def alpha(self, t: float) -> float:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return repr(self.name)
 
 
 @attrs.frozen(repr=False)
@@ -176,17 +174,14 @@ REMASK_POLICIES: dict[str, type[RemaskPolicy]] = {p.name: p for p in (Cap, Resca
 # -- SNR ramps ---------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class RampSchedule:
+@attrs.frozen(repr=False)
+class RampSchedule(TypedRepr):
     """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``)."""
 
     name: ClassVar[str]
 
     def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return repr(self.name)
 
 
 @attrs.frozen(repr=False)

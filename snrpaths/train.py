@@ -40,11 +40,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from . import validate
 from .data import fixed_windows, random_windows
+from .denoiser import EvidenceConverter, Trainable, require
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
 from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
+from .shards import Processes
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
 #: SNRs of the evidence curve logged with each validation, on at most EVIDENCE_WINDOWS validation windows.
@@ -52,19 +55,10 @@ EVIDENCE_GAMMAS, EVIDENCE_WINDOWS = (1.0, 4.0, 16.0), 64
 LN2 = math.log(2)
 
 
-def _positive(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SNRPathError(f"{attribute.name!r} must be a positive integer (got {value!r})")
-
-
-def _nonnegative(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
-        raise SNRPathError(f"{attribute.name!r} must be a finite number >= 0 (got {value!r})")
-
-
-def _unit(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 1):
-        raise SNRPathError(f"{attribute.name!r} must be a number in [0, 1] (got {value!r})")
+_POSITIVE = validate.field(validate.integer)
+_COUNT = validate.field(validate.integer, low=0)
+_RATE = validate.field(validate.number, low=0.0, high=math.inf, high_open=True, phrase="a finite number >= 0")
+_UNIT = validate.field(validate.number, low=0.0, high=1.0)
 
 
 @attrs.frozen
@@ -72,25 +66,25 @@ class TrainConfig:
     """Optimisation settings. ``batch`` is the global batch: under torchrun each of ``W`` processes takes
     ``batch / W`` rows of the same drawn batch."""
 
-    steps: int = attrs.field(default=2000, validator=_positive)  # optimizer steps in the whole run
-    batch: int = attrs.field(default=64, validator=_positive)  # sequences per step, all processes together
-    lr: float = attrs.field(default=1e-3, validator=_nonnegative)  # peak learning rate
-    warmup: int = attrs.field(default=100, validator=_nonnegative)  # linear warm-up steps from 0 to lr
-    min_lr_ratio: float = attrs.field(default=0.1, validator=_unit)  # cosine decay to lr * this (1: constant)
-    weight_decay: float = attrs.field(default=0.01, validator=_nonnegative)  # on matrices, never on anchors
-    grad_clip: float = attrs.field(default=1.0, validator=_nonnegative)  # max global grad norm (0: no clipping)
-    ema: float = attrs.field(default=0.999, validator=_unit)  # EMA decay of the evaluated and exported weights
-    eval_every: int = attrs.field(default=250, validator=_positive)  # steps between validations
-    eval_rows: int = attrs.field(default=256, validator=_positive)  # validation windows (fixed, spread over the text)
-    save_every: int = attrs.field(default=250, validator=_positive)  # steps between checkpoints
-    seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+    steps: int = attrs.field(default=2000, converter=_POSITIVE)  # optimizer steps in the whole run
+    batch: int = attrs.field(default=64, converter=_POSITIVE)  # sequences per step, all processes together
+    lr: float = attrs.field(default=1e-3, converter=_RATE)  # peak learning rate
+    warmup: int = attrs.field(default=100, converter=_COUNT)  # linear warm-up steps from 0 to lr
+    min_lr_ratio: float = attrs.field(default=0.1, converter=_UNIT)  # cosine decay to lr * this (1: constant)
+    weight_decay: float = attrs.field(default=0.01, converter=_RATE)  # on matrices, never on anchors
+    grad_clip: float = attrs.field(default=1.0, converter=_RATE)  # max global grad norm (0: no clipping)
+    ema: float = attrs.field(default=0.999, converter=_UNIT)  # EMA decay of the evaluated and exported weights
+    eval_every: int = attrs.field(default=250, converter=_POSITIVE)  # steps between validations
+    eval_rows: int = attrs.field(default=256, converter=_POSITIVE)  # validation windows (fixed, spread over the text)
+    save_every: int = attrs.field(default=250, converter=_POSITIVE)  # steps between checkpoints
+    seed: int = attrs.field(default=0, converter=validate.field(validate.seed))
     # learning-rate multiplier of the converter's scalars (log beta, b): Adam moves a parameter about lr per step, so
     # at lr alone a gate that must travel several nats (b_mask) barely moves in a fine-tune (DESIGN.md 4b). 200 was
     # the smallest of 1 / 10 / 50 / 200 / 1000 at the plateau of the evidence curve in 250-step DSL fine-tunes of
     # the first MDLM checkpoint (README, "Reading the evidence")
-    converter_lr_mult: float = attrs.field(default=200.0, validator=_nonnegative)
+    converter_lr_mult: float = attrs.field(default=200.0, converter=_RATE)
     # a DSL run starts with the converter at the context-free Bayes rule of the training stream (Converter.calibrate)
-    calibrate: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    calibrate: bool = attrs.field(default=True, converter=validate.field(validate.boolean))
 
     def lr_at(self, step: int) -> float:
         """``lr * min(1, (step + 1) / warmup)`` during warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
@@ -132,44 +126,6 @@ class EMA:
             model.load_state_dict(live, strict=False)
 
 
-# -- processes ----------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Processes:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @classmethod
-    def from_env(cls) -> "Processes":
-        """Joins the process group when ``torchrun`` set ``WORLD_SIZE > 1``: NCCL on GPUs, gloo on CPU."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available() and torch.cuda.device_count() > local
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
-        device = torch.device("cuda", local) if cuda else torch.device("cpu")
-        if cuda:
-            torch.cuda.set_device(device)
-        return cls(dist.get_rank(), dist.get_world_size(), device)
-
-    def rows(self, batch: int) -> slice:
-        if batch % self.world:
-            raise SNRPathError(f"the global batch {batch} must be divisible by the number of processes {self.world}")
-        n = batch // self.world
-        return slice(self.rank * n, (self.rank + 1) * n)
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t)
-        return t
-
-
 # -- the run ------------------------------------------------------------------------------------------------------
 
 
@@ -186,7 +142,7 @@ class TrainResult:
 
 
 def train(
-    model,
+    model: Trainable,
     objective: MDLM | DSL,
     train_tokens: torch.Tensor,
     valid_tokens: torch.Tensor,
@@ -197,8 +153,9 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` (a :class:`snrpaths.backends.DSLDenoiser`) on random windows of the ``(N,)`` token stream
-    ``train_tokens`` with ``objective``; validate on fixed windows of ``valid_tokens``.
+    """Train ``model`` (a :class:`snrpaths.denoiser.Trainable`: a :class:`snrpaths.backends.DSLDenoiser`) on random
+    windows of the ``(N,)`` token stream ``train_tokens`` with ``objective``; validate on fixed windows of
+    ``valid_tokens``. A model that is not Trainable is refused before anything runs, naming what it lacks.
 
     Args:
         out: the run folder (see the module docstring); created if missing.
@@ -207,6 +164,8 @@ def train(
     Returns:
         the model with its EMA weights loaded, and what the run measured.
     """
+    require("model", model, Trainable)
+    require("model.converter", model.converter, EvidenceConverter)
     procs = Processes.from_env()
     out = Path(out)
     if procs.rank == 0:
@@ -217,7 +176,8 @@ def train(
     train_tokens, valid_tokens = _check_tokens(model, train_tokens, "train"), _check_tokens(model, valid_tokens, "valid")
     valid = fixed_windows(valid_tokens, config.eval_rows, L)
     generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed * 1_000_003 + procs.rank)  # dropout's generator: different on every process
+    # dropout's generator: different on every process; mod 2^64 as torch folds a negative seed, so any valid seed works
+    torch.manual_seed((config.seed * 1_000_003 + procs.rank) % 2**64)
     prior = unigram_prior(train_tokens, model.vocab_size)
     if isinstance(objective, DSL) and config.calibrate:
         # before the EMA copies the weights; a resumed run then overwrites all of it with its checkpoint
@@ -311,7 +271,7 @@ def evaluate(model, ema: EMA | None, windows: torch.Tensor, procs: Processes = P
     steps); the error bar is the standard error ``std_b(r_b) / sqrt(n) / ln 2``. The ROAR states come from a
     generator seeded with ``seed``, so every validation of a run scores the same states.
     """
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed((seed + 1) % 2**64)
     swap = ema.swapped(model) if ema is not None else contextlib.nullcontext(model)
     terms = []
     was_training = model.training

@@ -122,11 +122,13 @@ def number(name: str, value: Any, low: float = -math.inf, high: float = math.inf
     return as_float
 
 
-def boolean(name: str, value: Any) -> bool:
-    """``value`` when it is ``True`` or ``False`` (numpy booleans included)."""
+def boolean(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """``value`` when it is ``True`` or ``False`` (numpy booleans included; ``None`` passes when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
     value = scalar(value)
     if not isinstance(value, bool):
-        raise SNRTypeError(f"{name!r} must be True or False (got {value!r})")
+        raise SNRTypeError(f"{name!r} must be True{', False or None' if allow_none else ' or False'} (got {value!r})")
     return value
 
 

@@ -7,7 +7,7 @@ import attrs
 import pytest
 import torch
 
-from snrpaths import SNRPathError
+from snrpaths import SNRPathError, SNRTypeError
 from snrpaths.objectives import DSL, MDLM
 from snrpaths.data import fixed_windows
 from snrpaths.train import EMA, TrainConfig, evaluate, param_groups, train
@@ -122,6 +122,23 @@ def test_a_dsl_run_starts_from_the_calibrated_converter(make_denoiser, tmp_path)
 def test_bad_settings_are_refused(bad):
     with pytest.raises(SNRPathError):
         TrainConfig(**bad)
+
+
+def test_a_model_that_is_not_trainable_is_refused_before_anything_runs(make_denoiser, tmp_path, monkeypatch):
+    from snrpaths.backends import ExactToy
+    from snrpaths.backends.converter import Converter
+
+    with pytest.raises(SNRTypeError, match=r"'model' must implement the Trainable protocol .*; ExactToy lacks __call__, "
+                                           "converter, eval, load_state_dict"):
+        train(ExactToy.markov(3, 4), MDLM(), STREAM, STREAM, CONFIG, tmp_path / "toy", progress=False)
+    with pytest.raises(SNRTypeError, match=r"Linear lacks converter, logits, seq_len, table, vocab_size$"):
+        train(torch.nn.Linear(2, 2), MDLM(), STREAM, STREAM, CONFIG, tmp_path / "linear", progress=False)
+    model = make_denoiser(V, L)
+    monkeypatch.delattr(Converter, "calibrate")
+    with pytest.raises(SNRTypeError, match="'model.converter' must implement the EvidenceConverter protocol .*; "
+                                           "Converter lacks calibrate$"):
+        train(model, DSL(), STREAM, STREAM, CONFIG, tmp_path / "uncalibrated", progress=False)
+    assert not list(tmp_path.iterdir())
 
 
 def test_tokens_outside_the_vocabulary_are_refused(make_denoiser, tmp_path):

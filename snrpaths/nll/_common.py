@@ -9,7 +9,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from ..denoiser import Denoiser
+from ..denoiser import Denoiser, require
 from ..errors import ShapeError, SNRTypeError
 from .. import limits, validate
 from ..state import UNKNOWN, SNRState
@@ -64,11 +64,7 @@ class NLLEstimate:
 
 
 def check_denoiser(denoiser: object) -> None:
-    if not isinstance(denoiser, Denoiser):
-        raise SNRTypeError(
-            "'denoiser' must implement the Denoiser protocol (vocab_size, seq_len, table, logits(state)) "
-            f"(got {type(denoiser).__name__})"
-        )
+    require("denoiser", denoiser, Denoiser)
 
 
 def check_tokens(denoiser: Denoiser, tokens: object) -> torch.Tensor:
@@ -102,8 +98,7 @@ def check_size(where: str, denoiser: Denoiser, sequences: int, rows_per_sequence
 
 
 def check_progress(progress: object) -> None:
-    if progress is not None and not isinstance(progress, bool):
-        raise SNRTypeError(f"'progress' must be True, False or None (got {progress!r})")
+    validate.boolean("progress", progress, allow_none=True)
 
 
 def generator(seed: object) -> torch.Generator:

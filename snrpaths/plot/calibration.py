@@ -19,8 +19,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..denoiser import Denoiser
-from ..errors import ShapeError, SNRPathError, SNRTypeError
+from .. import validate
+from ..denoiser import Denoiser, require
+from ..errors import ShapeError, SNRPathError
 from ..state import SNRState
 from ._common import as_trace, describe, labelled, new_figure, positive_int
 
@@ -80,15 +81,12 @@ def reliability(
     every position is corrupted to ``z = gamma x + sqrt(gamma) eps`` and all are scored. A prediction is the most
     likely token; it is right when it equals the held-out token.
     """
-    if not isinstance(denoiser, Denoiser):
-        raise SNRTypeError("reliability: 'denoiser' must implement the Denoiser protocol "
-                           f"(got {type(denoiser).__name__})")
+    require("denoiser", denoiser, Denoiser)
     data = _check_data(data, denoiser)
     bins, batch = positive_int("bins", bins), positive_int("batch", batch)
-    if gamma is not None and not (isinstance(gamma, (int, float)) and 0 < gamma < math.inf):
-        raise SNRPathError(f"reliability: 'gamma' must be a positive finite SNR or None for endpoint states "
-                           f"(got {gamma!r})")
-    g = torch.Generator().manual_seed(seed)
+    gamma = validate.number("gamma", gamma, 0.0, low_open=True, high_open=True, allow_none=True,
+                            phrase="a positive finite SNR or None for endpoint states")
+    g = torch.Generator().manual_seed(validate.seed("seed", seed))
     conf, right = [], []
     for rows in torch.split(data, batch):
         snr = _endpoint_snr(rows.shape, g) if gamma is None else torch.full(rows.shape, float(gamma),
