@@ -165,7 +165,8 @@ def run_learned(hmm: ExactHMM, entropy, args, record: Record):
 def _cell_text(row: dict | None) -> str:
     if row is None:
         return "—"
-    gap = "—" if math.isnan(row["gap"]) else f"{row['gap']:+.3f} ± {row['gap_se']:.3f}"
+    se = "—" if math.isnan(row["gap_se"]) else f"{row['gap_se']:.3f}"  # NaN with fewer than two valid samples
+    gap = "—" if math.isnan(row["gap"]) else f"{row['gap']:+.3f} ± {se}"
     return f"{gap} ({100 * row['invalid']:.1f}% ± {100 * row['invalid_se']:.1f})"
 
 
