@@ -17,16 +17,22 @@ the identity of DESIGN 4b,
 in ``O(L K^2 + L K V)`` (less with structural zeros: every sum runs over the nonzero entries only). Every sum is a
 log-sum-exp in float64, so evidence at ``gamma = 1e6`` (``|z·x| ~ 1e6``), even evidence that contradicts the model,
 neither overflows nor underflows to a wrong zero.
+
+Data without a corpus: started from the stationary law of ``T`` (``pi T = pi``, :func:`stationary_law`,
+:meth:`ExactHMM.with_stationary_initial`), every hidden state of a run has law ``pi``, so every window of ``L``
+consecutive tokens of one long run (:meth:`ExactHMM.sample_run`) is an exact draw from the length-``L`` HMM: a
+training stream as long as wanted, and a held-out one from another seed.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 import torch
 
-from snrpaths.draw import categorical
+from snrpaths.draw import categorical, inverse_cdf
 from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
@@ -37,6 +43,8 @@ from .toy import (check_concentration, check_enumerable, check_positive_int, che
 
 #: Upper bound on the float64 entries of one chunk of rows' work (the largest is ``[b, L, K, nonzeros]``).
 _CHUNK_ENTRIES = 2**24
+#: Steps of the hidden chain per block of uniforms drawn at once by :meth:`ExactHMM.sample_run`.
+_RUN_CHUNK = 2**20
 #: Below this, a sum of shifted exponentials may have lost its terms to underflow (float64's smallest normal is
 #: 2.2e-308, so any term lost is a relative 1e-58 of a sum this large) and is recomputed by log-sum-exp.
 _TINY = 1e-250
@@ -84,7 +92,7 @@ class ExactHMM:
 
     The same contract as :class:`~snrpaths.backends.toy.ExactToy` where they overlap (``exact_posterior``, ``table``,
     ``logits``, ``log_prob``, ``sample``, ``sample_posterior``, ``marginals``, ``entropy_rate``, and ``probs`` when
-    ``V^L`` is small enough to enumerate), at any ``L``.
+    ``V^L`` is small enough to enumerate), at any ``L``; and one long run of the chain (``sample_run``).
 
     Args:
         initial: ``pi``, ``[K]``; transition: ``T``, ``[K, K]`` (row ``j`` is the law of the next state from ``j``);
@@ -119,28 +127,54 @@ class ExactHMM:
 
     @classmethod
     def random(cls, n_states: int, vocab_size: int, seq_len: int, seed: int = 0, successors: int = 2,
-               emissions: int = 2, concentration: float = 1.0, **kw) -> "ExactHMM":
+               emissions: int = 2, concentration: float = 1.0, stationary: bool = False, **kw) -> "ExactHMM":
         """A random HMM with structural zeros: each state moves to ``successors`` states and emits ``emissions``
         tokens (chosen uniformly), with Dirichlet(``concentration``) weights on them; ``pi`` is Dirichlet over all
         states. With ``successors < K`` or ``emissions < V`` some sequences are impossible (``P(s) = 0``), and the
-        fewer, the stronger the dependence between neighbours. Drawn, like ``ExactToy``'s joints, from ``seed``."""
+        fewer, the stronger the dependence between neighbours. Drawn, like ``ExactToy``'s joints, from ``seed``.
+
+        ``stationary=True``: one of each state's successors is its next state on a random cycle through all states
+        (so every state reaches every other: the chain is irreducible, whatever ``successors``), and ``pi`` is the
+        stationary law of ``T`` (see :meth:`with_stationary_initial`)."""
         for name, value, most in (("n_states", n_states, None), ("vocab_size", vocab_size, None),
                                   ("successors", successors, n_states), ("emissions", emissions, vocab_size)):
             check_positive_int(name, value)
             if most is not None and value > most:
                 raise SNRPathError(f"{name!r} must be at most {most} (got {value})")
         check_concentration(concentration)
+        if not isinstance(stationary, bool):
+            raise SNRPathError(f"'stationary' must be True or False (got {stationary!r})")
         rng = np.random.default_rng(seed)
 
-        def sparse_rows(width: int, support: int) -> np.ndarray:
+        def sparse_rows(width: int, support: int, first: np.ndarray | None = None) -> np.ndarray:
+            """``[K, width]`` rows with ``support`` nonzeros each; ``first[j]``, if given, is always one of row j's."""
             rows = np.zeros((n_states, width))
-            for row in rows:
-                row[rng.choice(width, support, replace=False)] = rng.dirichlet(np.full(support, concentration))
+            for j, row in enumerate(rows):
+                if first is None:
+                    columns = rng.choice(width, support, replace=False)
+                else:
+                    others = rng.choice(np.delete(np.arange(width), first[j]), support - 1, replace=False)
+                    columns = np.concatenate([[first[j]], others])
+                row[columns] = rng.dirichlet(np.full(support, concentration))
             return rows
 
-        initial = rng.dirichlet(np.full(n_states, concentration))
-        transition, emission = sparse_rows(n_states, successors), sparse_rows(vocab_size, emissions)
+        if stationary:
+            order = rng.permutation(n_states)
+            cycle = np.empty(n_states, dtype=np.int64)
+            cycle[order] = np.roll(order, -1)  # state order[i] moves on to order[i + 1]
+            transition = sparse_rows(n_states, successors, cycle)
+            initial = stationary_law(torch.as_tensor(transition))
+        else:
+            initial = rng.dirichlet(np.full(n_states, concentration))
+            transition = sparse_rows(n_states, successors)
+        emission = sparse_rows(vocab_size, emissions)
         return cls(initial, transition, emission, seq_len, seed=seed, **kw)
+
+    def with_stationary_initial(self) -> "ExactHMM":
+        """The same chain, emissions, length and anchors, started from the stationary law of ``T``
+        (:func:`stationary_law`, ``pi T = pi``). Then every hidden state has law ``pi`` and every window
+        ``s_t .. s_{t+L-1}`` of one long run (:meth:`sample_run`) is distributed exactly as this HMM's ``P``."""
+        return ExactHMM(stationary_law(self.transition), self.transition, self.emission, self.seq_len, self.table)
 
     @property
     def exact_posterior(self) -> bool:
@@ -183,6 +217,41 @@ class ExactHMM:
             if i + 1 < self.seq_len:
                 hidden = categorical(self.transition[hidden], generator)
         return tokens
+
+    def sample_run(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n]`` tokens of one run of the chain, any ``n`` (not tied to ``L``): ``h_0 ~ pi``, ``h_{t+1} ~ T[h_t]``,
+        ``s_t ~ B[h_t]``. With a stationary ``pi`` (:meth:`with_stationary_initial`) every window
+        ``run[t : t + L]`` is an exact draw from ``P`` (overlapping windows are dependent, distant ones nearly
+        independent): training data with no fixed corpus, as long as wanted.
+
+        The hidden run is sequential, a Python loop (about half a microsecond a step: inverse CDF of ``T[h_t]`` at
+        one uniform, the same rule as :func:`snrpaths.draw.inverse_cdf`); the tokens are then drawn state by state,
+        all at once.
+        """
+        check_positive_int("n", n)
+        hidden = self._hidden_run(n, generator)
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        tokens = torch.empty(n, dtype=torch.int64)
+        for k in range(self.n_states):
+            at = hidden == k
+            tokens[at] = inverse_cdf(self.emission[k], u[at])
+        return tokens
+
+    def _hidden_run(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``[n]`` hidden states of one run from ``pi`` (see :meth:`sample_run`), uniforms drawn ``_RUN_CHUNK`` at a
+        time."""
+        cdf = self.transition.cumsum(-1).tolist()  # [K][K]: row h's cumulative law
+        state = int(categorical(self.initial, generator))
+        blocks = []
+        for start in range(0, n, _RUN_CHUNK):
+            states = []
+            for u in torch.rand(min(_RUN_CHUNK, n - start), generator=generator, dtype=torch.float64).tolist():
+                states.append(state)
+                row = cdf[state]
+                # u scaled by the row's total, so rounding in the cumulative sum never reaches past the last state
+                state = bisect.bisect_right(row, u * row[-1])
+            blocks.append(torch.tensor(states, dtype=torch.int64))  # a block at a time: Python ints cost 8x more
+        return torch.cat(blocks)
 
     def entropy_rate(self, n: int = 4096, seed: int = 0) -> tuple[float, float]:
         """``(H(P) / L, standard error)`` in nats per token, estimated as the mean of ``-log P(s) / L`` over ``n``
@@ -286,6 +355,31 @@ class ExactHMM:
         """Row slices small enough that ``[rows, L, per_position]`` fits in ``_CHUNK_ENTRIES``."""
         step = max(1, _CHUNK_ENTRIES // (self.seq_len * per_position))
         return [slice(s, s + step) for s in range(0, batch, step)]
+
+
+def stationary_law(transition: torch.Tensor) -> torch.Tensor:
+    """``[K]`` float64: the stationary law ``pi`` of an irreducible transition matrix ``T`` ``[K, K]`` (rows summing
+    to 1), the unique solution of ``pi T = pi``, ``sum_k pi_k = 1`` (by one linear solve: ``T^T - I`` with its last
+    equation replaced by the normalisation, nonsingular for an irreducible chain). Periodic chains are fine.
+
+    A reducible chain (some state cannot reach another) has no unique stationary law, and one long run of it would
+    show a single closed class: an error naming such a pair of states.
+    """
+    t = torch.as_tensor(transition, dtype=torch.float64)
+    k = t.shape[0]
+    reach = (t > 0) | torch.eye(k, dtype=torch.bool)
+    for _ in range(max(1, math.ceil(math.log2(k)))):  # paths of length up to 2^steps >= K
+        reach = (reach.double() @ reach.double()) > 0
+    if not bool(reach.all()):
+        a, b = (int(i) for i in (~reach).nonzero()[0])
+        raise SNRPathError(f"the chain is reducible: state {b} cannot be reached from state {a}, so it has no unique "
+                           "stationary law (give each state more successors, or draw another seed)")
+    system = t.T - torch.eye(k, dtype=torch.float64)
+    system[-1] = 1.0
+    rhs = torch.zeros(k, dtype=torch.float64)
+    rhs[-1] = 1.0
+    pi = torch.linalg.solve(system, rhs).clamp_min(0.0)  # an irreducible chain's pi is positive; only rounding is cut
+    return pi / pi.sum()
 
 
 def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:

@@ -1,26 +1,41 @@
-"""Exact HMM study, part (a) of issue 14: the error each path itself adds at L = 256 when the denoiser is perfect.
+"""Exact HMM study (issue 14): the error each path adds at L = 256, (a) with the exact denoiser, (b) with learned ones.
 
-A random hidden Markov model with structural zeros (``ExactHMM.random``: K states, V tokens, each state moving to
-``--successors`` states and emitting ``--emissions`` tokens) is its own exact Bayes denoiser, so every error is the
+(a) A random hidden Markov model with structural zeros (``ExactHMM.random(..., stationary=True)``: K states, V
+tokens, each state moving to ``--successors`` states, one of them its next state on a cycle through all states, and
+emitting ``--emissions`` tokens; started at its stationary law) is its own exact Bayes denoiser, so every error is the
 path's. Each built-in sampler runs at NFE budgets 8..256 and its samples are judged by the true model
 (:func:`snrpaths.quality.exact_quality`): generative NLL gap ``E_Q[-log2 P(s)] / L - H(P) / L`` in bits per token
 and the invalid rate (samples with ``P(s) = 0``), each ± 1 standard error. The zero-error control is stochastic
 localization with tokens drawn from the exact joint posterior (``ExactHMM.sample_posterior``): exact at every
 budget, its gap and invalid rate show the study's noise floor.
 
-    python benchmarks/hmm_study.py --quick    # seconds: K = V = 16, L = 64
+(b) An MDLM-objective DiT and its DSL fine-tune, trained on fresh runs of the same HMM (``benchmarks/_hmm_learned.py``;
+runs kept in ``--runs`` and resumed), judged against the truth: per SNR the exact KL from the Bayes posterior to the
+model's, ROAR NLL against the exact NLL, and the sampler cells of (a) at ``--learned-budgets`` beside the exact
+denoiser's. ``--no-learned`` runs (a) alone.
+
+Finished sampler cells are appended to ``.<stem>.partial.jsonl`` beside the outputs; a rerun with the same settings
+reuses them (and the finished training runs), and the file goes once the outputs are written.
+
+    python benchmarks/hmm_study.py --quick    # under a minute: K = V = 16, L = 64, a DiT of 22k parameters
     python benchmarks/hmm_study.py            # K = V = 64, L = 256
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
+import os
 import pathlib
+import tempfile
 import time
 
 import torch
+from tqdm.auto import tqdm
 from snrpaths.backends.hmm import ExactHMM
+from snrpaths.benchmarks import _hmm_learned as learned
 from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 
@@ -29,14 +44,28 @@ from snrpaths.channel import localize
 from snrpaths.quality import exact_quality
 
 CONTROL = "SL joint posterior"
+EXACT = "exact"
 #: sampler name -> path expression for a budget of ``T`` calls (AR and ROAR cost L calls and run once).
 SAMPLERS = {
     **BUILTIN,
     "ramp+commit": lambda T: f"ramp({max(T - 1, 1)}) >> switch('commit')",
     "hybrid": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)})",
 }
-FULL = {"states": 64, "vocab": 64, "seq_len": 256, "n": 256, "budgets": (8, 16, 32, 64, 128, 256), "entropy_n": 4096}
-QUICK = {"states": 16, "vocab": 16, "seq_len": 64, "n": 64, "budgets": (8, 32), "entropy_n": 512}
+#: denoiser -> (line, marker) in the plots
+STYLES = {EXACT: ("-", "o"), "MDLM": (":", "x"), "DSL": ("--", "^")}
+FULL = {"states": 64, "vocab": 64, "seq_len": 256, "n": 256, "budgets": (8, 16, 32, 64, 128, 256), "entropy_n": 4096,
+        # part (b): a DiT of 147k parameters, 4000 MDLM + 1500 DSL steps of 32 x 256 tokens: 45 M tokens, about 22
+        # minutes at the 35k tokens/s measured on one busy core (a 4x wider model learned more per step but 2.5x slower)
+        "hidden": 64, "cond_dim": 32, "blocks": 2, "heads": 4, "batch": 32, "mdlm_steps": 4000, "dsl_steps": 1500,
+        "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "learned_n": 64,
+        "learned_budgets": (8, 32, 128), "kl_n": 128, "nll_n": 64, "eval_batch": 64}
+QUICK = {"states": 16, "vocab": 16, "seq_len": 64, "n": 64, "budgets": (8, 32), "entropy_n": 512,
+         "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "mdlm_steps": 10, "dsl_steps": 10,
+         "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 8, "learned_n": 16, "learned_budgets": (8,),
+         "kl_n": 16, "nll_n": 4, "eval_batch": 64}
+#: the settings an exact cell's numbers depend on (besides its sampler and budget); a learned cell's add the runs'
+EXACT_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "entropy_n", "n")
+LEARNED_SETTINGS = (*learned.TRAIN_SETTINGS, "entropy_n", "learned_n")
 
 
 def localization_control(hmm: ExactHMM, n: int, steps: int, seed: int) -> torch.Tensor:
@@ -56,103 +85,260 @@ def localization_control(hmm: ExactHMM, n: int, steps: int, seed: int) -> torch.
     return hmm.sample_posterior(state, g)
 
 
-def run(args) -> tuple[list[dict], tuple[float, float]]:
-    hmm = ExactHMM.random(args.states, args.vocab, args.seq_len, seed=args.seed, successors=args.successors,
-                          emissions=args.emissions)
-    entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
-    cells = [(name, None if name in OWN_NFE else budget) for name in SAMPLERS for budget in args.budgets]
-    cells = list(dict.fromkeys(cells)) + [(CONTROL, budget) for budget in args.budgets]
+def build_hmm(args) -> ExactHMM:
+    return ExactHMM.random(args.states, args.vocab, args.seq_len, seed=args.seed, successors=args.successors,
+                           emissions=args.emissions, stationary=True)
+
+
+def cells(budgets, control: bool) -> list[tuple[str, int | None]]:
+    """(sampler, budget) pairs; AR and ROAR once, with budget None (they cost L calls)."""
+    pairs = [(name, None if name in OWN_NFE else budget) for name in SAMPLERS for budget in budgets]
+    return list(dict.fromkeys(pairs)) + ([(CONTROL, budget) for budget in budgets] if control else [])
+
+
+class Record:
+    """Finished cells by key, read from and appended to a ``.partial.jsonl`` file (a key names the settings it was
+    computed under, so lines of other settings are never reused)."""
+
+    def __init__(self, partial: pathlib.Path):
+        self.partial, self.done = partial, {}
+        if partial.exists():
+            for line in partial.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of an interrupted run
+                    continue
+                self.done[row.pop("key")] = row
+
+    def get(self, key: str, compute) -> dict:
+        if key not in self.done:
+            self.done[key] = compute()
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.partial, "a") as log:
+                log.write(json.dumps({"key": key, **self.done[key]}) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+        return self.done[key]
+
+
+def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, record: Record) -> list[dict]:
+    """One row per (sampler, budget) of ``denoiser``'s ``n`` samples judged by ``hmm`` (reused from ``record``)."""
+    tag = learned.settings_tag(args, EXACT_SETTINGS if label == EXACT else LEARNED_SETTINGS)
     rows = []
-    for name, budget in cells:
-        start = time.perf_counter()
-        if name == CONTROL:
-            tokens, nfe, path = localization_control(hmm, args.n, budget, args.seed), budget, CONTROL
-        else:
-            path = parse_path(SAMPLERS[name](budget or hmm.seq_len))
-            result = sample(path, hmm, batch=args.n, seed=args.seed)
-            tokens, nfe, path = result.tokens, result.nfe, repr(path)
-        q = exact_quality(hmm, tokens, entropy)
-        rows.append({"sampler": name, "budget": budget or nfe, "path": path, "nfe": nfe, **q.to_dict(),
-                     "seconds": time.perf_counter() - start})
-        print(f"{name:>20} T={budget or '-':<4} nfe={nfe:<4} gap={q.gap:+.4f} ± {q.gap_se:.4f} "
-              f"invalid={q.invalid:.3f} ± {q.invalid_se:.3f}", flush=True)
-    return rows, entropy
+    for name, budget in tqdm(pairs, desc=f"samplers, {label} denoiser", unit="cell"):
+        row = record.get(f"{tag}|{label}|{name}|{budget}",
+                         lambda: _cell(label, denoiser, hmm, entropy, name, budget, n, args.seed))
+        tqdm.write(f"{label:>6} {name:>20} T={budget or '-':<4} nfe={row['nfe']:<4} gap={row['gap']:+.4f} ± "
+                   f"{row['gap_se']:.4f} invalid={row['invalid']:.3f} ± {row['invalid_se']:.3f}")
+        rows.append(row)
+    return rows
 
 
-def _cell(row: dict | None) -> str:
+def _cell(label, denoiser, hmm, entropy, name, budget, n, seed) -> dict:
+    start = time.perf_counter()
+    if name == CONTROL:
+        tokens, nfe, path = localization_control(hmm, n, budget, seed), budget, CONTROL
+    else:
+        path = parse_path(SAMPLERS[name](budget or hmm.seq_len))
+        result = sample(path, denoiser, batch=n, seed=seed)
+        tokens, nfe, path = result.tokens, result.nfe, repr(path)
+    q = exact_quality(hmm, tokens, entropy)
+    return {"denoiser": label, "sampler": name, "budget": budget or nfe, "path": path, "nfe": nfe, **q.to_dict(),
+            "seconds": time.perf_counter() - start}
+
+
+def run_learned(hmm: ExactHMM, entropy, args, record: Record):
+    """Part (b): the trained runs, their measurements against the truth, and their sampler rows."""
+    runs = contextlib.nullcontext(args.runs) if args.runs else tempfile.TemporaryDirectory(prefix="hmm_study_runs_")
+    with runs as folder:  # quick mode without --runs: a temporary folder, gone once the models are in memory
+        trained = learned.train_models(hmm, args, learned.run_folder(pathlib.Path(folder), args))
+    tokens = hmm.sample(max(args.kl_n, args.nll_n), torch.Generator().manual_seed(args.seed + 20))
+    measured = {t.name: learned.measure(t, hmm, tokens, args) for t in trained}
+    pairs = cells(args.learned_budgets, control=False)
+    rows = [row for t in trained for row in sweep(t.name, t.model, hmm, entropy, pairs, args.learned_n, args, record)]
+    return trained, measured, rows
+
+
+# -- tables -----------------------------------------------------------------------------------------------------------
+
+
+def _cell_text(row: dict | None) -> str:
     if row is None:
         return "—"
-    gap = "—" if math.isnan(row["gap"]) else f"{row['gap']:+.3f} ± {row['gap_se']:.3f}"
+    se = "—" if math.isnan(row["gap_se"]) else f"{row['gap_se']:.3f}"  # NaN with fewer than two valid samples
+    gap = "—" if math.isnan(row["gap"]) else f"{row['gap']:+.3f} ± {se}"
     return f"{gap} ({100 * row['invalid']:.1f}% ± {100 * row['invalid_se']:.1f})"
 
 
-def table(rows: list[dict], args, entropy: tuple[float, float]) -> str:
-    budgets = sorted({r["budget"] for r in rows})
-    h, h_se = (v / math.log(2) for v in entropy)
-    out = [f"Exact HMM study: K = {args.states}, V = {args.vocab}, L = {args.seq_len}, successors {args.successors}, "
-           f"emissions {args.emissions}, seed {args.seed}; {args.n} samples per cell; entropy rate {h:.4f} ± "
-           f"{h_se:.4f} bits/token from {args.entropy_n} exact samples.\n",
-           "Cells: gen. NLL gap to the entropy rate, bits/token ± s.e. (invalid rate ± s.e.); columns = NFE budget "
-           "(AR and ROAR in the column of their L calls).\n",
-           "| sampler | " + " | ".join(f"T={b}" for b in budgets) + " |", "|---|" + "---:|" * len(budgets)]
+def grid(rows: list[dict], labels: list[str], budgets) -> list[str]:
+    """Markdown lines: one row per (sampler, denoiser in ``labels``) that has cells, one column per budget (AR and
+    ROAR in the column of their L calls); a denoiser column only when there are several."""
+    budgets = sorted(budgets)
+    many = len(labels) > 1
+    out = ["| sampler | " + ("denoiser | " if many else "") + " | ".join(f"T={b}" for b in budgets) + " |",
+           "|---|" + ("---|" if many else "") + "---:|" * len(budgets)]
     for name in [*SAMPLERS, CONTROL]:
-        cells = {r["budget"]: r for r in rows if r["sampler"] == name}
-        out.append(f"| {name} | " + " | ".join(_cell(cells.get(b)) for b in budgets) + " |")
+        for label in labels:
+            by_budget = {r["budget"]: r for r in rows if r["sampler"] == name and r["denoiser"] == label}
+            if by_budget:
+                out.append(f"| {name} | " + (f"{label} | " if many else "")
+                           + " | ".join(_cell_text(by_budget.get(b)) for b in budgets) + " |")
+    return out
+
+
+CELLS = ("Cells: gen. NLL gap to the entropy rate, bits/token ± s.e. (invalid rate ± s.e.); columns = NFE budget "
+         "(AR and ROAR in the column of their L calls).\n")
+
+
+def table(rows: list[dict], args, entropy: tuple[float, float], part_b=None) -> str:
+    h, h_se = (v / math.log(2) for v in entropy)
+    exact = [r for r in rows if r["denoiser"] == EXACT]
+    out = [f"Exact HMM study: K = {args.states}, V = {args.vocab}, L = {args.seq_len}, successors {args.successors}, "
+           f"emissions {args.emissions}, seed {args.seed}, stationary start; entropy rate {h:.4f} ± {h_se:.4f} "
+           f"bits/token from {args.entropy_n} exact samples.\n",
+           f"(a) The exact denoiser, {args.n} samples per cell. " + CELLS,
+           *grid(exact, [EXACT], {r["budget"] for r in exact})]
+    if part_b is not None:
+        trained, measured, learned_rows = part_b
+        model = trained[0].model.backbone.config
+        out += [f"\n(b) Learned denoisers: a DiT (hidden {model.hidden}, blocks {model.n_blocks}, heads "
+                f"{model.n_heads}, anchors frozen at the HMM's table) trained with the MDLM objective, then "
+                f"fine-tuned with DSL's; batch {args.batch} x L.\n", learned.training_table(trained, h), "",
+                learned.likelihood_table(measured, h), "", learned.kl_table(measured), "",
+                f"Samplers with each denoiser at equal NFE ({args.learned_n} samples per learned cell, {args.n} per "
+                "exact cell). " + CELLS]
+        budgets = {r["budget"] for r in learned_rows}
+        out += grid([r for r in exact if r["budget"] in budgets] + learned_rows, [EXACT, *measured], budgets)
     return "\n".join(out)
 
 
-def plot(rows: list[dict], out: pathlib.Path) -> None:
+# -- plot -------------------------------------------------------------------------------------------------------------
+
+
+def nfe_panels(gap_ax, invalid_ax, rows: list[dict]) -> None:
+    """Gap and invalid rate against NFE: a colour per sampler, a line style and marker per denoiser (``STYLES``)."""
+    for i, name in enumerate([*SAMPLERS, CONTROL]):
+        labelled = False
+        for label, (line, marker) in STYLES.items():
+            pts = sorted((r["nfe"], r["gap"], r["gap_se"], r["invalid"], r["invalid_se"]) for r in rows
+                         if r["sampler"] == name and r["denoiser"] == label)
+            if not pts:
+                continue
+            nfe, gap, gap_se, invalid, invalid_se = zip(*pts)
+            style = dict(fmt=marker if name in OWN_NFE else line + marker, ms=3, capsize=2,
+                         color="k" if name == CONTROL else f"C{i % 10}", label=None if labelled else name)
+            gap_ax.errorbar(nfe, gap, yerr=gap_se, **style)
+            invalid_ax.errorbar(nfe, invalid, yerr=invalid_se, **style)
+            labelled = True
+    present = [label for label in STYLES if any(r["denoiser"] == label for r in rows)]
+    if len(present) > 1:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color="k", ls=STYLES[label][0], marker=STYLES[label][1], ms=4) for label in present]
+        gap_ax.legend(handles, present, title="denoiser", fontsize=7)
+    for ax, label in ((gap_ax, "gen. NLL gap to the entropy rate (bits/token)"),
+                      (invalid_ax, "invalid rate (P(s) = 0)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("denoiser calls actually made (NFE)")
+        ax.set_ylabel(label)
+    invalid_ax.legend(fontsize=6)
+
+
+def plot(rows: list[dict], entropy, part_b, out: pathlib.Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for i, name in enumerate([*SAMPLERS, CONTROL]):
-        pts = sorted((r["nfe"], r["gap"], r["gap_se"], r["invalid"], r["invalid_se"]) for r in rows
-                     if r["sampler"] == name)
-        nfe, gap, gap_se, invalid, invalid_se = zip(*pts)
-        style = dict(fmt="s" if name in OWN_NFE else ("k--o" if name == CONTROL else "-o"), ms=3, capsize=2,
-                     label=name, **({} if name == CONTROL else {"color": f"C{i % 10}"}))
-        axes[0].errorbar(nfe, gap, yerr=gap_se, **style)
-        axes[1].errorbar(nfe, invalid, yerr=invalid_se, **style)
-    for ax, label in zip(axes, ("gen. NLL gap to the entropy rate (bits/token)", "invalid rate (P(s) = 0)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("denoiser calls actually made (NFE)")
-        ax.set_ylabel(label)
-    axes[1].legend(fontsize=7)
-    fig.suptitle("Exact HMM study: the error each path adds with the exact Bayes denoiser")
+    exact = [r for r in rows if r["denoiser"] == EXACT]
+    if part_b is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+        nfe_panels(*axes, exact)
+        fig.suptitle("Exact HMM study: the error each path adds with the exact Bayes denoiser")
+    else:
+        trained, measured, learned_rows = part_b
+        fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+        nfe_panels(axes[0, 0], axes[0, 1], exact)
+        axes[0, 0].set_title("(a) exact denoiser")
+        learned.plot_training(axes[0, 2], trained, entropy[0] / math.log(2))
+        learned.plot_kl(axes[1, 0], measured)
+        budgets = {r["budget"] for r in learned_rows}
+        nfe_panels(axes[1, 1], axes[1, 2], [r for r in exact if r["budget"] in budgets] + learned_rows)
+        axes[1, 1].set_title("(b) the exact denoiser and the learned ones at equal NFE")
+        fig.suptitle("Exact HMM study: the error each path adds, with the exact denoiser and with learned ones")
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+# -- command line -----------------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="snrpaths bench hmm", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="K = V = 16, L = 64, budgets 8 and 32 (seconds)")
-    parser.add_argument("--states", type=int, help=f"hidden states K (default {FULL['states']})")
-    parser.add_argument("--vocab", type=int, help=f"tokens V (default {FULL['vocab']})")
-    parser.add_argument("--seq-len", type=int, help=f"L (default {FULL['seq_len']})")
+    parser.add_argument("--quick", action="store_true", help="K = V = 16, L = 64, tiny models (about a minute)")
+    sizes = {"states": "hidden states K", "vocab": "tokens V", "seq_len": "L", "n": "samples per exact cell",
+             "entropy_n": "exact samples for the entropy rate"}
+    learned_sizes = {"hidden": "DiT width", "cond_dim": "DiT conditioning width", "blocks": "DiT blocks",
+                     "heads": "attention heads", "batch": "training batch (windows)", "mdlm_steps": "MDLM steps",
+                     "dsl_steps": "DSL fine-tune steps", "stream_factor": "training stream / tokens seen",
+                     "eval_rows": "validation windows", "learned_n": "samples per learned cell",
+                     "kl_n": "held-out samples of the KL curve", "nll_n": "held-out samples scored by ROAR",
+                     "eval_batch": "rows per model call when measuring"}
+    for key, what in sizes.items():
+        parser.add_argument("--" + key.replace("_", "-"), type=int, help=f"{what} (default {FULL[key]})")
     parser.add_argument("--successors", type=int, default=4, help="states each state can move to (default 4)")
     parser.add_argument("--emissions", type=int, default=4, help="tokens each state can emit (default 4)")
-    parser.add_argument("--n", type=int, help=f"samples per cell (default {FULL['n']})")
     parser.add_argument("--budgets", type=int, nargs="+", help=f"NFE budgets (default {FULL['budgets']})")
-    parser.add_argument("--entropy-n", type=int, help=f"exact samples for the entropy rate (default {FULL['entropy_n']})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops, shared cores)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    group = parser.add_argument_group("part (b), learned denoisers")
+    group.add_argument("--no-learned", action="store_true", help="run part (a) alone")
+    group.add_argument("--runs", type=pathlib.Path,
+                       help="where training runs are kept and resumed (default OUT/.hmm_study_runs; --quick: a "
+                            "temporary folder)")
+    for key, what in learned_sizes.items():
+        group.add_argument("--" + key.replace("_", "-"), type=int, help=f"{what} (default {FULL[key]})")
+    for key, what in (("mdlm_lr", "peak learning rate of the MDLM run"),
+                      ("dsl_lr", "peak learning rate of the DSL fine-tune")):
+        group.add_argument("--" + key.replace("_", "-"), type=float, help=f"{what} (default {FULL[key]})")
+    group.add_argument("--learned-budgets", type=int, nargs="+",
+                       help=f"NFE budgets of the learned cells, among --budgets (default {FULL['learned_budgets']})")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.n < 2 or min(args.budgets) < 1:
-        parser.error("--n must be at least 2 and every budget at least 1")
+    if args.runs is None and not args.quick:
+        args.runs = args.out / ".hmm_study_runs"
+    if args.n < 2 or args.learned_n < 2 or min(args.budgets) < 1:
+        parser.error("--n and --learned-n must be at least 2 and every budget at least 1")
+    if not args.no_learned and not set(args.learned_budgets) <= set(args.budgets):
+        parser.error(f"--learned-budgets {args.learned_budgets} must be among --budgets {args.budgets}: each learned "
+                     "cell stands beside the exact denoiser's")
+    if min(args.kl_n, args.nll_n) < 2 or min(args.mdlm_steps, args.dsl_steps, args.stream_factor) < 1:
+        parser.error("--kl-n and --nll-n must be at least 2, the step counts and --stream-factor at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     torch.set_num_threads(args.threads)
-    rows, entropy = run(args)
-    text = table(rows, args, entropy)
-    print(text)
     stem = "hmm_study_quick" if args.quick else "hmm_study"
-    write(args.out, stem, {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
-                           "entropy_rate_nats": entropy, "rows": rows}, text, lambda path: plot(rows, path))
+    partial = args.out / f".{stem}.partial.jsonl"
+    record = Record(partial)
+    hmm = build_hmm(args)
+    entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
+    rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, control=True), args.n, args, record)
+    part_b = None if args.no_learned else run_learned(hmm, entropy, args, record)
+    text = table(rows, args, entropy, part_b)
+    print(text)
+    data = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
+            "entropy_rate_nats": entropy, "rows": rows + (part_b[2] if part_b else [])}
+    if part_b:
+        trained, measured, _ = part_b
+        data["learned"] = {t.name: {**t.summary(), **measured[t.name].to_dict()} for t in trained}
+    write(args.out, stem, data, text, lambda path: plot(rows, entropy, part_b, path))
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

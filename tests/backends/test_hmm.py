@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from snrpaths import Denoiser, SNRPathError, SNRState, ShapeError, TokenTable
 from snrpaths.backends import ExactHMM
+from snrpaths.backends.hmm import stationary_law
 from snrpaths.backends.toy import ExactToy, enumerate_sequences
 from snrpaths.streams import Streams
 from snrpaths.testing import strategies as sst
@@ -280,7 +281,80 @@ def test_it_is_an_exact_denoiser():
     assert not bent.exact_posterior
 
 
-# -- (f) bad input -------------------------------------------------------------------------------------------------------
+# -- (f) one long run from the stationary law: training data with no fixed corpus --------------------------------------
+
+#: A slowly mixing chain (second eigenvalue 0.6) whose initial law matters for a few positions; pi = (3/4, 1/4).
+SLOW = dict(transition=[[0.9, 0.1], [0.3, 0.7]], emission=[[0.8, 0.2, 0.0], [0.0, 0.3, 0.7]])
+
+
+@given(n_states=st.integers(1, 9), successors=st.integers(1, 9), seed=sst.seeds())
+def test_random_stationary_chains_are_irreducible_and_start_at_their_stationary_law(n_states, successors, seed):
+    hmm = ExactHMM.random(n_states, 3, 4, seed=seed, successors=min(successors, n_states), stationary=True)
+    pi = hmm.initial
+    assert torch.allclose(pi @ hmm.transition, pi, rtol=0, atol=1e-12) and bool((pi > 0).all())
+    assert float(pi.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert torch.allclose(hmm.marginals(), (pi @ hmm.emission).expand(4, -1), rtol=0, atol=1e-12), "P(s_i) = pi B"
+
+
+def test_stationary_law_of_periodic_and_reducible_chains():
+    assert torch.allclose(stationary_law(torch.tensor([[0.0, 1.0], [1.0, 0.0]])), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert torch.allclose(stationary_law(torch.tensor(SLOW["transition"])), torch.tensor([0.75, 0.25], dtype=torch.float64))
+    with pytest.raises(SNRPathError, match="reducible: state 1 cannot be reached from state 0"):
+        stationary_law(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
+    with pytest.raises(SNRPathError, match="reducible"):
+        ExactHMM.from_arrays([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]], SLOW["emission"], seq_len=3).with_stationary_initial()
+
+
+def window_law(hmm, start, length):
+    """The enumerated law of ``s_start .. s_{start+length-1}`` under ``hmm`` (the other positions summed out)."""
+    joint = enumerated_joint(hmm)
+    outside = [i for i in range(hmm.seq_len) if not start <= i < start + length]
+    return joint.sum(outside) if outside else joint
+
+
+@pytest.mark.parametrize("start", [0, 1, 3])
+def test_every_window_of_a_stationary_chain_has_the_law_of_the_short_hmm(start):
+    """Exact, by enumeration: a window of 3 positions of the 6-position HMM is the 3-position HMM, when pi is
+    stationary. With another initial law it is not (so the check can fail)."""
+    stationary = ExactHMM.from_arrays([0.0, 1.0], **SLOW, seq_len=6).with_stationary_initial()
+    short = ExactHMM.from_arrays(stationary.initial, **SLOW, seq_len=3)
+    assert torch.allclose(window_law(stationary, start, 3), enumerated_joint(short), rtol=0, atol=1e-12)
+    other = ExactHMM.from_arrays([0.0, 1.0], **SLOW, seq_len=6)
+    short_other = ExactHMM.from_arrays([0.0, 1.0], **SLOW, seq_len=3)
+    gap = (window_law(other, start, 3) - enumerated_joint(short_other)).abs().sum() / 2
+    assert gap < 1e-12 if start == 0 else gap > 0.05, float(gap)  # the first window is the short HMM for any pi
+
+
+def test_windows_of_one_long_run_follow_the_hmm():
+    """Windows 40 tokens apart of one run (the chain forgets its state as 0.6^t: 1e-9 after 40 steps, so they are as
+    good as independent; ``tv_tolerance`` budget). A run of the chain started elsewhere than at pi has windows with
+    the stationary law, not its own P: the same check fails."""
+    hmm = ExactHMM.from_arrays([0.0, 1.0], **SLOW, seq_len=3)
+    for model, holds in ((hmm.with_stationary_initial(), True), (hmm, False)):
+        windows = model.sample_run(40 * N, gen(0)).view(N, 40)[:, :3]
+        if holds:
+            assert_samples_law(windows, model.probs.flatten(), model.vocab_size)
+        else:
+            with pytest.raises(AssertionError):
+                assert_samples_law(windows, model.probs.flatten(), model.vocab_size)
+
+
+def test_long_runs_stay_in_the_support_and_reproduce():
+    """Every one of 20,000 overlapping windows of a run of a sparse HMM is possible (log P finite); the same run
+    shuffled is not."""
+    hmm = ExactHMM.random(16, 16, 64, seed=1, successors=4, emissions=4, stationary=True)
+    run = hmm.sample_run(20_063, gen(0))
+    windows = run.unfold(0, 64, 1)
+    assert windows.shape == (20_000, 64) and bool(torch.isfinite(hmm.log_prob(windows)).all())
+    shuffled = run[torch.randperm(len(run), generator=gen(1))].unfold(0, 64, 1)
+    assert bool(torch.isneginf(hmm.log_prob(shuffled)).any())
+    assert torch.equal(hmm.sample_run(1000, gen(2)), hmm.sample_run(1000, gen(2)))
+    assert not torch.equal(hmm.sample_run(1000, gen(2)), hmm.sample_run(1000, gen(3)))
+    with pytest.raises(SNRPathError, match="'n' must be a positive integer"):
+        hmm.sample_run(0, gen(0))
+
+
+# -- (g) bad input -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("change, error, message", [
@@ -304,6 +378,8 @@ def test_bad_arguments_are_named_before_any_work():
         ExactHMM.random(3, 4, 5, successors=4)
     with pytest.raises(SNRPathError, match="'concentration'"):
         ExactHMM.random(3, 4, 5, concentration=0.0)
+    with pytest.raises(SNRPathError, match="'stationary' must be True or False"):
+        ExactHMM.random(3, 4, 5, stationary="yes")
     hmm = ExactHMM.random(3, 4, 5)
     with pytest.raises(ShapeError, match="L = 6 positions; this denoiser models L = 5"):
         hmm.logits(SNRState.masked(1, 6, hmm.table))
