@@ -150,12 +150,14 @@ class ExactHMM:
             """``[K, width]`` rows with ``support`` nonzeros each; ``first[j]``, if given, is always one of row j's."""
             rows = np.zeros((n_states, width))
             for j, row in enumerate(rows):
+                # weights before columns: the order in which HMMs drawn before `first` existed took their draws
+                weights = rng.dirichlet(np.full(support, concentration))
                 if first is None:
                     columns = rng.choice(width, support, replace=False)
                 else:
                     others = rng.choice(np.delete(np.arange(width), first[j]), support - 1, replace=False)
                     columns = np.concatenate([[first[j]], others])
-                row[columns] = rng.dirichlet(np.full(support, concentration))
+                row[columns] = weights
             return rows
 
         if stationary:
