@@ -10,6 +10,12 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25
 settings.register_profile("dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest runs two workers on two cores (pyproject's addopts): one torch thread each, and one for every process a
+    # test starts, since two OpenMP pools on two cores wait on each other (studies ran 4-5x slower so)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def tiny_denoiser(vocab_size=7, seq_len=12, seed=0, tokenizer=None, **sizes):
     """A DSLDenoiser small enough for a training step in milliseconds (no dropout, so steps are deterministic)."""
