@@ -18,7 +18,7 @@ import attrs
 
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
-from .orders import RANDOM, Explicit, Order
+from .orders import RANDOM, Explicit, Order, RevealRule
 from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
@@ -35,6 +35,12 @@ def _an_order(name: str, value: object) -> Order:
     return value
 
 
+def _a_rule(name: str, value: object) -> RevealRule | None:
+    if value is not None and not isinstance(value, RevealRule):
+        raise SNRTypeError(f"{name!r} must be a RevealRule value or None (got {value!r})")
+    return value
+
+
 @attrs.frozen
 class RevealOp:
     """Reveal unrevealed free positions of ``positions`` from this step's logits.
@@ -43,6 +49,9 @@ class RevealOp:
     ``order="random"`` (not ``exact``) reveals each with probability ``(alpha_s - (1 - sigma_bar) alpha_t) / (1 - alpha_t)`` (MDLM /
     ReMDM), a ranked order reveals the best until ``round(alpha_s * n_free)`` are clean. Clean positions are first
     remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
+
+    With an ``adaptive`` rule, the positions it selects are revealed too, the count or clock filling up to its
+    number from the rest by ``order``; a row with something left that neither names reveals the rule's best one.
     """
 
     positions: Positions  # resolved and checked once per stage (resolve_positions), not once per step
@@ -55,6 +64,12 @@ class RevealOp:
     temperature: float = attrs.field(converter=validate.field(validate.temperature))
     top_p: float = attrs.field(converter=validate.field(validate.top_p))
     exact: bool = attrs.field(default=False, converter=_FLAG)
+    adaptive: RevealRule | None = attrs.field(default=None, converter=validate.field(_a_rule))
+
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether choosing the positions reads the step's logits (a ranked order or an adaptive rule)."""
+        return self.order.uses_evidence or self.adaptive is not None
 
 
 @attrs.frozen
@@ -182,7 +197,7 @@ class _Lowering:
                                    f"covers {len(positions)} positions")
             order = Explicit(tuple(positions[k] for k in order.positions))
         op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
-                               exact=path.exact)
+                               exact=path.exact, adaptive=path.adaptive)
         if path.count is not None:
             left = sum(self.open[p] for p in positions)
             if path.count > left:

@@ -17,6 +17,8 @@ from snrpaths.testing import strategies as sst
     ("hybrid(16, 32, switch='mask')", 128, 48),
     ("on(slice(0, 4), ar()) | on(slice(4, 8), mdm(2))", 8, 4),
     ("reveal(count=3)", 10, 4),
+    ("reveal(8, order='confidence', threshold=0.9)", 16, 8),  # an upper bound: adaptive runs stop sooner
+    ("reveal(order='entropy', count=2, entropy_bound=1.0)", 9, 5),
     ("mdm(8) >> remask(positions=[0, 1]) >> reveal(count=1, order='confidence')", 8, 10),
 ])
 def test_nfe_is_known_before_running(text, seq_len, nfe):

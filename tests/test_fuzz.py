@@ -27,11 +27,12 @@ VALID = (
     "reveal(4, order=(3, 2, 1, 0), count=1)", "on(slice(0, 2), ar()) | on((2, 3), roar())",
     "remask('rescale') & reveal(4, schedule='linear', exact=True)", "ar() >> remask(positions=[0, 1]) >> roar()",
     "Path.ramp(2, gamma_max=8.0) >> Path.mdm(3, top_p=0.9, temperature=0.5)",
+    "reveal(4, order='confidence', threshold=0.9)", "reveal(order='entropy', count=1, entropy_bound=0.5)",
 )
 CONSTRUCTORS = ("reveal", "remask", "ramp", "switch", "on", "ar", "roar", "mdm", "hybrid")
 KEYWORDS = ("steps", "order", "count", "schedule", "temperature", "top_p", "exact", "policy", "eta", "t_on", "t_off",
             "alpha_on", "positions", "gamma_max", "form", "kappa", "gamma_min", "mode", "path", "remask", "switch",
-            "T_cont", "T_mdm", "polcy", "step", "foo")
+            "T_cont", "T_mdm", "threshold", "entropy_bound", "adaptive", "polcy", "step", "foo")
 WORDS = ("random", "left-to-right", "confidence", "margin", "entropy", "linear", "cosine", "logit", "loglinear",
          "mean", "sample", "keep", "commit", "mask", "cap", "rescale", "loop", "confdence", "", "ramp(2)")
 SEQ_LEN = 8
@@ -148,7 +149,7 @@ def constructor_calls(draw) -> tuple[str, tuple, dict]:
 
 #: Each constructor's own arguments: calls that name only these reach the value checks.
 SIGNATURES = {
-    "reveal": ("steps", "order", "count", "schedule", "temperature", "top_p", "exact"),
+    "reveal": ("steps", "order", "count", "schedule", "temperature", "top_p", "exact", "threshold", "entropy_bound"),
     "remask": ("policy", "eta", "t_on", "t_off", "alpha_on", "positions"),
     "ramp": ("steps", "gamma_max", "schedule", "form", "kappa", "gamma_min"),
     "switch": ("mode",), "on": ("positions", "path"), "ar": (), "roar": (),
