@@ -2,7 +2,8 @@
 updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq_len)``.
 
 Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
-position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left,
+position sets, explicit orders or selections that do not fit the sequence, more blocks than the stage has
+positions, reveal counts larger than what is left,
 more reveal steps than the positions left can fill, a reveal clock whose last step does not end with every
 position clean (a user's clock or remask policy; the built-in ones always do), and programs longer than
 ``snrpaths.limits.MAX_STEPS``.
@@ -19,7 +20,8 @@ import attrs
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Explicit, Order, RevealRule
-from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .path import (RAMP_FORMS, Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then,
+                   resolve_positions)
 
 Positions = tuple[int, ...]
 
@@ -174,6 +176,8 @@ class _Lowering:
             return [step for part in path.parts for step in self.lower(part, positions)]
         if isinstance(path, On):
             return self.lower(path.path, self._subset(path, positions))
+        if isinstance(path, Blocks):
+            return self._blocks(path, positions)
         if isinstance(path, Parallel):
             return self._parallel(path, positions)
         if isinstance(path, Reveal):
@@ -263,6 +267,22 @@ class _Lowering:
         if outside:
             raise SNRPathError(f"{path!r}: positions {shown_positions(outside)} lie outside the enclosing stage's positions")
         return chosen
+
+    def _blocks(self, path: Blocks, positions: Positions) -> list[Step]:
+        """``inner`` on consecutive spans, the first ``len % n`` one position longer, each span's steps labelled
+        with its block (so traces and plots can tell the blocks apart)."""
+        label = repr(path)
+        if path.n > len(positions):
+            raise SNRPathError(f"{label}: {path.n} blocks of a stage with {len(positions)} positions; each block needs "
+                               f"at least one (n in 1..{len(positions)})")
+        size, extra = divmod(len(positions), path.n)
+        steps, start = [], 0
+        for k in range(path.n):
+            span = positions[start:start + size + (k < extra)]
+            start += len(span)
+            where = f"{label} block {k + 1} of {path.n} (positions {span[0]}..{span[-1]})"
+            steps += [attrs.evolve(s, stage=f"{where}: {s.stage}") for s in self.lower(path.inner, span)]
+        return steps
 
     def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
         owner: dict[int, Path] = {}

@@ -9,7 +9,8 @@ A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf
 * ``switch``: hand finite-SNR states over to endpoint decoding.
 
 Combinators: ``a >> b`` (b after a), ``a | b`` (a and b side by side on disjoint positions, sharing denoiser
-calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``.
+calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``,
+``blocks(n, p)`` (``p`` on ``n`` consecutive spans, left to right: semi-autoregressive decoding).
 The paper's samplers (``ar``, ``roar``, ``mdm`` with every ReMDM strategy, ``hybrid``) are named compositions of
 these primitives: sugar with a readable ``repr``, never separate code paths.
 
@@ -378,6 +379,15 @@ class Path:
         """Run ``path`` on the given positions only (combine with ``|`` to run several spans side by side)."""
         return On(positions=positions, path=path)
 
+    @classmethod
+    @_constructor
+    def blocks(cls, n: int, inner: "Path") -> "Blocks":
+        """Semi-autoregressive decoding (LLaDA): cut the stage's positions into ``n`` consecutive spans of (nearly)
+        equal length and run ``inner`` on each in turn, left to right: ``on(span_1, inner) >> ... >> on(span_n,
+        inner)`` with spans known once the sequence length is (``n x inner``'s steps in all). Prompt positions
+        inside a block are skipped, so a block the prompt fills costs no call."""
+        return Blocks(n=n, inner=inner)
+
     # -- the paper's samplers, as compositions --
 
     @classmethod
@@ -535,6 +545,17 @@ class On(Path):
 
 
 @attrs.frozen(repr=False)
+class Blocks(Path):
+    """``inner`` on ``n`` consecutive spans of the stage's positions, left to right (see :meth:`Path.blocks`)."""
+
+    n: int = attrs.field(converter=_STEPS)
+    inner: Path = attrs.field(converter=validate.field(_path))
+
+    def __repr__(self) -> str:
+        return f"blocks({self.n!r}, {self.inner!r})"
+
+
+@attrs.frozen(repr=False)
 class Then(Path):
     parts: tuple[Path, ...] = attrs.field(converter=validate.field(_paths))
     _prec = _PREC[">>"]
@@ -620,6 +641,6 @@ class Alias(Path):
 
 #: Every name of the path language, the one table the parser reads: the primitives and the named samplers.
 CONSTRUCTORS: dict[str, Callable[..., Path]] = {
-    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on")},
+    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on", "blocks")},
     **{name: functools.partial(Alias.make, name) for name in ALIASES},
 }

@@ -1,10 +1,11 @@
-"""Paths that adapt (issue 17): threshold and entropy-bounded reveals.
+"""Paths that adapt (issue 17): threshold and entropy-bounded reveals, semi-autoregressive blocks.
 What each reduces to at its edges, the bounds it keeps, the calls it saves, and the bad input it refuses before any
 call. The conformance suite (tests/test_runner.py) runs every one of them too.
 
 Every comparison is exact (same seed, same tokens): no statistical budget is needed here.
 """
 
+import itertools
 import math
 
 import pytest
@@ -139,8 +140,8 @@ def test_a_larger_entropy_bound_costs_fewer_calls():
 
 def test_adaptive_reveals_print_and_parse_as_typed():
     for text in ["reveal(8, order='confidence', threshold=0.9)", "reveal(order='entropy', count=1, entropy_bound=0.5)",
-                 "reveal(8, order='confidence', schedule='cosine', threshold=0.9)",
-                 "reveal(2, order='entropy', entropy_bound=1.0) >> ar()"]:
+                 "reveal(8, order='confidence', schedule='cosine', threshold=0.9)", "blocks(4, mdm(8))",
+                 "blocks(2, reveal(4, order='entropy', entropy_bound=1.0)) >> ar()"]:
         path = parse_path(text)
         assert repr(path) == text and parse_path(repr(path)) == path
     # a clock written out is the default one: it parses to the same value and prints as typed without it
@@ -183,3 +184,58 @@ def test_adaptive_reveals_define_no_path_integral():
 
     with pytest.raises(SNRPathError, match="sized by an adaptive rule"):
         SamplerCurve(parse_path("reveal(4, threshold=0.5)")).knots(4)
+
+
+# -- blocks ---------------------------------------------------------------------------------------------------------
+
+INNERS = ["mdm(4)", "ar()", "hybrid(2, 2, switch='commit')", "reveal(4, order='confidence', threshold=0.7)",
+          "mdm(3, remask='cap', eta=0.3)"]
+
+
+@pytest.mark.parametrize("inner", INNERS)
+def test_one_block_is_its_inner_path(inner):
+    one, plain = parse_path(f"blocks(1, {inner})"), parse_path(inner)
+    assert [s.ops for s in one.compile(6).steps] == [s.ops for s in plain.compile(6).steps]
+    for prompt in (None, torch.tensor([-1, 1, -1, -1, 0, -1])):
+        a = sample(one, CHAIN, batch=32, seed=6, prompt=prompt)
+        b = sample(plain, CHAIN, batch=32, seed=6, prompt=prompt)
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.calls, b.calls)
+
+
+def test_blocks_run_their_spans_left_to_right():
+    """blocks(3, mdm(2)) on 8 positions: spans 0..2, 3..5, 6..7 (the first ``8 % 3`` one longer), two steps each;
+    no position of a block moves before the blocks on its left are clean."""
+    program = parse_path("blocks(3, mdm(2))").compile(8)
+    assert program.nfe == 6 and [s.ops[0].positions for s in program.steps] == \
+        [(0, 1, 2)] * 2 + [(3, 4, 5)] * 2 + [(6, 7)] * 2
+    assert program.steps[2].stage == "blocks(3, mdm(2)) block 2 of 3 (positions 3..5): mdm(2)"
+    toy = ExactToy.markov(2, 8, seed=0)
+    gamma = sample(program, toy, batch=16, seed=0, trace=True).trace.gamma
+    for k, (start, stop) in itertools.product(range(6), [(0, 3), (3, 6), (6, 8)]):
+        moved = (gamma[k + 1, :, start:stop] != 0).any()
+        if moved:
+            assert torch.isinf(gamma[k + 1, :, :start]).all(), (k, start)
+
+
+def test_a_block_the_prompt_fills_costs_no_call():
+    prompt = torch.tensor([0, 1, 2, -1, -1, -1])
+    result = sample(parse_path("blocks(2, mdm(3))"), Counting(CHAIN), batch=8, seed=0, prompt=prompt, trace=True)
+    assert not result.trace.called[:3].any() and result.nfe <= 3
+    assert torch.equal(result.tokens[:, :3], prompt[:3].expand(8, 3))
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: Path.blocks(0, Path.mdm(4)), SNRPathError, "'n' must be a positive integer \\(got 0\\)"),
+    (lambda: Path.blocks(2.0, Path.mdm(4)), SNRTypeError, "'n' must be a positive integer \\(got 2.0\\)"),
+    (lambda: Path.blocks(True, Path.mdm(4)), SNRTypeError, "'n' must be a positive integer"),
+    (lambda: Path.blocks(2, "mdm(4)"), SNRTypeError, "'inner' must be a Path"),
+    (lambda: Path.blocks(2), SNRTypeError, "missing a required argument: 'inner'"),
+    (lambda: Path.blocks(7, Path.mdm(4)).compile(6), SNRPathError,
+     r"blocks\(7, mdm\(4\)\): 7 blocks of a stage with 6 positions; each block needs at least one \(n in 1..6\)"),
+    (lambda: Path.blocks(2, Path.reveal(order=(2, 1, 0, 3), count=1)).compile(6), SNRPathError,
+     "the explicit order has 4 entries but the stage covers 3"),
+    (lambda: parse_path("blocks(-1, ar())"), PathSyntaxError, "'n' must be a positive integer"),
+])
+def test_bad_blocks_are_refused(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

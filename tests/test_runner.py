@@ -31,6 +31,8 @@ SAMPLERS = [
     # adaptive reveals (issue 17): a floor of a clock or a count, and a rule that reveals more when it can
     "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)", "reveal(3, order='entropy', entropy_bound=1.5)",
     "reveal(order='entropy', count=1, entropy_bound=0.5)", "remask('cap', eta=0.3) & reveal(5, order='margin', threshold=0.7)",
+    # semi-autoregressive blocks
+    "blocks(2, mdm(3))", "blocks(3, reveal(2, order='confidence', threshold=0.7))", "blocks(2, hybrid(2, 2))",
 ]
 TOY = ExactToy.markov(3, 4, seed=3)
 #: the same suite on an HMM with structural zeros (so parallel reveals can draw impossible sequences)
@@ -64,7 +66,8 @@ INVARIANT = ["mdm(4)", "mdm(5, schedule='cosine')", "ramp(3) >> mdm(3)", "hybrid
              "hybrid(2, 3, switch='mask')", "mdm(5, remask='confidence')", "mdm(6, remask='loop', eta=0.3)",
              "mdm(5, remask='rescale', eta=0.5)", "ar()", "roar()", "reveal(count=2, order='confidence')",
              "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)",
-             "reveal(order='entropy', count=1, entropy_bound=0.5)"]
+             "reveal(order='entropy', count=1, entropy_bound=0.5)", "blocks(2, mdm(3))",
+             "blocks(2, reveal(2, order='confidence', threshold=0.7))"]
 
 
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])

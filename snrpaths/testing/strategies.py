@@ -170,6 +170,8 @@ def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
     if seq_len >= 2 and draw(st.booleans()):
         cut = draw(st.integers(1, seq_len - 1))
         return Path.on(slice(0, cut), one(draw)) | Path.on(slice(cut, seq_len), one(draw))
+    if seq_len >= 2 and draw(st.integers(0, 3)) == 0:
+        return Path.blocks(draw(st.integers(1, 2)), one(draw))  # semi-autoregressive: blocks of >= 1 position
     return one(draw)
 
 
@@ -191,7 +193,7 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
     """Single stages of every kind for ``seq_len`` positions starting at ``first``, finishing or not, with the edge
     values of their arguments: reveals by count and by clock (every remask policy, one-step clocks, a loop whose
     ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), adaptive
-    reveals, explicit remasks
+    reveals, blocks (up to one more than there are positions, which the compiler refuses), explicit remasks
     of random positions, ramps and switches. Sequences of them (:func:`composed_paths`) may or may not compile."""
     from snrpaths.orders import ORDERS
     from snrpaths.path import Path
@@ -218,8 +220,9 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
     ramp = st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), st.integers(1, max_steps),
                      st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")))
     switch = st.sampled_from([Path.switch("keep"), Path.switch("mask"), Path.switch("commit")])
+    blocks = st.builds(Path.blocks, st.integers(1, seq_len + 1), st.one_of(st.just(Path.ar()), mdm))
     return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch,
-                     adaptive_reveals(max_steps))
+                     adaptive_reveals(max_steps), blocks)
 
 
 @st.composite
