@@ -6,7 +6,7 @@ row ``i``'s numbers depend on ``(seed, i)`` and the program only, so the same se
 computes each row's logits from that row alone. Logits are reused (no call, no NFE) when no position of any row
 changed since the last call, as MDLM's cache does. A row with nothing left to reveal needs no call (its count,
 ``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
-finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
+and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
 the algorithm needs it: to decide whether a call can be skipped, whether the run is over, and to gather the
 positions whose tokens are drawn.
 """
@@ -63,7 +63,7 @@ class Result:
     ``calls`` ``[B]`` int64: the calls each row needed, counted as if it ran alone (a call counts for a row when the
     row needed logits at that step and its state changed since its own last counted call). It equals the ``nfe`` of
     sampling that row with ``batch=1``, so it does not depend on the batch: ``max(calls) <= nfe <= sum(calls)``.
-    A row with nothing left to reveal (finished early by an adaptive reveal) counts no more calls,
+    A row with nothing left to reveal (finished early by an adaptive reveal or a stop token) counts no more calls,
     and ``nfe <= program.nfe``.
     """
 
@@ -83,6 +83,7 @@ def sample(
     trace: bool = False,
     progress: bool = False,
     row_offset: int = 0,
+    stop_token: int | None = None,
 ) -> Result:
     """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
 
@@ -101,6 +102,11 @@ def sample(
         progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
+        stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position
+            the path revealed (prompt positions do not count), every later free position of that row takes it,
+            clean, with no call: a row whose free positions left are all after a stop token is finished and costs
+            no further calls. Decode with :func:`snrpaths.data.trim_at_stop`. A row that never draws it is the
+            same sample as without ``stop_token``.
 
     Work is bounded before it starts (:mod:`snrpaths.limits`): ``batch x seq_len x vocab_size`` logits per call
     (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
@@ -127,6 +133,7 @@ def sample(
                                  "or make them agree (an [L] prompt is repeated over batch rows)")
             batch = prompt.shape[0]
     batch = 1 if batch is None else batch
+    stop_token = validate.integer("stop_token", stop_token, 0, high=denoiser.vocab_size - 1, allow_none=True)
     _check_size(program, denoiser, batch)
     device = denoiser.table.anchors.device
     if prompt is None:
@@ -134,7 +141,7 @@ def sample(
     else:
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
     streams = Streams.for_batch(seed, batch, row_offset, device=device)
-    return _Run(program, denoiser, streams, state, trace).run(progress)
+    return _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
 
 
 def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
@@ -145,8 +152,10 @@ def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
 
 
 class _Run:
-    def __init__(self, program: Program, denoiser: Denoiser, streams: Streams, state: SNRState, trace: bool):
+    def __init__(self, program: Program, denoiser: Denoiser, streams: Streams, state: SNRState, trace: bool,
+                 stop_token: int | None = None):
         self.program, self.denoiser, self.streams, self.state = program, denoiser, streams, state
+        self.stop_token = stop_token
         # the first step after which no step can send a clean position back: from there an all-clean run is over
         self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(map(_reopens, step.ops))),
                                     default=-1)
@@ -205,10 +214,36 @@ class _Run:
         for op, selection in zip(step.ops, selections):
             self.state = _APPLY[type(op)](self, op, selection)
             self._changed(selection.changes)
+        if self.stop_token is not None:
+            self._fill_after_stop()
 
     def _changed(self, rows: torch.Tensor) -> None:
         """``rows`` ``[B]`` bool changed: their next need of logits is a fresh call."""
         self.stale, self.row_stale = self.stale | rows.any(), self.row_stale | rows
+
+    def _fill_after_stop(self) -> None:
+        """Every free position after a row's first revealed stop token takes it, clean, with no call.
+
+        With ``hit[b, i]`` = position ``i`` of row ``b`` revealed (not fixed) holding the stop token and ``first[b]``
+        its smallest such ``i`` (``L`` when none), positions ``i > first[b]`` that are free and do not hold it clean
+        already become clean stop tokens (confidence 1). No draw, no host synchronisation.
+        """
+        state, stop = self.state, self.stop_token
+        clean, free = state.clean, ~state.fixed
+        hit = clean & free & (state.tokens == stop)
+        L = state.seq_len
+        index = torch.arange(L, device=hit.device)
+        first = torch.where(hit, index, L).amin(1)  # [B]
+        fill = free & (index > first[:, None]) & ~(clean & (state.tokens == stop))
+        inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
+        self.state = attrs.evolve(
+            state,
+            gamma=torch.where(fill, inf, state.gamma),
+            z=torch.where(fill[..., None], 0.0, state.z),
+            tokens=torch.where(fill, stop, state.tokens),
+            confidence=torch.where(fill, 1.0, state.confidence),
+        )
+        self._changed(fill.any(1))
 
     def logits_now(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one.

@@ -1,6 +1,6 @@
-"""Paths that adapt (issue 17): threshold and entropy-bounded reveals, semi-autoregressive blocks.
-What each reduces to at its edges, the bounds it keeps, the calls it saves, and the bad input it refuses before any
-call. The conformance suite (tests/test_runner.py) runs every one of them too.
+"""Paths that adapt (issue 17, parts 1-3): threshold and entropy-bounded reveals, semi-autoregressive blocks, stop
+tokens. What each reduces to at its edges, the bounds it keeps, the calls it saves, and the bad input it refuses
+before any call. The conformance suite (tests/test_runner.py) runs every one of them too.
 
 Every comparison is exact (same seed, same tokens): no statistical budget is needed here.
 """
@@ -13,6 +13,7 @@ import torch
 
 from snrpaths import Path, PathSyntaxError, SNRPathError, SNRTypeError, parse_path, sample
 from snrpaths.backends.toy import ExactToy
+from snrpaths.data import trim_at_stop
 from snrpaths.orders import EntropyBound, Threshold
 from snrpaths.testing.denoisers import Counting
 
@@ -239,3 +240,89 @@ def test_a_block_the_prompt_fills_costs_no_call():
 def test_bad_blocks_are_refused(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# -- stop tokens ----------------------------------------------------------------------------------------------------
+
+END = 2
+#: the rarest token of CHAIN (no row in 0.72 holds it): a stop token most rows never draw
+RARE = 0
+
+
+def test_the_ended_toy_holds_only_end_tokens_after_its_end_token():
+    toy = ExactToy.ended(3, 5, seed=1, p_end=0.4)
+    tokens = toy.sample(4000, torch.Generator().manual_seed(0))
+    first = torch.where(tokens == END, torch.arange(5), 5).amin(1)
+    assert bool((tokens[torch.arange(5) > first[:, None]] == END).all()) and (first == 0).sum() == 0
+    assert abs(float((first == 1).double().mean()) - 0.4) < 5 * math.sqrt(0.24 / 4000)
+    with pytest.raises(SNRPathError, match="'p_end' must be a number in \\(0, 1\\)"):
+        ExactToy.ended(3, 5, p_end=1.0)
+
+
+def test_stop_tokens_save_calls_on_a_joint_with_an_end_token():
+    """AR on a joint where only the end token follows the end token: the same tokens with and without the stop
+    token (the exact posterior draws it anyway), but a row stops calling once it drew it: calls = first end + 1."""
+    toy = ExactToy.ended(3, 6, seed=0, p_end=0.3)
+    plain, stopped = (sample(Path.ar(), Counting(toy), batch=256, seed=0, stop_token=s) for s in (None, END))
+    assert torch.equal(plain.tokens, stopped.tokens)
+    first = torch.where(plain.tokens == END, torch.arange(6), 5).amin(1)
+    assert torch.equal(stopped.calls, first + 1) and plain.calls.eq(6).all()
+    assert stopped.nfe == 6 and float(stopped.calls.double().mean()) < 4.5
+
+
+def test_stop_tokens_never_change_a_sequence_that_has_none():
+    """Rows of the run without a stop token that never drew it are the same samples, with the same calls, in the run
+    with it; every row that did draw it holds it from the first one to the end."""
+    for text in ["mdm(4)", "hybrid(2, 2)", "reveal(4, order='confidence', threshold=0.6)", "blocks(2, mdm(2))",
+                 "mdm(4, remask='cap', eta=0.3)", "roar()"]:
+        plain = sample(parse_path(text), CHAIN, batch=128, seed=9, trace=True)
+        stopped = sample(parse_path(text), CHAIN, batch=128, seed=9, stop_token=RARE)
+        # rows that never held it at any step (with remasking, a stop token drawn and remasked later counts)
+        none = ~(plain.trace.tokens == RARE).any(2).any(0)
+        assert none.sum() > 50 and torch.equal(plain.tokens[none], stopped.tokens[none]), text
+        assert torch.equal(plain.calls[none], stopped.calls[none]), text
+        hit = (stopped.tokens == RARE).int().argmax(1)
+        ended = (stopped.tokens == RARE).any(1)
+        after = torch.arange(6) >= hit[:, None]
+        assert ended.sum() > 10 and bool((stopped.tokens[ended][after[ended]] == RARE).all()), text
+
+
+def test_a_stop_token_in_the_prompt_does_not_end_the_row():
+    """Only a stop token the path drew ends a row: a prompt may hold it (a chat template's separators)."""
+    prompt = torch.tensor([RARE, -1, -1, -1, -1, -1])
+    a = sample(Path.ar(), CHAIN, batch=64, seed=2, prompt=prompt)
+    b = sample(Path.ar(), CHAIN, batch=64, seed=2, prompt=prompt, stop_token=RARE)
+    none = ~(a.tokens[:, 1:] == RARE).any(1)
+    assert none.sum() > 5 and torch.equal(a.tokens[none], b.tokens[none]) and b.calls[none].eq(5).all()
+
+
+def test_a_row_with_a_stop_token_is_the_same_sample_in_any_batch():
+    program = parse_path("reveal(4, order='confidence', threshold=0.6)").compile(6)
+    full = sample(program, CHAIN, batch=8, seed=3, stop_token=RARE)
+    assert (full.tokens == RARE).any()
+    for i in range(8):
+        alone = sample(program, CHAIN, batch=1, seed=3, row_offset=i, stop_token=RARE)
+        assert torch.equal(alone.tokens[0], full.tokens[i]) and alone.nfe == int(full.calls[i]), i
+
+
+@pytest.mark.parametrize("stop, error, message", [
+    (3, SNRPathError, r"'stop_token' must be an integer in \[0, 2\] or None \(got 3\)"),
+    (-1, SNRPathError, r"'stop_token' must be an integer in \[0, 2\] or None \(got -1\)"),
+    (1.0, SNRTypeError, "'stop_token' must be an integer"),
+    (True, SNRTypeError, "'stop_token' must be an integer"),
+    ("2", SNRTypeError, "'stop_token' must be an integer"),
+])
+def test_stop_tokens_outside_the_vocabulary_are_refused_before_any_call(stop, error, message):
+    counting = Counting(CHAIN)
+    with pytest.raises(error, match=message):
+        sample(Path.ar(), counting, stop_token=stop)
+    assert counting.calls == 0
+
+
+def test_trim_at_stop_cuts_at_the_first_stop_the_path_drew():
+    ids = torch.tensor([2, 0, 1, 2, 2, 2])
+    assert trim_at_stop(ids, 2).tolist() == []
+    assert trim_at_stop(ids, 2, prompt=torch.tensor([2, -1, -1, -1, -1, -1])).tolist() == [2, 0, 1]
+    assert trim_at_stop(ids, None).tolist() == ids.tolist() and trim_at_stop(ids, 5).tolist() == ids.tolist()
+    with pytest.raises(SNRPathError, match="'stop_token' must be a non-negative integer"):
+        trim_at_stop(ids, -1)

@@ -39,14 +39,15 @@ TOY = ExactToy.markov(3, 4, seed=3)
 HMM = ExactHMM.random(3, 3, 4, seed=3, successors=2, emissions=2)
 
 
+@pytest.mark.parametrize("stop", [None, 0], ids=["", "stop"])
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])
 @pytest.mark.parametrize("text", SAMPLERS)
-def test_conformance(text, den):
+def test_conformance(text, den, stop):
     path = parse_path(text)
     program = path.compile(den.seq_len)
     prompt = torch.tensor([-1, 2, -1, -1])
     counting = Counting(den)
-    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True)
+    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True, stop_token=stop)
     assert bool(result.state.clean.all()), "every position ends clean"
     assert bool((result.tokens >= 0).all() & (result.tokens < den.vocab_size).all())
     assert bool((result.trace.tokens[:, :, 1] == 2).all()), "a fixed position never changes"
@@ -55,9 +56,15 @@ def test_conformance(text, den):
     assert int(result.trace.called.sum()) == result.nfe
     assert int(result.calls.max()) <= result.nfe <= int(result.calls.sum()), "per-row calls bracket the run's"
     assert result.trace.gamma.shape[0] == len(program.steps) + 1, "a run that stops early still traces every step"
-    again = sample(program, den, batch=16, seed=7, prompt=prompt)
+    again = sample(program, den, batch=16, seed=7, prompt=prompt, stop_token=stop)
     assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
-    assert not torch.equal(sample(program, den, batch=16, seed=8).tokens, result.tokens)
+    assert not torch.equal(sample(program, den, batch=16, seed=8, stop_token=stop).tokens, result.tokens)
+    if stop is not None:  # after a revealed stop token, every free position holds it
+        tokens = result.tokens.clone()
+        tokens[:, 1] = -1  # the prompt's position never counts as a stop
+        first = torch.where(tokens == stop, torch.arange(4), 4).amin(1)
+        after = (torch.arange(4) > first[:, None]) & (prompt != -1).logical_not()
+        assert bool((result.tokens[after] == stop).all())
 
 
 # -- same seed, same samples, however batched -------------------------------------------------------------------
