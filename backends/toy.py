@@ -105,6 +105,31 @@ class ExactToy:
         return cls(p, seed=seed, **kw)
 
     @classmethod
+    def ended(cls, vocab_size: int, seq_len: int, seed: int = 0, p_end: float = 0.3, concentration: float = 1.0,
+              **kw) -> "ExactToy":
+        """Text with an end token: ids ``0 .. V-2`` are content, ``V - 1`` is the end token, and only the end token
+        follows it (the padding of a language model's sampled text). A Markov chain whose end state is absorbing:
+        position 0 is content (initial law Dirichlet(``concentration``) over the content ids); after a content token
+        comes the end token with probability ``p_end``, else content by a Dirichlet(``concentration``) transition row.
+        The joint for :func:`snrpaths.sample`'s ``stop_token=V - 1``."""
+        check_enumerable(vocab_size, seq_len)
+        check_concentration(concentration)
+        if vocab_size < 2:
+            raise SNRPathError(f"'vocab_size' must be at least 2, a content token and the end token (got {vocab_size})")
+        if not (isinstance(p_end, (int, float)) and 0 < p_end < 1):
+            raise SNRPathError(f"'p_end' must be a number in (0, 1) (got {p_end!r})")
+        rng = np.random.default_rng(seed)
+        content = vocab_size - 1
+        p = np.append(rng.dirichlet(np.full(content, concentration)), 0.0)
+        transition = np.zeros((vocab_size, vocab_size))
+        transition[:content, :content] = (1 - p_end) * rng.dirichlet(np.full(content, concentration), size=content)
+        transition[:content, content] = p_end
+        transition[content, content] = 1.0
+        for _ in range(seq_len - 1):
+            p = p[..., None] * transition.reshape((1,) * (p.ndim - 1) + transition.shape)
+        return cls(p, seed=seed, **kw)
+
+    @classmethod
     def product(cls, vocab_size: int, seq_len: int, seed: int = 0, concentration: float = 1.0, **kw) -> "ExactToy":
         """Independent positions, each marginal Dirichlet(``concentration``)."""
         check_enumerable(vocab_size, seq_len)

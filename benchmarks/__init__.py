@@ -16,4 +16,5 @@ STUDIES = {
     "shipped-checkpoints": ("shipped_checkpoints", "validation bits/char and samples of the shipped checkpoints"),
     "hybrid-sweep": ("hybrid_sweep", "the hybrid's hand-over SNR, switch mode, ramp schedule and split at 48 calls"),
     "hmm": ("hmm_study", "gen. NLL gap and invalid rate vs NFE of every sampler, judged by an exact HMM"),
+    "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
 }

@@ -9,7 +9,10 @@ diffusion, continuous diffusion and DSL side by side. Each row is one run of one
 ``[MASK]``, blue where it holds soft evidence at a finite SNR, near-black once it is a clean token. AR fills a
 staircase; masked diffusion reveals positions in a random order and each one jumps straight from white to black; the
 continuous ramp raises every position together and commits them all at the end; the DSL hybrid ramps first (to the
-orange line), then reveals tokens from that soft evidence as masked diffusion does.
+orange line), then reveals tokens from that soft evidence as masked diffusion does. Two samplers of today's
+masked-diffusion LMs follow: confidence-threshold reveals (Fast-dLLM) take every position the denoiser is sure
+enough of, so the number per step (on top of each column) varies and the run stops early, and LLaDA's
+semi-autoregressive blocks run masked diffusion on one span after another.
 """
 
 # %%
@@ -29,12 +32,14 @@ SEED = 0
 L = 6 if args.quick else 12
 
 # %%
-# Four samplers at (about) the same budget of L steps.
+# Six samplers at (about) the same budget of L steps.
 samplers = {
     "autoregressive": Path.ar(),
     "masked diffusion": Path.mdm(L),
     "continuous ramp": Path.ramp(L) >> Path.switch("commit"),
     "DSL hybrid": Path.hybrid(L // 2, L // 2),
+    "confidence threshold 0.8": Path.reveal(L, order="confidence", threshold=0.8),
+    "semi-AR blocks": Path.blocks(3, Path.reveal(L // 3, order="confidence", schedule="linear")),
 }
 
 # %%
@@ -50,6 +55,6 @@ print("wrote", save(fig, args.out / "generation_order.png", dpi=110))
 #    in this example:
 #
 #    - `snrpaths.Path.ar`, `snrpaths.Path.mdm`, `snrpaths.Path.ramp`, `snrpaths.Path.switch`,
-#      `snrpaths.Path.hybrid`
+#      `snrpaths.Path.hybrid`, `snrpaths.Path.reveal`, `snrpaths.Path.blocks`
 #    - `snrpaths.plot.generation_order`
 #    - `snrpaths.plot.save`

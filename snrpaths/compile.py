@@ -2,7 +2,8 @@
 updates that consume it. Pure: no tensors, no randomness; cached on ``(path, seq_len)``.
 
 Validation happens here, naming the stage at fault: positions a path can leave unrevealed, overlapping parallel
-position sets, explicit orders or selections that do not fit the sequence, reveal counts larger than what is left,
+position sets, explicit orders or selections that do not fit the sequence, more blocks than the stage has
+positions, reveal counts larger than what is left,
 more reveal steps than the positions left can fill, a reveal clock whose last step does not end with every
 position clean (a user's clock or remask policy; the built-in ones always do), and programs longer than
 ``snrpaths.limits.MAX_STEPS``.
@@ -18,8 +19,9 @@ import attrs
 
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
-from .orders import RANDOM, Explicit, Order
-from .path import RAMP_FORMS, Alias, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .orders import RANDOM, Explicit, Order, RevealRule
+from .path import (RAMP_FORMS, Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then,
+                   resolve_positions)
 
 Positions = tuple[int, ...]
 
@@ -35,6 +37,12 @@ def _an_order(name: str, value: object) -> Order:
     return value
 
 
+def _a_rule(name: str, value: object) -> RevealRule | None:
+    if value is not None and not isinstance(value, RevealRule):
+        raise SNRTypeError(f"{name!r} must be a RevealRule value or None (got {value!r})")
+    return value
+
+
 @attrs.frozen
 class RevealOp:
     """Reveal unrevealed free positions of ``positions`` from this step's logits.
@@ -43,6 +51,9 @@ class RevealOp:
     ``order="random"`` (not ``exact``) reveals each with probability ``(alpha_s - (1 - sigma_bar) alpha_t) / (1 - alpha_t)`` (MDLM /
     ReMDM), a ranked order reveals the best until ``round(alpha_s * n_free)`` are clean. Clean positions are first
     remasked with probability ``sigma`` (spread by ``softmax(-confidence)`` when ``sigma_by_confidence``).
+
+    With an ``adaptive`` rule, the positions it selects are revealed too, the count or clock filling up to its
+    number from the rest by ``order``; a row with something left that neither names reveals the rule's best one.
     """
 
     positions: Positions  # resolved and checked once per stage (resolve_positions), not once per step
@@ -55,6 +66,12 @@ class RevealOp:
     temperature: float = attrs.field(converter=validate.field(validate.temperature))
     top_p: float = attrs.field(converter=validate.field(validate.top_p))
     exact: bool = attrs.field(default=False, converter=_FLAG)
+    adaptive: RevealRule | None = attrs.field(default=None, converter=validate.field(_a_rule))
+
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether choosing the positions reads the step's logits (a ranked order or an adaptive rule)."""
+        return self.order.uses_evidence or self.adaptive is not None
 
 
 @attrs.frozen
@@ -159,6 +176,8 @@ class _Lowering:
             return [step for part in path.parts for step in self.lower(part, positions)]
         if isinstance(path, On):
             return self.lower(path.path, self._subset(path, positions))
+        if isinstance(path, Blocks):
+            return self._blocks(path, positions)
         if isinstance(path, Parallel):
             return self._parallel(path, positions)
         if isinstance(path, Reveal):
@@ -182,7 +201,7 @@ class _Lowering:
                                    f"covers {len(positions)} positions")
             order = Explicit(tuple(positions[k] for k in order.positions))
         op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
-                               exact=path.exact)
+                               exact=path.exact, adaptive=path.adaptive)
         if path.count is not None:
             left = sum(self.open[p] for p in positions)
             if path.count > left:
@@ -248,6 +267,22 @@ class _Lowering:
         if outside:
             raise SNRPathError(f"{path!r}: positions {shown_positions(outside)} lie outside the enclosing stage's positions")
         return chosen
+
+    def _blocks(self, path: Blocks, positions: Positions) -> list[Step]:
+        """``inner`` on consecutive spans, the first ``len % n`` one position longer, each span's steps labelled
+        with its block (so traces and plots can tell the blocks apart)."""
+        label = repr(path)
+        if path.n > len(positions):
+            raise SNRPathError(f"{label}: {path.n} blocks of a stage with {len(positions)} positions; each block needs "
+                               f"at least one (n in 1..{len(positions)})")
+        size, extra = divmod(len(positions), path.n)
+        steps, start = [], 0
+        for k in range(path.n):
+            span = positions[start:start + size + (k < extra)]
+            start += len(span)
+            where = f"{label} block {k + 1} of {path.n} (positions {span[0]}..{span[-1]})"
+            steps += [attrs.evolve(s, stage=f"{where}: {s.stage}") for s in self.lower(path.inner, span)]
+        return steps
 
     def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
         owner: dict[int, Path] = {}

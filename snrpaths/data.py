@@ -187,6 +187,22 @@ def prompt_ids(tokenizer: Tokenizer, text: str, seq_len: int) -> torch.Tensor:
     return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
 
 
+def trim_at_stop(ids: torch.Tensor, stop_token: int | None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    """``ids`` ``[L]`` up to, not including, the first stop token the path drew: the first position ``i`` with
+    ``ids[i] == stop_token`` that ``prompt`` (``[L]``, ``-1`` where free) does not fix, as
+    :func:`snrpaths.sample`'s ``stop_token`` reads a run. All of ``ids`` when there is none or ``stop_token`` is
+    None."""
+    ids = validate.token_ids("ids", ids, ndims=(1,))
+    if stop_token is None:
+        return ids
+    stop_token = validate.integer("stop_token", stop_token, 0)
+    hit = ids == stop_token
+    if prompt is not None:
+        hit &= validate.token_ids("prompt", prompt, ndims=(1,)).to(ids.device) == -1
+    where = hit.nonzero()
+    return ids if where.numel() == 0 else ids[:int(where[0])]
+
+
 def checked_ids(ids: object, vocab_size: int) -> list[int]:
     """``ids`` (an integer tensor or array of any shape, flattened, or a sequence of ints) as a list of ints, each
     in ``[0, vocab_size)``: a negative id (an unrevealed ``-1``) or one past the vocabulary is an error."""

@@ -2,13 +2,15 @@
 
 A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf (clean). Four primitives:
 
-* ``reveal``: send chosen positions from their current gamma to inf, tokens drawn from the denoiser;
+* ``reveal``: send chosen positions from their current gamma to inf, tokens drawn from the denoiser (a count or a
+  clock per step, optionally adaptive: ``threshold=`` / ``entropy_bound=`` reveal more when the denoiser is sure);
 * ``remask``: send clean positions back to 0 (a ReMDM policy sharing a reveal's clock, or an explicit selection);
 * ``ramp``: raise the gamma of every unrevealed position together by stochastic localization;
 * ``switch``: hand finite-SNR states over to endpoint decoding.
 
 Combinators: ``a >> b`` (b after a), ``a | b`` (a and b side by side on disjoint positions, sharing denoiser
-calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``.
+calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``,
+``blocks(n, p)`` (``p`` on ``n`` consecutive spans, left to right: semi-autoregressive decoding).
 The paper's samplers (``ar``, ``roar``, ``mdm`` with every ReMDM strategy, ``hybrid``) are named compositions of
 these primitives: sugar with a readable ``repr``, never separate code paths.
 
@@ -26,7 +28,7 @@ import attrs
 
 from . import validate
 from .errors import SNRPathError, SNRTypeError, shown_positions
-from .orders import ORDERS, RANDOM, Explicit, Order
+from .orders import ORDERS, RANDOM, REVEAL_RULES, Explicit, Order, RevealRule
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
 RAMP_FORMS = ("mean", "sample")
@@ -134,6 +136,25 @@ def remask_policy(name: str, policy: Any, **params: Any) -> RemaskPolicy:
             raise SNRPathError(f"the {cls.name!r} policy takes no {key} (parameters that belong to the "
                                f"{' or '.join(map(repr, owners))} policy)")
     return cls(**params)
+
+
+def reveal_rule(**params: Any) -> RevealRule | None:
+    """The adaptive rule of the keywords a user typed (``threshold=0.9``), ``None`` when none was; at most one."""
+    given = {k: v for k, v in params.items() if v is not None}
+    if len(given) > 1:
+        raise SNRPathError(f"a reveal takes at most one adaptive rule of {tuple(REVEAL_RULES)} "
+                           f"(got {', '.join(f'{k}={v!r}' for k, v in given.items())})")
+    if not given:
+        return None
+    (keyword, value), = given.items()
+    return REVEAL_RULES[keyword](value)
+
+
+def _rule(name: str, value: Any) -> RevealRule | None:
+    if value is None or isinstance(value, RevealRule):
+        return value
+    raise SNRTypeError(f"{name!r} must be a reveal rule value, e.g. snrpaths.orders.Threshold(0.9), or None "
+                       f"(got {value!r})")
 
 
 def _shown(fn: Callable, skip: int = 0) -> str:
@@ -256,6 +277,8 @@ class Path:
         temperature: float = 1.0,
         top_p: float = 1.0,
         exact: bool = False,
+        threshold: float | None = None,
+        entropy_bound: float | None = None,
     ) -> "Reveal":
         """Send positions from their current gamma to inf, tokens drawn from the denoiser (float64, optionally
         tempered and nucleus-truncated to ``top_p``), one denoiser call per step. ``temperature=0`` draws the
@@ -269,9 +292,23 @@ class Path:
         probability, ``entropy`` = lowest entropy first) or an explicit permutation of positions.
         ``steps=None`` with a ``count`` means as many steps as it takes. ``exact=True`` (random order with a
         clock only) reveals exactly the scheduled number per step, uniformly at random, instead of coin flips.
+
+        Adaptive reveals (at most one rule, :data:`snrpaths.orders.REVEAL_RULES`): ``threshold=tau`` also reveals
+        every position whose confidence ``max_v p(v)`` is at least ``tau`` (Fast-dLLM); ``entropy_bound=eps`` also
+        reveals positions in increasing order of entropy while the step's summed entropy stays within ``eps``. The
+        count or clock is the floor that bounds the steps (without either, ``steps`` runs a linear clock, so every
+        position is revealed within ``steps`` steps; ``count=1`` is Fast-dLLM's "at least one per step"); the
+        entropy bound reveals at least its lowest-entropy position per step whatever the floor. The run stops
+        calling the denoiser once nothing is left: ``program.nfe`` is an upper bound.
         """
+        adaptive = reveal_rule(threshold=threshold, entropy_bound=entropy_bound)
+        if adaptive is not None and count is None and schedule is None:
+            if steps is None:
+                raise SNRPathError(f"reveal({adaptive.keyword}={adaptive.value!r}) needs a floor: steps T (a linear "
+                                   "clock: every position revealed within T steps) or count=k (at least k per step)")
+            schedule = "linear"
         return Reveal(steps=steps, order=order, count=count, schedule=schedule, temperature=temperature,
-                      top_p=top_p, exact=exact)
+                      top_p=top_p, exact=exact, adaptive=adaptive)
 
     @classmethod
     @_constructor
@@ -342,6 +379,15 @@ class Path:
         """Run ``path`` on the given positions only (combine with ``|`` to run several spans side by side)."""
         return On(positions=positions, path=path)
 
+    @classmethod
+    @_constructor
+    def blocks(cls, n: int, inner: "Path") -> "Blocks":
+        """Semi-autoregressive decoding (LLaDA): cut the stage's positions into ``n`` consecutive spans of (nearly)
+        equal length and run ``inner`` on each in turn, left to right: ``on(span_1, inner) >> ... >> on(span_n,
+        inner)`` with spans known once the sequence length is (``n x inner``'s steps in all). Prompt positions
+        inside a block are skipped, so a block the prompt fills costs no call."""
+        return Blocks(n=n, inner=inner)
+
     # -- the paper's samplers, as compositions --
 
     @classmethod
@@ -405,6 +451,7 @@ class Reveal(Path):
     exact: bool = attrs.field(default=False, converter=validate.field(validate.boolean))
     remask: RemaskPolicy | None = attrs.field(
         default=None, converter=validate.field(_named(REMASK_POLICIES, RemaskPolicy, allow_none=True)))
+    adaptive: RevealRule | None = attrs.field(default=None, converter=validate.field(_rule))
 
     def __attrs_post_init__(self) -> None:
         if (self.count is None) == (self.schedule is None):
@@ -425,11 +472,14 @@ class Reveal(Path):
         return _PREC["&"] if self.remask is not None else _PREC["call"]
 
     def __repr__(self) -> str:
+        # An adaptive reveal's clock defaults to the linear one (Path.reveal fills it in), so repr leaves it out.
+        clock = ALPHA_SCHEDULES["linear"] if self.adaptive is not None and self.count is None else None
+        rule = [] if self.adaptive is None else [(self.adaptive.keyword, self.adaptive.value, None, False)]
         own = _render_call("reveal", [
             ("steps", self.steps, None, True), ("order", self.order, RANDOM, False),
-            ("count", self.count, None, False), ("schedule", self.schedule, None, False),
+            ("count", self.count, None, False), ("schedule", self.schedule, clock, False),
             ("temperature", self.temperature, 1.0, False), ("top_p", self.top_p, 1.0, False),
-            ("exact", self.exact, False, False)])
+            ("exact", self.exact, False, False), *rule])
         return own if self.remask is None else f"{Remask(policy=self.remask)!r} & {own}"
 
 
@@ -492,6 +542,17 @@ class On(Path):
 
     def __repr__(self) -> str:
         return f"on({_render_value(self.positions)}, {self.path!r})"
+
+
+@attrs.frozen(repr=False)
+class Blocks(Path):
+    """``inner`` on ``n`` consecutive spans of the stage's positions, left to right (see :meth:`Path.blocks`)."""
+
+    n: int = attrs.field(converter=_STEPS)
+    inner: Path = attrs.field(converter=validate.field(_path))
+
+    def __repr__(self) -> str:
+        return f"blocks({self.n!r}, {self.inner!r})"
 
 
 @attrs.frozen(repr=False)
@@ -580,6 +641,6 @@ class Alias(Path):
 
 #: Every name of the path language, the one table the parser reads: the primitives and the named samplers.
 CONSTRUCTORS: dict[str, Callable[..., Path]] = {
-    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on")},
+    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on", "blocks")},
     **{name: functools.partial(Alias.make, name) for name in ALIASES},
 }

@@ -4,8 +4,11 @@ Every random choice comes from per-row counter-based streams keyed by ``seed`` (
 row ``i``'s numbers depend on ``(seed, i)`` and the program only, so the same seed gives the same samples, and row
 ``i`` is the same sample whatever the batch size or the shard it runs in (``row_offset``), as long as the denoiser
 computes each row's logits from that row alone. Logits are reused (no call, no NFE) when no position of any row
-changed since the last call, as MDLM's cache does. Host synchronisation happens only where the algorithm needs it:
-to decide whether a call can be skipped, and to gather the positions whose tokens are drawn.
+changed since the last call, as MDLM's cache does. A row with nothing left to reveal needs no call (its count,
+``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
+and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
+the algorithm needs it: to decide whether a call can be skipped, whether the run is over, and to gather the
+positions whose tokens are drawn.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class Trace:
         entropy: ``[S, B, L]`` the entropy (nats) of those logits.
         called: ``[S]`` whether the step made a fresh denoiser call (False: cached or no call needed).
         stages: the expression each step came from.
+
+    A run that stopped early (every row clean, nothing left that could remask) records its remaining steps as the
+    final state, with no call and NaN confidence and entropy.
     """
 
     gamma: torch.Tensor
@@ -57,6 +63,8 @@ class Result:
     ``calls`` ``[B]`` int64: the calls each row needed, counted as if it ran alone (a call counts for a row when the
     row needed logits at that step and its state changed since its own last counted call). It equals the ``nfe`` of
     sampling that row with ``batch=1``, so it does not depend on the batch: ``max(calls) <= nfe <= sum(calls)``.
+    A row with nothing left to reveal (finished early by an adaptive reveal or a stop token) counts no more calls,
+    and ``nfe <= program.nfe``.
     """
 
     tokens: torch.Tensor
@@ -75,6 +83,7 @@ def sample(
     trace: bool = False,
     progress: bool = False,
     row_offset: int = 0,
+    stop_token: int | None = None,
 ) -> Result:
     """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
 
@@ -93,6 +102,11 @@ def sample(
         progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
+        stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position
+            the path revealed (prompt positions do not count), every later free position of that row takes it,
+            clean, with no call: a row whose free positions left are all after a stop token is finished and costs
+            no further calls. Decode with :func:`snrpaths.data.trim_at_stop`. A row that never draws it is the
+            same sample as without ``stop_token``.
 
     Work is bounded before it starts (:mod:`snrpaths.limits`): ``batch x seq_len x vocab_size`` logits per call
     (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
@@ -119,6 +133,7 @@ def sample(
                                  "or make them agree (an [L] prompt is repeated over batch rows)")
             batch = prompt.shape[0]
     batch = 1 if batch is None else batch
+    stop_token = validate.integer("stop_token", stop_token, 0, high=denoiser.vocab_size - 1, allow_none=True)
     _check_size(program, denoiser, batch)
     device = denoiser.table.anchors.device
     if prompt is None:
@@ -126,7 +141,7 @@ def sample(
     else:
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
     streams = Streams.for_batch(seed, batch, row_offset, device=device)
-    return _Run(program, denoiser, streams, state, trace).run(progress)
+    return _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
 
 
 def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
@@ -137,8 +152,13 @@ def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
 
 
 class _Run:
-    def __init__(self, program: Program, denoiser: Denoiser, streams: Streams, state: SNRState, trace: bool):
+    def __init__(self, program: Program, denoiser: Denoiser, streams: Streams, state: SNRState, trace: bool,
+                 stop_token: int | None = None):
         self.program, self.denoiser, self.streams, self.state = program, denoiser, streams, state
+        self.stop_token = stop_token
+        # the first step after which no step can send a clean position back: from there an all-clean run is over
+        self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(map(_reopens, step.ops))),
+                                    default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None
         self.stale: torch.Tensor | bool = True  # has any position changed since the last call?
@@ -160,6 +180,13 @@ class _Run:
                     self.recorder.record(self.state, self.logits, self.nfe > nfe_before, step.stage)
                 if progress:
                     bar.set_postfix(nfe=self.nfe, refresh=False)
+                # Whether the run is over is asked on steps that made no call (once every row is clean, no step
+                # calls), so no step pays a host synchronisation for it and at most one idle step runs past the end.
+                if self.nfe == nfe_before and index + 1 >= self.settled_from and bool(self.state.clean.all()):
+                    if self.recorder is not None:
+                        for rest in self.program.steps[index + 1:]:
+                            self.recorder.record(self.state, None, False, rest.stage)
+                    break
         if not self.program.partial and not bool(self.state.clean.all()):  # one comparison per run, not per step
             self._unrevealed()
         trace = self.recorder.finish() if self.recorder is not None else None
@@ -186,8 +213,37 @@ class _Run:
             self.logits_now(needed)
         for op, selection in zip(step.ops, selections):
             self.state = _APPLY[type(op)](self, op, selection)
-            changed = selection.changes
-            self.stale, self.row_stale = self.stale | changed.any(), self.row_stale | changed
+            self._changed(selection.changes)
+        if self.stop_token is not None:
+            self._fill_after_stop()
+
+    def _changed(self, rows: torch.Tensor) -> None:
+        """``rows`` ``[B]`` bool changed: their next need of logits is a fresh call."""
+        self.stale, self.row_stale = self.stale | rows.any(), self.row_stale | rows
+
+    def _fill_after_stop(self) -> None:
+        """Every free position after a row's first revealed stop token takes it, clean, with no call.
+
+        With ``hit[b, i]`` = position ``i`` of row ``b`` revealed (not fixed) holding the stop token and ``first[b]``
+        its smallest such ``i`` (``L`` when none), positions ``i > first[b]`` that are free and do not hold it clean
+        already become clean stop tokens (confidence 1). No draw, no host synchronisation.
+        """
+        state, stop = self.state, self.stop_token
+        clean, free = state.clean, ~state.fixed
+        hit = clean & free & (state.tokens == stop)
+        L = state.seq_len
+        index = torch.arange(L, device=hit.device)
+        first = torch.where(hit, index, L).amin(1)  # [B]
+        fill = free & (index > first[:, None]) & ~(clean & (state.tokens == stop))
+        inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
+        self.state = attrs.evolve(
+            state,
+            gamma=torch.where(fill, inf, state.gamma),
+            z=torch.where(fill[..., None], 0.0, state.z),
+            tokens=torch.where(fill, stop, state.tokens),
+            confidence=torch.where(fill, 1.0, state.confidence),
+        )
+        self._changed(fill.any(1))
 
     def logits_now(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one.
@@ -255,22 +311,40 @@ class _Selection:
 
 
 def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
+    """Which positions the reveal takes this step (and which clean ones it remasks).
+
+    The floor: coin flips with MDLM's probability (random order on a clock), or the ``n`` best by ``order``, ``n``
+    the count or what the clock needs clean, ``round(alpha_s * n_free) - n_clean``. An adaptive rule's positions
+    ``A`` come first: the floor adds coin flips to them, or the ``n - |A|`` best of the rest; a row with something
+    left that this names nothing in reveals the rule's best position when the rule is ``at_least_one``. Logits are
+    asked for only by rows with something left to reveal.
+    """
     state = run.state
     free, clean = run.mask(op.positions), state.clean
     unrevealed = free & ~clean
     remasked, sigma_bar = _remask_draw(op, state, free & clean, run)
     u_reveal = run.uniform()
+    logits = None
+    if op.uses_evidence:
+        left = unrevealed.any(1)
+        if not bool(left.any()):  # nothing left in any row: no ranking, no call
+            return _Selection(torch.zeros_like(unrevealed), remasked, left)
+        logits = run.logits_now(left)
+    taken = op.adaptive.select(logits, unrevealed) if op.adaptive is not None else torch.zeros_like(unrevealed)
     if op.count is None and isinstance(op.order, RandomOrder) and not op.exact:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
-        chosen = unrevealed & (u_reveal < p[:, None])
+        chosen = taken | (unrevealed & (u_reveal < p[:, None]))
     else:
         if op.count is not None:
             n = torch.full((state.batch,), op.count, device=u_reveal.device)
         else:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
-        score = op.order.score(run.logits_now() if op.order.uses_evidence else None, u_reveal)
-        chosen = _best(score, unrevealed, n)
+        score = op.order.score(logits if op.order.uses_evidence else None, u_reveal)
+        chosen = taken | _best(score, unrevealed & ~taken, n - taken.sum(1))
+    if op.adaptive is not None and op.adaptive.at_least_one:
+        idle = unrevealed.any(1) & ~chosen.any(1)
+        chosen = chosen | (idle[:, None] & _best(op.adaptive.score(logits), unrevealed, idle.long()))
     return _Selection(chosen, remasked, chosen.any(1))
 
 
@@ -352,6 +426,11 @@ def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
         tokens=torch.where(selected, UNKNOWN, state.tokens),
         confidence=torch.where(selected, 0.0, state.confidence),
     )
+
+
+def _reopens(op: object) -> bool:
+    """Whether ``op`` can send a clean position back to [MASK] (an explicit remask, or a clock's remask policy)."""
+    return isinstance(op, RemaskOp) or (isinstance(op, RevealOp) and op.sigma > 0)
 
 
 _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {

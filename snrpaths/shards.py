@@ -80,6 +80,7 @@ def sample_sharded(
     prompt: torch.Tensor | None = None,
     processes: Processes | None = None,
     chunk: int = CHUNK,
+    stop_token: int | None = None,
 ) -> Samples | None:
     """``n`` samples of ``path`` in chunks of ``chunk`` rows, chunk ``c`` run by process ``c % W``, gathered on rank 0.
 
@@ -94,6 +95,7 @@ def sample_sharded(
         processes: this process's place in the job; default :meth:`Processes.from_env` (one process outside
             ``torchrun``, else joins the process group). Each process runs on the device ``denoiser`` is on.
         chunk: rows per runner call (a positive integer): bounds memory, changes no sample.
+        stop_token: as :func:`snrpaths.sample`'s.
     Returns:
         on rank 0 the :class:`Samples`; ``None`` on every other rank. ``n``, ``seed``, ``chunk`` and the prompt's shape
         are checked before any work, on every process; :func:`snrpaths.sample` checks the rest (the path, the
@@ -109,7 +111,7 @@ def sample_sharded(
         rows = slice(starts[c], min(starts[c] + chunk, n))
         rows_prompt = prompt if prompt is None or prompt.ndim == 1 else prompt[rows]
         result = sample(path, denoiser, batch=rows.stop - rows.start, seed=seed, prompt=rows_prompt,
-                        row_offset=rows.start)
+                        row_offset=rows.start, stop_token=stop_token)
         mine[c] = (result.tokens.cpu(), result.calls.cpu())
     everyone = _gather(mine, procs)
     if everyone is None:

@@ -13,6 +13,7 @@ import torch
 from snrpaths import parse_path, sample
 from snrpaths.cli import main
 from snrpaths.backends.text import load_with_tokenizer
+from snrpaths.data import trim_at_stop
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores: one thread each
 TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "32", "--blocks", "1", "--heads", "2",
@@ -78,7 +79,8 @@ def test_sample_prints_text_and_writes_jsonl_with_its_settings(trained, tmp_path
     for r in records:
         assert r["text"].startswith("to be") and len(r["text"]) == 16 and r["text"] in out.stdout
         assert r["config"] | {"checkpoint": None} == {"checkpoint": None, "path": "mdm(4)", "seed": 1, "n": 3,
-                                                      "prompt": "to be", "seq_len": 16, "nfe_static": 4}
+                                                      "prompt": "to be", "seq_len": 16, "nfe_static": 4,
+                                                      "stop_token": None}
 
 
 def test_torchrun_sample_gathers_the_same_samples_as_one_process(trained, tmp_path):
@@ -117,6 +119,22 @@ def test_sample_0_is_the_same_for_any_n_and_in_python(tmp_path, capsys):
     assert [r["nfe"] for r in records[4]] == four.calls.tolist()
 
 
+def test_sample_with_a_stop_token_prints_each_text_up_to_it(tmp_path):
+    """``--stop-token`` (the id of a space here): the samples and calls of ``sample(..., stop_token=...)``, each text
+    trimmed at its first stop token (:func:`snrpaths.data.trim_at_stop`)."""
+    model, tokenizer = load_with_tokenizer("tiny-shakespeare-dsl")
+    stop = int(tokenizer.encode(" ")[0])
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", "--path", "mdm(4)", "--n", "4", "--seed", "0", "--stop-token", str(stop),
+                 "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    with torch.no_grad():
+        result = sample(parse_path("mdm(4)"), model, batch=4, seed=0, stop_token=stop)
+    assert [r["text"] for r in records] == [tokenizer.decode(trim_at_stop(t, stop)) for t in result.tokens]
+    assert all(" " not in r["text"] for r in records) and [r["nfe"] for r in records] == result.calls.tolist()
+    assert records[0]["config"]["stop_token"] == stop
+
+
 def bad_checkpoint(trained, tmp_path):
     """The trained checkpoint with one character dropped from its tokenizer: vocabulary 1 larger than the tokenizer."""
     folder = tmp_path / "bad"
@@ -129,7 +147,8 @@ def bad_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing corpus", "vocabulary mismatch", "corpus outside the vocabulary",
-                                  "unparsable path", "n = 0", "prompt too long"])
+                                  "unparsable path", "n = 0", "prompt too long", "negative stop token",
+                                  "stop token outside the vocabulary"])
 def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, case):
     """In-process through ``cli.main`` (what the console script runs), so each case costs no interpreter start."""
     out_file = tmp_path / "samples.jsonl"
@@ -145,6 +164,8 @@ def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, ca
         "unparsable path": [*sample, "--path", "ramp(16) >> mdm(32"],
         "n = 0": [*sample, "--n", "0"],
         "prompt too long": [*sample, "--prompt", "to be " * 10],
+        "negative stop token": [*sample, "--stop-token", "-1"],
+        "stop token outside the vocabulary": [*sample, "--stop-token", "100000"],
     }[case]
     with pytest.raises(SystemExit) as exit_:
         main(list(map(str, args)))
@@ -158,7 +179,9 @@ def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, ca
     expected = {"missing corpus": "does not exist", "vocabulary mismatch": "do not belong together",
                 "corpus outside the vocabulary": "does not fit the checkpoint's tokenizer",
                 "unparsable path": "--path 'ramp(16) >> mdm(32': expected", "n = 0": "--n must be a positive integer",
-                "prompt too long": "shorter than seq_len"}[case]
+                "prompt too long": "shorter than seq_len",
+                "negative stop token": "--stop-token must be a non-negative integer or None (got -1)",
+                "stop token outside the vocabulary": "--stop-token must be an integer in [0, "}[case]
     assert expected in lines[0]
 
 

@@ -17,6 +17,10 @@ from snrpaths.testing import strategies as sst
     ("hybrid(16, 32, switch='mask')", 128, 48),
     ("on(slice(0, 4), ar()) | on(slice(4, 8), mdm(2))", 8, 4),
     ("reveal(count=3)", 10, 4),
+    ("reveal(8, order='confidence', threshold=0.9)", 16, 8),  # an upper bound: adaptive runs stop sooner
+    ("reveal(order='entropy', count=2, entropy_bound=1.0)", 9, 5),
+    ("blocks(4, mdm(8))", 32, 32),
+    ("blocks(3, ar())", 7, 7),
     ("mdm(8) >> remask(positions=[0, 1]) >> reveal(count=1, order='confidence')", 8, 10),
 ])
 def test_nfe_is_known_before_running(text, seq_len, nfe):
@@ -86,6 +90,10 @@ def test_compile_is_pure_and_cached():
     ("reveal(order=(1, 0), count=1)", 4, "explicit order has 2 entries but the stage covers 4"),
     ("remask('cap') >> mdm(4)", 4, "a remask policy runs on a reveal's clock"),
     ("on([0, 1], on([1, 2], ar()))", 4, "outside the enclosing stage"),
+    ("blocks(5, mdm(2))", 4, r"blocks\(5, mdm\(2\)\): 5 blocks of a stage with 4 positions"),
+    ("on(slice(0, 2), blocks(3, ar())) | on(slice(2, 4), ar())", 4, "3 blocks of a stage with 2 positions"),
+    ("blocks(2, on([0], ar()))", 4, "outside the enclosing stage"),
+    ("blocks(2, reveal(3, count=1))", 4, "3 steps of 1 plan 3 reveals but at most 2 positions are left"),
 ])
 def test_invalid_paths_fail_at_compile_time_naming_the_stage(text, seq_len, message):
     with pytest.raises(SNRPathError, match=message):

@@ -27,11 +27,13 @@ VALID = (
     "reveal(4, order=(3, 2, 1, 0), count=1)", "on(slice(0, 2), ar()) | on((2, 3), roar())",
     "remask('rescale') & reveal(4, schedule='linear', exact=True)", "ar() >> remask(positions=[0, 1]) >> roar()",
     "Path.ramp(2, gamma_max=8.0) >> Path.mdm(3, top_p=0.9, temperature=0.5)",
+    "reveal(4, order='confidence', threshold=0.9)", "reveal(order='entropy', count=1, entropy_bound=0.5)",
+    "blocks(2, mdm(2))", "blocks(4, reveal(2, order='confidence', threshold=0.5)) >> ar()",
 )
-CONSTRUCTORS = ("reveal", "remask", "ramp", "switch", "on", "ar", "roar", "mdm", "hybrid")
+CONSTRUCTORS = ("reveal", "remask", "ramp", "switch", "on", "blocks", "ar", "roar", "mdm", "hybrid")
 KEYWORDS = ("steps", "order", "count", "schedule", "temperature", "top_p", "exact", "policy", "eta", "t_on", "t_off",
             "alpha_on", "positions", "gamma_max", "form", "kappa", "gamma_min", "mode", "path", "remask", "switch",
-            "T_cont", "T_mdm", "polcy", "step", "foo")
+            "T_cont", "T_mdm", "threshold", "entropy_bound", "n", "inner", "adaptive", "polcy", "step", "foo")
 WORDS = ("random", "left-to-right", "confidence", "margin", "entropy", "linear", "cosine", "logit", "loglinear",
          "mean", "sample", "keep", "commit", "mask", "cap", "rescale", "loop", "confdence", "", "ramp(2)")
 SEQ_LEN = 8
@@ -148,10 +150,10 @@ def constructor_calls(draw) -> tuple[str, tuple, dict]:
 
 #: Each constructor's own arguments: calls that name only these reach the value checks.
 SIGNATURES = {
-    "reveal": ("steps", "order", "count", "schedule", "temperature", "top_p", "exact"),
+    "reveal": ("steps", "order", "count", "schedule", "temperature", "top_p", "exact", "threshold", "entropy_bound"),
     "remask": ("policy", "eta", "t_on", "t_off", "alpha_on", "positions"),
     "ramp": ("steps", "gamma_max", "schedule", "form", "kappa", "gamma_min"),
-    "switch": ("mode",), "on": ("positions", "path"), "ar": (), "roar": (),
+    "switch": ("mode",), "on": ("positions", "path"), "blocks": ("n", "inner"), "ar": (), "roar": (),
     "mdm": ("steps", "schedule", "remask", "eta", "t_on", "t_off", "alpha_on", "top_p", "temperature"),
     "hybrid": ("T_cont", "T_mdm", "switch", "gamma_max", "form", "remask", "eta", "top_p"),
 }
@@ -182,13 +184,13 @@ def test_operators_raise_only_the_library_error(path, op, other):
 
 
 @settings(max_examples=10)
-@given(st.sampled_from(CONSTRUCTORS[:5]), st.sampled_from(KEYWORDS), values)
+@given(st.sampled_from(CONSTRUCTORS[:6]), st.sampled_from(KEYWORDS), values)
 def test_path_classes_built_directly_validate(name, keyword, value):
     """A subclass called directly with one field replaced fails with the library's error or gives a valid path."""
     import attrs
 
     base = {"reveal": Path.reveal(count=1), "remask": Path.remask(positions=(0,)), "ramp": Path.ramp(2),
-            "switch": Path.switch(), "on": Path.on((0,), Path.ar())}[name]
+            "switch": Path.switch(), "on": Path.on((0,), Path.ar()), "blocks": Path.blocks(2, Path.ar())}[name]
     fields = attrs.asdict(base, recurse=False)
     if keyword not in fields:
         return

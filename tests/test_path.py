@@ -15,6 +15,10 @@ def test_repr_reads_like_the_expression():
         "remask('cap', eta=0.01) & reveal(8, schedule='cosine')"
     assert repr(Path.ramp(4) >> (Path.remask("cap") & Path.reveal(8, schedule="linear"))) == \
         "ramp(4) >> (remask('cap') & reveal(8, schedule='linear'))"
+    assert repr(Path.blocks(4, Path.mdm(8))) == "blocks(4, mdm(8))"
+    assert repr(Path.reveal(32, order="confidence", threshold=0.9)) == "reveal(32, order='confidence', threshold=0.9)"
+    assert repr(Path.reveal(order="entropy", count=1, entropy_bound=0.5)) == \
+        "reveal(order='entropy', count=1, entropy_bound=0.5)"
 
 
 @given(path=sst.paths())
@@ -58,6 +62,9 @@ def test_samplers_are_compositions_of_primitives():
     (lambda: Path.remask(), "exactly one of a policy"),
     (lambda: Path.hybrid(4, 4, swich="keep"), "unexpected keyword"),
     (lambda: Path.ar() & Path.mdm(4), "'&' puts a remask policy"),
+    (lambda: Path.reveal(8, order="confidence", threshold=1.01), r"'threshold' must lie in \[0.0, 1.0\]"),
+    (lambda: Path.reveal(count=1, entropy_bound=-1), r"'entropy_bound' must lie in \[0.0, inf\)"),
+    (lambda: Path.blocks(0, Path.ar()), "'n' must be a positive integer"),
 ])
 def test_bad_arguments_fail_at_construction(make, message):
     with pytest.raises(SNRPathError, match=message):

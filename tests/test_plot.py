@@ -185,6 +185,24 @@ def test_generation_order_is_readable_and_marks_stage_changes():
     assert any("clean" in t.get_text() for ax in fig.axes for t in ax.get_xticklabels())
 
 
+def test_generation_order_counts_the_positions_each_step_revealed():
+    """Adaptive reveals reveal different numbers per step: the figure labels each column with its count (the counts
+    add up to the free positions), the title gives their range, and blocks are marked like stages."""
+    toy = ExactToy.markov(2, 8, seed=0, concentration=0.3)
+    path = Path.blocks(2, Path.reveal(4, order="confidence", threshold=0.7))
+    fig = plot.generation_order({"blocks": path}, denoiser=toy, seed=1)
+    assert_readable(fig)
+    trace = sample(path, toy, batch=1, seed=1, trace=True).trace
+    counts = plot.revealed_per_step(trace.gamma[:, 0, :])
+    assert sum(counts) == 8 and len(counts) == 8
+    heatmap = next(ax for ax in fig.axes if ax.get_ylabel() == "position")
+    top = [t.get_text() for ax in heatmap.child_axes for t in ax.get_xticklabels()]
+    assert top == [str(c) for c in counts if c]
+    assert len(heatmap.lines) == 1, "one boundary between the two blocks"
+    if len(set(c for c in counts if c)) > 1:
+        assert "revealed per step" in heatmap.get_title(loc="left").replace("\n", " ")
+
+
 # -- posterior fields ------------------------------------------------------------------------------------------
 
 

@@ -28,20 +28,26 @@ SAMPLERS = [
     "ramp(4, gamma_max=400.0, schedule='loglinear') >> switch('commit')",
     "on(slice(0, 2), ar()) | on(slice(2, 4), hybrid(2, 2))",
     "mdm(4) >> remask(positions=[1, 2]) >> reveal(count=1, order='confidence')",
+    # adaptive reveals (issue 17): a floor of a clock or a count, and a rule that reveals more when it can
+    "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)", "reveal(3, order='entropy', entropy_bound=1.5)",
+    "reveal(order='entropy', count=1, entropy_bound=0.5)", "remask('cap', eta=0.3) & reveal(5, order='margin', threshold=0.7)",
+    # semi-autoregressive blocks
+    "blocks(2, mdm(3))", "blocks(3, reveal(2, order='confidence', threshold=0.7))", "blocks(2, hybrid(2, 2))",
 ]
 TOY = ExactToy.markov(3, 4, seed=3)
 #: the same suite on an HMM with structural zeros (so parallel reveals can draw impossible sequences)
 HMM = ExactHMM.random(3, 3, 4, seed=3, successors=2, emissions=2)
 
 
+@pytest.mark.parametrize("stop", [None, 0], ids=["", "stop"])
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])
 @pytest.mark.parametrize("text", SAMPLERS)
-def test_conformance(text, den):
+def test_conformance(text, den, stop):
     path = parse_path(text)
     program = path.compile(den.seq_len)
     prompt = torch.tensor([-1, 2, -1, -1])
     counting = Counting(den)
-    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True)
+    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True, stop_token=stop)
     assert bool(result.state.clean.all()), "every position ends clean"
     assert bool((result.tokens >= 0).all() & (result.tokens < den.vocab_size).all())
     assert bool((result.trace.tokens[:, :, 1] == 2).all()), "a fixed position never changes"
@@ -49,16 +55,26 @@ def test_conformance(text, den):
     assert result.nfe == counting.calls <= program.nfe
     assert int(result.trace.called.sum()) == result.nfe
     assert int(result.calls.max()) <= result.nfe <= int(result.calls.sum()), "per-row calls bracket the run's"
-    again = sample(program, den, batch=16, seed=7, prompt=prompt)
+    assert result.trace.gamma.shape[0] == len(program.steps) + 1, "a run that stops early still traces every step"
+    again = sample(program, den, batch=16, seed=7, prompt=prompt, stop_token=stop)
     assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
-    assert not torch.equal(sample(program, den, batch=16, seed=8).tokens, result.tokens)
+    assert not torch.equal(sample(program, den, batch=16, seed=8, stop_token=stop).tokens, result.tokens)
+    if stop is not None:  # after a revealed stop token, every free position holds it
+        tokens = result.tokens.clone()
+        tokens[:, 1] = -1  # the prompt's position never counts as a stop
+        first = torch.where(tokens == stop, torch.arange(4), 4).amin(1)
+        after = (torch.arange(4) > first[:, None]) & (prompt != -1).logical_not()
+        assert bool((result.tokens[after] == stop).all())
 
 
 # -- same seed, same samples, however batched -------------------------------------------------------------------
 
 INVARIANT = ["mdm(4)", "mdm(5, schedule='cosine')", "ramp(3) >> mdm(3)", "hybrid(2, 3, switch='commit', form='sample')",
              "hybrid(2, 3, switch='mask')", "mdm(5, remask='confidence')", "mdm(6, remask='loop', eta=0.3)",
-             "mdm(5, remask='rescale', eta=0.5)", "ar()", "roar()", "reveal(count=2, order='confidence')"]
+             "mdm(5, remask='rescale', eta=0.5)", "ar()", "roar()", "reveal(count=2, order='confidence')",
+             "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)",
+             "reveal(order='entropy', count=1, entropy_bound=0.5)", "blocks(2, mdm(3))",
+             "blocks(2, reveal(2, order='confidence', threshold=0.7))"]
 
 
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])

@@ -187,7 +187,8 @@ class SamplerCurve:
     ``hybrid(...)``), drawn afresh per trajectory: knots are the path's SNRs after each step that moved something.
 
     Only routes that are monotone and chosen independently of the evidence define a path integral: remasking
-    goes back down, and reveals ranked by the denoiser's confidence depend on ``z``; both are refused.
+    goes back down, and reveals ranked by the denoiser's confidence (or sized by an adaptive rule, ``threshold=``,
+    ``entropy_bound=``) depend on ``z``; both are refused.
     """
 
     path: object  # a snrpaths.Path
@@ -211,8 +212,8 @@ def _check_route_is_fixed(program) -> None:
             if isinstance(op, (RemaskOp, MaskOp)) or (isinstance(op, RevealOp) and op.sigma > 0):
                 raise SNRPathError(f"{step.stage}: a path that remasks lowers SNRs, so it is not a monotone curve "
                                    "and has no path integral")
-            if isinstance(op, RevealOp) and op.order.uses_evidence:
-                raise SNRPathError(f"{step.stage}: reveals ranked by the denoiser depend on the evidence itself; "
+            if isinstance(op, RevealOp) and op.uses_evidence:
+                raise SNRPathError(f"{step.stage}: reveals ranked by the denoiser (or sized by an adaptive rule) depend on the evidence itself; "
                                    "the path integral needs a route chosen independently of z")
 
 

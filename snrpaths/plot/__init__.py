@@ -6,7 +6,8 @@ Jupyter display it.
 
 * :func:`gamma_plane` (also ``path.plot()``): trajectories in the ``(gamma_i, gamma_j)`` plane on compactified
   axes ``gamma / (1 + gamma)``, several runs overlaid.
-* :func:`generation_order`: positions x steps heatmaps of how much information each position holds.
+* :func:`generation_order`: positions x steps heatmaps of how much information each position holds, with the
+  number of positions each step revealed.
 * :func:`posterior_field`: the posterior over a 2-D evidence space of an exact toy (the paper's two-bit toy;
   a token table in the plane) with the localization drift and paths through it.
 * :func:`calibration`: a reliability diagram with ECE on held-out data, and the self-correction view of ReMDM
@@ -24,7 +25,7 @@ from .calibration import Reliability, SelfCorrection, calibration, reliability, 
 from .curves import nfe_curves
 from .evidence import evidence
 from .field import posterior_field
-from .order import generation_order, order_image
+from .order import generation_order, order_image, revealed_per_step
 from .plane import PlaneSegments, gamma_plane, plane_segments
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "plane_segments",
     "posterior_field",
     "reliability",
+    "revealed_per_step",
     "save",
     "self_correction",
 ]

@@ -14,6 +14,8 @@ from .. import validate
 from ._common import as_trace, compactify, describe, gamma_tick_labels, labelled, new_figure, wrap
 
 _FIELDS = ("gamma",)
+#: The longest run whose columns are labelled with the positions each step revealed.
+MAX_COUNTED = 64
 _CLEAN = 1.05  # clean cells are pushed above the colour range so that they get their own colour
 
 
@@ -48,7 +50,9 @@ def generation_order(
     (gamma = 0), blues are finite SNR (soft evidence), near-black is a clean token (gamma = inf), so: AR fills a
     staircase left to right, masked diffusion fills positions in random order and jumps straight to black,
     a continuous ramp shades every position together, and the DSL hybrid shades first, then commits. A thin
-    line marks where a composed path moves to its next stage; the title gives the steps and the denoiser calls.
+    line marks where a composed path moves to its next stage (or block); the title gives the steps and the
+    denoiser calls. Numbers above the columns count the positions each step revealed (up to
+    ``MAX_COUNTED`` steps), which adaptive reveals (``threshold=``, ``entropy_bound=``) and stop tokens vary.
 
     Args:
         traces: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace`, a sequence of
@@ -78,10 +82,10 @@ def _figure(panels: list, row: int, title: str | None) -> Figure:
     cmap, norm = _colormap(), Normalize(0.0, 1.0)
     for ax, (name, trace) in zip(axes, panels):
         mesh = _panel(ax, trace, row, longest, cmap, norm)
-        ax.set_title(wrap(f"{name.replace(chr(10), ': ')}   ({trace.gamma.shape[0] - 1} steps{_calls(trace)})",
-                          7.0, 8.5), fontsize=8.5, loc="left")
-    axes[-1].set_xlabel("steps taken (column k = the state after k steps; orange line: the next stage begins)",
-                        fontsize=8.5)
+        ax.set_title(wrap(f"{name.replace(chr(10), ': ')}   ({trace.gamma.shape[0] - 1} steps{_calls(trace)}"
+                          f"{_revealed(trace, row)})", 7.0, 8.5), fontsize=8.5, loc="left")
+    axes[-1].set_xlabel("steps taken (column k = the state after k steps; orange line: the next stage begins)\n"
+                        "numbers on top: how many positions the step revealed", fontsize=8.5)
     ticks, labels = gamma_tick_labels(sep=" ")
     bar = fig.colorbar(mesh, ax=axes, location="bottom", extend="max", extendfrac=0.05, shrink=0.6, aspect=40,
                        pad=0.01)
@@ -107,18 +111,33 @@ def _panel(ax, trace: Any, row: int, longest: int, cmap, norm):
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=7.5, length=2.5)
+    counts = revealed_per_step(trace.gamma[:, row, :])
+    if len(counts) <= MAX_COUNTED:
+        steps = [k + 1 for k, c in enumerate(counts) if c]
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(steps, labels=[str(counts[k - 1]) for k in steps])
+        top.tick_params(labelsize=6.5, length=0, pad=1)
     return mesh
 
 
+def revealed_per_step(gamma: Any) -> list[int]:
+    """``[S + 1, L]`` SNRs of one run -> ``S`` counts: how many positions step ``k`` made clean (those it remasked
+    are not subtracted)."""
+    clean = np.isinf(np.asarray(gamma, dtype=np.float64))
+    return (clean[1:] & ~clean[:-1]).sum(1).astype(int).tolist()
+
+
 def _stage_changes(trace: Any) -> list[int]:
-    """States ``k`` after which the next step comes from a different stage of a composed path."""
+    """States ``k`` after which the next step comes from a different stage of a composed path (a named sampler's
+    steps read ``"hybrid(8, 8): ramp(8)"``, a block's ``"blocks(2, mdm(4)) block 1 of 2 (...): mdm(4)"``)."""
     stages = getattr(trace, "stages", None) or ()
-    return [k for k in range(1, len(stages)) if _stage_name(stages[k]) != _stage_name(stages[k - 1])]
+    return [k for k in range(1, len(stages)) if stages[k] != stages[k - 1]]
 
 
-def _stage_name(stage: str) -> str:
-    # A named sampler's steps read "hybrid(8, 8): ramp(8)"; the part after the colon is the stage.
-    return stage.split(": ", 1)[-1]
+def _revealed(trace: Any, row: int) -> str:
+    """``", 1-4 revealed per step"`` when the steps that revealed something revealed different numbers."""
+    counts = [c for c in revealed_per_step(trace.gamma[:, row, :]) if c]
+    return f", {min(counts)}-{max(counts)} revealed per step" if counts and min(counts) != max(counts) else ""
 
 
 def _calls(trace: Any) -> str:

@@ -135,7 +135,20 @@ def sampler_paths(max_steps: int = 8) -> st.SearchStrategy:
     hybrid = st.builds(
         lambda a, b, switch, form: Path.hybrid(a, b, switch=switch, form=form),
         _steps(max_steps), _steps(max_steps), st.sampled_from(("keep", "commit", "mask")), st.sampled_from(("mean", "sample")))
-    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, reveal, hybrid)
+    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, reveal, hybrid, adaptive_reveals(max_steps))
+
+
+def adaptive_reveals(max_steps: int = 8) -> st.SearchStrategy:
+    """Complete adaptive reveals: a confidence threshold or an entropy bound over a clock of ``steps`` or a count of
+    one per step, with any order, the edge values of the rule included (threshold 0 and 1, bound 0)."""
+    from snrpaths.orders import ORDERS
+    from snrpaths.path import Path
+
+    rules = st.one_of(st.sampled_from([0.0, 0.5, 0.9, 1.0]).map(lambda t: {"threshold": t}),
+                      st.sampled_from([0.0, 0.3, 1.0, 5.0]).map(lambda e: {"entropy_bound": e}))
+    floors = st.one_of(_steps(max_steps).map(lambda T: {"steps": T}), st.just({"count": 1}))
+    return st.builds(lambda order, floor, rule: Path.reveal(order=order, **floor, **rule),
+                     st.sampled_from(tuple(ORDERS)), floors, rules)
 
 
 @st.composite
@@ -157,6 +170,8 @@ def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
     if seq_len >= 2 and draw(st.booleans()):
         cut = draw(st.integers(1, seq_len - 1))
         return Path.on(slice(0, cut), one(draw)) | Path.on(slice(cut, seq_len), one(draw))
+    if seq_len >= 2 and draw(st.integers(0, 3)) == 0:
+        return Path.blocks(draw(st.integers(1, 2)), one(draw))  # semi-autoregressive: blocks of >= 1 position
     return one(draw)
 
 
@@ -177,7 +192,8 @@ def nll_curves(seq_len: int) -> st.SearchStrategy:
 def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStrategy:
     """Single stages of every kind for ``seq_len`` positions starting at ``first``, finishing or not, with the edge
     values of their arguments: reveals by count and by clock (every remask policy, one-step clocks, a loop whose
-    ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), explicit remasks
+    ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), adaptive
+    reveals, blocks (up to one more than there are positions, which the compiler refuses), explicit remasks
     of random positions, ramps and switches. Sequences of them (:func:`composed_paths`) may or may not compile."""
     from snrpaths.orders import ORDERS
     from snrpaths.path import Path
@@ -204,7 +220,9 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
     ramp = st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), st.integers(1, max_steps),
                      st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")))
     switch = st.sampled_from([Path.switch("keep"), Path.switch("mask"), Path.switch("commit")])
-    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch)
+    blocks = st.builds(Path.blocks, st.integers(1, seq_len + 1), st.one_of(st.just(Path.ar()), mdm))
+    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch,
+                     adaptive_reveals(max_steps), blocks)
 
 
 @st.composite
