@@ -14,6 +14,9 @@ runs kept in ``--runs`` and resumed), judged against the truth: per SNR the exac
 model's, ROAR NLL against the exact NLL, and the sampler cells of (a) at ``--learned-budgets`` beside the exact
 denoiser's. ``--no-learned`` runs (a) alone.
 
+Speed: one ``logits`` call of the exact HMM against one of part (b)'s DiT (random weights, same V and L) on the same
+finite-SNR state of ``--speed-batch`` rows (64 by default, the issue's size), alternating after a warm-up.
+
 Finished sampler cells are appended to ``.<stem>.partial.jsonl`` beside the outputs; a rerun with the same settings
 reuses them (and the finished training runs), and the file goes once the outputs are written.
 
@@ -29,6 +32,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import tempfile
 import time
 
@@ -38,6 +42,7 @@ from snrpaths.backends.hmm import ExactHMM
 from snrpaths.benchmarks import _hmm_learned as learned
 from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
+from snrpaths.benchmarks._timing import round_robin
 
 from snrpaths import Path, SNRState, parse_path, sample
 from snrpaths.channel import localize
@@ -58,11 +63,13 @@ FULL = {"states": 64, "vocab": 64, "seq_len": 256, "n": 256, "budgets": (8, 16, 
         # minutes at the 35k tokens/s measured on one busy core (a 4x wider model learned more per step but 2.5x slower)
         "hidden": 64, "cond_dim": 32, "blocks": 2, "heads": 4, "batch": 32, "mdlm_steps": 4000, "dsl_steps": 1500,
         "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "learned_n": 64,
-        "learned_budgets": (8, 32, 128), "kl_n": 128, "nll_n": 64, "eval_batch": 64}
+        "learned_budgets": (8, 32, 128), "kl_n": 128, "nll_n": 64, "eval_batch": 64, "speed_batch": 64}
 QUICK = {"states": 16, "vocab": 16, "seq_len": 64, "n": 64, "budgets": (8, 32), "entropy_n": 512,
          "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "mdlm_steps": 10, "dsl_steps": 10,
          "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 8, "learned_n": 16, "learned_budgets": (8,),
-         "kl_n": 16, "nll_n": 4, "eval_batch": 64}
+         "kl_n": 16, "nll_n": 4, "eval_batch": 64, "speed_batch": 8}
+#: timed rounds of the speed row (after one warm-up round), each one call of both denoisers
+SPEED_REPEATS = 5
 #: the settings an exact cell's numbers depend on (besides its sampler and budget); a learned cell's add the runs'
 EXACT_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "entropy_n", "n")
 LEARNED_SETTINGS = (*learned.TRAIN_SETTINGS, "entropy_n", "learned_n")
@@ -190,7 +197,39 @@ CELLS = ("Cells: gen. NLL gap to the entropy rate, bits/token ± s.e. (invalid r
          "(AR and ROAR in the column of their L calls).\n")
 
 
-def table(rows: list[dict], args, entropy: tuple[float, float], part_b=None) -> str:
+def logits_speed(hmm: ExactHMM, args) -> dict:
+    """Median seconds of one ``logits`` call, the exact HMM against a random-weight DiT of part (b)'s size, both on
+    ``args.speed_batch`` exact samples with every position at gamma = 4 (finite SNR: the costlier case for both; the
+    HMM's forward-backward is ``O(L K^2 + L K V)`` per row whatever the evidence), alternating after a warm-up."""
+    tokens = hmm.sample(args.speed_batch, torch.Generator().manual_seed(args.seed + 2))
+    dit = learned.fresh_model(hmm, args).eval()
+
+    def job(den):
+        gamma = torch.full(tokens.shape, 4.0, dtype=den.table.anchors.dtype)
+        state = SNRState.from_tokens(tokens, gamma, den.table, torch.Generator().manual_seed(args.seed + 3))
+
+        def call(seed: int) -> int:
+            with torch.no_grad():
+                den.logits(state)
+            return 1
+        return call
+
+    times = round_robin({"ExactHMM.logits": job(hmm), "DiT logits": job(dit)}, SPEED_REPEATS, warmup=1, log=False)
+    median = {name: statistics.median(t["seconds"]) for name, t in times.items()}
+    return {"batch": args.speed_batch, "parameters": sum(p.numel() for p in dit.parameters()),
+            "median_s": median, "ratio": median["ExactHMM.logits"] / median["DiT logits"]}
+
+
+def speed_line(speed: dict, args) -> str:
+    ms = {name: 1e3 * s for name, s in speed["median_s"].items()}
+    return (f"Speed: one `ExactHMM.logits` call at batch {speed['batch']}, L = {args.seq_len}, K = {args.states}, "
+            f"V = {args.vocab} takes {ms['ExactHMM.logits']:.1f} ms against {ms['DiT logits']:.1f} ms for part (b)'s "
+            f"DiT ({speed['parameters']:,} parameters, hidden {args.hidden}, {args.blocks} blocks) on the same "
+            f"finite-SNR state: **ratio {speed['ratio']:.2f}** (target <= 1; medians of {SPEED_REPEATS}, "
+            f"{args.threads} torch thread(s)).")
+
+
+def table(rows: list[dict], args, entropy: tuple[float, float], part_b=None, speed: dict | None = None) -> str:
     h, h_se = (v / math.log(2) for v in entropy)
     exact = [r for r in rows if r["denoiser"] == EXACT]
     out = [f"Exact HMM study: K = {args.states}, V = {args.vocab}, L = {args.seq_len}, successors {args.successors}, "
@@ -198,6 +237,8 @@ def table(rows: list[dict], args, entropy: tuple[float, float], part_b=None) -> 
            f"bits/token from {args.entropy_n} exact samples.\n",
            f"(a) The exact denoiser, {args.n} samples per cell. " + CELLS,
            *grid(exact, [EXACT], {r["budget"] for r in exact})]
+    if speed is not None:
+        out += ["", speed_line(speed, args)]
     if part_b is not None:
         trained, measured, learned_rows = part_b
         model = trained[0].model.backbone.config
@@ -277,7 +318,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="snrpaths bench hmm", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K = V = 16, L = 64, tiny models (about a minute)")
     sizes = {"states": "hidden states K", "vocab": "tokens V", "seq_len": "L", "n": "samples per exact cell",
-             "entropy_n": "exact samples for the entropy rate"}
+             "entropy_n": "exact samples for the entropy rate", "speed_batch": "rows of the speed row's state"}
     learned_sizes = {"hidden": "DiT width", "cond_dim": "DiT conditioning width", "blocks": "DiT blocks",
                      "heads": "attention heads", "batch": "training batch (windows)", "mdlm_steps": "MDLM steps",
                      "dsl_steps": "DSL fine-tune steps", "stream_factor": "training stream / tokens seen",
@@ -310,8 +351,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.runs is None and not args.quick:
         args.runs = args.out / ".hmm_study_runs"
-    if args.n < 2 or args.learned_n < 2 or min(args.budgets) < 1:
-        parser.error("--n and --learned-n must be at least 2 and every budget at least 1")
+    if args.n < 2 or args.learned_n < 2 or min(args.budgets) < 1 or args.speed_batch < 1:
+        parser.error("--n and --learned-n must be at least 2, every budget and --speed-batch at least 1")
     if not args.no_learned and not set(args.learned_budgets) <= set(args.budgets):
         parser.error(f"--learned-budgets {args.learned_budgets} must be among --budgets {args.budgets}: each learned "
                      "cell stands beside the exact denoiser's")
@@ -328,12 +369,13 @@ def main(argv: list[str] | None = None) -> None:
     record = Record(partial)
     hmm = build_hmm(args)
     entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
+    speed = logits_speed(hmm, args)
     rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, control=True), args.n, args, record)
     part_b = None if args.no_learned else run_learned(hmm, entropy, args, record)
-    text = table(rows, args, entropy, part_b)
+    text = table(rows, args, entropy, part_b, speed)
     print(text)
     data = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
-            "entropy_rate_nats": entropy, "rows": rows + (part_b[2] if part_b else [])}
+            "entropy_rate_nats": entropy, "speed": speed, "rows": rows + (part_b[2] if part_b else [])}
     if part_b:
         trained, measured, _ = part_b
         data["learned"] = {t.name: {**t.summary(), **measured[t.name].to_dict()} for t in trained}
