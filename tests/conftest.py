@@ -32,6 +32,22 @@ def make_denoiser():
     return tiny_denoiser
 
 
+#: One line of Hamlet, the text of the tiny corpora that training and CLI tests write (17 distinct characters).
+HAMLET = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
+
+
+@pytest.fixture(scope="session")
+def write_corpus():
+    """``write_corpus(folder, repeats, text=HAMLET)``: a corpus folder with document ``k`` holding ``text`` repeated
+    ``repeats[k]`` times; returns the folder."""
+    def write(folder, repeats, text=HAMLET):
+        folder.mkdir(parents=True)
+        for k, count in enumerate(repeats):
+            (folder / f"doc{k}.txt").write_text(text * count)
+        return folder
+    return write
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for tests of many small tensor ops: faster, and far faster on a loaded 2-core machine, where

@@ -19,7 +19,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores: one 
 TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "32", "--blocks", "1", "--heads", "2",
         "--cond-dim", "16", "--anchor-dim", "8", "--steps", "4", "--batch", "8", "--eval-every", "2", "--eval-rows",
         "8", "--save-every", "2", "--objective", "dsl", "--no-progress"]
-WORDS = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
 
 
 def snrpaths(*args, torchrun=False, timeout=1800):  # a hang guard only: CI machines are shared
@@ -39,13 +38,10 @@ def tiny(corpus, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, write_corpus):
     """A 4-step DSL run on a 4-document corpus; the exported model is the checkpoint the sample tests use."""
     root = tmp_path_factory.mktemp("cli")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for k in range(4):
-        (corpus / f"doc{k}.txt").write_text(WORDS * (20 + k))
+    corpus = write_corpus(root / "corpus", [20, 21, 22, 23])
     out = ok(snrpaths("train", *tiny(corpus, "--out", root / "run", "--export", root / "ckpt")))
     assert "trained to step 4" in out.stdout and "bits/char" in out.stdout
     return root
@@ -55,7 +51,8 @@ def test_train_exports_a_loadable_checkpoint_with_its_tokenizer(trained):
     from snrpaths.backends import load
 
     model = load(trained / "ckpt")
-    assert model.seq_len == 16 and model.tokenizer["kind"] == "char" and model.vocab_size == len(set(WORDS))
+    characters = set((trained / "corpus" / "doc0.txt").read_text())  # every document repeats one line
+    assert model.seq_len == 16 and model.tokenizer["kind"] == "char" and model.vocab_size == len(characters)
     assert model.converter.config.head == "evidence"  # a fresh model, trained with DSL's objective
     assert len((trained / "run" / "log.jsonl").read_text().splitlines()) == 2
 
@@ -149,14 +146,11 @@ def bad_checkpoint(trained, tmp_path):
 @pytest.mark.parametrize("case", ["missing corpus", "vocabulary mismatch", "corpus outside the vocabulary",
                                   "unparsable path", "n = 0", "prompt too long", "negative stop token",
                                   "stop token outside the vocabulary"])
-def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, case):
+def test_bad_input_is_one_line_with_no_output_file(trained, tmp_path, capsys, write_corpus, case):
     """In-process through ``cli.main`` (what the console script runs), so each case costs no interpreter start."""
     out_file = tmp_path / "samples.jsonl"
     sample = ["sample", "--checkpoint", trained / "ckpt", "--out", out_file]
-    other = tmp_path / "other"
-    other.mkdir()
-    for k in range(2):
-        (other / f"d{k}.txt").write_text("XYZ unknown characters\n")
+    other = write_corpus(tmp_path / "other", [1, 1], text="XYZ unknown characters\n")
     args = {
         "missing corpus": ["train", *tiny(tmp_path / "nowhere", "--out", out_file)],
         "vocabulary mismatch": ["sample", "--checkpoint", bad_checkpoint(trained, tmp_path), "--out", out_file],

@@ -23,7 +23,6 @@ import snrpaths.train
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child per run")
 
-WORDS = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
 EVENTS = [(os, "replace"), (os, "rename"), (os, "fsync"), (os, "unlink"), (os, "mkdir"), (os, "rmdir"),
           (shutil, "rmtree")]
 STEPS = 30  # more than two per killed run below, so the chain of kills never reaches the end
@@ -112,12 +111,9 @@ def assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, write_corpus):
     root = tmp_path_factory.mktemp("crash")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for k in range(2):
-        (corpus / f"doc{k}.txt").write_text(WORDS * (4 + k))
+    corpus = write_corpus(root / "corpus", [4, 5])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # once here, so every child starts with torch's kernels and snrpaths' modules ready
