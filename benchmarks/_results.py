@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from collections.abc import Callable
 
@@ -26,3 +27,32 @@ def write(out: pathlib.Path, stem: str, data: object, text: str, plot: Callable[
                ".png": plot}
     for suffix, writer in writers.items():
         atomic_write(out / f"{stem}{suffix}", writer)
+
+
+class Record:
+    """Finished cells by key, read from and appended to a ``.partial.jsonl`` file, so that a study interrupted at any
+    moment continues where it stopped. ``accept(row)`` drops rows computed under other settings (default: keep all;
+    a key may instead name its settings). Each line is flushed to disk before the next cell starts."""
+
+    def __init__(self, partial: pathlib.Path, accept: Callable[[dict], bool] = lambda row: True):
+        self.partial, self.done = partial, {}
+        if partial.exists():
+            for line in partial.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of an interrupted run
+                    continue
+                key = row.pop("key")
+                if accept(row):
+                    self.done[key] = row
+
+    def get(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The row of ``key``: read back, or ``compute()``d and appended."""
+        if key not in self.done:
+            self.done[key] = compute()
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.partial, "a") as log:
+                log.write(json.dumps({"key": key, **self.done[key]}) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+        return self.done[key]

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
-import os
 import pathlib
 import statistics
 import tempfile
@@ -40,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 from snrpaths.backends.hmm import ExactHMM
 from snrpaths.benchmarks import _hmm_learned as learned
-from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, Record, write
 from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 from snrpaths.benchmarks._timing import round_robin
 
@@ -101,31 +99,6 @@ def cells(budgets, control: bool) -> list[tuple[str, int | None]]:
     """(sampler, budget) pairs; AR and ROAR once, with budget None (they cost L calls)."""
     pairs = [(name, None if name in OWN_NFE else budget) for name in SAMPLERS for budget in budgets]
     return list(dict.fromkeys(pairs)) + ([(CONTROL, budget) for budget in budgets] if control else [])
-
-
-class Record:
-    """Finished cells by key, read from and appended to a ``.partial.jsonl`` file (a key names the settings it was
-    computed under, so lines of other settings are never reused)."""
-
-    def __init__(self, partial: pathlib.Path):
-        self.partial, self.done = partial, {}
-        if partial.exists():
-            for line in partial.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # the last line of an interrupted run
-                    continue
-                self.done[row.pop("key")] = row
-
-    def get(self, key: str, compute) -> dict:
-        if key not in self.done:
-            self.done[key] = compute()
-            self.partial.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.partial, "a") as log:
-                log.write(json.dumps({"key": key, **self.done[key]}) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
-        return self.done[key]
 
 
 def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, record: Record) -> list[dict]:

@@ -21,16 +21,14 @@ outputs, so an interrupted run continues where it stopped when rerun with the sa
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import pathlib
 import time
 
 import torch
 from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._plays import held_out
-from snrpaths.benchmarks._results import RESULTS, write
+from snrpaths.benchmarks._results import RESULTS, Record, write
 from snrpaths.benchmarks._timing import describe_device
 from tqdm import tqdm
 
@@ -186,41 +184,22 @@ def held_out_text(tokenizer, role: str, args, L: int) -> tuple[list[str], tuple]
 
 def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
     """Every (checkpoint, path, seed) once: its samples' metrics, calls and time; resumed from ``partial``."""
-    done = _load_partial(partial, args)
+    record = Record(partial, accept=lambda row: row.get("n") == args.n and set(args.metrics) <= set(row))
     seeds = [args.seed + s for s in range(args.seeds)]
     # cheapest cells first, both checkpoints side by side, the hybrid's comparison before the full-length budgets:
     # an interrupted run has whole columns and the headline comparison to show
     cells = sorted(dict.fromkeys((min(k[3], 100) if k[1] == "target" else k[3], v, k[0])
                                  for k, v in plan.cells.items()))
     jobs = [(HUMAN, HUMAN, s) for s in seeds] + [(ckpt, text, s) for _, text, ckpt in cells for s in seeds]
-    todo = [j for j in jobs if _key(*j) not in done]
+    todo = [j for j in jobs if _key(*j) not in record.done]
     scorers = _scorers(args.metrics, plan.reference) if todo else []
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a") as log:
-        for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
-            record = _job(plan, args, scorers, ckpt, text, s)
-            done[_key(ckpt, text, s)] = record
-            log.write(json.dumps({"key": _key(ckpt, text, s), "n": args.n, **record}) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
-    return done
+    for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
+        record.get(_key(ckpt, text, s), lambda: {"n": args.n, **_job(plan, args, scorers, ckpt, text, s)})
+    return record.done
 
 
 def _key(ckpt: str, text: str, s: int) -> str:
     return f"{ckpt}|{text}|{s}"
-
-
-def _load_partial(partial: pathlib.Path, args) -> dict:
-    done = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # the last line of an interrupted run
-                continue
-            if row.pop("n") == args.n and set(args.metrics) <= set(row):
-                done[row.pop("key")] = row
-    return done
 
 
 def _scorers(metrics, reference) -> list:
