@@ -37,7 +37,11 @@ class Record:
     def __init__(self, partial: pathlib.Path, accept: Callable[[dict], bool] = lambda row: True):
         self.partial, self.done = partial, {}
         if partial.exists():
-            for line in partial.read_text().splitlines():
+            text = partial.read_text()
+            if text and not text.endswith("\n"):  # cut mid-line: end the torn line, or the next would join it
+                with open(partial, "a") as log:
+                    log.write("\n")
+            for line in text.splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # the last line of an interrupted run

@@ -43,3 +43,15 @@ def test_round_robin_interleaves_jobs_with_promised_seeds_and_drops_warmup():
     assert calls == [("a", 11), ("b", 11), ("a", 12), ("b", 12), ("a", 13), ("b", 13)]
     assert times["a"]["nfe"] == [3, 3] and times["b"]["nfe"] == [None, None]
     assert all(len(t["seconds"]) == 2 and min(t["seconds"]) >= 0 for t in times.values())
+
+
+def test_record_resumes_after_a_torn_last_line_and_drops_rows_of_other_settings(tmp_path):
+    from snrpaths.benchmarks._results import Record
+
+    partial = tmp_path / ".study.partial.jsonl"
+    partial.write_text('{"key": "a", "n": 4, "x": 1}\n{"key": "b", "n": 5, "x": 2}\n{"key": "c", "n": 4, "x"')
+    record = Record(partial, accept=lambda row: row["n"] == 4)
+    assert record.done == {"a": {"n": 4, "x": 1}}  # b: other settings; c: cut by the interruption
+    assert record.get("a", lambda: 1 / 0) == {"n": 4, "x": 1}  # read back, not recomputed
+    record.get("b", lambda: {"n": 4, "x": 3})
+    assert Record(partial, accept=lambda row: row["n"] == 4).done == {"a": {"n": 4, "x": 1}, "b": {"n": 4, "x": 3}}
