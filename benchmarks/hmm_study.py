@@ -3,11 +3,12 @@
 (a) A random hidden Markov model with structural zeros (``ExactHMM.random(..., stationary=True)``: K states, V
 tokens, each state moving to ``--successors`` states, one of them its next state on a cycle through all states, and
 emitting ``--emissions`` tokens; started at its stationary law) is its own exact Bayes denoiser, so every error is the
-path's. Each built-in sampler runs at NFE budgets 8..256 and its samples are judged by the true model
+path's. Each built-in sampler runs at NFE budgets 8, 32, 128 (``--budgets``; AR and ROAR at L = 256) and its samples are judged by the true model
 (:func:`snrpaths.quality.exact_quality`): generative NLL gap ``E_Q[-log2 P(s)] / L - H(P) / L`` in bits per token
 and the invalid rate (samples with ``P(s) = 0``), each ± 1 standard error. The zero-error control is stochastic
 localization with tokens drawn from the exact joint posterior (``ExactHMM.sample_posterior``): exact at every
-budget, its gap and invalid rate show the study's noise floor.
+budget, its gap and invalid rate show the study's noise floor. The hand-over question: the hybrid at one budget
+(``--handover-budget``, 32) with hand-over SNRs gamma_max = 0.5, 2, 8 beside the default 40, and with ``switch('mask')``.
 
 (b) An MDLM-objective DiT and its DSL fine-tune, trained on fresh runs of the same HMM (``benchmarks/_hmm_learned.py``;
 runs kept in ``--runs`` and resumed), judged against the truth: per SNR the exact KL from the Bayes posterior to the
@@ -54,15 +55,25 @@ SAMPLERS = {
     "ramp+commit": lambda T: f"ramp({max(T - 1, 1)}) >> switch('commit')",
     "hybrid": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)})",
 }
+#: the hand-over question: the hybrid at one budget (``--handover-budget``) under other hand-over SNRs than the
+#: default gamma_max = 40, and with the ramp's state dropped at the hand-over (``switch('mask')``)
+HANDOVER = {
+    **{f"hybrid γ{g:g}": (lambda T, g=g: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)}, gamma_max={g})")
+       for g in (0.5, 2.0, 8.0)},
+    "hybrid mask": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)}, switch='mask')",
+}
 #: denoiser -> (line, marker) in the plots
 STYLES = {EXACT: ("-", "o"), "MDLM": (":", "x"), "DSL": ("--", "^")}
-FULL = {"states": 64, "vocab": 64, "seq_len": 256, "n": 256, "budgets": (8, 16, 32, 64, 128, 256), "entropy_n": 4096,
+# budgets 8, 32, 128 keep the full run under an hour on 2 cores: at n = 256 one exact call costs about 0.75 s, and
+# 16, 64 and 256 would add about 45 minutes (``--budgets 8 16 32 64 128 256``)
+FULL = {"states": 64, "vocab": 64, "seq_len": 256, "n": 256, "budgets": (8, 32, 128), "handover_budget": 32,
+        "entropy_n": 4096,
         # part (b): a DiT of 147k parameters, 4000 MDLM + 1500 DSL steps of 32 x 256 tokens: 45 M tokens, about 22
         # minutes at the 35k tokens/s measured on one busy core (a 4x wider model learned more per step but 2.5x slower)
         "hidden": 64, "cond_dim": 32, "blocks": 2, "heads": 4, "batch": 32, "mdlm_steps": 4000, "dsl_steps": 1500,
         "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "learned_n": 64,
         "learned_budgets": (8, 32, 128), "kl_n": 128, "nll_n": 64, "eval_batch": 64, "speed_batch": 64}
-QUICK = {"states": 16, "vocab": 16, "seq_len": 64, "n": 64, "budgets": (8, 32), "entropy_n": 512,
+QUICK = {"states": 16, "vocab": 16, "seq_len": 64, "n": 64, "budgets": (8, 32), "handover_budget": 8, "entropy_n": 512,
          "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "mdlm_steps": 10, "dsl_steps": 10,
          "mdlm_lr": 3e-3, "dsl_lr": 1e-3, "stream_factor": 2, "eval_rows": 8, "learned_n": 16, "learned_budgets": (8,),
          "kl_n": 16, "nll_n": 4, "eval_batch": 64, "speed_batch": 8}
@@ -95,10 +106,12 @@ def build_hmm(args) -> ExactHMM:
                            emissions=args.emissions, stationary=True)
 
 
-def cells(budgets, control: bool) -> list[tuple[str, int | None]]:
-    """(sampler, budget) pairs; AR and ROAR once, with budget None (they cost L calls)."""
+def cells(budgets, handover_budget: int, control: bool) -> list[tuple[str, int | None]]:
+    """(sampler, budget) pairs; AR and ROAR once, with budget None (they cost L calls); the hand-over variants at
+    ``handover_budget`` alone."""
     pairs = [(name, None if name in OWN_NFE else budget) for name in SAMPLERS for budget in budgets]
-    return list(dict.fromkeys(pairs)) + ([(CONTROL, budget) for budget in budgets] if control else [])
+    return (list(dict.fromkeys(pairs)) + [(name, handover_budget) for name in HANDOVER]
+            + ([(CONTROL, budget) for budget in budgets] if control else []))
 
 
 def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, record: Record) -> list[dict]:
@@ -119,7 +132,7 @@ def _cell(label, denoiser, hmm, entropy, name, budget, n, seed) -> dict:
     if name == CONTROL:
         tokens, nfe, path = localization_control(hmm, n, budget, seed), budget, CONTROL
     else:
-        path = parse_path(SAMPLERS[name](budget or hmm.seq_len))
+        path = parse_path({**SAMPLERS, **HANDOVER}[name](budget or hmm.seq_len))
         result = sample(path, denoiser, batch=n, seed=seed)
         tokens, nfe, path = result.tokens, result.nfe, repr(path)
     q = exact_quality(hmm, tokens, entropy)
@@ -134,7 +147,7 @@ def run_learned(hmm: ExactHMM, entropy, args, record: Record):
         trained = learned.train_models(hmm, args, learned.run_folder(pathlib.Path(folder), args))
     tokens = hmm.sample(max(args.kl_n, args.nll_n), torch.Generator().manual_seed(args.seed + 20))
     measured = {t.name: learned.measure(t, hmm, tokens, args) for t in trained}
-    pairs = cells(args.learned_budgets, control=False)
+    pairs = cells(args.learned_budgets, args.handover_budget, control=False)
     rows = [row for t in trained for row in sweep(t.name, t.model, hmm, entropy, pairs, args.learned_n, args, record)]
     return trained, measured, rows
 
@@ -157,7 +170,7 @@ def grid(rows: list[dict], labels: list[str], budgets) -> list[str]:
     many = len(labels) > 1
     out = ["| sampler | " + ("denoiser | " if many else "") + " | ".join(f"T={b}" for b in budgets) + " |",
            "|---|" + ("---|" if many else "") + "---:|" * len(budgets)]
-    for name in [*SAMPLERS, CONTROL]:
+    for name in [*SAMPLERS, *HANDOVER, CONTROL]:
         for label in labels:
             by_budget = {r["budget"]: r for r in rows if r["sampler"] == name and r["denoiser"] == label}
             if by_budget:
@@ -303,6 +316,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--successors", type=int, default=4, help="states each state can move to (default 4)")
     parser.add_argument("--emissions", type=int, default=4, help="tokens each state can emit (default 4)")
     parser.add_argument("--budgets", type=int, nargs="+", help=f"NFE budgets (default {FULL['budgets']})")
+    parser.add_argument("--handover-budget", type=int,
+                        help=f"budget of the hand-over cells, among --budgets (default {FULL['handover_budget']})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops, shared cores)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
@@ -326,6 +341,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.runs = args.out / ".hmm_study_runs"
     if args.n < 2 or args.learned_n < 2 or min(args.budgets) < 1 or args.speed_batch < 1:
         parser.error("--n and --learned-n must be at least 2, every budget and --speed-batch at least 1")
+    if args.handover_budget not in args.budgets or not (args.no_learned or args.handover_budget in args.learned_budgets):
+        parser.error(f"--handover-budget {args.handover_budget} must be among --budgets {args.budgets} (and "
+                     f"--learned-budgets {args.learned_budgets}): the hand-over cells stand beside the default hybrid's")
     if not args.no_learned and not set(args.learned_budgets) <= set(args.budgets):
         parser.error(f"--learned-budgets {args.learned_budgets} must be among --budgets {args.budgets}: each learned "
                      "cell stands beside the exact denoiser's")
@@ -343,7 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     hmm = build_hmm(args)
     entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
     speed = logits_speed(hmm, args)
-    rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, control=True), args.n, args, record)
+    rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, args.handover_budget, control=True), args.n, args,
+                 record)
     part_b = None if args.no_learned else run_learned(hmm, entropy, args, record)
     text = table(rows, args, entropy, part_b, speed)
     print(text)
