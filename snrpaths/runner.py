@@ -3,11 +3,12 @@
 Every random choice comes from per-row counter-based streams keyed by ``seed`` (:class:`~snrpaths.streams.Streams`):
 row ``i``'s numbers depend on ``(seed, i)`` and the program only, so the same seed gives the same samples, and row
 ``i`` is the same sample whatever the batch size or the shard it runs in (``row_offset``), as long as the denoiser
-computes each row's logits from that row alone. Logits are reused (no call, no NFE) when no position of any row
-changed since the last call, as MDLM's cache does. A row with nothing left to reveal needs no call (its count,
+computes each row's logits from that row alone. A call goes to the rows that need logits at a step and changed since
+their own last call; the other rows' logits are reused (MDLM's cache, row by row), and a step where no such row is
+left makes no call (no NFE). So a row with nothing left to reveal costs neither a call nor a place in one (its count,
 ``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
 and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
-the algorithm needs it: to decide whether a call can be skipped, whether the run is over, and to gather the
+the algorithm needs it: to count the rows a call needs, to decide whether the run is over, and to gather the
 positions whose tokens are drawn.
 """
 
@@ -160,10 +161,10 @@ class _Run:
         self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(map(_reopens, step.ops))),
                                     default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
-        self.logits: torch.Tensor | None = None
-        self.stale: torch.Tensor | bool = True  # has any position changed since the last call?
+        self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
         self.nfe = 0
-        # per row: the calls it needed, and whether it changed since its own last one (see Result.calls)
+        # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
+        # a call goes to
         self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
         self.where = ""
@@ -209,8 +210,7 @@ class _Run:
         needed = torch.zeros_like(self.row_stale)
         for selection in selections:
             needed = needed | selection.needs_logits
-        if bool(needed.any()):
-            self.logits_now(needed)
+        self.logits_now(needed)
         for op, selection in zip(step.ops, selections):
             self.state = _APPLY[type(op)](self, op, selection)
             self._changed(selection.changes)
@@ -219,7 +219,7 @@ class _Run:
 
     def _changed(self, rows: torch.Tensor) -> None:
         """``rows`` ``[B]`` bool changed: their next need of logits is a fresh call."""
-        self.stale, self.row_stale = self.stale | rows.any(), self.row_stale | rows
+        self.row_stale = self.row_stale | rows
 
     def _fill_after_stop(self) -> None:
         """Every free position after a row's first revealed stop token takes it, clean, with no call.
@@ -246,22 +246,32 @@ class _Run:
         self._changed(fill.any(1))
 
     def logits_now(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The denoiser's logits on the current state: a fresh call unless nothing changed since the last one.
-        ``rows`` ``[B]`` bool: the rows that need them (default: all), for the per-row counts."""
-        counted = self.row_stale if rows is None else rows & self.row_stale
-        self.row_calls += counted
-        self.row_stale = self.row_stale & ~counted
-        if self.logits is None or bool(self.stale):
-            try:
-                logits = self.denoiser.logits(self.state)
-            except Exception as err:  # KeyboardInterrupt and SystemExit are not Exceptions: they pass unwrapped
-                raise DenoiserError(f"at {self.where} the denoiser raised {type(err).__name__}: {err}") from err
-            self._check(logits)
-            self.logits, self.stale, self.nfe = logits, False, self.nfe + 1
+        """``[B, L, V]`` logits, current for ``rows`` ``[B]`` bool (default: all): one call of the denoiser on the
+        rows among them that changed since their own last call (the whole state when that is every row), unless
+        there are none; every other row keeps the logits of its own last call."""
+        need = self.row_stale if rows is None else rows & self.row_stale
+        n = int(need.sum())
+        if n:
+            logits = self._call(self.state if n == self.state.batch else self.state.rows(need))
+            if n < self.state.batch:
+                # rows never called yet hold zeros, never read: only rows that need logits read them
+                old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
+                logits = old.index_put((need,), logits)  # out of place: the old tensor may be the denoiser's own
+            self.logits, self.nfe = logits, self.nfe + 1
+            self.row_calls += need
+            self.row_stale = self.row_stale & ~need
         return self.logits
 
-    def _check(self, logits: torch.Tensor) -> None:
-        expected = (self.state.batch, self.state.seq_len, self.denoiser.vocab_size)
+    def _call(self, state: SNRState) -> torch.Tensor:
+        try:
+            logits = self.denoiser.logits(state)
+        except Exception as err:  # KeyboardInterrupt and SystemExit are not Exceptions: they pass unwrapped
+            raise DenoiserError(f"at {self.where} the denoiser raised {type(err).__name__}: {err}") from err
+        self._check(logits, state)
+        return logits
+
+    def _check(self, logits: torch.Tensor, state: SNRState) -> None:
+        expected = (state.batch, state.seq_len, self.denoiser.vocab_size)
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
             got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ShapeError(f"at {self.where} the denoiser returned logits of shape {got}; expected {list(expected)}")
@@ -272,7 +282,7 @@ class _Run:
         # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
         # positions, which are never drawn.
         top = logits.amax(-1)
-        bad = ~torch.isfinite(top) & ~self.state.clean
+        bad = ~torch.isfinite(top) & ~state.clean
         if bool(bad.any()):
             raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
                                 f"unrevealed positions (NaN: {int(torch.isnan(logits).sum())}, "

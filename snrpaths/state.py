@@ -122,6 +122,10 @@ class SNRState:
         """``[B, L]`` bool: positions with no information (``gamma = 0``)."""
         return self.gamma == 0
 
+    def rows(self, keep: torch.Tensor) -> "SNRState":
+        """The state of the rows where ``keep`` ``[B]`` bool is true, in order."""
+        return SNRState(self.gamma[keep], self.z[keep], self.tokens[keep], self.fixed[keep], self.confidence[keep])
+
     def validate(self, table: TokenTable) -> None:
         """Check the invariants that tie the fields together; raise naming the first that fails."""
         check_gamma("gamma", self.gamma)

@@ -261,13 +261,18 @@ def test_the_ended_toy_holds_only_end_tokens_after_its_end_token():
 
 def test_stop_tokens_save_calls_on_a_joint_with_an_end_token():
     """AR on a joint where only the end token follows the end token: the same tokens with and without the stop
-    token (the exact posterior draws it anyway), but a row stops calling once it drew it: calls = first end + 1."""
+    token (the exact posterior draws it anyway), but a row stops calling once it drew it: calls = first end + 1, and
+    the rows it finished are left out of the batch's later calls."""
     toy = ExactToy.ended(3, 6, seed=0, p_end=0.3)
-    plain, stopped = (sample(Path.ar(), Counting(toy), batch=256, seed=0, stop_token=s) for s in (None, END))
+    counting = Counting(toy)
+    plain, stopped = (sample(Path.ar(), den, batch=256, seed=0, stop_token=s)
+                      for s, den in ((None, Counting(toy)), (END, counting)))
     assert torch.equal(plain.tokens, stopped.tokens)
     first = torch.where(plain.tokens == END, torch.arange(6), 5).amin(1)
     assert torch.equal(stopped.calls, first + 1) and plain.calls.eq(6).all()
     assert stopped.nfe == 6 and float(stopped.calls.double().mean()) < 4.5
+    # a finished row takes no place in later calls: call k goes to the rows whose first end token is at k or later
+    assert [s.batch for s in counting.states] == [int((first >= k).sum()) for k in range(6)]
 
 
 def test_stop_tokens_never_change_a_sequence_that_has_none():

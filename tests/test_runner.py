@@ -55,6 +55,7 @@ def test_conformance(text, den, stop):
     assert result.nfe == counting.calls <= program.nfe
     assert int(result.trace.called.sum()) == result.nfe
     assert int(result.calls.max()) <= result.nfe <= int(result.calls.sum()), "per-row calls bracket the run's"
+    assert sum(s.batch for s in counting.states) == int(result.calls.sum()), "a call takes the rows that count it"
     assert result.trace.gamma.shape[0] == len(program.steps) + 1, "a run that stops early still traces every step"
     again = sample(program, den, batch=16, seed=7, prompt=prompt, stop_token=stop)
     assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
