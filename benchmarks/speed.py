@@ -3,7 +3,8 @@
 Every sampler runs on the shipped checkpoint (``--checkpoint``, default ``tiny-shakespeare-dsl``, L = 128) at one
 budget T of denoiser calls (``--budget``, default 64): MDLM, the four ReMDM remasking strategies, the README's
 composed path ``ramp(T/4) >> mdm(3T/4, remask='confidence')``, a continuous ramp ending in ``switch('commit')``
-(``ramp(T-1)``, since the commit costs a call), and AR / ROAR at their own NFE = L. Measured:
+(``ramp(T-1)``, since the commit costs a call), the adaptive reveals (``reveal(T, ...)`` with a confidence threshold
+or an entropy bound: T bounds their calls), and AR / ROAR at their own NFE = L. Measured:
 
 * time: ``sample(path, den, batch=B, seed=...)`` under ``torch.no_grad()``, timed round-robin over the samplers (so
   load from other processes hits all alike), median of ``--repeats`` after a warm-up (the path once at batch 1 and
@@ -50,7 +51,7 @@ from collections.abc import Callable
 import torch
 from snrpaths.backends import load
 from snrpaths.benchmarks._results import RESULTS, write
-from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
+from snrpaths.benchmarks._samplers import ADAPTIVE, BUILTIN, OWN_NFE
 from snrpaths.benchmarks._timing import describe_device, round_robin, sync
 from snrpaths.benchmarks.runner_overhead import hand_written_mdlm
 
@@ -61,6 +62,7 @@ SAMPLERS: dict[str, Callable[[int], str]] = {
     **{name: make for name, make in BUILTIN.items() if name not in OWN_NFE},
     "ramp >> ReMDM-conf": lambda T: f"ramp({T // 4}) >> mdm({T - T // 4}, remask='confidence')",
     "ramp >> commit": lambda T: f"ramp({T - 1}) >> switch('commit')",
+    **ADAPTIVE,
     **{name: BUILTIN[name] for name in OWN_NFE},  # last: they run at their own NFE = L
 }
 CHILD_TIMEOUT_S = 900

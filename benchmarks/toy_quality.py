@@ -1,12 +1,12 @@
 """Exact study: what each path itself gets right or wrong, with the exact Bayes denoiser of toy joints.
 
 For several enumerable joints P (a Markov chain, a Dirichlet joint, the paper's two-bit toy, parity over all
-positions) every built-in sampler runs at NFE budgets from 2 to 64 with ``ExactToy`` as its denoiser, so any
-error is the path's, not a model's. Quality is the total variation between the sampler's law Q and P, estimated
+positions) every built-in sampler, and the adaptive reveals (their budget bounds their calls), runs at NFE budgets
+from 2 to 64 with ``ExactToy`` as its denoiser, so any error is the path's, not a model's. Quality is the total variation between the sampler's law Q and P, estimated
 from n samples with a 95% interval: ``E[TV(Q_n, P)] >= TV(Q, P)`` (convexity) and ``TV(Q_n, P) <= TV(Q, P) +
 TV(Q_n, Q)``, with ``E[TV(Q_n, Q)] <= 1/2 sum sqrt(Q(1-Q)/n)`` and McDiarmid's deviation ``sqrt(ln(2/0.05) / 2n)``.
 
-    python benchmarks/toy_quality.py            # full (under an hour on 2 cores)
+    python benchmarks/toy_quality.py            # full (about 6 minutes on one core)
     python benchmarks/toy_quality.py --quick    # a few minutes
 """
 
@@ -20,7 +20,7 @@ import time
 import torch
 from snrpaths.backends.toy import ExactToy
 from snrpaths.benchmarks._results import RESULTS, write
-from snrpaths.benchmarks._samplers import BUILTIN
+from snrpaths.benchmarks._samplers import ADAPTIVE, BUILTIN
 
 from snrpaths import parse_path, sample
 from snrpaths.testing.stats import empirical_law
@@ -31,6 +31,7 @@ SAMPLERS = {
     "ramp+commit": lambda T: f"ramp({max(T - 1, 1)}, gamma_max=400.0) >> switch('commit')",
     # switch('commit') reveals everything, so a hybrid with it is ramp+commit; 'mask' throws the ramp away.
     "hybrid-keep": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)}, gamma_max=400.0)",
+    **ADAPTIVE,
 }
 
 
