@@ -38,6 +38,7 @@ from snrpaths.backends.hmm import ExactHMM
 from snrpaths.diagnostics import DEFAULT_GAMMAS, EvidenceCurve, Estimate, evidence_curve
 from snrpaths.nll import roar
 from snrpaths.objectives import DSL, MDLM
+from snrpaths.state import SNRState
 from snrpaths.train import LOG, TrainConfig, train
 
 LN2 = math.log(2)
@@ -123,25 +124,64 @@ def token_law(hmm: ExactHMM) -> torch.Tensor:
     return hmm.initial @ hmm.emission
 
 
+@attrs.frozen
+class EndpointRow:
+    """The endpoint denoiser (gamma = 0) in one layout, bits per [MASK] position, means over windows: the context-free
+    rule's cross-entropy, the model's, and the exact KL from the Bayes posterior to the model's."""
+
+    layout: str
+    rule: Estimate
+    model: Estimate
+    kl: Estimate
+
+
 @attrs.frozen(eq=False)
 class Measured:
-    """One model against the truth: its evidence curve with exact KL, and ROAR NLL beside ``-log2 P`` (bits/token:
-    ``roar``, ``exact`` and their paired difference ``gap``, each a mean over samples with its standard error)."""
+    """One model against the truth: its endpoint rows (gamma = 0) and evidence curve with exact KL, and ROAR NLL beside
+    ``-log2 P`` (bits/token: ``roar``, ``exact`` and their paired difference ``gap``, each a mean over samples with
+    its standard error)."""
 
+    endpoint: list[EndpointRow]
     curve: EvidenceCurve
     nll: dict[str, Estimate]
     n: int
     seconds: dict[str, float]
 
     def to_dict(self) -> dict:
-        return {"evidence": self.curve.to_dict(), "nll": {k: attrs.asdict(v) for k, v in self.nll.items()},
-                "nll_n": self.n, "seconds": self.seconds}
+        return {"endpoint": [attrs.asdict(r) for r in self.endpoint], "evidence": self.curve.to_dict(),
+                "nll": {k: attrs.asdict(v) for k, v in self.nll.items()}, "nll_n": self.n, "seconds": self.seconds}
+
+
+def endpoint_rows(model, hmm: ExactHMM, tokens: torch.Tensor, seed: int, batch: int) -> list[EndpointRow]:
+    """KL at gamma = 0 (which the evidence curve, a measure of reading evidence, leaves out): on ``tokens`` ``[N, L]``
+    exact samples, layout 'all' puts every position at [MASK] (the prior marginals) and 'half' a random half, the
+    rest clean (the states masked diffusion decodes from). Per window, the mean over its [MASK] positions ``M`` of
+    ``KL(p(s_i | z) || p_theta(s_i | z)) = sum_v p (log2 p - log2 p_theta)``, and of the cross-entropies
+    ``-log2 p_theta(s_i | z)`` and ``-log2 (pi B)(s_i)`` (the context-free rule)."""
+    keep = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(seed)) < 0.5
+    rule = -token_law(hmm).log()[tokens] / LN2  # [N, L]
+    rows = []
+    for layout, prompt in (("all", torch.full_like(tokens, -1)), ("half", torch.where(keep, tokens, -1))):
+        kl, ce = [], []
+        for part in torch.split(torch.arange(len(tokens)), batch):
+            exact = hmm.logits(SNRState.from_prompt(prompt[part], hmm.table)).log_softmax(-1)
+            with torch.no_grad():
+                learned = model.logits(SNRState.from_prompt(prompt[part], model.table)).double().log_softmax(-1)
+            p = exact.exp()
+            kl.append(torch.where(p > 0, p * (exact - learned), 0.0).sum(-1) / LN2)
+            ce.append(-learned.gather(-1, tokens[part, :, None]).squeeze(-1) / LN2)
+        masked = prompt < 0
+        per_window = [(v * masked).sum(1) / masked.sum(1).clamp_min(1) for v in (rule, torch.cat(kl), torch.cat(ce))]
+        rows.append(EndpointRow(layout, Estimate.of(per_window[0]), Estimate.of(per_window[2]),
+                                Estimate.of(per_window[1])))
+    return rows
 
 
 def measure(trained: Trained, hmm: ExactHMM, tokens: torch.Tensor, args) -> Measured:
     """The evidence curve with exact KL (both layouts) on ``tokens[:kl_n]``, and ROAR NLL (one random order per
     sample) against ``-log2 P`` on ``tokens[:nll_n]`` (``[N, L]`` exact samples)."""
     start = time.perf_counter()
+    endpoint = endpoint_rows(trained.model, hmm, tokens[:args.kl_n], args.seed + 30, args.eval_batch)
     curve = evidence_curve(trained.model, tokens[:args.kl_n], DEFAULT_GAMMAS, prior=token_law(hmm), reference=hmm,
                            seed=args.seed, batch=args.eval_batch, progress=not args.quick)
     middle = time.perf_counter()
@@ -151,7 +191,8 @@ def measure(trained: Trained, hmm: ExactHMM, tokens: torch.Tensor, args) -> Meas
     exact_bits = -hmm.log_prob(sample) / (hmm.seq_len * LN2)
     nll = {"roar": Estimate.of(model_bits), "exact": Estimate.of(exact_bits),
            "gap": Estimate.of(model_bits - exact_bits)}
-    return Measured(curve, nll, len(sample), {"evidence": middle - start, "roar": time.perf_counter() - middle})
+    return Measured(endpoint, curve, nll, len(sample),
+                    {"evidence": middle - start, "roar": time.perf_counter() - middle})
 
 
 # -- tables -----------------------------------------------------------------------------------------------------------
@@ -195,10 +236,15 @@ def kl_table(measured: dict[str, Measured]) -> str:
     first = measured[names[0]].curve
     out = [f"Exact KL from the Bayes posterior to each model's, bits per scored position ± s.e. over "
            f"{first.windows} held-out samples (layout 'all': every position at gamma; 'half': a random half at "
-           "gamma, the rest clean), beside the cross-entropies (CE) of the model and of the context-free Bayes rule:\n",
+           "gamma, the rest clean), beside the cross-entropies (CE) of the model and of the context-free Bayes rule; "
+           "gamma = 0 is the endpoint denoiser (scored on the [MASK] positions):\n",
            "| layout | gamma | rule CE | " + " | ".join(f"{n} CE | {n} KL" for n in names) + " |",
            "|---|---:|---:|" + "---:|---:|" * len(names)]
     for i, row in enumerate(first.rows):
+        if i == 0 or row.layout != first.rows[i - 1].layout:  # gamma = 0 heads its layout
+            at_zero = {n: next(r for r in measured[n].endpoint if r.layout == row.layout) for n in names}
+            cells = [f"{_pm(at_zero[n].model)} | {_pm(at_zero[n].kl, 4)}" for n in names]
+            out.append(f"| {row.layout} | 0 | {_pm(at_zero[names[0]].rule)} | " + " | ".join(cells) + " |")
         cells = [f"{_pm(measured[n].curve.rows[i].model)} | {_pm(measured[n].curve.rows[i].kl, 4)}" for n in names]
         out.append(f"| {row.layout} | {row.gamma:g} | {_pm(row.rule)} | " + " | ".join(cells) + " |")
     return "\n".join(out)
