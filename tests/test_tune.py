@@ -130,3 +130,32 @@ def test_a_missing_optuna_names_the_extra(toy, monkeypatch):
 
 def test_every_metric_and_family_is_registered_under_its_own_name():
     assert all(name == value.name for registry in (FAMILIES, METRICS) for name, value in registry.items())
+
+
+def test_the_command_line_tunes_a_toy_resumes_from_its_storage_and_writes_the_figure(tmp_path, capsys):
+    from snrpaths.cli import main
+
+    argv = ["tune", "--family", "mdm", "--nfe", "4", "--length", "3", "--n", "300", "--storage",
+            str(tmp_path / "t.db"), "--no-progress"]
+    assert main([*argv, "--trials", "2", "--out", str(tmp_path / "t.png")]) == 0
+    first = capsys.readouterr().out
+    assert "| 0 | `mdm(4)`" in first and "best:" in first and (tmp_path / "t.png").is_file()
+    assert main([*argv, "--trials", "3"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == 3 and rows[:2] == [line for line in first.splitlines() if line.startswith("| ") and "`" in line]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--nfe", "0"], "--nfe must be a positive integer (got 0)"),
+    (["--nfe", "1"], "the 'hybrid' family needs a budget of at least 2 calls (got nfe=1)"),
+    (["--metric", "bits"], "--metric bits judges text: give a --checkpoint"),
+    (["--trials", "0"], "--trials must be a positive integer (got 0)"),
+    (["--length", "0"], "--length must be a positive integer (got 0)"),
+])
+def test_command_line_errors_name_the_flag(argv, message, capsys):
+    from snrpaths.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(f"snrpaths: error: {message}") and "Traceback" not in err
