@@ -383,8 +383,9 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
         n: samples per trial (default :data:`DEFAULT_SAMPLES` of the metric, 64 for a callable).
         storage: a file to keep finished trials in (an SQLite database), or an Optuna storage URL
             (``sqlite:///tune.db``); ``None`` keeps them in memory.
-        study_name: the study inside ``storage`` (default: named by family, budget, metric, samples and seed, so
-            that a rerun with other settings starts its own study instead of mixing values).
+        study_name: the study inside ``storage`` (default: named by family, budget, metric, samples, seed and the
+            denoiser's class, ``V`` and ``L``, so that a rerun with other settings starts its own study instead of
+            mixing values; name studies yourself to keep two models of one shape, or two data sets, apart).
         progress: a tqdm bar over the trials left.
 
     Every argument is checked, the default path compiled and the metric built before the first trial.
@@ -401,7 +402,8 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     default = chosen.build(nfe, chosen.default(nfe))
     default.compile(denoiser.seq_len)  # a budget the sequence cannot take fails here, before any sampling
     score = measure if measure is not None else METRICS[metric_name].scorer(denoiser, data)
-    name = study_name or f"{family}-nfe{nfe}-{metric_name}-n{n}-seed{seed}"
+    model = f"{type(denoiser).__name__}-V{denoiser.vocab_size}-L{denoiser.seq_len}"
+    name = study_name or f"{family}-nfe{nfe}-{metric_name}-n{n}-seed{seed}-{model}"
     study = optuna.create_study(study_name=name, storage=_storage(storage), direction="minimize",
                                 load_if_exists=True)
     # Seeded by what the study already holds: a resumed run does not propose the first run's parameters again.
