@@ -397,6 +397,8 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     trials = validate.integer("trials", trials)
     seed = validate.seed("seed", seed)
     metric_name, measure = _metric(metric)
+    if measure is not None and data is not None:
+        raise SNRPathError(f"data= goes to a named metric of {tuple(METRICS)}; a callable metric reads its own data")
     n = validate.integer("n", DEFAULT_SAMPLES.get(metric_name, 64) if n is None else n)
     optuna = _optuna()
     default = chosen.build(nfe, chosen.default(nfe))

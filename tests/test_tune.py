@@ -103,6 +103,7 @@ def test_the_table_and_the_figure(toy, tmp_path):
     ({"storage": "/no/such/folder/t.db"}, "the folder '/no/such/folder' does not exist"),
     ({"metric": "bits"}, "metric 'bits'"),
     ({"data": torch.zeros(4, 2, dtype=torch.long)}, "'data' must hold sequences of length 3"),
+    ({"metric": len, "data": torch.zeros(4, 3, dtype=torch.long)}, "a callable metric reads its own data"),
 ])
 def test_bad_input_fails_before_any_sampling(toy, kwargs, message, monkeypatch):
     def no_sampling(*args, **kw):
