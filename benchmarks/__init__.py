@@ -16,5 +16,6 @@ STUDIES = {
     "shipped-checkpoints": ("shipped_checkpoints", "validation bits/char and samples of the shipped checkpoints"),
     "hybrid-sweep": ("hybrid_sweep", "the hybrid's hand-over SNR, switch mode, ramp schedule and split at 48 calls"),
     "hmm": ("hmm_study", "gen. NLL gap and invalid rate vs NFE of every sampler, judged by an exact HMM"),
+    "path-tuning": ("path_tuning", "tuned vs default hybrid vs ReMDM at equal calls, tuned on validation, scored held out"),
     "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
 }

@@ -15,6 +15,7 @@ from .path import Path
 from .runner import Result, Trace, sample
 from .shards import Samples, sample_sharded
 from .state import SNRState
+from .tuning import Tuned, tune
 
 __all__ = [
     "Denoiser",
@@ -36,6 +37,8 @@ __all__ = [
     "limits",
     "nll",
     "TokenTable",
+    "Tuned",
+    "tune",
     "corrupt",
     "localize",
     "posterior_logits",

@@ -17,6 +17,7 @@ from .cli_check import add_command as add_check_command
 from .cli_model import add_commands as add_model_commands
 from .cli_model import named_by_flags, parse_path_arg
 from .cli_nll import add_command as add_nll_command
+from .cli_tune import add_command as add_tune_command
 from . import __version__
 from .errors import SNRPathError
 from .parse import parse_path
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     add_model_commands(commands)  # train, sample (snrpaths/cli_model.py)
     add_nll_command(commands)  # nll (snrpaths/cli_nll.py)
     add_check_command(commands)  # check (snrpaths/cli_check.py)
+    add_tune_command(commands)  # tune (snrpaths/cli_tune.py)
     _add_plot_commands(commands)
     add_bench_command(commands)  # bench (snrpaths/cli_bench.py)
     _finish(parser)
