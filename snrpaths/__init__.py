@@ -8,7 +8,7 @@ from . import limits, nll
 from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
-from .errors import DenoiserError, LimitError, ShapeError, SNRPathError, SNRTypeError
+from .errors import CapabilityError, DenoiserError, LimitError, ShapeError, SNRPathError, SNRTypeError
 from .geometry import TokenTable
 from .parse import PathSyntaxError, parse_path
 from .path import Path
@@ -17,6 +17,7 @@ from .shards import Samples, sample_sharded
 from .state import SNRState
 
 __all__ = [
+    "CapabilityError",
     "Denoiser",
     "DenoiserError",
     "LimitError",
