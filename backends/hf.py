@@ -91,6 +91,7 @@ class MaskedLM:
                                "one framing token before it: give prefix=(bos_id,)")
         config = getattr(model, "config", None)
         vocab = getattr(config, "vocab_size", None)
+        # checked against the config before the probe call, and against the vocabulary the probe sees after it
         self.mask_id = validate.integer("mask_id", mask_id, 0, high=None if vocab is None else vocab - 1)
         self._check_length(max_len if max_len is not None else getattr(config, "max_position_embeddings", None))
         self.device = next(model.parameters(), torch.empty(0)).device
@@ -226,7 +227,7 @@ class MaskedLM:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, seq_len: int | None = None, shift: bool = False,
-                        anchor_dim: int = 32, seed: int = 0, dtype: torch.dtype | None = None) -> "MaskedLM":
+                        anchor_dim: int = 32, seed: int = 0) -> "MaskedLM":
         """A local folder saved by ``save_pretrained`` (weights, ``config.json`` and a tokenizer), loaded with
         ``local_files_only=True``: never a hub. The mask id and the framing come from the tokenizer (the ids it
         adds around a text); ``seq_len`` defaults to the model's positions less the framing, at most 128."""
@@ -235,8 +236,7 @@ class MaskedLM:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         if tokenizer.mask_token_id is None:
             raise SNRPathError(f"the tokenizer in {str(folder)!r} has no mask token; a masked LM needs one")
-        kwargs = {} if dtype is None else {"dtype": dtype}
-        model = transformers.AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True, **kwargs)
+        model = transformers.AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True)
         prefix, suffix = _framing(tokenizer)
         if seq_len is None:
             room = getattr(model.config, "max_position_embeddings", 128 + len(prefix) + len(suffix))

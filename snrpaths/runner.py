@@ -129,8 +129,10 @@ def sample(
     seed = validate.seed("seed", seed)
     row_offset = validate.integer("row_offset", row_offset, 0)
     as_text = isinstance(prompt, str) or (isinstance(prompt, (list, tuple)) and all(isinstance(t, str) for t in prompt))
+    if as_text and not isinstance(denoiser, TextCodec):
+        raise SNRTypeError(f"a text prompt needs a denoiser that carries its tokenizer (the TextCodec protocol: "
+                           f"encode_prompts, decode); {type(denoiser).__name__} has none: give token ids, -1 where free")
     if as_text:
-        require("denoiser", denoiser, TextCodec)
         prompt = denoiser.encode_prompts([prompt])[0] if isinstance(prompt, str) else denoiser.encode_prompts(prompt)
     if prompt is not None:
         prompt = validate.token_ids("prompt", prompt, ndims=(1, 2))

@@ -204,6 +204,17 @@ def test_prompts_that_do_not_fit_are_refused_before_any_call(den):
     assert not calls
 
 
+def test_a_text_prompt_needs_a_denoiser_with_a_tokenizer(den):
+    from snrpaths.backends.toy import ExactToy
+
+    with pytest.raises(SNRTypeError, match="a text prompt needs a denoiser that carries its tokenizer .* ExactToy has "
+                                           "none: give token ids"):
+        sample(parse_path("mdm(2)"), ExactToy.markov(2, 3), prompt="the cat")
+    bare = MaskedLM(den.model, mask_id=den.mask_id, seq_len=4)
+    with pytest.raises(SNRPathError, match=r"encode_prompts needs the tokenizer: build the MaskedLM with tokenizer="):
+        sample(parse_path("mdm(2)"), bare, prompt="the cat")
+
+
 def test_a_missing_extra_names_the_pip_install(monkeypatch, folder):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
     with pytest.raises(SNRPathError, match=r"pip install 'snrpaths\[hf\]'"):
@@ -223,6 +234,9 @@ def test_cli_samples_text_from_a_folder(folder, capsys):
         main(["sample", "--hf-model", str(folder), "--path", "hybrid(2, 2)"])
     assert exit_.value.code == 2
     assert "needs a denoiser that reads finite-SNR evidence" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample", "--hf-model", str(folder), "--checkpoint", "tiny-shakespeare-dsl"])
+    assert "--checkpoint and --hf-model name two models; give one" in capsys.readouterr().err
 
 
 def test_the_speed_rows_loops_make_the_same_calls():
