@@ -89,14 +89,14 @@ class MaskedLM:
         if self.shift and not self.prefix:
             raise SNRPathError("shift=True reads position i's logits at position i - 1, so the span needs at least "
                                "one framing token before it: give prefix=(bos_id,)")
+        self.mask_id = validate.integer("mask_id", mask_id, 0)
         config = getattr(model, "config", None)
-        vocab = getattr(config, "vocab_size", None)
-        # checked against the config before the probe call, and against the vocabulary the probe sees after it
-        self.mask_id = validate.integer("mask_id", mask_id, 0, high=None if vocab is None else vocab - 1)
+        if getattr(config, "vocab_size", None) is not None:  # before the probe call: an id past V would crash it
+            self._check_vocab(config.vocab_size)
         self._check_length(max_len if max_len is not None else getattr(config, "max_position_embeddings", None))
         self.device = next(model.parameters(), torch.empty(0)).device
         self.model_vocab = self._probe()
-        self.mask_id = validate.integer("mask_id", mask_id, 0, high=self.model_vocab - 1)
+        self._check_vocab(self.model_vocab)
         self.samplable = self._samplable(samplable)
         self._to_model = torch.tensor(self.samplable, dtype=torch.int64, device=self.device)  # [V']
         self._frame = (torch.tensor(self.prefix, dtype=torch.int64, device=self.device),
@@ -106,6 +106,13 @@ class MaskedLM:
                                        validate.seed("seed", seed)).to(self.device)
 
     # -- construction checks -----------------------------------------------------------------------------------------
+
+    def _check_vocab(self, vocab: int) -> None:
+        """The mask id and the framing ids are model ids, in ``[0, vocab)``."""
+        validate.integer("mask_id", self.mask_id, 0, high=vocab - 1)
+        bad = [v for v in (*self.prefix, *self.suffix) if v >= vocab]
+        if bad:
+            raise SNRPathError(f"the framing ids {bad} lie outside the model's vocabulary [0, {vocab - 1}]")
 
     def _check_length(self, max_len: int | None) -> None:
         need = len(self.prefix) + self.seq_len + len(self.suffix)
@@ -121,6 +128,8 @@ class MaskedLM:
         if logits.ndim != 3 or tuple(logits.shape[:2]) != (1, n) or logits.shape[2] < 2:
             raise ShapeError(f"the model maps [1, {n}] input ids to an output of shape {list(logits.shape)}; a masked "
                              f"LM must give [B, N, V] logits, here [1, {n}, V] with V >= 2")
+        if not logits.is_floating_point():
+            raise ShapeError(f"the model's logits have dtype {logits.dtype}; they must be floating point")
         return int(logits.shape[2])
 
     def _samplable(self, samplable: Sequence[int] | None) -> tuple[int, ...]:
@@ -150,10 +159,11 @@ class MaskedLM:
         inner = torch.where(clean, self._to_model[state.tokens.clamp_min(0)], self.mask_id)  # [B, L] model ids
         B = inner.shape[0]
         prefix, suffix = (f.expand(B, -1) for f in self._frame)
-        out = self._forward(torch.cat([prefix, inner, suffix], dim=1))
-        if out.ndim != 3 or tuple(out.shape[:2]) != (B, inner.shape[1] + len(self.prefix) + len(self.suffix)):
-            raise ShapeError(f"the model returned logits of shape {list(out.shape)} for {B} rows of "
-                             f"{inner.shape[1] + len(self.prefix) + len(self.suffix)} ids; expected [B, N, V]")
+        ids = torch.cat([prefix, inner, suffix], dim=1)
+        out = self._forward(ids)
+        if tuple(out.shape) != (*ids.shape, self.model_vocab):
+            raise ShapeError(f"the model returned logits of shape {list(out.shape)} for input ids of shape "
+                             f"{list(ids.shape)}; expected {[*ids.shape, self.model_vocab]}")
         start = len(self.prefix) - self.shift
         return out[:, start:start + self.seq_len].index_select(-1, self._to_model)
 

@@ -173,6 +173,8 @@ def test_bad_models_and_arguments(den):
         MaskedLM(model, mask_id=den.mask_id, **base | dict(seq_len=63))
     with pytest.raises(SNRPathError, match="shift=True .* needs at least one framing token before it"):
         MaskedLM(model, mask_id=den.mask_id, seq_len=4, shift=True)
+    with pytest.raises(SNRPathError, match=rf"the framing ids \[{vocab}\] lie outside the model's vocabulary"):
+        MaskedLM(model, mask_id=den.mask_id, **base | dict(suffix=(vocab,)))
     with pytest.raises(SNRPathError, match="'samplable' must be at least 2 distinct model ids"):
         MaskedLM(model, mask_id=den.mask_id, samplable=[5, den.mask_id], **base)
 
