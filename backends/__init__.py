@@ -4,6 +4,8 @@ The core never imports this package; backends depend on the core's protocol only
 
 * :class:`ExactToy`: exact Bayes denoisers of enumerable joints, the ground truth of the property tests.
 * :class:`ExactHMM`: the exact Bayes denoiser of a hidden Markov model, exact at any length (DESIGN 4c).
+* :class:`MaskedLM`: any masked language model (Hugging Face masked LMs, LLaDA / Dream-style models) on endpoint
+  states; ``MaskedLM.from_pretrained(folder)`` needs the optional extra ``hf`` (``transformers``), imported then.
 * :class:`DSLDenoiser`: the DSL converter in front of an MDLM-layout :class:`DiT`; :func:`load` reads MDLM
   checkpoints (HF snapshot folders, Lightning ``.ckpt``) and our own format, :func:`save` writes ours.
 """
@@ -12,6 +14,7 @@ from .checkpoint import known_names, load, save
 from .converter import Converter, ConverterConfig
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
+from .hf import MaskedLM
 from .hmm import ExactHMM
 from .text import load_with_tokenizer
 from .toy import ExactToy
@@ -24,6 +27,7 @@ __all__ = [
     "DiTConfig",
     "ExactHMM",
     "ExactToy",
+    "MaskedLM",
     "known_names",
     "load",
     "load_with_tokenizer",

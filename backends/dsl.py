@@ -33,6 +33,8 @@ class DSLDenoiser(nn.Module):
         tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint.
     """
 
+    reads_finite_snr = True  # the converter reads soft evidence (snrpaths.denoiser.FiniteSNR)
+
     def __init__(self, backbone: DiT, converter: Converter, tokenizer: dict | None = None):
         super().__init__()
         if converter.vocab_size != backbone.config.vocab_size:

@@ -101,6 +101,8 @@ class ExactHMM:
         table: the anchors; default ``TokenTable.random(V, dim, seed)``.
     """
 
+    reads_finite_snr = True  # the Bayes posterior of any state (snrpaths.denoiser.FiniteSNR)
+
     def __init__(self, initial, transition, emission, seq_len: int, table: TokenTable | None = None, *,
                  dim: int = 8, seed: int = 0):
         check_positive_int("seq_len", seq_len)

@@ -53,6 +53,8 @@ class ExactToy:
         table: the anchors; default ``TokenTable.random(V, dim, seed)``.
     """
 
+    reads_finite_snr = True  # the Bayes posterior of any state (snrpaths.denoiser.FiniteSNR)
+
     def __init__(self, probs: torch.Tensor | np.ndarray, table: TokenTable | None = None, *, dim: int = 8, seed: int = 0):
         probs = torch.as_tensor(probs, dtype=torch.float64)
         if probs.ndim < 1 or len(set(probs.shape)) != 1:

@@ -8,7 +8,7 @@ from . import limits, nll
 from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
-from .errors import DenoiserError, LimitError, ShapeError, SNRPathError, SNRTypeError
+from .errors import CapabilityError, DenoiserError, LimitError, ShapeError, SNRPathError, SNRTypeError
 from .geometry import TokenTable
 from .parse import PathSyntaxError, parse_path
 from .path import Path
@@ -18,6 +18,7 @@ from .state import SNRState
 from .tuning import Tuned, tune
 
 __all__ = [
+    "CapabilityError",
     "Denoiser",
     "DenoiserError",
     "LimitError",

@@ -25,6 +25,8 @@ from .train import TrainConfig
 
 DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
+#: The default path for a masked LM (``--hf-model``), which reads endpoint states only: no ramp.
+DEFAULT_HF_PATH = "mdm(32, remask='confidence')"
 #: The architecture flags of a fresh model: (flag, type, default, help).
 FRESH_MODEL = (("--seq-len", int, 128, "sequence length L"), ("--hidden", int, 128, "width of the DiT"),
                ("--blocks", int, 4, "transformer blocks"), ("--heads", int, 4, "attention heads"),
@@ -157,12 +159,20 @@ def _add_sample(commands) -> None:
         "sample", help="sample text from a checkpoint with any path",
         description="Sample text from a checkpoint with a path expression and print it; under torchrun the samples "
                     "are shared out over processes and gathered into one output.")
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    p.add_argument("--checkpoint", default=None,
                    help=f"a shipped name or a path (default: {DEFAULT_CHECKPOINT})")
-    p.add_argument("--path", default=DEFAULT_PATH, help=f"path expression (default: {DEFAULT_PATH!r})")
+    p.add_argument("--hf-model", default=None, metavar="FOLDER",
+                   help="sample a masked LM instead: a local folder saved by save_pretrained (model and tokenizer; "
+                        "needs pip install 'snrpaths[hf]'); endpoint paths only")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="with --hf-model: positions sampled (default: the model's, at most 128)")
+    p.add_argument("--path", default=None,
+                   help=f"path expression (default: {DEFAULT_PATH!r}, with --hf-model {DEFAULT_HF_PATH!r})")
     p.add_argument("--n", type=int, default=4, help="number of samples (default: 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds every random choice of the run (default: 0)")
-    p.add_argument("--prompt", default=None, help="text the samples start with (fixed positions; default: none)")
+    p.add_argument("--prompt", default=None,
+                   help="text the samples start with (fixed positions; with --hf-model, each [MASK] in it is one "
+                        "position to fill; default: none)")
     p.add_argument("--stop-token", type=int, default=None,
                    help="a token id that ends a sample: once drawn, every later position takes it with no call, and "
                         "the text printed stops there (default: none)")
@@ -173,27 +183,30 @@ def _add_sample(commands) -> None:
 def run_sample(args) -> int:
     from snrpaths.shards import Processes, sample_sharded
 
-    path = parse_path_arg(args.path)
+    if args.hf_model is not None and args.checkpoint is not None:
+        raise SNRPathError("--checkpoint and --hf-model name two models; give one")
+    if args.seq_len is not None and args.hf_model is None:
+        raise SNRPathError("--seq-len sets a masked LM's length (--hf-model); a checkpoint has its own")
+    path = parse_path_arg(args.path or (DEFAULT_HF_PATH if args.hf_model else DEFAULT_PATH))
     if isinstance(args.n, bool) or args.n < 1:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     validate.integer("stop_token", args.stop_token, 0, allow_none=True)  # its upper end, the vocabulary, once loaded
     if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
         raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
-    from snrpaths.backends.text import load_with_tokenizer  # the CLI is an application: it may pick a backend
-
-    denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
+    denoiser, encode, decode = _text_model(args)
     program = path.compile(denoiser.seq_len)
-    prompt = None if args.prompt is None else prompt_ids(tokenizer, args.prompt, denoiser.seq_len)
+    prompt = None if args.prompt is None else encode(args.prompt)
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
     samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs,
                              stop_token=args.stop_token)
     if samples is None:  # not rank 0: the samples were gathered there
         return 0
-    settings = {"checkpoint": args.checkpoint, "path": repr(path), "seed": args.seed, "n": args.n,
+    model = {"hf_model": args.hf_model} if args.hf_model else {"checkpoint": args.checkpoint or DEFAULT_CHECKPOINT}
+    settings = {**model, "path": repr(path), "seed": args.seed, "n": args.n,
                 "prompt": args.prompt, "seq_len": denoiser.seq_len, "nfe_static": program.nfe,
                 "stop_token": args.stop_token}
-    records = [{"index": i, "text": tokenizer.decode(trim_at_stop(tokens, args.stop_token, prompt)), "nfe": nfe,
+    records = [{"index": i, "text": decode(trim_at_stop(tokens, args.stop_token, prompt)), "nfe": nfe,
                 "config": settings}
                for i, (tokens, nfe) in enumerate(zip(samples.tokens, samples.calls.tolist()))]
     if args.out is not None:
@@ -202,6 +215,20 @@ def run_sample(args) -> int:
         print(f"--- sample {record['index']} (path {settings['path']}, {record['nfe']} calls) ---")
         print(record["text"])
     return 0
+
+
+def _text_model(args):
+    """``(denoiser, encode, decode)``: the model ``sample`` runs, a prompt text to its ``[L]`` ids (``-1`` where free)
+    and ``[L]`` ids to text: a checkpoint with its recorded tokenizer, or a masked LM folder with its own."""
+    if args.hf_model is not None:
+        from snrpaths.backends.hf import MaskedLM  # the CLI is an application: it may pick a backend
+
+        denoiser = MaskedLM.from_pretrained(args.hf_model, seq_len=args.seq_len)
+        return denoiser, lambda text: denoiser.encode_prompts([text])[0], lambda ids: denoiser.decode(ids)[0]
+    from snrpaths.backends.text import load_with_tokenizer
+
+    denoiser, tokenizer = load_with_tokenizer(args.checkpoint or DEFAULT_CHECKPOINT)
+    return denoiser, lambda text: prompt_ids(tokenizer, text, denoiser.seq_len), tokenizer.decode
 
 
 @contextlib.contextmanager

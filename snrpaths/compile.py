@@ -17,6 +17,7 @@ from typing import Union
 
 import attrs
 
+from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Explicit, Order, RevealRule
@@ -130,6 +131,35 @@ class Program:
         """The first ``k`` steps, a partial program: its run stops there and may leave positions unrevealed."""
         k = validate.integer("k", k, 0, high=len(self.steps))
         return attrs.evolve(self, steps=self.steps[:k], partial=True)
+
+    def finite_snr_call(self) -> int | None:
+        """The first step whose denoiser call can see a position at finite SNR, or None for an endpoint program.
+
+        A ramp step raises its positions to a finite SNR (its own call reads the state before the rise); they stay
+        finite, whatever ``switch('keep')`` says, until a ``switch('mask')`` drops them or a reveal that ends at
+        ``alpha = 1`` with no remasking (a clock's last step, ``switch('commit')``) makes them clean. So the first
+        ramp step of a path is an endpoint call, and ``ramp(1) >> switch('mask') >> mdm(T)`` is an endpoint program.
+        """
+        finite: set[int] = set()
+        for k, step in enumerate(self.steps):
+            if finite and step.call:
+                return k
+            for op in step.ops:
+                if isinstance(op, RampOp):
+                    finite |= set(op.positions)
+                elif isinstance(op, MaskOp) or (isinstance(op, RevealOp) and op.count is None and op.alpha_s == 1
+                                                and op.sigma == 0):
+                    finite -= set(op.positions)
+        return None
+
+    def require_reads(self, denoiser: object) -> None:
+        """Raise :class:`snrpaths.errors.CapabilityError`, before any call, when this program would give an
+        endpoint-only ``denoiser`` (``reads_finite_snr = False``) a finite-SNR state, naming the step and stage."""
+        if reads_finite_snr(denoiser):
+            return
+        k = self.finite_snr_call()
+        if k is not None:
+            require_finite_snr(denoiser, f"step {k} of {self.path!r}, in stage `{self.steps[k].stage}`,")
 
     def __repr__(self) -> str:
         part = ", partial=True" if self.partial else ""

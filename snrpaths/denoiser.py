@@ -1,17 +1,17 @@
 """The one contract between the core and every backend, and the capabilities some backends add to it.
 
-The core reads a capability through these declared protocols (``isinstance(d, EnumerableJoint)``) or the flag
-they declare (``exact_posterior``), never through a backend's type. :class:`Trainable` is what the trainer needs of a
-model on top of the sampling contract."""
+The core reads a capability through these declared protocols (``isinstance(d, EnumerableJoint)``) or the flags
+they declare (``exact_posterior``, ``reads_finite_snr``), never through a backend's type. :class:`Trainable` is what
+the trainer needs of a model on top of the sampling contract."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Generic, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .errors import SNRTypeError
+from .errors import CapabilityError, SNRTypeError
 from .geometry import TokenTable
 from .state import SNRState
 from .streams import Streams
@@ -29,9 +29,9 @@ class Denoiser(Protocol):
         seq_len: ``L``, the length it was built for.
         table: the unit-norm anchors (``[V, d]``) that the channel uses to build ``z``.
 
-    Optional capabilities: :class:`ExactPosterior` (the flag ``exact_posterior``, ``log_prob``, joint posterior
-    sampling) and :class:`EnumerableJoint` (every sequence listed). A denoiser without them is read as having
-    ``exact_posterior = False``.
+    Optional capabilities: :class:`FiniteSNR` (the flag ``reads_finite_snr``), :class:`ExactPosterior` (the flag
+    ``exact_posterior``, ``log_prob``, joint posterior sampling) and :class:`EnumerableJoint` (every sequence
+    listed). A denoiser without them is read as having ``reads_finite_snr = True`` and ``exact_posterior = False``.
     """
 
     vocab_size: int
@@ -43,6 +43,54 @@ class Denoiser(Protocol):
 
         Clean positions may return anything; callers never resample them unless a path remasks them first.
         """
+        ...
+
+
+@runtime_checkable
+class FiniteSNR(Denoiser, Protocol):
+    """A denoiser that declares whether it reads finite-SNR states (``0 < gamma_i < inf``, soft evidence ``z_i``).
+
+    Attributes:
+        reads_finite_snr: ``True`` for the DSL denoisers and the exact backends, which take any state; ``False`` for an
+            endpoint-only model (a masked LM: every position is ``[MASK]`` or a clean token), which only the endpoint
+            paths may call: ``ar()``, ``roar()``, ``mdm(T, remask=...)``, ``reveal(...)``, ``blocks(...)``.
+
+    A denoiser that does not declare it is read as reading finite SNR (:func:`reads_finite_snr`): denoisers written
+    before the flag existed keep running every path, as they did; an endpoint-only model has to say so.
+    """
+
+    reads_finite_snr: bool
+
+
+#: What an endpoint-only denoiser can run, for the messages of :func:`require_finite_snr`.
+ENDPOINT_PATHS = "ar(), roar(), mdm(T, remask=...), reveal(...), blocks(...)"
+
+
+def reads_finite_snr(denoiser: Any) -> bool:
+    """``denoiser.reads_finite_snr``, ``True`` when undeclared (see :class:`FiniteSNR`)."""
+    return bool(getattr(denoiser, "reads_finite_snr", True))
+
+
+def require_finite_snr(denoiser: Any, what: str) -> None:
+    """Raise :class:`CapabilityError` unless ``denoiser`` reads finite-SNR states: ``what`` (a stage, an estimator)
+    needs them. Called before the first denoiser call of whatever needs them."""
+    if not reads_finite_snr(denoiser):
+        raise CapabilityError(f"{what} needs a denoiser that reads finite-SNR evidence; {denoiser!r} is endpoint-only: "
+                              f"use endpoint paths such as {ENDPOINT_PATHS}")
+
+
+@runtime_checkable
+class TextCodec(Protocol):
+    """A denoiser that carries its tokenizer: text prompts in, text out (:func:`snrpaths.sample` takes ``prompt`` as
+    text for it and fills ``Result.text``)."""
+
+    def encode_prompts(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[B, L]`` prompt ids for ``B`` texts, ``-1`` where free (the denoiser documents how a text becomes fixed
+        and free positions); raises before any call for a text that does not fit ``L``."""
+        ...
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """The ``B`` texts of ``[B, L]`` token ids."""
         ...
 
 

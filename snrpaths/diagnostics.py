@@ -34,7 +34,7 @@ import torch
 
 from . import validate
 from .channel import posterior_logits
-from .denoiser import Denoiser, require
+from .denoiser import Denoiser, require, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, ShapeError, one_of
 from .geometry import TokenTable
 from .state import SNRState
@@ -152,6 +152,7 @@ def evidence_curve(
     Every argument is checked before the first denoiser call.
     """
     require("denoiser", denoiser, Denoiser)
+    require_finite_snr(denoiser, "evidence_curve (it scores states at finite SNR)")
     gammas = _check_gammas(gammas)
     layouts = _check_layouts(layouts)
     _check_tokens(denoiser, tokens)

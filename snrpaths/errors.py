@@ -26,6 +26,11 @@ class DenoiserError(SNRPathError):
     that cannot be sampled from (NaN, +inf, or no finite option); the message names the step."""
 
 
+class CapabilityError(SNRTypeError):
+    """A denoiser asked for something it declares it cannot do (a finite-SNR state for an endpoint-only model); raised
+    before any call, naming the stage or estimator that needs it and what works instead."""
+
+
 class LimitError(SNRPathError):
     """A request larger than a limit of :mod:`snrpaths.limits`; the message names the limit and how to raise it."""
 

@@ -15,7 +15,7 @@ positions whose tokens are drawn.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 
 import attrs
 import torch
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .channel import increment, posterior_mean
 from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
-from .denoiser import Denoiser, require
+from .denoiser import Denoiser, TextCodec, require
 from .draw import categorical, inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
@@ -59,7 +59,8 @@ class Trace:
 
 @attrs.frozen(eq=False)
 class Result:
-    """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``.
+    """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``; ``text``
+    the ``B`` decoded samples when the prompt was given as text (a :class:`~snrpaths.denoiser.TextCodec` denoiser).
 
     ``calls`` ``[B]`` int64: the calls each row needed, counted as if it ran alone (a call counts for a row when the
     row needed logits at that step and its state changed since its own last counted call). It equals the ``nfe`` of
@@ -73,6 +74,7 @@ class Result:
     state: SNRState
     trace: Trace | None = None
     calls: torch.Tensor | None = None
+    text: tuple[str, ...] | None = None
 
 
 def sample(
@@ -80,7 +82,7 @@ def sample(
     denoiser: Denoiser,
     batch: int | None = None,
     seed: int = 0,
-    prompt: torch.Tensor | None = None,
+    prompt: torch.Tensor | str | Sequence[str] | None = None,
     trace: bool = False,
     progress: bool = False,
     row_offset: int = 0,
@@ -98,7 +100,11 @@ def sample(
             they must agree).
         seed: an integer in ``[0, 2**64 - 1]``, the key of the per-row streams every random choice comes from.
         prompt: ``[L]`` or ``[B, L]`` integer token ids, ``-1`` where free: the given positions are fixed and clean,
-            and no step changes them (prompting and infilling).
+            and no step changes them (prompting and infilling). For a denoiser that carries its tokenizer
+            (:class:`~snrpaths.denoiser.TextCodec`, e.g. a masked LM) also a text or a list of texts, one per row,
+            turned into ids by ``denoiser.encode_prompts`` (one text is repeated over ``batch`` rows; for a masked
+            LM: each text first in its row, a ``[MASK]`` marker for each infilled position, the rest of the row
+            free); the result's ``text`` is then decoded.
         trace: record a :class:`Trace`.
         progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
@@ -119,9 +125,16 @@ def sample(
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
+    program.require_reads(denoiser)
     batch = validate.integer("batch", batch, allow_none=True)
     seed = validate.seed("seed", seed)
     row_offset = validate.integer("row_offset", row_offset, 0)
+    as_text = isinstance(prompt, str) or (isinstance(prompt, (list, tuple)) and all(isinstance(t, str) for t in prompt))
+    if as_text and not isinstance(denoiser, TextCodec):
+        raise SNRTypeError(f"a text prompt needs a denoiser that carries its tokenizer (the TextCodec protocol: "
+                           f"encode_prompts, decode); {type(denoiser).__name__} has none: give token ids, -1 where free")
+    if as_text:
+        prompt = denoiser.encode_prompts([prompt])[0] if isinstance(prompt, str) else denoiser.encode_prompts(prompt)
     if prompt is not None:
         prompt = validate.token_ids("prompt", prompt, ndims=(1, 2))
         if prompt.shape[-1] != program.seq_len:
@@ -142,7 +155,8 @@ def sample(
     else:
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
     streams = Streams.for_batch(seed, batch, row_offset, device=device)
-    return _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
+    result = _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
+    return attrs.evolve(result, text=tuple(denoiser.decode(result.tokens))) if as_text else result
 
 
 def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:

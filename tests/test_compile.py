@@ -164,3 +164,54 @@ def test_the_built_in_clocks_end_clean_at_every_step_count():
                 assert (op.alpha_s, op.sigma) == (1.0, 0.0), (T, schedule, policy)
     op = Path.mdm(8, remask="loop", t_off=1e-12).compile(3).steps[-1].ops[0]
     assert (op.alpha_s, op.sigma) == (1.0, 0.0)
+
+
+# -- which calls see finite SNR (what an endpoint-only denoiser may run) ------------------------------------------
+
+
+@pytest.mark.parametrize("text, step", [
+    ("mdm(4)", None), ("ar()", None), ("blocks(2, reveal(2, order='confidence', threshold=0.7))", None),
+    ("ramp(3) >> mdm(2)", 1),  # the ramp's first call reads the all-[MASK] start; its second the risen evidence
+    ("ramp(1) >> switch('keep') >> mdm(2)", 1), ("ramp(1) >> switch('commit')", 1),
+    ("ramp(1) >> switch('mask') >> mdm(2)", None),  # the evidence is dropped before any call reads it
+    ("mdm(2) >> ramp(2) >> switch('commit')", 3),
+    ("ramp(2) >> switch('commit') >> mdm(2)", 1),
+    # side by side, ar()'s call at step 1 is shared and sees the ramped positions before the mask drops them
+    ("on(slice(0, 2), ar()) | on(slice(2, 4), ramp(1) >> switch('mask') >> mdm(2))", 1),
+])
+def test_the_first_call_that_can_see_finite_snr(text, step):
+    assert parse_path(text).compile(4).finite_snr_call() == step
+
+
+class _Plain:
+    """A user denoiser written before the flag existed: it declares nothing."""
+
+    def __init__(self, inner):
+        self.inner, self.vocab_size, self.seq_len, self.table = inner, inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state):
+        return self.inner.logits(state)
+
+
+class _Endpoint(_Plain):
+    """The same, declaring it reads endpoint states only (snrpaths.denoiser.FiniteSNR)."""
+
+    reads_finite_snr = False
+
+
+def test_an_undeclared_denoiser_runs_every_path_and_an_endpoint_only_one_is_refused_before_any_call():
+    from snrpaths import CapabilityError, sample
+    from snrpaths.backends.toy import ExactToy
+    from snrpaths.denoiser import reads_finite_snr
+    from snrpaths.testing.denoisers import Counting
+
+    toy = ExactToy.markov(2, 4, seed=0)
+    assert reads_finite_snr(toy) and reads_finite_snr(_Plain(toy))
+    assert sample(Path.hybrid(2, 2), _Plain(toy), batch=2).nfe == 4
+    endpoint = Counting(_Endpoint(toy))
+    assert not reads_finite_snr(endpoint), "a wrapper reads what its inner denoiser reads"
+    with pytest.raises(CapabilityError, match=r"step 1 of ramp\(2\) >> switch\('commit'\), in stage `ramp\(2\)`, "
+                                              r"needs a denoiser that reads finite-SNR evidence"):
+        sample(Path.ramp(2) >> Path.switch("commit"), endpoint)
+    assert endpoint.calls == 0
+    assert sample(Path.mdm(3), endpoint, batch=2).nfe == endpoint.calls > 0

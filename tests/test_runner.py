@@ -13,27 +13,12 @@ import torch
 from snrpaths import Path, SNRPathError, ShapeError, parse_path, sample
 from snrpaths.backends.hmm import ExactHMM
 from snrpaths.backends.toy import ExactToy
+from snrpaths.testing.conformance import SAMPLERS, check_sampler
 from snrpaths.testing.denoisers import Counting
 from snrpaths.testing.stats import empirical_tv, tv_tolerance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SAMPLERS = [
-    "ar()", "roar()", "mdm(5)", "mdm(5, schedule='cosine')", "mdm(5, remask='cap', eta=0.3)",
-    "mdm(5, remask='rescale', eta=0.5)", "mdm(5, remask='confidence')", "mdm(8, remask='loop', eta=0.3)",
-    "mdm(3, top_p=0.8)", "hybrid(3, 3)", "hybrid(3, 3, switch='commit', form='sample')", "hybrid(2, 4, switch='mask')",
-    "reveal(count=2, order='confidence')", "reveal(count=1, order='margin', temperature=0.5)",
-    "reveal(count=1, order='entropy')", "reveal(order=(3, 1, 0, 2), count=1)",
-    "reveal(4, schedule='linear', order='confidence')", "reveal(4, schedule='linear', exact=True)",
-    "ramp(4, gamma_max=400.0, schedule='loglinear') >> switch('commit')",
-    "on(slice(0, 2), ar()) | on(slice(2, 4), hybrid(2, 2))",
-    "mdm(4) >> remask(positions=[1, 2]) >> reveal(count=1, order='confidence')",
-    # adaptive reveals (issue 17): a floor of a clock or a count, and a rule that reveals more when it can
-    "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)", "reveal(3, order='entropy', entropy_bound=1.5)",
-    "reveal(order='entropy', count=1, entropy_bound=0.5)", "remask('cap', eta=0.3) & reveal(5, order='margin', threshold=0.7)",
-    # semi-autoregressive blocks
-    "blocks(2, mdm(3))", "blocks(3, reveal(2, order='confidence', threshold=0.7))", "blocks(2, hybrid(2, 2))",
-]
 TOY = ExactToy.markov(3, 4, seed=3)
 #: the same suite on an HMM with structural zeros (so parallel reveals can draw impossible sequences)
 HMM = ExactHMM.random(3, 3, 4, seed=3, successors=2, emissions=2)
@@ -43,29 +28,7 @@ HMM = ExactHMM.random(3, 3, 4, seed=3, successors=2, emissions=2)
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])
 @pytest.mark.parametrize("text", SAMPLERS)
 def test_conformance(text, den, stop):
-    path = parse_path(text)
-    program = path.compile(den.seq_len)
-    prompt = torch.tensor([-1, 2, -1, -1])
-    counting = Counting(den)
-    result = sample(path, counting, batch=16, seed=7, prompt=prompt, trace=True, stop_token=stop)
-    assert bool(result.state.clean.all()), "every position ends clean"
-    assert bool((result.tokens >= 0).all() & (result.tokens < den.vocab_size).all())
-    assert bool((result.trace.tokens[:, :, 1] == 2).all()), "a fixed position never changes"
-    assert bool(torch.isinf(result.trace.gamma[:, :, 1]).all())
-    assert result.nfe == counting.calls <= program.nfe
-    assert int(result.trace.called.sum()) == result.nfe
-    assert int(result.calls.max()) <= result.nfe <= int(result.calls.sum()), "per-row calls bracket the run's"
-    assert sum(s.batch for s in counting.states) == int(result.calls.sum()), "a call takes the rows that count it"
-    assert result.trace.gamma.shape[0] == len(program.steps) + 1, "a run that stops early still traces every step"
-    again = sample(program, den, batch=16, seed=7, prompt=prompt, stop_token=stop)
-    assert torch.equal(again.tokens, result.tokens), "the same seed gives the same samples"
-    assert not torch.equal(sample(program, den, batch=16, seed=8, stop_token=stop).tokens, result.tokens)
-    if stop is not None:  # after a revealed stop token, every free position holds it
-        tokens = result.tokens.clone()
-        tokens[:, 1] = -1  # the prompt's position never counts as a stop
-        first = torch.where(tokens == stop, torch.arange(4), 4).amin(1)
-        after = (torch.arange(4) > first[:, None]) & (prompt != -1).logical_not()
-        assert bool((result.tokens[after] == stop).all())
+    check_sampler(text, den, torch.tensor([-1, 2, -1, -1]), stop=stop)
 
 
 # -- same seed, same samples, however batched -------------------------------------------------------------------

@@ -12,7 +12,7 @@ import math
 import attrs
 import torch
 
-from ..denoiser import Denoiser
+from ..denoiser import Denoiser, require_finite_snr
 from ..errors import SNRPathError, one_of
 from .. import limits, validate
 from . import _common
@@ -140,6 +140,7 @@ def path_integral(
     and ``rows x L`` positions in all, ``rows = B x n_samples x (N + m)``; ``n_nodes`` at most ``MAX_NODES``.
     """
     _common.check_denoiser(denoiser)
+    require_finite_snr(denoiser, "path_integral (the path-integral NLL integrates over finite SNRs)")
     tokens = _common.check_tokens(denoiser, tokens)
     n_samples = _common.check_count("n_samples", n_samples)
     n_nodes = _common.check_count("n_nodes", n_nodes)

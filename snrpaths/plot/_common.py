@@ -98,6 +98,17 @@ def describe(label: str | None, item: Any, index: int) -> str:
     return label if expr is None or expr == label else f"{label}\n{expr}"
 
 
+def check_runnable(items: Iterable[tuple[str | None, Any]], denoiser: Any) -> None:
+    """Before any of them runs: every bare path among the ``(label, item)`` pairs can run on ``denoiser`` (an
+    endpoint-only denoiser refuses a finite-SNR path, naming its stage: :meth:`snrpaths.Program.require_reads`)."""
+    if denoiser is None:
+        return
+    for _, item in items:
+        path = parse_path(item) if isinstance(item, str) else item
+        if isinstance(path, Path):
+            path.compile(denoiser.seq_len).require_reads(denoiser)
+
+
 def as_trace(item: Any, fields: Sequence[str], where: str, *, denoiser: Any = None, runs: int = 1,
              seed: int = 0) -> Any:
     """A trace with ``fields`` from a Path / path string (sampled on ``denoiser`` at its length, ``runs`` rows), a

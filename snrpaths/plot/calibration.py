@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .. import validate
-from ..denoiser import Denoiser, require
+from ..denoiser import Denoiser, require, require_finite_snr
 from ..errors import ShapeError, SNRPathError
 from ..state import SNRState
-from ._common import as_trace, describe, labelled, new_figure, positive_int
+from ._common import as_trace, check_runnable, describe, labelled, new_figure, positive_int
 
 
 @attrs.frozen(eq=False)
@@ -86,6 +86,8 @@ def reliability(
     bins, batch = positive_int("bins", bins), positive_int("batch", batch)
     gamma = validate.number("gamma", gamma, 0.0, low_open=True, high_open=True, allow_none=True,
                             phrase="a positive finite SNR or None for endpoint states")
+    if gamma is not None:
+        require_finite_snr(denoiser, f"reliability at gamma={gamma!r}")
     g = torch.Generator().manual_seed(validate.seed("seed", seed))
     conf, right = [], []
     for rows in torch.split(data, batch):
@@ -223,6 +225,11 @@ def calibration(
         gamma, bins, seed: see :func:`reliability`.
     """
     models = [(label or type(den).__name__, den) for label, den in labelled(denoisers, "calibration")]
+    if gamma is not None:  # every model and every bare path is checked before the first call
+        for name, den in models:
+            require_finite_snr(den, f"calibration ({name}) at gamma={gamma!r}")
+    if traces is not None:
+        check_runnable(labelled(traces, "calibration traces"), models[0][1])
     stats = [(name, reliability(den, data, gamma=gamma, bins=bins, seed=seed)) for name, den in models]
     layout = [["rel", "self"], ["hist", "self"]] if traces is not None else [["rel"], ["hist"]]
     fig = new_figure(10.4 if traces is not None else 5.4, 5.6)

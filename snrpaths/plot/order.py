@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import SNRPathError
 from .. import validate
-from ._common import as_trace, compactify, describe, gamma_tick_labels, labelled, new_figure, wrap
+from ._common import as_trace, check_runnable, compactify, describe, gamma_tick_labels, labelled, new_figure, wrap
 
 _FIELDS = ("gamma",)
 #: The longest run whose columns are labelled with the positions each step revealed.
@@ -62,8 +62,9 @@ def generation_order(
             :func:`~snrpaths.plot.gamma_plane`); needed only for bare paths.
     """
     row = validate.integer("row", row, 0)
-    panels = []
-    for index, (label, item) in enumerate(labelled(traces, "generation_order")):
+    panels, items = [], labelled(traces, "generation_order")
+    check_runnable(items, denoiser)
+    for index, (label, item) in enumerate(items):
         name = describe(label, item, index)
         trace = as_trace(item, _FIELDS, f"generation_order ({name})", denoiser=denoiser, runs=row + 1,
                          seed=seed)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from ._common import (CONTINUOUS, REMASK, REVEAL, as_trace, check_positions, compactify, describe,
+from ._common import (CONTINUOUS, REMASK, REVEAL, as_trace, check_positions, check_runnable, compactify, describe,
                       gamma_tick_labels, labelled, new_figure, positive_int, wrap)
 
 _FIELDS = ("gamma",)
@@ -88,8 +88,9 @@ def gamma_plane(
     """
     runs = positive_int("runs", runs)
     pair = check_positions(positions, None, "gamma_plane", count=2)
-    panels = []
-    for index, (label, item) in enumerate(labelled(paths, "gamma_plane")):
+    panels, items = [], labelled(paths, "gamma_plane")
+    check_runnable(items, denoiser)
+    for index, (label, item) in enumerate(items):
         trace = as_trace(item, _FIELDS, "gamma_plane", denoiser=denoiser, runs=runs, seed=seed)
         i, j = check_positions(pair, trace.gamma.shape[-1], f"gamma_plane ({describe(label, item, index)})", count=2)
         panels.append((describe(label, item, index), plane_segments(trace.gamma[:, :, i], trace.gamma[:, :, j])))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from snrpaths.denoiser import reads_finite_snr
+
 
 class Tempered:
     """``inner``'s logits divided by ``temperature``: ``< 1`` over-confident, ``> 1`` under-confident. For an exact
@@ -14,6 +16,7 @@ class Tempered:
     def __init__(self, inner, temperature: float):
         self.inner, self.temperature = inner, temperature
         self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+        self.reads_finite_snr = reads_finite_snr(inner)  # a wrapper reads what ``inner`` reads
 
     def logits(self, state) -> torch.Tensor:
         return self.inner.logits(state) / self.temperature
@@ -28,6 +31,7 @@ class Blind:
     def __init__(self, inner):
         self.inner = inner
         self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+        self.reads_finite_snr = reads_finite_snr(inner)  # a wrapper reads what ``inner`` reads
 
     def logits(self, state) -> torch.Tensor:
         import attrs
@@ -45,6 +49,10 @@ class Counting:
     def __init__(self, inner):
         self.inner, self.calls, self.states = inner, 0, []
         self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+        self.reads_finite_snr = reads_finite_snr(inner)  # a wrapper reads what ``inner`` reads
+
+    def __repr__(self) -> str:
+        return f"Counting({self.inner!r})"
 
     def logits(self, state) -> torch.Tensor:
         self.calls += 1
