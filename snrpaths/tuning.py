@@ -388,7 +388,8 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
             mixing values; name studies yourself to keep two models of one shape, or two data sets, apart).
         progress: a tqdm bar over the trials left.
 
-    Every argument is checked, the default path compiled and the metric built before the first trial.
+    Every argument is checked, the default path compiled (and refused for a denoiser that cannot read the states it
+    makes: :class:`snrpaths.errors.CapabilityError`) and the metric built before the first trial.
     """
     chosen = FAMILIES[validate.choice("family", family, FAMILIES)]
     require("denoiser", denoiser, Denoiser)
@@ -402,7 +403,9 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     n = validate.integer("n", DEFAULT_SAMPLES.get(metric_name, 64) if n is None else n)
     optuna = _optuna()
     default = chosen.build(nfe, chosen.default(nfe))
-    default.compile(denoiser.seq_len)  # a budget the sequence cannot take fails here, before any sampling
+    # a budget the sequence cannot take, or a family whose paths need finite-SNR evidence that the denoiser does not
+    # read (the hybrid on a masked LM), fails here, before any sampling
+    default.compile(denoiser.seq_len).require_reads(denoiser)
     score = measure if measure is not None else METRICS[metric_name].scorer(denoiser, data)
     model = f"{type(denoiser).__name__}-V{denoiser.vocab_size}-L{denoiser.seq_len}"
     name = study_name or f"{family}-nfe{nfe}-{metric_name}-n{n}-seed{seed}-{model}"

@@ -122,6 +122,15 @@ def test_a_metric_the_denoiser_cannot_serve_is_refused():
         tune("mdm", hmm, nfe=4, metric="tv")
 
 
+def test_a_continuous_family_is_refused_for_an_endpoint_only_denoiser(toy, monkeypatch):
+    from snrpaths import CapabilityError
+    from snrpaths.testing.denoisers import EndpointOnly
+
+    monkeypatch.setattr("snrpaths.tuning.sample", lambda *a, **kw: pytest.fail("sampled before the check"))
+    with pytest.raises(CapabilityError, match=r"stage `hybrid\(3, 3\): ramp\(3\)`, needs a denoiser that reads"):
+        tune("hybrid", EndpointOnly(toy), nfe=6, trials=2)
+
+
 def test_a_missing_optuna_names_the_extra(toy, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))

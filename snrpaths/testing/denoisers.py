@@ -58,3 +58,17 @@ class Counting:
         self.calls += 1
         self.states.append(state)
         return self.inner.logits(state)
+
+
+class EndpointOnly:
+    """``inner`` declaring that it reads endpoint states only (``reads_finite_snr = False``, as a masked LM does):
+    every path, estimator and tuner that would give it a finite-SNR state must refuse before a call."""
+
+    reads_finite_snr = False
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.vocab_size, self.seq_len, self.table = inner.vocab_size, inner.seq_len, inner.table
+
+    def logits(self, state) -> torch.Tensor:
+        return self.inner.logits(state)
