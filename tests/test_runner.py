@@ -35,7 +35,8 @@ SAMPLERS = [
     "blocks(2, mdm(3))", "blocks(3, reveal(2, order='confidence', threshold=0.7))", "blocks(2, hybrid(2, 2))",
     # staggered ramps (issue 17): overlapping, one position after another, inside blocks and beside another branch
     "ramp(4, lag=0.5, gamma_max=400.0) >> switch('commit')", "hybrid(6, 3, lag=1.0, form='sample')",
-    "blocks(2, ramp(2, lag=1.0) >> switch('commit'))", "on(slice(0, 2), ar()) | on(slice(2, 4), ramp(3, lag=0.3) >> mdm(2))",
+    "blocks(2, ramp(2, lag=1.0) >> switch('commit'))",
+    "on(slice(0, 2), ar()) | on(slice(2, 4), ramp(3, lag=0.3) >> mdm(2))",
 ]
 TOY = ExactToy.markov(3, 4, seed=3)
 #: the same suite on an HMM with structural zeros (so parallel reveals can draw impossible sequences)

@@ -112,7 +112,8 @@ def test_inside_blocks_and_on_the_queue_is_the_stage():
     (0..2) queues 0, 1, 2 and the second 3, 4; a prompt position inside a block leaves the queue to the others."""
     steps = moving(parse_path("blocks(2, ramp(3, lag=1.0) >> switch('commit'))"))
     assert steps == [(0,), (1,), (2,), (0, 1, 2), (3,), (3, 4), (4,), (3, 4)]  # 2 positions, 3 steps: overlap
-    steps = moving(parse_path("blocks(2, ramp(2, lag=1.0) >> switch('commit'))"), prompt=torch.tensor([-1, 0, -1, -1, -1]))
+    prompt = torch.tensor([-1, 0, -1, -1, -1])
+    steps = moving(parse_path("blocks(2, ramp(2, lag=1.0) >> switch('commit'))"), prompt=prompt)
     assert steps == [(0,), (2,), (0, 2), (3,), (4,), (3, 4)]
     side = parse_path("on(slice(0, 2), ar()) | on(slice(2, 5), ramp(3, lag=1.0) >> switch('commit'))")
     gamma = sample(side, TOY, seed=0, trace=True).trace.gamma
