@@ -139,13 +139,15 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"run only these rows (default: all of {', '.join(SAMPLERS)})")
     parser.add_argument("--toys", nargs="+", choices=list(toys(False)), metavar="NAME",
                         help=f"run only these toys (default: all of {', '.join(toys(False))}; --quick: the first two)")
+    parser.add_argument("--stem", default=None, help="file name of the results (default: toy_quality, with _quick "
+                        "and _subset appended for --quick and for --samplers / --toys)")
     args = parser.parse_args(argv)
     n = args.n or (2000 if args.quick else 20_000)
     rows = run(args.quick, n, args.seed, args.samplers, args.toys)
     text = f"Exact toy study, n = {n} samples per cell, seed {args.seed}; cells: TV [95% interval] (NFE used)\n" + table(rows)
     print(text)
-    # a subset of the study never overwrites the whole study's results
-    stem = "toy_quality" + "_quick" * args.quick + "_subset" * bool(args.samplers or args.toys)
+    # by default a subset of the study never overwrites the whole study's results
+    stem = args.stem or "toy_quality" + "_quick" * args.quick + "_subset" * bool(args.samplers or args.toys)
     write(args.out, stem, rows, text, lambda path: plot(rows, path))
 
 

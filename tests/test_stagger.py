@@ -10,7 +10,7 @@ and the plane plot (tests/test_plot.py) run staggered ramps too.
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from snrpaths import Path, parse_path, sample
@@ -44,11 +44,10 @@ def assert_route(trace_gamma, ramp, stage, prompt_row, **kw):
     fixed = {p for p in range(TOY.seq_len) if int(prompt_row[p]) >= 0}
     expected = reference_route(ramp, stage, fixed, **kw)
     free = [p for p in stage if p not in fixed]
-    assert torch.isinf(trace_gamma[:, sorted(fixed)]).all(), "a prompt position left clean"
+    assert torch.isinf(trace_gamma[:, sorted(fixed)]).all(), "a prompt position moved"
     torch.testing.assert_close(trace_gamma[:, free], expected[:, free], rtol=1e-9, atol=1e-12)
 
 
-@settings(max_examples=25, deadline=None)
 @given(steps=st.integers(1, 6), lag=st.sampled_from([0.0, 0.25, 0.3, 0.5, 1.0]),
        prompt=sst.prompts(TOY.vocab_size, TOY.seq_len), seed=sst.seeds())
 def test_each_position_follows_the_schedule_at_its_own_clock(steps, lag, prompt, seed):
