@@ -2,17 +2,21 @@
 
 For several enumerable joints P (a Markov chain, a Dirichlet joint, the paper's two-bit toy, parity over all
 positions) every built-in sampler, and the adaptive reveals (their budget bounds their calls), runs at NFE budgets
-from 2 to 64 with ``ExactToy`` as its denoiser, so any error is the path's, not a model's. Quality is the total variation between the sampler's law Q and P, estimated
-from n samples with a 95% interval: ``E[TV(Q_n, P)] >= TV(Q, P)`` (convexity) and ``TV(Q_n, P) <= TV(Q, P) +
-TV(Q_n, Q)``, with ``E[TV(Q_n, Q)] <= 1/2 sum sqrt(Q(1-Q)/n)`` and McDiarmid's deviation ``sqrt(ln(2/0.05) / 2n)``.
+from 2 to 64 with ``ExactToy`` as its denoiser, so any error is the path's, not a model's; staggered ramps
+(``ramp(T, lag=l)``, issue 17) run as ``ramp+commit`` rows at lags 0.25, 0.5 and 1 beside the joint ramp (lag 0), at
+the same calls, in both ramp forms (``mean``, ``sample``). Quality is the total variation between the sampler's law Q
+and P, estimated from n samples with a 95% interval: ``E[TV(Q_n, P)] >= TV(Q, P)`` (convexity) and ``TV(Q_n, P) <=
+TV(Q, P) + TV(Q_n, Q)``, with ``E[TV(Q_n, Q)] <= 1/2 sum sqrt(Q(1-Q)/n)`` and McDiarmid's deviation
+``sqrt(ln(2/0.05) / 2n)``.
 
-    python benchmarks/toy_quality.py            # full (about 6 minutes on one core)
+    python benchmarks/toy_quality.py            # full (about 15 minutes on one core)
     python benchmarks/toy_quality.py --quick    # a few minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import pathlib
 import time
@@ -25,10 +29,20 @@ from snrpaths.benchmarks._samplers import ADAPTIVE, BUILTIN
 from snrpaths import parse_path, sample
 from snrpaths.testing.stats import empirical_law
 
+
+def ramp_commit(T: int, lag: float = 0.0, form: str = "mean") -> str:
+    """A ramp of ``T - 1`` calls then one committing call, staggered by ``lag`` (0: the joint ramp)."""
+    return f"ramp({max(T - 1, 1)}, lag={lag}, gamma_max=400.0, form='{form}') >> switch('commit')"
+
+
+#: the staggered ramps' lags (issue 17), from the joint ramp (0) to one position at a time (1), in both ramp forms
+LAGS = (0.0, 0.25, 0.5, 1.0)
+RAMPS = {"ramp+commit" + " sample" * (form == "sample") + f" lag={lag}" * (lag > 0):
+         functools.partial(ramp_commit, lag=lag, form=form) for form in ("mean", "sample") for lag in LAGS}
 #: sampler name -> path expression for a budget of `T` calls (AR and ROAR always cost L calls).
 SAMPLERS = {
     **BUILTIN,
-    "ramp+commit": lambda T: f"ramp({max(T - 1, 1)}, gamma_max=400.0) >> switch('commit')",
+    **RAMPS,
     # switch('commit') reveals everything, so a hybrid with it is ramp+commit; 'mask' throws the ramp away.
     "hybrid-keep": lambda T: f"hybrid({max(T // 2, 1)}, {max(T - T // 2, 1)}, gamma_max=400.0)",
     **ADAPTIVE,
@@ -52,11 +66,15 @@ def tv_interval(probs: torch.Tensor, law: torch.Tensor, n: int) -> tuple[float, 
     return tv, max(0.0, tv - spread - dev), tv + dev
 
 
-def run(quick: bool, n: int, seed: int) -> list[dict]:
+def run(quick: bool, n: int, seed: int, samplers: list[str] | None = None, only: list[str] | None = None) -> list[dict]:
+    """Every cell (toy, sampler, budget); ``samplers`` / ``only`` restrict the samplers and the toys (default: all)."""
     budgets = [2, 8, 32] if quick else [2, 4, 8, 16, 32, 64]
     rows = []
     for toy_name, toy in toys(quick).items():
-        for sampler, make in SAMPLERS.items():
+        if only and toy_name not in only:
+            continue
+        for sampler in samplers or SAMPLERS:
+            make = SAMPLERS[sampler]
             for budget in budgets:
                 path = parse_path(make(budget))
                 start = time.perf_counter()
@@ -65,8 +83,8 @@ def run(quick: bool, n: int, seed: int) -> list[dict]:
                 rows.append({"toy": toy_name, "sampler": sampler, "budget": budget, "path": repr(path),
                              "nfe_static": path.compile(toy.seq_len).nfe, "nfe": result.nfe, "tv": tv, "tv_low": lo,
                              "tv_high": hi, "seconds": time.perf_counter() - start})
-                print(f"{toy_name:>16} {sampler:>14} T={budget:<3} nfe={result.nfe:<3} TV={tv:.4f} [{lo:.4f}, {hi:.4f}]",
-                      flush=True)
+                print(f"{toy_name:>16} {sampler:>20} T={budget:<3} nfe={result.nfe:<3} TV={tv:.4f} "
+                      f"[{lo:.4f}, {hi:.4f}]", flush=True)
     return rows
 
 
@@ -77,7 +95,7 @@ def table(rows: list[dict]) -> str:
         out += [f"\n**{toy}**: TV to P (95% interval), rows = samplers, columns = NFE budget\n",
                 "| sampler | " + " | ".join(f"T={b}" for b in budgets) + " |",
                 "|---|" + "---:|" * len(budgets)]
-        for sampler in SAMPLERS:
+        for sampler in dict.fromkeys(r["sampler"] for r in rows):
             cells = {r["budget"]: r for r in rows if r["toy"] == toy and r["sampler"] == sampler}
             out.append(f"| {sampler} | " + " | ".join(
                 f"{cells[b]['tv']:.3f} [{cells[b]['tv_low']:.3f}, {cells[b]['tv_high']:.3f}] ({cells[b]['nfe']})"
@@ -94,13 +112,15 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
     names = list(dict.fromkeys(r["toy"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), constrained_layout=True, squeeze=False)
     for ax, toy in zip(axes[0], names):
-        for i, sampler in enumerate(SAMPLERS):
+        samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+        colors = plt.get_cmap("tab10" if len(samplers) <= 10 else "tab20")  # one colour per row
+        for i, sampler in enumerate(samplers):
             pts = sorted((r["nfe"], r["tv"], r["tv_low"], r["tv_high"]) for r in rows
                          if r["toy"] == toy and r["sampler"] == sampler)
             x, y, lo, hi = zip(*pts)
-            style = "--" if sampler in ("AR", "ROAR") else "-"
+            style = "--" if sampler in ("AR", "ROAR") else ":" if "lag=" in sampler else "-"
             ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]], fmt=style + "o",
-                        ms=3, capsize=2, color=f"C{i % 10}", label=sampler)
+                        ms=3, capsize=2, color=colors(i % colors.N), label=sampler)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("denoiser calls actually made (NFE)")
         ax.set_ylabel("total variation to P")
@@ -117,12 +137,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="samples per cell (default 20000, quick 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), metavar="NAME",
+                        help=f"run only these rows (default: all of {', '.join(SAMPLERS)})")
+    parser.add_argument("--toys", nargs="+", choices=list(toys(False)), metavar="NAME",
+                        help=f"run only these toys (default: all of {', '.join(toys(False))}; --quick: the first two)")
+    parser.add_argument("--stem", default=None, help="file name of the results (default: toy_quality, with _quick "
+                        "and _subset appended for --quick and for --samplers / --toys)")
     args = parser.parse_args(argv)
     n = args.n or (2000 if args.quick else 20_000)
-    rows = run(args.quick, n, args.seed)
+    rows = run(args.quick, n, args.seed, args.samplers, args.toys)
     text = f"Exact toy study, n = {n} samples per cell, seed {args.seed}; cells: TV [95% interval] (NFE used)\n" + table(rows)
     print(text)
-    stem = "toy_quality_quick" if args.quick else "toy_quality"
+    # by default a subset of the study never overwrites the whole study's results
+    stem = args.stem or "toy_quality" + "_quick" * args.quick + "_subset" * bool(args.samplers or args.toys)
     write(args.out, stem, rows, text, lambda path: plot(rows, path))
 
 

@@ -21,8 +21,7 @@ from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Explicit, Order, RevealRule
-from .path import (RAMP_FORMS, Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then,
-                   resolve_positions)
+from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
 
@@ -75,13 +74,24 @@ class RevealOp:
         return self.order.uses_evidence or self.adaptive is not None
 
 
+def _a_ramp(name: str, value: object) -> Ramp:
+    if not isinstance(value, Ramp):
+        raise SNRTypeError(f"{name!r} must be a Ramp value, e.g. Path.ramp(16) (got {value!r})")
+    return value
+
+
 @attrs.frozen
 class RampOp:
-    """Raise unrevealed free positions to ``max(gamma, level)`` by one stochastic-localization step."""
+    """Step ``step`` (1..``ramp.steps``) of ``ramp``: raise each unrevealed free position of ``positions`` to
+    ``max(gamma_i, ramp.level(u_i))`` by one stochastic-localization step, ``u_i`` its own clock at ``u =
+    step / ramp.steps`` (:meth:`snrpaths.Path.ramp`; the runner counts the free positions of each row)."""
 
     positions: Positions
-    level: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, high_open=True))
-    form: str = attrs.field(converter=validate.field(validate.choice, valid=RAMP_FORMS))
+    ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
+    step: int = attrs.field(converter=validate.field(validate.integer))
+
+    def __attrs_post_init__(self) -> None:
+        validate.integer("step", self.step, high=self.ramp.steps)
 
 
 @attrs.frozen
@@ -262,9 +272,7 @@ class _Lowering:
 
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
         self._plan(repr(path), path.steps)
-        levels = [path.schedule.gamma(k / path.steps, path.gamma_max, path.kappa, path.gamma_min)
-                  for k in range(1, path.steps + 1)]
-        return [Step(True, (RampOp(positions, level, path.form),), repr(path)) for level in levels]
+        return [Step(True, (RampOp(positions, path, k),), repr(path)) for k in range(1, path.steps + 1)]
 
     def _switch(self, path: Switch, positions: Positions) -> list[Step]:
         if path.mode == "keep":

@@ -5,7 +5,8 @@ A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf
 * ``reveal``: send chosen positions from their current gamma to inf, tokens drawn from the denoiser (a count or a
   clock per step, optionally adaptive: ``threshold=`` / ``entropy_bound=`` reveal more when the denoiser is sure);
 * ``remask``: send clean positions back to 0 (a ReMDM policy sharing a reveal's clock, or an explicit selection);
-* ``ramp``: raise the gamma of every unrevealed position together by stochastic localization;
+* ``ramp``: raise the gamma of every unrevealed position by stochastic localization, together or staggered
+  (``lag``: one position after another at ``lag = 1``);
 * ``switch``: hand finite-SNR states over to endpoint decoding.
 
 Combinators: ``a >> b`` (b after a), ``a | b`` (a and b side by side on disjoint positions, sharing denoiser
@@ -352,15 +353,34 @@ class Path:
         form: str = "mean",
         kappa: float = 4.0,
         gamma_min: float = 0.01,
+        lag: float = 0.0,
     ) -> "Ramp":
-        """Raise the SNR of every unrevealed position together to ``gamma(k / steps)`` at step k, one call each.
+        """Raise the SNR of every unrevealed position on the schedule ``gamma(u)``, one call per step; ``lag``
+        staggers the positions, from all together (0, the joint ramp) to one after another (1).
+
+        The ramp's clock is ``u = k / steps`` after step ``k``. Each row of a batch queues the ``n`` positions of the
+        stage that are unrevealed and not fixed by its prompt, left to right (``r_i`` in ``0..n-1`` the rank of
+        position ``i``; prompt positions take no place in the queue), and position ``i`` follows the schedule at
+        its own clock:
+
+            u_i = clip(u * (1 + lag * (n - 1)) - lag * r_i, 0, 1),    gamma_i = gamma(u_i)    (per row: [B, L]).
+
+        Every position rises over a window of the same length ``1 / (1 + lag (n - 1))`` of the clock, and each
+        starts ``lag`` windows after the one before it: ``lag = 0`` is the joint ramp (``u_i = u``), ``lag = 1``
+        ramps one position at a time, ``steps / n`` steps each (continuous left-to-right decoding), and a ``lag``
+        between overlaps neighbouring windows by ``1 - lag``. So ``lag`` is a delay in units of a position's own
+        ramp time; above 1 some steps would move nothing, hence the range ``[0, 1]``. Every position reaches
+        ``gamma_max`` at the last step, its SNR never falls, and the route does not depend on the evidence: a
+        curve for :func:`snrpaths.nll.path_integral`. Inside ``on(...)`` or ``blocks(...)`` the queue is the
+        span's positions.
 
         The stochastic-localization update ``z += dgamma * target + sqrt(dgamma) * eps`` uses ``target =
         xhat(z)`` (``form="mean"``) or the anchor of a token drawn per position from the posterior
         (``form="sample"``). Schedules are the values of :data:`snrpaths.schedules.RAMP_SCHEDULES`. The default
         ``gamma_max = 40`` is the top of the public DSL training distribution of continuous SNRs.
         """
-        return Ramp(steps=steps, gamma_max=gamma_max, schedule=schedule, form=form, kappa=kappa, gamma_min=gamma_min)
+        return Ramp(steps=steps, gamma_max=gamma_max, schedule=schedule, form=form, kappa=kappa, gamma_min=gamma_min,
+                    lag=lag)
 
     @classmethod
     @_constructor
@@ -415,8 +435,9 @@ class Path:
     @classmethod
     @_constructor
     def hybrid(cls, T_cont: int, T_mdm: int, **kw: Any) -> "Alias":
-        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max`` and
-        ``schedule`` (the ramp's hand-over SNR and schedule), ``form``, ``remask``, ``eta``, ``top_p``."""
+        """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max``,
+        ``schedule`` and ``lag`` (the ramp's hand-over SNR, schedule and stagger), ``form``, ``remask``, ``eta``,
+        ``top_p``."""
         return Alias.make("hybrid", T_cont, T_mdm, **kw)
 
 
@@ -515,14 +536,21 @@ class Ramp(Path):
     form: str = attrs.field(default="mean", converter=validate.field(validate.choice, valid=RAMP_FORMS))
     kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
     gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
+    lag: float = attrs.field(default=0.0, converter=validate.field(validate.number, low=0.0, high=1.0))
 
     def __attrs_post_init__(self) -> None:
         if self.gamma_min > self.gamma_max:
             raise SNRPathError(f"'gamma_min' must lie in (0.0, {self.gamma_max}] (got {self.gamma_min!r})")
 
+    def level(self, u: Any) -> Any:
+        """``gamma(u)`` on this ramp's schedule, for a clock ``u`` in [0, 1] (a float, or elementwise a float64
+        tensor)."""
+        return self.schedule.gamma(u, self.gamma_max, self.kappa, self.gamma_min)
+
     def __repr__(self) -> str:
         return _render_call("ramp", [
-            ("steps", self.steps, inspect.Parameter.empty, True), ("gamma_max", self.gamma_max, 40.0, False),
+            ("steps", self.steps, inspect.Parameter.empty, True), ("lag", self.lag, 0.0, False),
+            ("gamma_max", self.gamma_max, 40.0, False),
             ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, "mean", False),
             ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False)])
 
@@ -593,12 +621,13 @@ def _mdm(steps: int, schedule: str = "linear", remask: str | None = None, eta: f
 
 
 def _hybrid(T_cont: int, T_mdm: int, switch: str = "keep", gamma_max: float = 40.0, form: str = "mean",
-            remask: str | None = None, eta: float | None = None, top_p: float = 1.0, schedule: str = "logit") -> Path:
+            remask: str | None = None, eta: float | None = None, top_p: float = 1.0, schedule: str = "logit",
+            lag: float = 0.0) -> Path:
     # The hybrid's own names for the primitives' arguments: errors must name what the user typed.
     validate.integer("T_cont", T_cont)
     validate.integer("T_mdm", T_mdm)
     validate.choice("switch", switch, SWITCH_MODES)
-    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule) >> Path.switch(switch)
+    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule, lag=lag) >> Path.switch(switch)
             >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p))
 
 

@@ -428,10 +428,11 @@ def _select_ramp(run: _Run, op: RampOp) -> _Selection:
 def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     state = run.state
     if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
-        run.streams.skip(1 if op.form == "mean" else 2)  # the draws a batch with an active row would make
+        run.streams.skip(1 if op.ramp.form == "mean" else 2)  # the draws a batch with an active row would make
         return state
-    dgamma = torch.where(sel.chosen, (op.level - state.gamma).clamp_min(0), 0.0)
-    if op.form == "mean":
+    level = _ramp_levels(op, sel.chosen).to(state.gamma.dtype)
+    dgamma = torch.where(sel.chosen, (level - state.gamma).clamp_min(0), 0.0)
+    if op.ramp.form == "mean":
         target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
     else:
         target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.streams)).to(state.z.dtype)
@@ -439,6 +440,23 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
     target = torch.where(sel.chosen[..., None], target, 0.0)
     return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.streams))
+
+
+def _ramp_levels(op: RampOp, active: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` float64: the SNR ``gamma(u_i)`` each active position (``[B, L]`` bool: the op's unrevealed free
+    positions) rises to at this step, at its own clock (:meth:`snrpaths.Path.ramp`)
+
+        u_i = clip(u (1 + lag (n - 1)) - lag r_i, 0, 1) = clip((k + lag (k (n - 1) - r_i T)) / T, 0, 1),
+
+    ``u = k / T`` the ramp's clock after step ``k`` of ``T``, ``r_i`` the position's rank among its row's ``n``
+    active positions, left to right. The second form keeps ``k (n - 1) - r_i T`` an exact integer, so a window that
+    ends on a step ends exactly there (no rise of 1e-16 on the next step), and every clock is exactly 1 at the last
+    step. Values off the active positions are finite and unused."""
+    T, k, lag = op.ramp.steps, op.step, op.ramp.lag
+    rank = active.cumsum(1) - 1  # [B, L]
+    n = active.sum(1, keepdim=True)  # [B, 1]
+    u = (k + lag * (k * (n - 1) - rank * T).to(torch.float64)) / T
+    return op.ramp.level(u.clamp(0.0, 1.0))
 
 
 def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:

@@ -4,7 +4,10 @@ Masked diffusion runs on ``t = linspace(1, 0, T + 1)``; ``alpha_t`` is the fract
 Each value owns its rule and its name (what a user types, and what ``repr`` prints); the registries
 ``ALPHA_SCHEDULES``, ``REMASK_POLICIES`` and ``RAMP_SCHEDULES`` map names to values, and are the only place a name
 is looked up, so an unknown name fails there instead of falling through to some other rule.
-Everything here is plain Python floats: the compiler evaluates schedules once, the runner never does.
+Everything here is plain arithmetic on Python floats: the compiler evaluates clocks and policies once, the runner
+never does. The one exception is a ramp's ``gamma(u)``, which the runner evaluates at every position's own clock
+(a staggered ramp's clocks depend on how many positions a row has free): its formulas are written so that the same
+code runs on a float and, elementwise, on a float64 tensor, still without importing torch.
 """
 
 from __future__ import annotations
@@ -176,11 +179,16 @@ REMASK_POLICIES: dict[str, type[RemaskPolicy]] = {p.name: p for p in (Cap, Resca
 
 @attrs.frozen(repr=False)
 class RampSchedule(TypedRepr):
-    """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``)."""
+    """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``), nondecreasing.
+
+    ``u`` is a float or a float64 tensor of any shape (the runner passes ``[B, L]``, one clock per position, see
+    :meth:`snrpaths.Path.ramp`); the result has its type and shape. So a schedule is arithmetic only (``(u > 0) *
+    x`` for a branch), with no ``math`` call on ``u``.
+    """
 
     name: ClassVar[str]
 
-    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
+    def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
         raise NotImplementedError
 
 
@@ -192,11 +200,9 @@ class LogitRamp(RampSchedule):
 
     name = "logit"
 
-    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
-        if u <= 0:
-            return 0.0
+    def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
         odds_max = math.sqrt(gamma_max / kappa)
-        r = u * odds_max / (1 + odds_max)
+        r = (u > 0) * u * odds_max / (1 + odds_max)
         return kappa * (r / (1 - r)) ** 2
 
 
@@ -206,8 +212,8 @@ class LogLinearRamp(RampSchedule):
 
     name = "loglinear"
 
-    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
-        return 0.0 if u <= 0 else gamma_min ** (1 - u) * gamma_max**u
+    def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        return (u > 0) * gamma_min ** (1 - u) * gamma_max**u
 
 
 @attrs.frozen(repr=False)
@@ -216,8 +222,8 @@ class LinearRamp(RampSchedule):
 
     name = "linear"
 
-    def gamma(self, u: float, gamma_max: float, kappa: float, gamma_min: float) -> float:
-        return 0.0 if u <= 0 else u * gamma_max
+    def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        return (u > 0) * u * gamma_max
 
 
 #: SNR ramps by name.

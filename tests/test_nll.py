@@ -27,6 +27,7 @@ from snrpaths.backends.toy import ExactToy
 from snrpaths import ShapeError, SNRPathError, SNRTypeError, TokenTable, parse_path
 from snrpaths.nll import (
     Piecewise,
+    SamplerCurve,
     Sequential,
     all_orders,
     mdm_elbo,
@@ -113,10 +114,14 @@ def test_path_integral_is_minus_log_p_on_every_path(toy, data, control, seed):
 
 
 @pytest.mark.parametrize("text", ["ar()", "roar()", "mdm(3)", "ramp(4, gamma_max=4.0) >> switch('commit')",
-                                  "hybrid(2, 2, gamma_max=4.0)"])
+                                  "hybrid(2, 2, gamma_max=4.0)", "ramp(4, lag=0.5, gamma_max=4.0) >> switch('commit')",
+                                  "ramp(6, lag=1.0, gamma_max=4.0) >> switch('commit')", "hybrid(3, 2, lag=0.3)"])
 def test_path_integral_along_sampler_paths(text):
     """A sampler's own SNR route (drawn per trajectory) is a valid curve: the same ``-log P(s)``. Budget as above,
-    with the default control, which is the Stein control for an exact toy."""
+    with the default control, which is the Stein control for an exact toy. A staggered ramp (``lag > 0``) has more
+    pieces (``T + 1``, each position moving on a few of them, at most 7 x 3 = 21 position-pieces here), each within
+    the module's per-piece 3e-5, so QUAD_BUDGET still covers its quadrature; its ``lag = 0`` row is the joint
+    ramp's (the same value)."""
     toy = ExactToy.markov(3, 3, seed=4)
     tokens = toy.sample(2, gen(0))
     est = path_integral(toy, tokens, parse_path(text), n_samples=48, seed=1, n_nodes=N_NODES)
@@ -173,21 +178,38 @@ def test_default_control_is_tight_on_a_markov_chain():
             assert float(est.stderr.max()) < 0.08
 
 
-def test_path_integral_check_fails_without_unit_norm():
+def unequal_norm_toys():
+    """``(good, bad)``: a Markov toy on orthogonal anchors of norms 1, 1.5, 0.7 (its posterior accounts for them), and
+    the same joint whose posterior ignores the norms (``TokenTable.with_norms``)."""
+    anchors = torch.eye(3, 4, dtype=torch.float64) * torch.tensor([[1.0], [1.5], [0.7]], dtype=torch.float64)
+    good = ExactToy.markov(3, 3, seed=1, table=TokenTable.from_embeddings(anchors))
+    return good, ExactToy(good.probs, TokenTable.with_norms(anchors))
+
+
+def assert_fails_without_unit_norm(path, n_samples):
+    good, bad = unequal_norm_toys()
+    tokens = good.sample(3, gen(1))
+    truth = -good.log_prob(tokens)
+    assert_estimates(path_integral(good, tokens, path, n_samples=n_samples, seed=2), truth, QUAD_BUDGET, SIGMAS["ito"])
+    with pytest.raises(AssertionError):
+        assert_estimates(path_integral(bad, tokens, path, n_samples=n_samples, seed=2), truth, QUAD_BUDGET,
+                         SIGMAS["ito"])
+
+
+@pytest.mark.parametrize("path", ["joint", "sequential"])
+def test_path_integral_check_fails_without_unit_norm(path):
     """The same check fails when the posterior ignores unequal anchor norms (``TokenTable.with_norms``): the
     ``-gamma/2 ||x||^2`` term no longer cancels, the toy's gamma-free posterior is wrong, and the integral is not
     ``-log P(s)``. Orthogonal anchors of norms 1, 1.5, 0.7 keep the integral finite (the true token still wins at
     large SNR); the errors are 3-7 nats, 6-15 standard errors (budgets as in the test above)."""
-    anchors = torch.eye(3, 4, dtype=torch.float64) * torch.tensor([[1.0], [1.5], [0.7]], dtype=torch.float64)
-    good = ExactToy.markov(3, 3, seed=1, table=TokenTable.from_embeddings(anchors))
-    bad = ExactToy(good.probs, TokenTable.with_norms(anchors))
-    tokens = good.sample(3, gen(1))
-    for path in ("joint", "sequential"):
-        truth = -good.log_prob(tokens)
-        assert_estimates(path_integral(good, tokens, path, n_samples=128, seed=2), truth, QUAD_BUDGET, SIGMAS["ito"])
-        with pytest.raises(AssertionError):
-            assert_estimates(path_integral(bad, tokens, path, n_samples=128, seed=2), truth, QUAD_BUDGET,
-                             SIGMAS["ito"])
+    assert_fails_without_unit_norm(path, n_samples=128)
+
+
+def test_staggered_route_check_fails_without_unit_norm():
+    """A staggered ramp's route fails the same check the same way (errors of 3-5 nats). Its route draws nothing, so
+    its knots, taken once, are the curve (a sampler curve would rerun the sampler for each of the 128 trajectories)."""
+    path = parse_path("ramp(3, lag=0.5, gamma_max=4.0) >> switch('commit')")
+    assert_fails_without_unit_norm(Piecewise.from_gammas(SamplerCurve(path).knots(3)), n_samples=128)
 
 
 def test_auto_control_follows_the_declared_capability():

@@ -129,6 +129,19 @@ def test_each_sampler_takes_its_own_route():
     assert np.isclose(hybrid.continuous[..., 1, 0].max(), 0.8) and len(hybrid.reveal) >= 16
 
 
+def test_a_staggered_ramp_climbs_one_position_then_the_next():
+    """``ramp(8, lag=1.0)`` on 4 positions moves position 0 alone for 2 steps, then position 1 alone: in the plane
+    every continuous move is along one axis (the joint ramp's are all diagonal, above); at ``lag = 0.5`` the two
+    overlap, so some moves change both coordinates and some only one."""
+    stagger = _segments(Path.ramp(8, lag=1.0) >> Path.switch("commit"))
+    moved = stagger.continuous[:, 0] != stagger.continuous[:, 1]  # [n, 2]: which coordinate each move changes
+    assert len(stagger.continuous) == 4 * 16 and (moved.sum(-1) == 1).all()
+    # moves come step by step (16 runs each): position 0's two steps, then position 1's
+    assert (moved[:, 0].reshape(4, 16).T == [True, True, False, False]).all(), "position 0 first, then position 1"
+    overlap = _segments(Path.ramp(8, lag=0.5) >> Path.switch("commit"))
+    assert {1, 2} == set((overlap.continuous[:, 0] != overlap.continuous[:, 1]).sum(-1).tolist())
+
+
 def test_gamma_plane_is_readable_and_draws_every_run():
     paths = {"AR": Path.ar(), "MDLM": Path.mdm(8, remask="cap", eta=0.3), "ramp": Path.ramp(8) >> Path.switch("commit"),
              "hybrid": Path.hybrid(4, 4, gamma_max=4.0)}

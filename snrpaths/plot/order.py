@@ -49,7 +49,8 @@ def generation_order(
     Column ``k`` is the state after ``k`` steps (0 = the start), row ``i`` is position ``i``. White is ``[MASK]``
     (gamma = 0), blues are finite SNR (soft evidence), near-black is a clean token (gamma = inf), so: AR fills a
     staircase left to right, masked diffusion fills positions in random order and jumps straight to black,
-    a continuous ramp shades every position together, and the DSL hybrid shades first, then commits. A thin
+    a continuous ramp shades every position together (a staggered one, ``ramp(T, lag=l)``, in a wave from the
+    left), and the DSL hybrid shades first, then commits. A thin
     line marks where a composed path moves to its next stage (or block); the title gives the steps and the
     denoiser calls. Numbers above the columns count the positions each step revealed (up to
     ``MAX_COUNTED`` steps), which adaptive reveals (``threshold=``, ``entropy_bound=``) and stop tokens vary.

@@ -70,8 +70,9 @@ def gamma_plane(
     overlaid with transparency. Continuous moves (finite SNR rising, a ramp) are blue lines with one dot per step;
     jumps to gamma = inf (reveals) are dark arrows and jumps back to 0 (remasks) red ones; a jump that moves both
     positions at once is drawn as an arc so that it is never mistaken for the continuous diagonal. So AR runs
-    along the edges, masked diffusion jumps between corners, the joint ramp climbs the diagonal and the hybrid
-    climbs it, then jumps.
+    along the edges, masked diffusion jumps between corners, the joint ramp climbs the diagonal (a staggered
+    ramp, ``ramp(T, lag=1)``, climbs along one axis, then the other; smaller lags bend the diagonal towards
+    that corner) and the hybrid climbs it, then jumps.
 
     Args:
         paths: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace` of a run, a sequence

@@ -27,6 +27,10 @@ SAMPLERS = (
     "reveal(order='entropy', count=1, entropy_bound=0.5)", "remask('cap', eta=0.3) & reveal(5, order='margin', threshold=0.7)",
     # semi-autoregressive blocks
     "blocks(2, mdm(3))", "blocks(3, reveal(2, order='confidence', threshold=0.7))", "blocks(2, hybrid(2, 2))",
+    # staggered ramps (issue 17): overlapping, one position after another, inside blocks and beside another branch
+    "ramp(4, lag=0.5, gamma_max=400.0) >> switch('commit')", "hybrid(6, 3, lag=1.0, form='sample')",
+    "blocks(2, ramp(2, lag=1.0) >> switch('commit'))",
+    "on(slice(0, 2), ar()) | on(slice(2, 4), ramp(3, lag=0.3) >> mdm(2))",
 )
 #: The samplers of :data:`SAMPLERS` that never show a finite-SNR state: what an endpoint-only denoiser must run.
 ENDPOINT_SAMPLERS = tuple(text for text in SAMPLERS if parse_path(text).compile(4).finite_snr_call() is None)

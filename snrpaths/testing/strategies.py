@@ -115,6 +115,10 @@ def snr_configs(draw, batch: int, seq_len: int, max_log10: float = 3.0, endpoint
 # -- paths -----------------------------------------------------------------------------------------------------------
 
 
+#: A ramp's stagger: the joint ramp, an overlap, one position after another, and a value with no exact binary form.
+_LAGS = st.sampled_from([0.0, 0.5, 1.0, 0.3])
+
+
 def _steps(max_steps: int) -> st.SearchStrategy[int]:
     return st.integers(1, max_steps)
 
@@ -159,8 +163,8 @@ def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
 
     def one(draw_):
         prefix = draw_(st.lists(st.one_of(
-            st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), _steps(max_steps),
-                      st.sampled_from([4.0, 40.0, 400.0]), st.sampled_from(("mean", "sample"))),
+            st.builds(lambda T, g, form, lag: Path.ramp(T, gamma_max=g, form=form, lag=lag), _steps(max_steps),
+                      st.sampled_from([4.0, 40.0, 400.0]), st.sampled_from(("mean", "sample")), _LAGS),
             st.sampled_from([Path.switch("keep"), Path.switch("mask")])), max_size=2))
         path = draw_(sampler_paths(max_steps))
         for stage in reversed(prefix):
@@ -177,14 +181,18 @@ def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
 
 def nll_curves(seq_len: int) -> st.SearchStrategy:
     """Monotone SNR curves for :func:`snrpaths.nll.path_integral`: the joint ramp, sequential in a random order,
-    a random order per trajectory, and random per-token piecewise schedules."""
-    from snrpaths.nll import Joint, Piecewise, RandomOrder, Sequential
+    a random order per trajectory, random per-token piecewise schedules, and the routes of staggered ramps (their
+    knots, taken once: the route draws nothing, and a ``SamplerCurve`` would rerun the sampler per trajectory)."""
+    from snrpaths.nll import Joint, Piecewise, RandomOrder, SamplerCurve, Sequential
+    from snrpaths.path import Path
 
     return st.one_of(
         st.just(Joint()),
         st.permutations(range(seq_len)).map(lambda order: Sequential(tuple(order))),
         st.just(RandomOrder()),
         st.builds(Piecewise.random, st.just(seq_len), st.integers(1, 3), seeds()),
+        st.builds(lambda T, lag: Piecewise.from_gammas(SamplerCurve(
+            Path.ramp(T, lag=lag, gamma_max=4.0) >> Path.switch("commit")).knots(seq_len)), st.integers(1, 4), _LAGS),
     )
 
 
@@ -194,7 +202,8 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
     values of their arguments: reveals by count and by clock (every remask policy, one-step clocks, a loop whose
     ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), adaptive
     reveals, blocks (up to one more than there are positions, which the compiler refuses), explicit remasks
-    of random positions, ramps and switches. Sequences of them (:func:`composed_paths`) may or may not compile."""
+    of random positions, ramps (joint and staggered) and switches. Sequences of them (:func:`composed_paths`) may
+    or may not compile."""
     from snrpaths.orders import ORDERS
     from snrpaths.path import Path
     from snrpaths.schedules import ALPHA_SCHEDULES
@@ -217,8 +226,8 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
                         st.integers(1, max_steps), st.sampled_from(("random", "confidence", "entropy")), st.booleans())
     remask = st.lists(st.integers(first, first + seq_len - 1), min_size=1, max_size=seq_len, unique=True).map(
         lambda positions: Path.remask(positions=positions))
-    ramp = st.builds(lambda T, g, form: Path.ramp(T, gamma_max=g, form=form), st.integers(1, max_steps),
-                     st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")))
+    ramp = st.builds(lambda T, g, form, lag: Path.ramp(T, gamma_max=g, form=form, lag=lag), st.integers(1, max_steps),
+                     st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")), _LAGS)
     switch = st.sampled_from([Path.switch("keep"), Path.switch("mask"), Path.switch("commit")])
     blocks = st.builds(Path.blocks, st.integers(1, seq_len + 1), st.one_of(st.just(Path.ar()), mdm))
     return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch,
