@@ -119,6 +119,7 @@ class ExactHMM:
         self._backward_step = _LogMatrix(transition.T)  # (T b)(j) = sum_k T[j, k] b(k)
         self._soft_emission = _LogMatrix(emission.T)  # e(k) = sum_v B[k, v] w(v)
         self._token_mixture = _LogMatrix(emission)  # sum_k p(k) B[k, v]
+        self._pairs: torch.Tensor | None = None  # the support of neighbouring pairs, built on first use
 
     @classmethod
     def from_arrays(cls, initial, transition, emission, seq_len: int, table: TokenTable | None = None,
@@ -199,6 +200,35 @@ class ExactHMM:
         log_e = self._log_emission.T.to(flat.device)  # [V, K]
         out = [self._forward(log_e[flat[rows]])[2] for rows in self._chunks(flat.shape[0], self.n_states)]
         return torch.cat(out).reshape(tokens.shape[:-1]) if out else torch.zeros(tokens.shape[:-1], dtype=torch.float64)
+
+    def impossible_pairs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[..., L - 1]`` bool: neighbours ``(s_i, s_{i+1})`` of ``[..., L]`` sequences that no sequence of ``P``
+        holds at positions ``i, i + 1``, i.e. ``P(s_i = a, s_{i+1} = b) = 0``.
+
+        A per-token measure of invalidity where whole sequences are all invalid (a learned model that puts a little
+        mass on every transition draws no possible sequence of length 256). Support only, so exact in booleans:
+        ``R_0 = {h : pi(h) > 0}``, ``R_{i+1} = {k : T[j, k] > 0, j in R_i}``, and the pair is possible iff some
+        ``j in R_i`` and ``k`` have ``B[j, a] T[j, k] B[k, b] > 0``.
+        """
+        check_sequences(self, "tokens", tokens)
+        support = self._pair_support().to(tokens.device)  # [L - 1, V, V]
+        flat = tokens.reshape(-1, self.seq_len).to(torch.int64)
+        position = torch.arange(self.seq_len - 1, device=tokens.device)
+        possible = support[position, flat[:, :-1], flat[:, 1:]]
+        return (~possible).reshape(*tokens.shape[:-1], self.seq_len - 1)
+
+    def _pair_support(self) -> torch.Tensor:
+        """``[L - 1, V, V]`` bool: ``P(s_i = a, s_{i+1} = b) > 0`` (see :meth:`impossible_pairs`), cached."""
+        if self._pairs is None:
+            emit, move = _indicator(self.emission), _indicator(self.transition)
+            reach, supports = _indicator(self.initial), []
+            after = move @ emit  # [K, V]: from state j, the next token can be b
+            for _ in range(self.seq_len - 1):
+                supports.append(((emit * reach[:, None]).T @ after) > 0)  # [V, V]
+                reach = _indicator(reach @ move)
+            self._pairs = torch.stack(supports) if supports else torch.zeros(0, self.vocab_size, self.vocab_size,
+                                                                              dtype=torch.bool)
+        return self._pairs
 
     @property
     def probs(self) -> torch.Tensor:
@@ -384,6 +414,11 @@ def stationary_law(transition: torch.Tensor) -> torch.Tensor:
     rhs[-1] = 1.0
     pi = torch.linalg.solve(system, rhs).clamp_min(0.0)  # an irreducible chain's pi is positive; only rounding is cut
     return pi / pi.sum()
+
+
+def _indicator(m: torch.Tensor) -> torch.Tensor:
+    """``1[m > 0]`` in float64: products of such 0/1 matrices count paths (at most ``K^2``), exactly."""
+    return (m > 0).to(torch.float64)
 
 
 def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:

@@ -114,15 +114,18 @@ def cells(budgets, handover_budget: int, control: bool) -> list[tuple[str, int |
             + ([(CONTROL, budget) for budget in budgets] if control else []))
 
 
-def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, record: Record) -> list[dict]:
-    """One row per (sampler, budget) of ``denoiser``'s ``n`` samples judged by ``hmm`` (reused from ``record``)."""
-    tag = learned.settings_tag(args, EXACT_SETTINGS if label == EXACT else LEARNED_SETTINGS)
+def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, record: Record,
+          tag: str | None = None) -> list[dict]:
+    """One row per (sampler, budget) of ``denoiser``'s ``n`` samples judged by ``hmm`` (reused from ``record``);
+    ``tag`` names the settings the rows depend on (default: part (a)'s for the exact denoiser, (b)'s otherwise)."""
+    tag = tag or learned.settings_tag(args, EXACT_SETTINGS if label == EXACT else LEARNED_SETTINGS)
     rows = []
     for name, budget in tqdm(pairs, desc=f"samplers, {label} denoiser", unit="cell"):
         row = record.get(f"{tag}|{label}|{name}|{budget}",
                          lambda: _cell(label, denoiser, hmm, entropy, name, budget, n, args.seed))
         tqdm.write(f"{label:>6} {name:>20} T={budget or '-':<4} nfe={row['nfe']:<4} gap={row['gap']:+.4f} ± "
-                   f"{row['gap_se']:.4f} invalid={row['invalid']:.3f} ± {row['invalid_se']:.3f}")
+                   f"{row['gap_se']:.4f} invalid={row['invalid']:.3f} ± {row['invalid_se']:.3f} pairs="
+                   f"{row.get('invalid_pairs', math.nan):.4f}")
         rows.append(row)
     return rows
 
@@ -148,7 +151,10 @@ def run_learned(hmm: ExactHMM, entropy, args, record: Record):
     tokens = hmm.sample(max(args.kl_n, args.nll_n), torch.Generator().manual_seed(args.seed + 20))
     measured = {t.name: learned.measure(t, hmm, tokens, args) for t in trained}
     pairs = cells(args.learned_budgets, args.handover_budget, control=False)
-    rows = [row for t in trained for row in sweep(t.name, t.model, hmm, entropy, pairs, args.learned_n, args, record)]
+    # the exact denoiser again, at the learned cells' sample count, so that every denoiser of (b) has its pair rate
+    exact_tag = learned.settings_tag(argparse.Namespace(**{**vars(args), "n": args.learned_n}), EXACT_SETTINGS)
+    rows = sweep(EXACT, hmm, hmm, entropy, pairs, args.learned_n, args, record, tag=exact_tag)
+    rows += [row for t in trained for row in sweep(t.name, t.model, hmm, entropy, pairs, args.learned_n, args, record)]
     return trained, measured, rows
 
 
@@ -163,9 +169,13 @@ def _cell_text(row: dict | None) -> str:
     return f"{gap} ({100 * row['invalid']:.1f}% ± {100 * row['invalid_se']:.1f})"
 
 
-def grid(rows: list[dict], labels: list[str], budgets) -> list[str]:
+def _pair_text(row: dict | None) -> str:
+    return "—" if row is None else f"{100 * row['invalid_pairs']:.2f} ± {100 * row['invalid_pairs_se']:.2f}"
+
+
+def grid(rows: list[dict], labels: list[str], budgets, cell=_cell_text) -> list[str]:
     """Markdown lines: one row per (sampler, denoiser in ``labels``) that has cells, one column per budget (AR and
-    ROAR in the column of their L calls); a denoiser column only when there are several."""
+    ROAR in the column of their L calls), each written by ``cell``; a denoiser column only when there are several."""
     budgets = sorted(budgets)
     many = len(labels) > 1
     out = ["| sampler | " + ("denoiser | " if many else "") + " | ".join(f"T={b}" for b in budgets) + " |",
@@ -175,12 +185,14 @@ def grid(rows: list[dict], labels: list[str], budgets) -> list[str]:
             by_budget = {r["budget"]: r for r in rows if r["sampler"] == name and r["denoiser"] == label}
             if by_budget:
                 out.append(f"| {name} | " + (f"{label} | " if many else "")
-                           + " | ".join(_cell_text(by_budget.get(b)) for b in budgets) + " |")
+                           + " | ".join(cell(by_budget.get(b)) for b in budgets) + " |")
     return out
 
 
 CELLS = ("Cells: gen. NLL gap to the entropy rate, bits/token ± s.e. (invalid rate ± s.e.); columns = NFE budget "
          "(AR and ROAR in the column of their L calls).\n")
+PAIR_CELLS = ("Cells: impossible neighbours, % of the pairs (s_i, s_i+1) with P = 0, ± s.e. over samples (a per-token "
+              "measure: a sample is invalid as soon as one pair is); columns as above.\n")
 
 
 def logits_speed(hmm: ExactHMM, args) -> dict:
@@ -232,22 +244,27 @@ def table(rows: list[dict], args, entropy: tuple[float, float], part_b=None, spe
                 f"{model.n_heads}, anchors frozen at the HMM's table) trained with the MDLM objective, then "
                 f"fine-tuned with DSL's; batch {args.batch} x L.\n", learned.training_table(trained, h), "",
                 learned.likelihood_table(measured, h), "", learned.kl_table(measured), "",
-                f"Samplers with each denoiser at equal NFE ({args.learned_n} samples per learned cell, {args.n} per "
-                "exact cell). " + CELLS]
+                f"Samplers with each denoiser at equal NFE ({args.learned_n} samples per cell). " + CELLS]
         budgets = {r["budget"] for r in learned_rows}
-        out += grid([r for r in exact if r["budget"] in budgets] + learned_rows, [EXACT, *measured], budgets)
+        out += grid(learned_rows, [EXACT, *measured], budgets)
+        out += ["", "The same samples, per token. " + PAIR_CELLS, *grid(learned_rows, [EXACT, *measured], budgets,
+                                                                       _pair_text)]
     return "\n".join(out)
 
 
 # -- plot -------------------------------------------------------------------------------------------------------------
 
 
-def nfe_panels(gap_ax, invalid_ax, rows: list[dict]) -> None:
-    """Gap and invalid rate against NFE: a colour per sampler, a line style and marker per denoiser (``STYLES``)."""
+RATES = {"invalid": "invalid rate (P(s) = 0)", "invalid_pairs": "impossible neighbours (P(s_i, s_i+1) = 0)"}
+
+
+def nfe_panels(gap_ax, invalid_ax, rows: list[dict], rate: str = "invalid") -> None:
+    """Gap and ``rate`` (a key of ``RATES``) against NFE: a colour per sampler, a line style and marker per denoiser
+    (``STYLES``)."""
     for i, name in enumerate([*SAMPLERS, CONTROL]):
         labelled = False
         for label, (line, marker) in STYLES.items():
-            pts = sorted((r["nfe"], r["gap"], r["gap_se"], r["invalid"], r["invalid_se"]) for r in rows
+            pts = sorted((r["nfe"], r["gap"], r["gap_se"], r[rate], r[rate + "_se"]) for r in rows
                          if r["sampler"] == name and r["denoiser"] == label)
             if not pts:
                 continue
@@ -264,7 +281,7 @@ def nfe_panels(gap_ax, invalid_ax, rows: list[dict]) -> None:
         handles = [Line2D([], [], color="k", ls=STYLES[label][0], marker=STYLES[label][1], ms=4) for label in present]
         gap_ax.legend(handles, present, title="denoiser", fontsize=7)
     for ax, label in ((gap_ax, "gen. NLL gap to the entropy rate (bits/token)"),
-                      (invalid_ax, "invalid rate (P(s) = 0)")):
+                      (invalid_ax, RATES[rate])):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("denoiser calls actually made (NFE)")
         ax.set_ylabel(label)
@@ -289,8 +306,7 @@ def plot(rows: list[dict], entropy, part_b, out: pathlib.Path) -> None:
         axes[0, 0].set_title("(a) exact denoiser")
         learned.plot_training(axes[0, 2], trained, entropy[0] / math.log(2))
         learned.plot_kl(axes[1, 0], measured)
-        budgets = {r["budget"] for r in learned_rows}
-        nfe_panels(axes[1, 1], axes[1, 2], [r for r in exact if r["budget"] in budgets] + learned_rows)
+        nfe_panels(axes[1, 1], axes[1, 2], learned_rows, rate="invalid_pairs")
         axes[1, 1].set_title("(b) the exact denoiser and the learned ones at equal NFE")
         fig.suptitle("Exact HMM study: the error each path adds, with the exact denoiser and with learned ones")
     fig.savefig(out, dpi=120)
@@ -357,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     stem = "hmm_study_quick" if args.quick else "hmm_study"
     partial = args.out / f".{stem}.partial.jsonl"
-    record = Record(partial)
+    # learned cells from before the pair rate existed are computed again; part (a)'s exact cells do not need it
+    record = Record(partial, accept=lambda row: row["denoiser"] == EXACT or "invalid_pairs" in row)
     hmm = build_hmm(args)
     entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
     speed = logits_speed(hmm, args)

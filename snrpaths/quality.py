@@ -174,6 +174,9 @@ class ExactQuality:
         invalid: the fraction of samples with ``P(s) = 0``; ``invalid_se = sqrt(p (1 - p) / n)`` is 0 at ``p = 0``
             (then ``3 / n`` is a 95% upper bound, the rule of three).
         n: samples judged; ``n_valid`` of them possible.
+        invalid_pairs: for a model that names impossible neighbours (``impossible_pairs``, ``ExactHMM``), the mean
+            over samples of the fraction of neighbouring pairs ``(s_i, s_{i+1})`` with ``P(s_i, s_{i+1}) = 0``: a
+            per-token measure that still separates samplers when every sample is invalid (NaN for other models).
     """
 
     nll: float
@@ -186,6 +189,8 @@ class ExactQuality:
     invalid_se: float
     n: int
     n_valid: int
+    invalid_pairs: float = math.nan
+    invalid_pairs_se: float = math.nan
 
     def to_dict(self) -> dict[str, float | int]:
         return attrs.asdict(self)
@@ -217,6 +222,12 @@ def exact_quality(model, samples: torch.Tensor, entropy_rate: tuple[float, float
     nll_se = float(bits[valid].std()) / math.sqrt(n_valid) if n_valid > 1 else math.nan
     entropy, entropy_se = (value / math.log(2) for value in entropy_rate)
     invalid = 1 - n_valid / n
+    pairs = pairs_se = math.nan
+    if callable(getattr(model, "impossible_pairs", None)) and samples.shape[1] > 1:
+        per_sample = model.impossible_pairs(samples).to(torch.float64).mean(-1)
+        pairs = float(per_sample.mean())
+        pairs_se = float(per_sample.std()) / math.sqrt(n) if n > 1 else math.nan
     return ExactQuality(nll=nll, nll_se=nll_se, entropy=entropy, entropy_se=entropy_se, gap=nll - entropy,
                         gap_se=math.hypot(nll_se, entropy_se), invalid=invalid,
-                        invalid_se=math.sqrt(invalid * (1 - invalid) / n), n=n, n_valid=n_valid)
+                        invalid_se=math.sqrt(invalid * (1 - invalid) / n), n=n, n_valid=n_valid,
+                        invalid_pairs=pairs, invalid_pairs_se=pairs_se)

@@ -99,7 +99,7 @@ def test_exact_samples_have_no_gap_and_no_invalid_samples():
     for tokens in (hmm.sample(3000, torch.Generator().manual_seed(0)), sample(Path.ar(), hmm, batch=3000, seed=0).tokens):
         q = exact_quality(hmm, tokens, entropy)
         assert abs(q.gap) <= 3 * q.gap_se, q
-        assert q.invalid == 0.0 and q.n_valid == q.n == 3000
+        assert q.invalid == 0.0 and q.n_valid == q.n == 3000 and q.invalid_pairs == 0.0
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -112,6 +112,22 @@ def test_independent_draws_from_the_marginals_have_a_gap_and_invalid_samples():
     tokens = categorical(hmm.marginals().expand(4000, -1, -1), torch.Generator().manual_seed(0))
     q = exact_quality(hmm, tokens, entropy)
     assert q.gap > 5 * q.gap_se and q.invalid > 5 * q.invalid_se, q
+    assert q.invalid_pairs <= q.invalid, "a sample with an impossible pair is an impossible sample"
+
+
+def test_impossible_pairs_show_per_token_what_sequences_cannot():
+    """Uniform tokens on an HMM where about half the neighbouring pairs are impossible (2 successors, 2 emissions
+    of 6): almost every sample of length 8 is invalid (98.8%), yet the pair rate stays a fraction (measured: 0.47 ± 0.005), which
+    exact AR samples bring to 0."""
+    from snrpaths import Path, sample
+    from snrpaths.backends import ExactHMM
+
+    hmm = ExactHMM.random(6, 6, 8, seed=0, successors=2, emissions=2)
+    entropy = hmm.entropy_rate(n=256, seed=1)
+    uniform = torch.randint(0, 6, (2000, 8), generator=torch.Generator().manual_seed(0))
+    q = exact_quality(hmm, uniform, entropy)
+    assert q.invalid > 0.95 and 0.3 < q.invalid_pairs < 0.7 and q.invalid_pairs_se < 0.01, q
+    assert exact_quality(hmm, sample(Path.ar(), hmm, batch=500, seed=0).tokens, entropy).invalid_pairs == 0.0
 
 
 def test_exact_quality_is_the_formula():
@@ -125,6 +141,7 @@ def test_exact_quality_is_the_formula():
     assert q.entropy == pytest.approx(entropy) and q.entropy_se == 0.0 and q.gap == pytest.approx(q.nll - entropy)
     assert q.invalid == 0.25 and q.invalid_se == pytest.approx(math.sqrt(0.25 * 0.75 / 4)) and q.n_valid == 3
     assert q.to_dict()["gap"] == q.gap and set(q.to_dict()) >= {"nll", "gap_se", "invalid", "n"}
+    assert math.isnan(q.invalid_pairs), "a model that names no impossible neighbours gets no pair rate"
 
 
 def test_exact_quality_names_bad_input():

@@ -91,6 +91,20 @@ def test_log_prob_marginals_and_probs_equal_the_enumerated_joints(hmm):
     assert torch.allclose(hmm.marginals(), oracle(hmm).marginals(), rtol=0, atol=1e-12)
 
 
+@settings(max_examples=10)
+@given(hmm=sst.hmms())
+def test_impossible_pairs_are_the_zeros_of_the_enumerated_pair_marginals(hmm):
+    """``impossible_pairs`` is exactly ``P(s_i, s_{i+1}) = 0`` of the enumerated joint, at every position."""
+    joint = enumerated_joint(hmm).reshape((hmm.vocab_size,) * hmm.seq_len)
+    sequences = enumerate_sequences(hmm.vocab_size, hmm.seq_len)
+    mine = hmm.impossible_pairs(sequences)
+    assert mine.shape == (len(sequences), hmm.seq_len - 1)
+    for i in range(hmm.seq_len - 1):
+        others = [d for d in range(hmm.seq_len) if d not in (i, i + 1)]
+        pair = joint.sum(others) if others else joint  # [V, V]
+        assert torch.equal(mine[:, i], pair[sequences[:, i], sequences[:, i + 1]] == 0), i
+
+
 def assert_samples_law(samples, probs, vocab_size):
     """``[n, L]`` samples against a ``[V^L]`` law (sequences in C order)."""
     law = empirical_law(samples, vocab_size)
