@@ -18,8 +18,10 @@ denoiser's. ``--no-learned`` runs (a) alone.
 Speed: one ``logits`` call of the exact HMM against one of part (b)'s DiT (random weights, same V and L) on the same
 finite-SNR state of ``--speed-batch`` rows (64 by default, the issue's size), alternating after a warm-up.
 
-Finished sampler cells are appended to ``.<stem>.partial.jsonl`` beside the outputs; a rerun with the same settings
-reuses them (and the finished training runs), and the file goes once the outputs are written.
+Part (b)'s training runs in a second process beside part (a) (``--jobs 2``, the default: two cores, one thread
+each); ``--jobs 1`` runs the parts one after the other. Finished sampler cells are appended to
+``.<stem>.partial.jsonl`` beside the outputs; a rerun with the same settings reuses them (and the finished training
+runs), and the file goes once the outputs are written.
 
     python benchmarks/hmm_study.py --quick    # under a minute: K = V = 16, L = 64, a DiT of 22k parameters
     python benchmarks/hmm_study.py            # K = V = 64, L = 256
@@ -143,11 +145,40 @@ def _cell(label, denoiser, hmm, entropy, name, budget, n, seed) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def run_learned(hmm: ExactHMM, entropy, args, record: Record):
-    """Part (b): the trained runs, their measurements against the truth, and their sampler rows."""
-    runs = contextlib.nullcontext(args.runs) if args.runs else tempfile.TemporaryDirectory(prefix="hmm_study_runs_")
-    with runs as folder:  # quick mode without --runs: a temporary folder, gone once the models are in memory
-        trained = learned.train_models(hmm, args, learned.run_folder(pathlib.Path(folder), args))
+def _train_only(args, folder: pathlib.Path) -> None:
+    """Part (b)'s training, in a process of its own (see :func:`training_beside`)."""
+    torch.set_num_threads(args.threads)
+    learned.train_models(build_hmm(args), args, folder)
+
+
+@contextlib.contextmanager
+def training_beside(args, folder: pathlib.Path):
+    """With ``--jobs 2``, part (b)'s runs train in a second process while part (a) samples in this one (both one
+    thread: two cores busy); on leaving, wait for it. The runs are resumable folders, so part (b) then only loads
+    them, and an interrupted study resumes both. A fresh (spawned) process, not a fork of this one: a forked child
+    cannot reuse its parent's OpenMP pool."""
+    if args.jobs < 2 or args.no_learned:
+        yield
+        return
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_train_only, args=(args, folder), name="hmm-train")
+    child.start()
+    try:
+        yield
+    except BaseException:
+        child.terminate()
+        raise
+    finally:
+        child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the training process stopped with exit code {child.exitcode}; a rerun resumes it")
+
+
+def run_learned(hmm: ExactHMM, entropy, args, record: Record, folder: pathlib.Path):
+    """Part (b): the trained runs (resumed, or loaded when finished), their measurements against the truth, and
+    their sampler rows."""
+    trained = learned.train_models(hmm, args, folder)
     tokens = hmm.sample(max(args.kl_n, args.nll_n), torch.Generator().manual_seed(args.seed + 20))
     measured = {t.name: learned.measure(t, hmm, tokens, args) for t in trained}
     pairs = cells(args.learned_budgets, args.handover_budget, control=False)
@@ -336,6 +367,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help=f"budget of the hand-over cells, among --budgets (default {FULL['handover_budget']})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops, shared cores)")
+    parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
+                        help="2 (default): part (b)'s training runs in a second process beside part (a); 1: one after "
+                             "the other")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     group = parser.add_argument_group("part (b), learned denoisers")
     group.add_argument("--no-learned", action="store_true", help="run part (a) alone")
@@ -378,9 +412,13 @@ def main(argv: list[str] | None = None) -> None:
     hmm = build_hmm(args)
     entropy = hmm.entropy_rate(n=args.entropy_n, seed=args.seed + 1)
     speed = logits_speed(hmm, args)
-    rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, args.handover_budget, control=True), args.n, args,
-                 record)
-    part_b = None if args.no_learned else run_learned(hmm, entropy, args, record)
+    runs = contextlib.nullcontext(args.runs) if args.runs else tempfile.TemporaryDirectory(prefix="hmm_study_runs_")
+    with runs as folder:  # quick mode without --runs: a temporary folder, gone once the models are in memory
+        folder = learned.run_folder(pathlib.Path(folder), args)
+        with training_beside(args, folder):
+            rows = sweep(EXACT, hmm, hmm, entropy, cells(args.budgets, args.handover_budget, control=True), args.n,
+                         args, record)
+        part_b = None if args.no_learned else run_learned(hmm, entropy, args, record, folder)
     text = table(rows, args, entropy, part_b, speed)
     print(text)
     data = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
