@@ -45,7 +45,8 @@ from .data import fixed_windows, random_windows
 from .denoiser import EvidenceConverter, Trainable, require
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError
-from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
+from .files import check_writable, clean_temporaries, replace_folder, write_jsonl
+from .integrity import commit_checkpoint, good_checkpoint
 from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
 from .shards import Processes
 
@@ -170,6 +171,7 @@ def train(
     out = Path(out)
     if procs.rank == 0:
         clean_temporaries(out)  # a model/ swap cut between its renames is rolled back, temporaries go
+        check_writable(out, "'out'")  # a read-only or full folder is refused before any step, not at the first save
     model = model.to(procs.device).train()
     _fresh_memory(model)
     L, d = model.seq_len, model.converter.config.anchor_dim
@@ -321,10 +323,12 @@ def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, proc
     # finds the run finished.
     with ema.swapped(model):
         replace_folder(out / MODEL_DIR, lambda staging: save(model, staging))
+    exported = tuple(f"{MODEL_DIR}/{p.name}" for p in sorted((out / MODEL_DIR).iterdir()))
     state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates,
              "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng,
              "settings": json.dumps(settings), "denoiser": json.dumps(describe(model))}
-    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    # hashed into manifest.json with the export; the checkpoint it replaces is kept as checkpoint.prev.pt
+    commit_checkpoint(out / CHECKPOINT, lambda f: torch.save(state, f), exported)
 
 
 def _rng_states(procs: Processes) -> list[dict]:
@@ -357,7 +361,10 @@ def checkpoint_model(out: str | os.PathLike):
     ``out/checkpoint.pt`` was written for: the model to hand :func:`train` to resume that run (which then restores
     every weight). Reads ``checkpoint.pt`` only (a checkpoint written before it described its model: ``out/model``)."""
     out = Path(out)
-    state = _read_checkpoint(out / CHECKPOINT, mmap=True)
+    path = good_checkpoint(out / CHECKPOINT, say=False)  # the one train() will resume from (and say so)
+    if path is None:
+        raise SNRPathError(f"{out} holds no {CHECKPOINT}")
+    state = _read_checkpoint(path, mmap=True)
     if "denoiser" not in state:
         from snrpaths.backends import load
 
@@ -368,7 +375,8 @@ def checkpoint_model(out: str | os.PathLike):
 
 
 def _resume(path: Path, model, ema: EMA, optimizer, generator, settings, procs: Processes = Processes()) -> int:
-    if not path.is_file():
+    path = good_checkpoint(path)  # never a damaged file: the one before it, or an error naming it
+    if path is None:
         return 0
     state = _read_checkpoint(path)
     saved = json.loads(state["settings"])
@@ -416,12 +424,14 @@ def _trim_log(out: Path, step: int) -> None:
 
 def _log(out: Path, metrics: dict, procs: Processes) -> None:
     if procs.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / LOG, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the checkpoint that follows it
-
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the checkpoint that follows it
+        except OSError as err:  # a torn last line is cut off on resume (_trim_log)
+            raise SNRPathError(f"cannot write {str(out / LOG)!r}: {err.strerror or err}") from None
 
 def _fresh_memory(model: torch.nn.Module) -> None:
     """Move every parameter and buffer into memory of its own, freshly allocated (aligned as the allocator aligns).

@@ -1,5 +1,6 @@
 """Checkpoints: our format round trip, atomic writes, the name registry, key errors, and pickles that never run."""
 
+import errno
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
+import snrpaths.files
 from snrpaths import SNRPathError, SNRState
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, known_names, load, save
 from snrpaths.backends import checkpoint as checkpoint_module
@@ -53,7 +55,7 @@ def test_round_trip_is_exact(tmp_path):
         folder = save(den, tmp_path / f"ck-{conv.anchor_dim}")
         assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
         config = json.loads((folder / "config.json").read_text())
-        assert set(config) == {"format", "version", "backbone", "converter", "tokenizer"}
+        assert set(config) == {"format", "version", "backbone", "converter", "tokenizer", "sha256"}
         back = load(folder)
         assert not back.training and back.backbone.config == TINY and back.converter.config == conv
         assert back.tokenizer == den.tokenizer
@@ -71,12 +73,12 @@ def test_failed_save_leaves_no_config_and_no_temp_file(tmp_path, monkeypatch):
         save(bad, folder)  # refused before any file is touched
     assert load(folder).tokenizer == scrambled().tokenizer
 
-    def broken(tensors, path, metadata=None):
-        open(path, "wb").write(b"partial")
-        raise OSError("disk full")
+    def full(sink, data):  # a full disk: part of the bytes written, then ENOSPC
+        sink.file.write(data[:7])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*disk full"):
+    monkeypatch.setattr(snrpaths.files._Sink, "write", full)
+    with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*No space left on device"):
         save(scrambled(seed=2), folder)
     assert [p.name for p in folder.iterdir()] == ["model.safetensors"]  # the old weights, no temp file, no config
     with pytest.raises(SNRPathError, match="needs a config.json"):
