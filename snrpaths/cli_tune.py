@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import SNRPathError
+from .files import check_output_file
 from .tuning import DEFAULT_SAMPLES, FAMILIES, METRICS, tune
 
 
@@ -52,6 +53,8 @@ def add_command(commands) -> None:
 
 
 def run_tune(args) -> int:
+    if args.out is not None:
+        check_output_file(args.out, "--out")  # before the trials, not after them
     denoiser, metric = _model(args)
     tuned = tune(args.family, denoiser, args.nfe, metric, trials=args.trials, seed=args.seed, n=args.n,
                  storage=args.storage, progress=args.progress)

@@ -126,6 +126,18 @@ def check_writable(folder: str | os.PathLike, what: str) -> None:
                 p.rmdir()
 
 
+def check_output_file(value: str | os.PathLike, flag: str) -> Path:
+    """The file a command writes at its end, checked before any work: its folder exists and takes a file
+    (:func:`check_writable`), and it is not a folder; errors name ``flag`` and the value."""
+    path = Path(value).expanduser()
+    if not path.parent.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r}: the folder {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r} is a folder; give the name of a file to write")
+    check_writable(path.parent, f"{flag} {str(value)!r}")
+    return path
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """``text`` at ``path``, whole or not at all."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))
