@@ -129,7 +129,8 @@ def load(
 def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     """Write ``denoiser`` to ``folder`` in our format; each file is written atomically (temp file, then rename).
 
-    The config is written last and removed first: a folder whose config is present always has matching weights. It
+    The config is written last and removed first, once both new files are whole on disk: a folder whose config is
+    present always has matching weights, and a failed write leaves the old folder as it was. The config
     records the SHA-256 of the weights and of its own content (``"sha256"``), which ``load`` checks, so a damaged
     file is an error naming it, never different weights. A failed write (a read-only folder, a full disk) is an
     :class:`SNRPathError` naming the file and the cause. To replace a whole folder at once, write it with
@@ -143,18 +144,20 @@ def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     except TypeError as e:
         raise SNRPathError(f"the denoiser's 'tokenizer' must be JSON-serialisable ({e})") from None
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).unlink(missing_ok=True)
-    except OSError as err:
-        raise SNRPathError(f"cannot write {str(folder / CONFIG_NAME)!r}: {err.strerror or err}") from None
     tensors = {k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}
     # bytes, then a plain write: safetensors' own writer reports a full disk in its own words, or not at all
     data = safetensors.torch.save(tensors, {"format": FORMAT})
-    write_stream(folder / WEIGHTS_NAME, lambda f: f.write(data))
     config["sha256"] = {WEIGHTS_NAME: hashlib.sha256(data).hexdigest()}
     config["sha256"][CONFIG_NAME] = _content_hash(config)
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+
+    def weights(config_tmp: Path) -> None:  # once the new config is whole on disk: the weights, then the swap
+        write_stream(folder / WEIGHTS_NAME, lambda f: f.write(data),
+                     before_commit=lambda _: (folder / CONFIG_NAME).unlink(missing_ok=True))
+
+    # Both files are written whole before anything of the old folder goes, so a failed write (a full disk) keeps
+    # it; then the old config goes first and the new one comes last, so a config always has its weights.
+    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"),
+                 before_commit=weights)
     return folder
 
 

@@ -65,8 +65,9 @@ def test_round_trip_is_exact(tmp_path):
     assert load(folder, seq_len=4).seq_len == 4
 
 
-def test_failed_save_leaves_no_config_and_no_temp_file(tmp_path, monkeypatch):
-    folder = save(scrambled(seed=1), tmp_path / "ck")
+def test_failed_save_keeps_the_earlier_folder_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    first = scrambled(seed=1)
+    folder = save(first, tmp_path / "ck")
     bad = scrambled(seed=2)
     bad.tokenizer = {"encode": print}
     with pytest.raises(SNRPathError, match="'tokenizer' must be JSON-serialisable"):
@@ -80,9 +81,9 @@ def test_failed_save_leaves_no_config_and_no_temp_file(tmp_path, monkeypatch):
     monkeypatch.setattr(snrpaths.files._Sink, "write", full)
     with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*No space left on device"):
         save(scrambled(seed=2), folder)
-    assert [p.name for p in folder.iterdir()] == ["model.safetensors"]  # the old weights, no temp file, no config
-    with pytest.raises(SNRPathError, match="needs a config.json"):
-        load(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp file
+    kept = load(folder).state_dict()  # the earlier model, whole
+    assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items())
 
 
 def test_mdlm_key_problems_are_listed_in_one_error(tmp_path):
