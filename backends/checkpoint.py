@@ -44,7 +44,7 @@ import safetensors.torch
 import torch
 
 from snrpaths.errors import ShapeError, SNRPathError, SNRTypeError
-from snrpaths.files import atomic_write, sha256, write_stream
+from snrpaths.files import replace_files, sha256
 
 from .converter import Converter, ConverterConfig, log_beta_from
 from .dit import DiT, DiTConfig
@@ -127,11 +127,11 @@ def load(
 
 
 def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
-    """Write ``denoiser`` to ``folder`` in our format; each file is written atomically (temp file, then rename).
+    """Write ``denoiser`` to ``folder`` in our format (:func:`snrpaths.files.replace_files`: both files whole under
+    temporary names, then renamed in).
 
     The config is written last and removed first, once both new files are whole on disk: a folder whose config is
-    present always has matching weights, and a failed write leaves the old folder as it was. The config
-    records the SHA-256 of the weights and of its own content (``"sha256"``), which ``load`` checks, so a damaged
+    present always has matching weights, and a failed write leaves the old folder as it was. The config records the SHA-256 of the weights and of its own content (``"sha256"``), which ``load`` checks, so a damaged
     file is an error naming it, never different weights. A failed write (a read-only folder, a full disk) is an
     :class:`SNRPathError` naming the file and the cause. To replace a whole folder at once, write it with
     :func:`snrpaths.files.replace_folder` (as the trainer does).
@@ -149,15 +149,10 @@ def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
     data = safetensors.torch.save(tensors, {"format": FORMAT})
     config["sha256"] = {WEIGHTS_NAME: hashlib.sha256(data).hexdigest()}
     config["sha256"][CONFIG_NAME] = _content_hash(config)
-
-    def weights(config_tmp: Path) -> None:  # once the new config is whole on disk: the weights, then the swap
-        write_stream(folder / WEIGHTS_NAME, lambda f: f.write(data),
-                     before_commit=lambda _: (folder / CONFIG_NAME).unlink(missing_ok=True))
-
-    # Both files are written whole before anything of the old folder goes, so a failed write (a full disk) keeps
-    # it; then the old config goes first and the new one comes last, so a config always has its weights.
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"),
-                 before_commit=weights)
+    # Both files whole before any old one goes; the old config goes first and the new one comes last, so a config
+    # always has its weights, and a failed write (a full disk) puts the old files back.
+    replace_files(folder, {WEIGHTS_NAME: data, CONFIG_NAME: (json.dumps(config, indent=2) + "\n").encode()},
+                  first_out=CONFIG_NAME)
     return folder
 
 

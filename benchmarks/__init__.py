@@ -18,4 +18,5 @@ STUDIES = {
     "hmm": ("hmm_study", "gen. NLL gap and invalid rate vs NFE of every sampler, judged by an exact HMM"),
     "path-tuning": ("path_tuning", "tuned vs default hybrid vs ReMDM at equal calls, tuned on validation, scored held out"),
     "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
+    "robustness": ("robustness", "wrong inputs, damaged files, failing disks and kills: refused, detected or survived"),
 }

@@ -57,6 +57,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode:
     return path
 
 
+def _write(file: IO[bytes], data: bytes) -> int:
+    """One block into a file: the one place a test makes the disk fill (``monkeypatch.setattr(files, "_write", ...)``)."""
+    return file.write(data)
+
+
 class _Sink:
     """A binary file that keeps the first ``OSError`` its writes raised: writers such as ``torch.save`` turn a full
     disk into a ``RuntimeError`` of their own, and :func:`write_stream` puts the cause back."""
@@ -66,7 +71,7 @@ class _Sink:
 
     def write(self, data: bytes) -> int:
         try:
-            return self.file.write(data)
+            return _write(self.file, data)
         except OSError as err:
             self.error = self.error or err
             raise
@@ -93,6 +98,58 @@ def write_stream(path: str | os.PathLike, dump: Callable[[IO[bytes]], object], *
                 raise sink.error
 
     return atomic_write(path, write, before_commit=before_commit)
+
+
+def replace_files(folder: str | os.PathLike, contents: dict[str, bytes], *, first_out: str | None = None) -> Path:
+    """Put the files ``contents`` (name -> bytes) into ``folder`` as one set: all or none, short of a crash.
+
+    Every new file is written whole (and flushed) under a temporary name first, where a full disk fails; then the old
+    files are kept under hidden hard links, ``first_out`` (a file that must never sit beside the wrong others, such as
+    a config) is removed, and the new files are renamed in, in order. A failure there puts the old files back. A crash
+    during the renames can leave the set part old, part new, with ``first_out`` missing until its rename, which is
+    last: name it last in ``contents``. Errors name the file and the cause."""
+    folder = Path(folder)
+    temporary = {name: temporary_name(folder / name) for name in contents}
+    kept: dict[str, Path] = {}
+    name = next(iter(contents))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():
+            with open(temporary[name], "wb") as f:
+                _write(f, data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temporary[name], 0o644)
+        for name in contents:
+            if (folder / name).is_file():
+                kept[name] = folder / f".{name}.{os.getpid()}.old{TMP_MARK}"
+                hard_link(folder / name, kept[name])
+        if first_out is not None:
+            name = first_out
+            (folder / first_out).unlink(missing_ok=True)
+        for name, tmp in temporary.items():
+            os.replace(tmp, folder / name)
+        sync_folder(folder)
+    except OSError as err:
+        for old, aside in kept.items():
+            with contextlib.suppress(OSError):
+                os.replace(aside, folder / old)
+        raise SNRPathError(f"cannot write {str(folder / name)!r}: {err.strerror or err}") from None
+    finally:
+        for leftover in (*temporary.values(), *kept.values()):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+    return folder
+
+
+def hard_link(source: Path, target: Path) -> None:
+    """``target`` becomes another name of ``source``'s file (no bytes copied), or a copy where the file system has no
+    hard links; a ``target`` already there (left by a crash) is replaced. Raises ``OSError``."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -190,6 +247,8 @@ def replace_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> P
         os.rename(staging, path)  # the commit
         sync_folder(path.parent)
         _remove(old)
+    except SNRPathError as err:  # a file of the new folder that could not be written: the old folder stands
+        raise SNRPathError(f"cannot write the folder {str(path)!r} ({err})") from None
     except OSError as err:
         raise SNRPathError(f"cannot write the folder {str(path)!r}: {err.strerror or err}") from None
     finally:

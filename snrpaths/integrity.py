@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from .errors import SNRPathError
-from .files import atomic_write, sha256, temporary_name, write_stream, write_text
+from .files import hard_link, sha256, temporary_name, write_stream, write_text
 
 MANIFEST, FORMAT, VERSION = "manifest.json", "snrpaths.manifest", 1
 
@@ -111,14 +111,10 @@ def _kept(path: Path, manifest: dict | None) -> tuple[Path, str] | None:
 
 
 def _link(source: Path, target: Path) -> None:
-    """``target`` becomes another name of ``source``'s file (a copy where hard links are not supported), atomically."""
+    """``target`` becomes another name of ``source``'s file, atomically (a hidden link, then a rename)."""
     tmp = temporary_name(target)
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            atomic_write(target, lambda t: t.write_bytes(source.read_bytes()))
-            return
+        hard_link(source, tmp)
         os.replace(tmp, target)
     except OSError as err:
         raise SNRPathError(f"cannot write {str(target)!r}: {err.strerror or err}") from None

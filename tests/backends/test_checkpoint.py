@@ -74,11 +74,11 @@ def test_failed_save_keeps_the_earlier_folder_and_leaves_no_temp_file(tmp_path, 
         save(bad, folder)  # refused before any file is touched
     assert load(folder).tokenizer == scrambled().tokenizer
 
-    def full(sink, data):  # a full disk: part of the bytes written, then ENOSPC
-        sink.file.write(data[:7])
+    def full(file, data):  # a full disk: part of the bytes written, then ENOSPC
+        file.write(data[:7])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(snrpaths.files._Sink, "write", full)
+    monkeypatch.setattr(snrpaths.files, "_write", full)
     with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*No space left on device"):
         save(scrambled(seed=2), folder)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp file
