@@ -37,6 +37,7 @@ from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
 from snrpaths.streams import Streams
+from snrpaths import validate
 
 from .toy import (check_concentration, check_enumerable, check_positive_int, check_sequences, check_state,
                   enumerate_sequences)
@@ -147,7 +148,7 @@ class ExactHMM:
         check_concentration(concentration)
         if not isinstance(stationary, bool):
             raise SNRPathError(f"'stationary' must be True or False (got {stationary!r})")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validate.seed("seed", seed))
 
         def sparse_rows(width: int, support: int, first: np.ndarray | None = None) -> np.ndarray:
             """``[K, width]`` rows with ``support`` nonzeros each; ``first[j]``, if given, is always one of row j's."""
@@ -293,7 +294,7 @@ class ExactHMM:
         ``log P`` leaves only the sampling error ``sd(-log P(s) / L) / sqrt(n)``."""
         if not isinstance(n, int) or n < 2:
             raise SNRPathError(f"'n' must be at least 2 for a standard error (got {n})")
-        nll = -self.log_prob(self.sample(n, torch.Generator().manual_seed(int(seed)))) / self.seq_len
+        nll = -self.log_prob(self.sample(n, torch.Generator().manual_seed(validate.seed("seed", seed)))) / self.seq_len
         return float(nll.mean()), float(nll.std() / math.sqrt(n))
 
     # -- the posterior ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
 from snrpaths.streams import Streams
+from snrpaths import validate
 
 #: The largest joint the toy will enumerate (V^L states).
 MAX_STATES = 2**17
@@ -90,7 +91,7 @@ class ExactToy:
         """A joint drawn from a symmetric Dirichlet(``concentration``) over all ``V^L`` sequences."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validate.seed("seed", seed))
         p = rng.dirichlet(np.full(vocab_size**seq_len, concentration))
         return cls(p.reshape((vocab_size,) * seq_len), seed=seed, **kw)
 
@@ -99,7 +100,7 @@ class ExactToy:
         """A first-order Markov chain: initial law and transition rows each Dirichlet(``concentration``)."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validate.seed("seed", seed))
         p = rng.dirichlet(np.full(vocab_size, concentration))
         transition = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
         for _ in range(seq_len - 1):
@@ -120,7 +121,7 @@ class ExactToy:
             raise SNRPathError(f"'vocab_size' must be at least 2, a content token and the end token (got {vocab_size})")
         if not (isinstance(p_end, (int, float)) and 0 < p_end < 1):
             raise SNRPathError(f"'p_end' must be a number in (0, 1) (got {p_end!r})")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validate.seed("seed", seed))
         content = vocab_size - 1
         p = np.append(rng.dirichlet(np.full(content, concentration)), 0.0)
         transition = np.zeros((vocab_size, vocab_size))
@@ -136,7 +137,7 @@ class ExactToy:
         """Independent positions, each marginal Dirichlet(``concentration``)."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validate.seed("seed", seed))
         return cls.from_marginals(rng.dirichlet(np.full(vocab_size, concentration), size=seq_len), seed=seed, **kw)
 
     @classmethod

@@ -535,12 +535,11 @@ def forked(run: Callable[[], object], kill_at: int | None) -> int:
     ``os.rename``, ``os.fsync`` or ``os.unlink`` (None: never); returns the exit status, -9 when killed."""
     pid = os.fork()
     if pid:
-        _, status = os.waitpid(pid, 0)
-        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     code = 70
     try:
-        torch.set_num_threads(1)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the run's own lines would drown the table
+        torch.set_num_threads(1)
         count = [0]
         for name in ("replace", "rename", "fsync", "unlink"):
             real = getattr(os, name)

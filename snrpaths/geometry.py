@@ -60,7 +60,7 @@ class TokenTable:
         """Anchors drawn uniformly on the unit sphere (normalised Gaussians) from ``seed``."""
         _check_positive("vocab_size", vocab_size)
         _check_positive("dim", dim)
-        g = torch.Generator().manual_seed(int(seed))
+        g = torch.Generator().manual_seed(validate.seed("seed", seed))
         e = torch.randn(vocab_size, dim, generator=g, dtype=torch.float64)
         return cls((e / e.norm(dim=1, keepdim=True)).to(dtype))
 

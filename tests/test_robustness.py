@@ -30,6 +30,7 @@ from snrpaths.cli import main
 from snrpaths.errors import DenoiserError
 from snrpaths.geometry import TokenTable
 from snrpaths.integrity import good_checkpoint
+from snrpaths.nll import roar
 from snrpaths.path import On, Parallel, Then
 
 TOY = campaign.TOY
@@ -325,3 +326,12 @@ def test_fuzz_tuner_storage_files(tmp_path_factory, rng):
     case = campaign.storage_case(rng)
     outcome, note = campaign.classify(lambda c: campaign.probe_storage(tmp_path_factory.mktemp("storage"), c), case)
     assert outcome in (campaign.OK, campaign.LIBRARY), f"{case!r}: {outcome}: {note}"
+
+
+@pytest.mark.parametrize("make", [lambda seed: ExactToy.markov(3, 3, seed=seed),
+                                  lambda seed: TokenTable.random(3, 2, seed=seed),
+                                  lambda seed: roar(TOY, TOY.states[:2], seed=seed)])
+@pytest.mark.parametrize("seed", [2**64, 1.5, True])
+def test_every_seed_is_checked_where_it_is_given(make, seed):
+    with pytest.raises(SNRPathError, match=rf"'seed' must be an integer in \[.*, 2\*\*64 - 1\] \(got {seed}\)"):
+        make(seed)

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import ShapeError, SNRPathError, SNRTypeError, one_of
 from ..geometry import TokenTable
+from .. import validate
 
 INF = math.inf
 
@@ -150,7 +151,7 @@ class Piecewise:
         probability 1/4 (a reveal) and otherwise log-uniform in ``[1e-2, 1e2]``."""
         if seq_len < 1 or n_knots < 0:
             raise SNRPathError(f"need seq_len >= 1 and n_knots >= 0 (got seq_len={seq_len}, n_knots={n_knots})")
-        g = torch.Generator().manual_seed(int(seed))
+        g = torch.Generator().manual_seed(validate.seed("seed", seed))
         u = torch.rand(n_knots, seq_len, generator=g, dtype=torch.float64).sort(dim=0).values
         levels = 10.0 ** (-2 + 4 * (u - 0.125) / 0.75)
         levels = torch.where(u < 0.125, 0.0, torch.where(u > 0.875, INF, levels))

@@ -23,6 +23,7 @@ from ..channel import increment, posterior_mean
 from ..denoiser import EnumerableJoint
 from ..errors import SNRPathError, SNRTypeError
 from ..state import SNRState
+from .. import validate
 from ._common import CONTINUOUS, new_figure, positive_int
 
 _PALETTE = ("#d1352b", "#1f6fb4", "#2a9d4b", "#8e44ad", "#e08a00", "#17becf", "#7f7f7f", "#bcbd22")
@@ -148,7 +149,7 @@ def posterior_field(
     _arrows(ax, toy, extent)
     if geo.per_token_lines:
         _per_token_lines(ax, start)
-    paths = _localize(toy, start, gammas, runs, steps, torch.Generator().manual_seed(seed))
+    paths = _localize(toy, start, gammas, runs, steps, torch.Generator().manual_seed(validate.seed("seed", seed)))
     ends = _region_of(paths[-1], toy, possible)
     _draw_paths(ax, paths, ends, regions)
     drift_only = _localize(toy, start, gammas, 1, steps, None)[:, 0]
