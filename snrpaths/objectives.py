@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
+import weakref
 from typing import Any, ClassVar
 
 import attrs
@@ -490,7 +491,7 @@ def _a_denoiser(name: str, value: Any, model_ok: bool = False) -> Any:
     if model_ok and value == POLICY_MODEL:
         return value
     also = f"{POLICY_MODEL!r} (the model being trained), " if model_ok else ""
-    raise (SNRPathError if isinstance(value, str) else SNRTypeError)(
+    raise (SNRPathError if model_ok and isinstance(value, str) else SNRTypeError)(
         f"{name!r} must be {also}a Denoiser (snrpaths.denoiser) or None (got {value!r})")
 
 
@@ -616,13 +617,12 @@ class PathStates(Objective):
         if every == 1:
             return model
         start = step - step % every
-        key = (id(model), start)
-        if self._copies.get("key") != key:
-            if step != start:
-                raise SNRPathError(f"PathStates: the policy of step {step} is the model at step {start}, which this "
-                                   f"run never held (resumed at step {step}?); make save_every a multiple of refresh")
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
-            self._copies.update(key=key, policy=frozen)
+        if step == start:  # a fresh copy at every refresh, whatever an earlier run of this value left here
+            self._copies.update(model=weakref.ref(model), start=start,
+                                policy=copy.deepcopy(model).eval().requires_grad_(False))
+        elif self._copies.get("start") != start or self._copies["model"]() is not model:
+            raise SNRPathError(f"PathStates: the policy of step {step} is the model at step {start}, which this run "
+                               f"never held (resumed at step {step}?); make save_every a multiple of refresh")
         return self._copies["policy"]
 
 
@@ -783,4 +783,7 @@ def _value(node: ast.expr) -> Any:
         return -node.operand.value
     if isinstance(node, (ast.Tuple, ast.List)):
         return tuple(_value(e) for e in node.elts)
-    return _objective(node)
+    if isinstance(node, (ast.Name, ast.Call)):
+        return _objective(node)
+    raise SNRPathError(f"{ast.unparse(node)!r}: an objective expression holds numbers, strings, tuples, True, False, "
+                       "None and objectives")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from snrpaths import SNRPathError, SNRTypeError
-from snrpaths.objectives import DSL, MDLM
+from snrpaths.objectives import DSL, MDLM, Mixture, PathStates
 from snrpaths.data import fixed_windows
 from snrpaths.train import EMA, TrainConfig, evaluate, param_groups, train
 
@@ -33,7 +33,9 @@ def stop_at(step):
     return callback
 
 
-@pytest.mark.parametrize("objective", [MDLM(), DSL(per_token=True)], ids=["mdlm", "dsl"])
+@pytest.mark.parametrize("objective", [MDLM(), DSL(per_token=True), PathStates("hybrid(2, 2)"),
+                                       Mixture((DSL(), 1), (PathStates("ramp(2, lag=0.5) >> mdm(2)"), 1))],
+                         ids=["mdlm", "dsl", "path-states", "mixture"])
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(make_denoiser, tmp_path, objective):
     straight = run(make_denoiser, tmp_path / "a", objective=objective)
     with pytest.raises(Interrupt):
@@ -180,3 +182,13 @@ def test_a_run_from_weights_at_odd_addresses_resumes_to_the_same_weights(make_de
                     tmp_path / "b", progress=False)
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_an_objective_that_cannot_train_the_model_is_refused_before_anything_runs(make_denoiser, tmp_path):
+    model = make_denoiser(V, L)
+    with pytest.raises(SNRTypeError, match="'objective' must be one of snrpaths.objectives.OBJECTIVES .* \\(got 'dsl'\\)"):
+        train(model, "dsl", STREAM, STREAM, CONFIG, tmp_path / "name", progress=False)
+    with pytest.raises(SNRPathError, match="positions \\[12\\] are out of range for seq_len=12"):
+        train(model, PathStates("on((12,), ar()) | on(slice(0, 12), mdm(2))"), STREAM, STREAM, CONFIG,
+              tmp_path / "path", progress=False)
+    assert not list(tmp_path.iterdir())
