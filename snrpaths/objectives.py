@@ -506,9 +506,11 @@ class PathStates(Objective):
     (:func:`call_states`: random orders in place of orders that need the model), and ``z_i = gamma_i x_{s_i} +
     sqrt(gamma_i) eps_i``; no model is called. The target is ``s``, or with a ``teacher`` its posterior on that state.
 
-    On-policy (``policy`` and ``teacher``): the path runs with ``policy`` on ``B`` rows (no data read), every state
-    the policy was called on is kept, ``B`` of them are drawn uniformly, and the targets are the ``teacher``'s
-    posterior marginals there: distillation along the path, onto the states the policy's own drift reaches.
+    On-policy (``policy`` and ``teacher``): the path runs with ``policy`` on ``rollouts`` rows (default ``B``; no data
+    read), every state the policy was called on is kept, ``B`` of them are drawn uniformly (with replacement only when
+    fewer were visited), and the targets are the ``teacher``'s posterior marginals there: distillation along the
+    path, onto the states the policy's own drift reaches. A rollout costs one policy call per call of the path, so
+    fewer ``rollouts`` than ``B`` (each row then gives several of its states) make a step cheaper.
     ``policy='model'`` rolls out the model being trained, as a frozen copy of its weights taken every ``refresh``
     steps (default 1: its current weights; ``refresh`` must divide the run's ``save_every``, so that a resumed run
     takes the same copy); a Denoiser is a fixed policy.
@@ -526,6 +528,8 @@ class PathStates(Objective):
                                "train(model, PathStates(path, policy='model', teacher=...), ...)")
     refresh: int | None = _field(None, validate.integer, allow_none=True, cli=int,
                                  help="path-states: steps between copies of the on-policy model (default 1)")
+    rollouts: int | None = _field(None, validate.integer, allow_none=True, cli=int,
+                                  help="path-states: rows the policy rolls out per draw (default: the batch's)")
     _copies: dict = attrs.field(factory=dict, init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -535,6 +539,8 @@ class PathStates(Objective):
                                "HMM); on the command line no teacher can be given: train from Python")
         if self.refresh is not None and self.policy != POLICY_MODEL:
             raise SNRPathError(f"'refresh' applies to policy={POLICY_MODEL!r} (got policy={self.policy!r})")
+        if self.rollouts is not None and self.policy is None:
+            raise SNRPathError("'rollouts' applies to on-policy states (give policy=)")
 
     def program(self, seq_len: int) -> Program:
         """The path compiled for ``seq_len``, checked to be one whose states can be drawn."""
@@ -582,14 +588,16 @@ class PathStates(Objective):
     def _on_policy(self, program: Program, batch: int, generator: torch.Generator, policy: Denoiser) -> Corruption:
         recording = _Recording(policy)
         with torch.no_grad():
-            run = sample(program, recording, batch=batch, seed=_seed(generator), trace=True)
+            run = sample(program, recording, batch=self.rollouts or batch, seed=_seed(generator), trace=True)
         steps = run.trace.called.nonzero().flatten().tolist()
         if len(steps) != len(recording.states):  # parallel stages whose selections called the policy twice in a step
             raise SNRPathError(f"PathStates: a step of {program.path!r} called the policy more than once; on-policy "
                                "states need one call per step (rank the parallel stages without the model)")
         visited = recording.states
         moving = torch.cat([changeable(program.steps[k], s.gamma) for k, s in zip(steps, visited)])
-        pick = torch.randperm(len(moving), generator=generator)[:batch].to(moving.device)
+        pool = len(moving)
+        pick = (torch.randperm(pool, generator=generator)[:batch] if pool >= batch else
+                torch.randint(0, pool, (batch,), generator=generator)).to(moving.device)
         picked = [torch.cat([getattr(s, f) for s in visited])[pick] for f in ("gamma", "z", "tokens")]
         device = self.teacher.table.anchors.device
         state = SNRState(*(t.to(device) for t in picked), fixed=torch.zeros_like(picked[0], dtype=torch.bool,

@@ -244,6 +244,13 @@ def test_on_policy_states_are_the_states_the_policy_was_called_on(make_denoiser)
     assert all(bool((visited == row).all(1).any()) for row in c.gamma)
     assert policy.calls == 4 and len(visited) >= 16
     torch.testing.assert_close(c.weight.sum(1), torch.ones(16))
+    # fewer rollouts than rows: each rolled-out row gives several states (with replacement when too few were visited)
+    policy = Counting(hmm)
+    c = PathStates("hybrid(2, 2)", policy=policy, teacher=hmm, rollouts=2).draw(
+        torch.zeros(16, L, dtype=torch.long), torch.Generator().manual_seed(0), D)
+    assert policy.states[0].batch == 2 and len(c.gamma) == 16
+    visited = torch.cat([s.gamma for s in policy.states]).float()
+    assert all(bool((visited == row).all(1).any()) for row in c.gamma)
 
 
 def test_on_policy_with_the_model_refreshes_its_copy_every_n_steps(make_denoiser):
@@ -272,6 +279,10 @@ def test_what_a_teacher_needs_is_checked(make_denoiser):
         PathStates("mdm(4)", policy="model")
     with pytest.raises(SNRPathError, match="'refresh' applies to policy='model'"):
         PathStates("mdm(4)", refresh=2)
+    with pytest.raises(SNRPathError, match="'rollouts' applies to on-policy states"):
+        PathStates("mdm(4)", rollouts=2)
+    with pytest.raises(SNRPathError, match="'rollouts' must be a positive integer"):
+        PathStates("mdm(4)", policy="model", teacher=hmm, rollouts=0)
     with pytest.raises(SNRPathError, match="'policy' must be 'model'"):
         PathStates("mdm(4)", policy="self", teacher=hmm)
     with pytest.raises(SNRTypeError, match="'teacher' must be a Denoiser"):
