@@ -237,4 +237,4 @@ def test_train_takes_an_objective_expression(tmp_path, write_corpus):
     settings = json.loads(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["settings"])
     assert settings["objective"]["name"] == "Mixture"
     assert settings["objective"]["parts"][1] == [{"name": "PathStates", "path": "hybrid(2, 2)", "policy": None,
-                                                  "teacher": None, "refresh": None}, 1.0]
+                                                  "teacher": None, "refresh": None, "rollouts": None}, 1.0]

@@ -198,21 +198,8 @@ def test_a_stage_it_cannot_simulate_is_refused_by_name():
 # -- with a teacher --------------------------------------------------------------------------------------------------
 
 
-def hmm_and_model(make_denoiser, frozen=True, dropout=0.0):
-    """An exact HMM and a tiny DiT reading evidence through the HMM's anchors (frozen, as a teacher needs)."""
-    from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, ExactHMM
-
-    hmm = ExactHMM.random(3, V, L, seed=1, dim=D)
-    model = DSLDenoiser.build(DiTConfig(vocab_size=V, seq_len=L, hidden=32, cond_dim=16, n_blocks=1, n_heads=2,
-                                        dropout=dropout), ConverterConfig(anchor_dim=D, learn_anchors=not frozen),
-                              seed=0)
-    with torch.no_grad():
-        model.converter.anchor_weight.copy_(hmm.table.anchors)
-    return hmm, model
-
-
-def test_a_teacher_s_targets_are_its_posterior_on_the_drawn_state(make_denoiser):
-    hmm, model = hmm_and_model(make_denoiser)
+def test_a_teacher_s_targets_are_its_posterior_on_the_drawn_state(make_taught):
+    hmm, model = make_taught(V, L, D)
     objective = PathStates("hybrid(2, 2)", teacher=hmm)
     objective.check(model, save_every=1)
     tokens = hmm.sample(32, torch.Generator().manual_seed(0))
@@ -232,10 +219,10 @@ def test_a_teacher_s_targets_are_its_posterior_on_the_drawn_state(make_denoiser)
     assert abs(float(noise.var()) - 1) < 0.2
 
 
-def test_on_policy_states_are_the_states_the_policy_was_called_on(make_denoiser):
+def test_on_policy_states_are_the_states_the_policy_was_called_on(make_taught):
     from snrpaths.testing.denoisers import Counting
 
-    hmm, model = hmm_and_model(make_denoiser)
+    hmm, model = make_taught(V, L, D)
     policy = Counting(hmm)  # an exact policy: its visited states are the path's states at its own samples
     objective = PathStates("hybrid(2, 2)", policy=policy, teacher=hmm)
     c = objective.draw(torch.zeros(16, L, dtype=torch.long), torch.Generator().manual_seed(0), D)
@@ -253,8 +240,8 @@ def test_on_policy_states_are_the_states_the_policy_was_called_on(make_denoiser)
     assert all(bool((visited == row).all(1).any()) for row in c.gamma)
 
 
-def test_on_policy_with_the_model_refreshes_its_copy_every_n_steps(make_denoiser):
-    hmm, model = hmm_and_model(make_denoiser)
+def test_on_policy_with_the_model_refreshes_its_copy_every_n_steps(make_taught):
+    hmm, model = make_taught(V, L, D)
     objective = PathStates("hybrid(2, 2)", policy="model", teacher=hmm, refresh=2)
     tokens = torch.zeros(4, L, dtype=torch.long)
     objective.draw(tokens, torch.Generator().manual_seed(0), D, model=model, step=0)
@@ -271,10 +258,10 @@ def test_on_policy_with_the_model_refreshes_its_copy_every_n_steps(make_denoiser
         fresh.draw(tokens, torch.Generator().manual_seed(0), D)
 
 
-def test_what_a_teacher_needs_is_checked(make_denoiser):
+def test_what_a_teacher_needs_is_checked(make_taught):
     from snrpaths.backends import ExactHMM
 
-    hmm, model = hmm_and_model(make_denoiser)
+    hmm, model = make_taught(V, L, D)
     with pytest.raises(SNRPathError, match="with no data sequence to score: give teacher="):
         PathStates("mdm(4)", policy="model")
     with pytest.raises(SNRPathError, match="'refresh' applies to policy='model'"):
@@ -296,7 +283,7 @@ def test_what_a_teacher_needs_is_checked(make_denoiser):
         PathStates("mdm(4)", teacher=other).check(model, 1)
     with pytest.raises(SNRPathError, match="seq_len 7"):
         PathStates("mdm(4)", teacher=ExactHMM.random(3, V, 7, seed=1, dim=D)).check(model, 1)
-    _, learning = hmm_and_model(make_denoiser, frozen=False)
+    _, learning = make_taught(vocab_size=V, seq_len=L, anchor_dim=D, frozen=False)
     with pytest.raises(SNRPathError, match="frozen anchors equal to the teacher's"):
         PathStates("mdm(4)", teacher=hmm).check(learning, 1)
     with pytest.raises(SNRPathError, match=r"'refresh' \(3\) must divide the run's save_every \(4\)"):
@@ -305,9 +292,9 @@ def test_what_a_teacher_needs_is_checked(make_denoiser):
         PathStates("on((6,), ar()) | on(slice(0, 6), mdm(2))").check(model, 1)
 
 
-def test_soft_and_hard_rows_mix_in_one_loss(make_denoiser):
+def test_soft_and_hard_rows_mix_in_one_loss(make_taught):
     """A one-hot target scores exactly what the token's cross-entropy scores."""
-    hmm, model = hmm_and_model(make_denoiser)
+    hmm, model = make_taught(V, L, D)
     hard = PathStates("hybrid(2, 2)").draw(hmm.sample(8, torch.Generator().manual_seed(0)),
                                            torch.Generator().manual_seed(1), D)
     soft = hard.scored_softly(model.converter.anchors, V)
@@ -319,8 +306,8 @@ def test_soft_and_hard_rows_mix_in_one_loss(make_denoiser):
 
 
 @pytest.mark.parametrize("objective", ["teacher-forced", "on-policy"])
-def test_a_few_steps_with_a_teacher_lower_the_loss(make_denoiser, objective):
-    hmm, model = hmm_and_model(make_denoiser)
+def test_a_few_steps_with_a_teacher_lower_the_loss(make_taught, objective):
+    hmm, model = make_taught(V, L, D)
     policy = dict(policy="model") if objective == "on-policy" else {}
     corruption = PathStates("hybrid(3, 3)", teacher=hmm, **policy).draw(
         hmm.sample(32, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1), D, model=model)
@@ -332,38 +319,3 @@ def test_a_few_steps_with_a_teacher_lower_the_loss(make_denoiser, objective):
         optimizer.step()
     after = loss(model, corruption)
     assert math.isfinite(before.item()) and after.item() < before.item() - 1e-3, (before.item(), after.item())
-
-
-@pytest.mark.parametrize("refresh", [1, 2])
-def test_an_on_policy_run_resumes_to_the_same_weights(make_denoiser, tmp_path, refresh):
-    """The trainer's resume check (tests/test_train.py) with the model rolling out its own states: a run killed after
-    step 3 resumes from its step-2 checkpoint, takes its policy copy there, and ends bit for bit where the
-    uninterrupted run ends."""
-    from snrpaths.train import TrainConfig, train
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_3(done, metrics):
-        if done == 3:
-            raise Interrupt
-
-    hmm, _ = hmm_and_model(make_denoiser)
-    stream = hmm.sample_run(3000, torch.Generator().manual_seed(0))
-    config = TrainConfig(steps=6, batch=8, lr=3e-3, warmup=2, eval_every=3, eval_rows=16, save_every=2, seed=3)
-
-    def run(out, **kw):
-        objective = PathStates("hybrid(2, 2)", policy="model", teacher=hmm, refresh=refresh)
-        model = hmm_and_model(make_denoiser, dropout=0.1)[1]
-        return train(model, objective, stream, stream[:600], config, out, progress=False, **kw)
-
-    straight = run(tmp_path / "a")
-    with pytest.raises(Interrupt):
-        run(tmp_path / "b", callback=stop_at_3)
-    resumed = run(tmp_path / "b")
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
-    for key in ("model", "ema"):
-        for name, tensor in a[key].items():
-            assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
-    assert straight.valid_bpc == resumed.valid_bpc

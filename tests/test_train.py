@@ -42,11 +42,36 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(make_denoiser
         run(make_denoiser, tmp_path / "b", objective=objective, callback=stop_at(3))
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = run(make_denoiser, tmp_path / "b", objective=objective)
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    assert straight.valid_bpc == resumed.valid_bpc
+
+
+def assert_same_weights(a, b):
+    """The checkpoints of the run folders ``a`` and ``b`` hold the same weights and EMA weights, bit for bit."""
+    a, b = (torch.load(folder / "checkpoint.pt", weights_only=True) for folder in (a, b))
     for key in ("model", "ema"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
+
+
+@pytest.mark.parametrize("refresh", [1, 2])
+def test_an_on_policy_run_resumes_to_the_same_weights(make_taught, tmp_path, refresh):
+    """The same with the model rolling out its own states (PathStates on-policy, an exact HMM as teacher): the run
+    killed after step 3 resumes from its step-2 checkpoint, takes its policy copy there, and ends where the
+    uninterrupted run ends."""
+    hmm, _ = make_taught(V, L)
+    stream = hmm.sample_run(3000, torch.Generator().manual_seed(0))
+
+    def run_on_policy(out, **kwargs):
+        objective = PathStates("hybrid(2, 2)", policy="model", teacher=hmm, refresh=refresh, rollouts=4)
+        return train(make_taught(V, L, dropout=0.1)[1], objective, stream, stream[:600], CONFIG, out, progress=False,
+                     **kwargs)
+
+    straight = run_on_policy(tmp_path / "a")
+    with pytest.raises(Interrupt):
+        run_on_policy(tmp_path / "b", callback=stop_at(3))
+    resumed = run_on_policy(tmp_path / "b")
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
     assert straight.valid_bpc == resumed.valid_bpc
 
 
