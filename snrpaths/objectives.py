@@ -377,7 +377,11 @@ def call_states(program: Program, batch: int, seed: int) -> CallStates:
     position at SNR ``gamma`` holds ``z = gamma x_s + sqrt(gamma) eps`` (tested against the runner with an oracle
     denoiser). Stages other than :data:`SIMULATED_OPS` are refused, naming the stage.
     """
-    _check_simulable(program)
+    _check_ops(program)
+    for step in program.steps:  # on-policy runs may take any ramp: the runner runs it for real
+        if any(isinstance(op, RampOp) and getattr(op.ramp, "noise", 1.0) != 1.0 for op in step.ops):
+            raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}` from the data: with noise != 1 "
+                               "a ramp's state at a data outcome is not the forward channel gamma x_s + sqrt(gamma) eps")
     batch = validate.integer("batch", batch)
     L = program.seq_len
     calls = tuple(k for k, step in enumerate(program.steps) if step.call)
@@ -418,15 +422,13 @@ def _fixed_order(op: RevealOp) -> bool:
     return op.adaptive is None and not op.order.uses_evidence and not isinstance(op.order, RandomOrder)
 
 
-def _check_simulable(program: Program) -> None:
+def _check_ops(program: Program) -> None:
+    """Refuse a stage whose states (and whose calls' movable positions, :func:`changeable`) are not known here."""
     for step in program.steps:
         for op in step.ops:
             if not isinstance(op, SIMULATED_OPS):
                 raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}` in {program.path!r} (a "
                                    f"{type(op).__name__}): it knows the stages reveal, ramp, remask and switch")
-            if isinstance(op, RampOp) and getattr(op.ramp, "noise", 1.0) != 1.0:
-                raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}`: with noise != 1 a ramp's "
-                                   "state at a data outcome is not the forward channel gamma x_s + sqrt(gamma) eps")
 
 
 def _route(program: Program) -> Program:
@@ -545,7 +547,7 @@ class PathStates(Objective):
     def program(self, seq_len: int) -> Program:
         """The path compiled for ``seq_len``, checked to be one whose states can be drawn."""
         program = compile_path(self.path, seq_len)
-        _check_simulable(program)
+        _check_ops(program)
         return program
 
     def finite_snr(self, seq_len: int) -> bool:

@@ -188,6 +188,23 @@ class UnknownOp:
     positions: tuple
 
 
+def test_a_ramp_whose_noise_is_not_the_channel_s_is_refused_teacher_forced():
+    """A ramp with a scaled noise term (the guarded drift's ``noise``) leaves an oracle's evidence off the forward
+    channel: its data-outcome states are refused (on-policy runs take it, the runner running it for real)."""
+    from snrpaths.compile import RampOp
+    from snrpaths.path import Ramp
+
+    @attrs.frozen(repr=False)
+    class QuietRamp(Ramp):
+        noise: float = 0.5
+
+    program = parse_path("mdm(2)").compile(L)
+    quiet = attrs.evolve(program, steps=(Step(True, (RampOp(tuple(range(L)), QuietRamp(steps=2), 1),), "quiet"),)
+                         + program.steps)
+    with pytest.raises(SNRPathError, match="`quiet` from the data: with noise != 1"):
+        call_states(quiet, 4, seed=0)
+
+
 def test_a_stage_it_cannot_simulate_is_refused_by_name():
     program = parse_path("mdm(2)").compile(L)
     odd = attrs.evolve(program, steps=program.steps + (Step(True, (UnknownOp((0,)),), "warp(3)"),))
