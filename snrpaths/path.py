@@ -397,7 +397,10 @@ class Path:
         q(. | z)`` drawn per position (``form="sample"``), where ``q`` is the denoiser's posterior guarded as a
         reveal's is: ``q = softmax(logits / temperature)`` (``temperature=0``: argmax), kept to its ``top_k`` most
         likely tokens, then to the nucleus of mass ``top_p``, renormalised after each cut. ``noise`` scales the
-        Brownian term: 1 is the stochastic-localization SDE, 0 the deterministic (probability-flow-like) drift.
+        Brownian term: 1 is the stochastic-localization SDE, 0 the deterministic (probability-flow-like) drift. The
+        drift is not rescaled to compensate, so every guard biases the law of an exact denoiser (``noise=0``, 16
+        steps, exact posterior of a 3 x 3 Markov chain: total variation 0.75 to P, against 0.024 at ``noise=1``):
+        they are knobs for learned models, to be chosen on validation seeds.
         ``solver="heun"`` takes a predictor-corrector step, two calls (``program.nfe`` counts both):
 
             z~      = z_k + dgamma * m(z_k) + noise * sqrt(dgamma) * eps               (call 1, at z_k)

@@ -120,7 +120,9 @@ def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | 
     # one row while it fits under the panels (up to cols + 2 entries), else rows of three
     legend_cols = len(handles) if len(handles) <= cols + 2 else 3
     legend_rows = math.ceil(len(handles) / legend_cols)
-    fig = new_figure(width, sum(2.45 + 0.16 * k for k in lines) + 0.35 + 0.2 * legend_rows
+    # a second legend row needs far more than its text height: constrained layout gives up (overlapping the axis
+    # labels) below about 0.6 in more (measured with the overlap check of tests/test_plot.py)
+    fig = new_figure(width, sum(2.45 + 0.16 * k for k in lines) + 0.55 + 0.6 * (legend_rows - 1)
                      + 0.17 * (heading.count("\n") + 1))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
     for ax, name, (_, segments) in zip(axes, names, panels):
