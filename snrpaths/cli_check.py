@@ -11,7 +11,7 @@ the corpus's training split (add-0.5), with a verdict at two standard errors of 
 (:func:`snrpaths.diagnostics.evidence_curve`).
 
 With ``--trajectory PATH``: the HMM judge of the HMM study (``ExactHMM.random(K, V, L, seed, successors=4,
-emissions=4, stationary=True)``), and the denoiser ``Interpolated(hmm, model, weight, mode)``, where the model is
+emissions=4, stationary=True)``, fewer successors or emissions when K or V is below 4), and the denoiser ``Interpolated(hmm, model, weight, mode)``, where the model is
 ``--checkpoint`` (one trained on that HMM, its anchors the HMM's) or, without one, the context-free rule of the HMM's
 token law (an HMM of one state): per call of the path, the KL from the exact posterior on the states the run visits
 (:func:`snrpaths.diagnostics.trajectory`).
@@ -105,8 +105,8 @@ def _run_trajectory(args) -> int:
     from .cli_model import parse_path_arg
 
     path = parse_path_arg(args.trajectory, "--trajectory")
-    hmm = ExactHMM.random(args.hmm_states, args.hmm_vocab, args.hmm_length, seed=args.hmm_seed, successors=4,
-                          emissions=4, stationary=True)
+    hmm = ExactHMM.random(args.hmm_states, args.hmm_vocab, args.hmm_length, seed=args.hmm_seed,
+                          successors=min(4, args.hmm_states), emissions=min(4, args.hmm_vocab), stationary=True)
     if args.checkpoint is None:  # every position's law is the token law pi B (pi is stationary)
         model, name = ExactHMM([1.0], [[1.0]], (hmm.initial @ hmm.emission)[None], hmm.seq_len, hmm.table), \
             "the context-free rule"
