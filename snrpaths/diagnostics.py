@@ -40,7 +40,7 @@ import torch
 
 from . import validate
 from .channel import posterior_logits
-from .compile import Program, RampOp, RevealOp, Step
+from .compile import Program, RampOp, RevealOp
 from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
 from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError, one_of
 from .geometry import TokenTable
@@ -411,7 +411,10 @@ def trajectory(
         batch, seed: as :func:`snrpaths.sample`; ``batch >= 2`` for standard errors.
         seq_len: the length to run at, which must be the denoiser's (default).
         prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free (as :func:`snrpaths.sample`).
-    Every argument is checked before the first call. A path one of whose steps calls the denoiser twice (a parallel
+        progress: a tqdm bar over the steps.
+    Every argument is checked before the first call. The run keeps its trace (which steps called: the only record
+    that ties a call to its step), ``[S + 1, B, L]`` per field, so memory grows as steps x batch x L; the scores
+    themselves are a few numbers per row and call. A path one of whose steps calls the denoiser twice (a parallel
     composition whose parts need logits for different rows, e.g. a confidence-ordered reveal beside a ramp once
     some rows have nothing left to reveal) cannot be attributed call by call, and raises after its run.
     """
@@ -429,28 +432,58 @@ def trajectory(
         raise SNRTypeError(f"'path' must be a Path or a Program (got {_describe(path)})")
     batch = validate.integer("batch", batch)
     seed = validate.seed("seed", seed)
-    scoring = _Scoring(denoiser, reference)
+    acted, which = _acted_positions(program)
+    scoring = _Scoring(denoiser, reference, acted)
     result = sample(program, scoring, batch=batch, seed=seed, prompt=prompt, trace=True, progress=progress)
     steps = result.trace.called.nonzero().flatten().tolist()
     if len(steps) != len(scoring.calls):
         raise SNRPathError(f"{program.path!r} made {len(scoring.calls)} calls at {len(steps)} steps: some step called "
                            "the denoiser twice (parallel parts needing logits for different rows), so its calls "
                            "cannot be told apart; score the parts as separate paths")
-    rows = tuple(_trajectory_row(c + 1, k, program.steps[k], call) for c, (k, call) in
-                 enumerate(zip(steps, scoring.calls)))
+    rows = tuple(_trajectory_row(c + 1, k, program.steps[k].stage, which[k], sums)
+                 for c, (k, sums) in enumerate(zip(steps, scoring.calls)))
     return Trajectory(repr(program.path), batch, seed, rows, result)
 
 
-class _Scoring:
-    """``denoiser`` as the runner sees it (its logits unchanged), recording at each call, for the rows called,
-    ``(KL [n, L] bits, not clean [n, L], gamma [n, L])`` on the CPU against ``reference``'s logits of the same
-    state."""
+def _acted_positions(program: Program) -> tuple[torch.Tensor, dict[int, int]]:
+    """``[J, L]`` bool, the distinct position sets that the calling steps' reveal and ramp ops (the ops that read a
+    call's logits) act on, and for each calling step the index of its set. Usually ``J = 1``: every position."""
+    sets: dict[tuple[int, ...], int] = {}
+    which = {}
+    for k, step in enumerate(program.steps):
+        if step.call:
+            acted = sorted({i for op in step.ops if isinstance(op, (RevealOp, RampOp)) for i in op.positions})
+            which[k] = sets.setdefault(tuple(acted), len(sets))
+    masks = torch.zeros(max(1, len(sets)), program.seq_len, dtype=torch.bool)
+    for positions, j in sets.items():
+        masks[j, list(positions)] = True
+    return masks, which
 
-    def __init__(self, denoiser, reference):
+
+@attrs.frozen(eq=False)
+class _CallSums:
+    """One call's numbers per called row ``n`` and position set ``J`` (``[n, J]`` float64 each), over the positions
+    of the set that are not clean: their count, the sum of their finite KLs (bits), how many have an infinite KL,
+    and the sum of their SNRs. Sums, not ``[n, L]`` maps: a long path at ``L = 1024`` keeps megabytes, not
+    gigabytes."""
+
+    count: torch.Tensor
+    kl: torch.Tensor
+    infinite: torch.Tensor
+    gamma: torch.Tensor
+
+
+class _Scoring:
+    """``denoiser`` as the runner sees it (its logits unchanged), recording at each call, for the rows called, the
+    :class:`_CallSums` of the KL from ``reference``'s logits of the same state over each of the position sets
+    ``acted`` ``[J, L]``."""
+
+    def __init__(self, denoiser, reference, acted: torch.Tensor):
         self.denoiser, self.reference = denoiser, reference
         self.vocab_size, self.seq_len, self.table = denoiser.vocab_size, denoiser.seq_len, denoiser.table
         self.reads_finite_snr = reads_finite_snr(denoiser)
-        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.sets = acted.T.double()  # [L, J]
+        self.calls: list[_CallSums] = []
 
     def logits(self, state: SNRState) -> torch.Tensor:
         logits = self.denoiser.logits(state)
@@ -459,20 +492,20 @@ class _Scoring:
             # otherwise the runner's own check names the problem
             model = logits.detach().double().cpu().log_softmax(-1)
             ref = _log_probs(self.reference, on_device(state, self.reference.table.anchors.device))
-            self.calls.append((kl_bits(ref, model), ~state.clean.cpu(), state.gamma.double().cpu()))
+            kl = kl_bits(ref, model)  # [n, L]
+            free = ~state.clean.cpu()
+            infinite = free & torch.isinf(kl)
+            self.calls.append(_CallSums(  # sums over each set by one product; inf * 0 would be NaN, so apart
+                count=free.double() @ self.sets, kl=torch.where(free & ~infinite, kl, 0.0) @ self.sets,
+                infinite=infinite.double() @ self.sets,
+                gamma=torch.where(free, state.gamma.double().cpu(), 0.0) @ self.sets))
         return logits
 
 
-def _trajectory_row(call: int, k: int, step: Step, recorded) -> TrajectoryRow:
-    kl, free, gamma = recorded
-    acted = torch.zeros(kl.shape[1], dtype=torch.bool)
-    for op in step.ops:
-        if isinstance(op, (RevealOp, RampOp)):  # the ops that read this call's logits
-            acted[list(op.positions)] = True
-    counted = free & acted  # [n, L]
-    per_row = counted.sum(1)
-    scored = per_row > 0
-    row_kl = torch.where(counted, kl, 0.0).sum(1)[scored] / per_row[scored]
-    kl_estimate = Estimate.of(row_kl) if row_kl.numel() else Estimate(math.nan, math.nan)
-    mean_gamma = float(gamma[counted].mean()) if bool(counted.any()) else math.nan
-    return TrajectoryRow(call, k, step.stage, kl_estimate, int(kl.shape[0]), int(per_row.sum()), mean_gamma)
+def _trajectory_row(call: int, k: int, stage: str, j: int, sums: _CallSums) -> TrajectoryRow:
+    count, scored = sums.count[:, j], sums.count[:, j] > 0
+    row_kl = torch.where(sums.infinite[:, j] > 0, math.inf, sums.kl[:, j] / count.clamp_min(1))[scored]
+    kl = Estimate.of(row_kl) if row_kl.numel() else Estimate(math.nan, math.nan)
+    positions = int(count.sum())
+    gamma = float(sums.gamma[:, j].sum()) / positions if positions else math.nan
+    return TrajectoryRow(call, k, stage, kl, int(count.shape[0]), positions, gamma)
