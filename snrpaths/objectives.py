@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import validate
-from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step, compile_path
+from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, Trainable, reads_finite_snr
+from .diagnostics import require_same_channel
 from .errors import SNRPathError, SNRTypeError
 from .geometry import TokenTable
 from .orders import RANDOM, RandomOrder
@@ -343,8 +344,12 @@ def roar_validation(tokens: torch.Tensor, generator: torch.Generator, anchor_dim
 
 # -- the states of a path -------------------------------------------------------------------------------------------
 
-#: The ops whose states PathStates can draw: the stages reveal, ramp, remask and switch, and their compositions.
-SIMULATED_OPS = (RevealOp, RampOp, RemaskOp, MaskOp)
+#: The ops whose states PathStates can draw: the stages reveal, ramp (Heun's corrector included), renoise, remask and
+#: switch, and their compositions. With the data as the outcome a ramp's drift target is ``x_s`` whatever its guards,
+#: so Heun's correction is 0, and renoise is the exact forward channel: both keep ``z`` the channel's.
+SIMULATED_OPS = (RevealOp, RampOp, RampCorrectOp, RenoiseOp, RemaskOp, MaskOp)
+#: The ops that read a call's logits: the positions they can move are the call's (:func:`changeable`).
+_MOVED_BY_A_CALL = (RevealOp, RampOp, RampCorrectOp)
 #: Position-steps (``(steps + 1) x rows x L``) of one route run's trace: larger batches run in chunks of rows.
 _TRACE_ENTRIES = 2**22
 
@@ -379,7 +384,7 @@ def call_states(program: Program, batch: int, seed: int) -> CallStates:
     """
     _check_ops(program)
     for step in program.steps:  # on-policy runs may take any ramp: the runner runs it for real
-        if any(isinstance(op, RampOp) and getattr(op.ramp, "noise", 1.0) != 1.0 for op in step.ops):
+        if any(isinstance(op, RampOp) and op.ramp.noise != 1.0 for op in step.ops):
             raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}` from the data: with noise != 1 "
                                "a ramp's state at a data outcome is not the forward channel gamma x_s + sqrt(gamma) eps")
     batch = validate.integer("batch", batch)
@@ -403,7 +408,7 @@ def changeable(step: Step, gamma: torch.Tensor) -> torch.Tensor:
     unrevealed = ~torch.isinf(gamma)
     out = torch.zeros_like(unrevealed)
     for op in step.ops:
-        if not isinstance(op, (RampOp, RevealOp)):
+        if not isinstance(op, _MOVED_BY_A_CALL):
             continue
         own = torch.zeros(B, L, dtype=torch.bool, device=gamma.device)
         own[:, list(op.positions)] = True
@@ -428,7 +433,8 @@ def _check_ops(program: Program) -> None:
         for op in step.ops:
             if not isinstance(op, SIMULATED_OPS):
                 raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}` in {program.path!r} (a "
-                                   f"{type(op).__name__}): it knows the stages reveal, ramp, remask and switch")
+                                   f"{type(op).__name__}): it knows the stages reveal, ramp, renoise, remask and "
+                                   "switch")
 
 
 def _route(program: Program) -> Program:
@@ -555,12 +561,12 @@ class PathStates(Objective):
 
     def check(self, model: Trainable, save_every: int) -> None:
         self.program(model.seq_len)
-        anchors = _unwrap(model).converter.anchors
         for role in ("policy", "teacher"):
             other = getattr(self, role)
             if other is not None and other != POLICY_MODEL:
-                _same_space(role, other, model, anchors)
-        if self.teacher is not None and anchors.requires_grad:
+                require_same_channel(f"PathStates {role}", other, "model", model, "the model learns on states of "
+                                     "its evidence (copy the teacher's table into the model's frozen anchors)")
+        if self.teacher is not None and _unwrap(model).converter.anchors.requires_grad:
             raise SNRPathError("PathStates(teacher=...): the teacher's posterior is for its own anchors and the model "
                                "learns its own; build the model with frozen anchors equal to the teacher's "
                                "(ConverterConfig(learn_anchors=False), the teacher's table copied into "
@@ -634,19 +640,6 @@ class PathStates(Objective):
             raise SNRPathError(f"PathStates: the policy of step {step} is the model at step {start}, which this run "
                                f"never held (resumed at step {step}?); make save_every a multiple of refresh")
         return self._copies["policy"]
-
-
-def _same_space(role: str, other: Denoiser, model: Trainable, anchors: torch.Tensor) -> None:
-    """Raise unless ``other`` reads the model's sequences and evidence: same length, vocabulary and anchors."""
-    if (other.seq_len, other.vocab_size) != (model.seq_len, model.vocab_size):
-        raise SNRPathError(f"PathStates {role} {other!r} has seq_len {other.seq_len} and vocabulary "
-                           f"{other.vocab_size}; the model has {model.seq_len} and {model.vocab_size}")
-    mine = anchors.detach().double().cpu()
-    theirs = other.table.anchors.detach().double().cpu()
-    # the model keeps its anchors in float32: a copy of the teacher's float64 table is within a few ulps of it
-    if mine.shape != theirs.shape or not torch.allclose(mine, theirs, rtol=0, atol=1e-5):
-        raise SNRPathError(f"PathStates {role} {other!r} reads evidence through other anchors than the model's; both "
-                           "must use one token table (copy the teacher's table into the model's frozen anchors)")
 
 
 def _seed(generator: torch.Generator) -> int:

@@ -53,6 +53,7 @@ def test_call_states_are_the_runner_s_states_at_the_data_outcome(path, seed):
     the runner's own run of ``program.prefix(step of c)`` with the oracle of the same seed."""
     program = path.compile(4)
     assume(not ranked(program))
+    assume(all(op.ramp.noise == 1.0 for step in program.steps for op in step.ops if hasattr(op, "ramp")))
     oracle = Oracle(S[:4])
     states = call_states(program, 5, seed)
     assert states.steps == tuple(k for k, step in enumerate(program.steps) if step.call)
@@ -61,18 +62,26 @@ def test_call_states_are_the_runner_s_states_at_the_data_outcome(path, seed):
         assert torch.equal(states.changeable[c], changeable(program.steps[k], states.gamma[c]))
 
 
-@pytest.mark.parametrize("form", ["mean", "sample"])
-def test_an_oracle_ramp_holds_forward_channel_evidence(form):
-    """Why the evidence is drawn afresh: along a staggered ramp the oracle run's evidence at SNR gamma is
-    ``gamma x_s + sqrt(gamma) eps`` with standard normal eps. Kolmogorov-Smirnov over the 3,072 noise coordinates of
-    128 rows at mid-ramp (critical value 1.95 / sqrt(n), false rejection 0.1%)."""
-    program = parse_path(f"ramp(4, lag=0.5, form={form!r}) >> mdm(2)").compile(L)
-    state = sample(program.prefix(2), Oracle(), batch=128, seed=1).state
+@pytest.mark.parametrize(("path", "k"), [
+    ("ramp(4, lag=0.5) >> mdm(2)", 2), ("ramp(4, lag=0.5, form='sample') >> mdm(2)", 2),  # several SNRs at once
+    ("ramp(4, solver='heun', temperature=0.5, top_k=2) >> mdm(2)", 3),  # a corrector, then a predictor
+    ("ramp(3) >> renoise(1.0) >> ramp(3, lag=0.5) >> mdm(2)", 5),  # re-noised, then one step up again
+])
+def test_an_oracle_run_holds_forward_channel_evidence(path, k):
+    """Why the evidence is drawn afresh: along a staggered ramp (mean or sampled target, Heun steps, guards, after a
+    renoise) the oracle run's evidence at SNR gamma is ``gamma x_s + sqrt(gamma) eps`` with standard normal eps.
+    Kolmogorov-Smirnov over the noise coordinates of 128 rows (critical value 1.95 / sqrt(n), false rejection 0.1%);
+    and its SNRs are call_states', bit for bit."""
+    program = parse_path(path).compile(L)
+    state = sample(program.prefix(k), Oracle(), batch=128, seed=1).state
     finite = (state.gamma > 0) & torch.isfinite(state.gamma)
-    assert len(state.gamma[finite].unique()) > 2  # several SNRs at once (the later positions still at 0)
+    assert bool(finite.any())
     g = state.gamma[..., None]
     noise = ((state.z - g * TABLE.anchors[S]) / g.sqrt())[finite]
     assert ks_normal(noise, 0.0, 1.0) < 1.95 / math.sqrt(noise.numel())
+    states = call_states(program, 128, seed=1)
+    if k in states.steps:
+        assert torch.equal(states.gamma[states.steps.index(k)], state.gamma)
 
 
 def test_an_mdm_call_has_the_clock_s_fraction_clean():
@@ -188,21 +197,16 @@ class UnknownOp:
     positions: tuple
 
 
-def test_a_ramp_whose_noise_is_not_the_channel_s_is_refused_teacher_forced():
-    """A ramp with a scaled noise term (the guarded drift's ``noise``) leaves an oracle's evidence off the forward
-    channel: its data-outcome states are refused (on-policy runs take it, the runner running it for real)."""
-    from snrpaths.compile import RampOp
-    from snrpaths.path import Ramp
-
-    @attrs.frozen(repr=False)
-    class QuietRamp(Ramp):
-        noise: float = 0.5
-
-    program = parse_path("mdm(2)").compile(L)
-    quiet = attrs.evolve(program, steps=(Step(True, (RampOp(tuple(range(L)), QuietRamp(steps=2), 1),), "quiet"),)
-                         + program.steps)
-    with pytest.raises(SNRPathError, match="`quiet` from the data: with noise != 1"):
-        call_states(quiet, 4, seed=0)
+def test_a_ramp_whose_noise_is_not_the_channel_s_is_refused_teacher_forced(make_taught):
+    """A ramp with a scaled noise term leaves an oracle's evidence off the forward channel: its data-outcome states
+    are refused, naming the stage; on-policy runs take it (the runner runs it for real)."""
+    path = "ramp(2, noise=0.5) >> mdm(2)"
+    with pytest.raises(SNRPathError, match=r"`ramp\(2, noise=0.5\)` from the data: with noise != 1"):
+        draw(parse_path(path))
+    hmm, model = make_taught(V, L, D)
+    c = PathStates(path, policy="model", teacher=hmm).draw(S.expand(4, L), torch.Generator().manual_seed(0), D,
+                                                            model=model)
+    assert c.soft and len(c.gamma) == 4
 
 
 def test_a_stage_it_cannot_simulate_is_refused_by_name():
@@ -296,9 +300,9 @@ def test_what_a_teacher_needs_is_checked(make_taught):
     with pytest.raises(SNRPathError, match="'path' 'mdm\\(4': expected"):
         PathStates("mdm(4")
     other = ExactHMM.random(3, V, L, seed=1, dim=D, table=TokenTable.random(V, D, seed=99))
-    with pytest.raises(SNRPathError, match="other anchors than the model's"):
+    with pytest.raises(SNRPathError, match="the PathStates teacher's anchors differ from the model's"):
         PathStates("mdm(4)", teacher=other).check(model, 1)
-    with pytest.raises(SNRPathError, match="seq_len 7"):
+    with pytest.raises(SNRPathError, match="the PathStates teacher has seq_len = 7; the model has 6"):
         PathStates("mdm(4)", teacher=ExactHMM.random(3, V, 7, seed=1, dim=D)).check(model, 1)
     _, learning = make_taught(vocab_size=V, seq_len=L, anchor_dim=D, frozen=False)
     with pytest.raises(SNRPathError, match="frozen anchors equal to the teacher's"):
