@@ -42,7 +42,8 @@ TRAIN_HELP = {"steps": "optimizer steps in the whole run", "batch": "sequences p
               "eval_rows": "validation windows", "save_every": "steps between checkpoints",
               "seed": "seeds the initialisation and the data stream",
               "converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
-              "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
+              "calibrate": "objectives that reach finite SNRs: start the converter at the context-free Bayes rule of "
+                           "the training text"}
 
 
 def add_commands(commands) -> None:
@@ -123,7 +124,7 @@ def objective_flags() -> dict[str, ObjectiveFlag]:
         name, field = owners[0]
         cli = field.metadata["cli"]
         kind = (type(field.default) if cli is True else cli) or None
-        defaults = [f"{f.default} for {n}" for n, f in owners if f.default is not attrs.NOTHING and f.default is not None]
+        defaults = [f"{f.default} for {n}" for n, f in owners if f.default not in (attrs.NOTHING, None)]
         text = field.metadata["help"] + (f" (default: {', '.join(defaults)})" if defaults else "")
         flags[flag[2:].replace("-", "_")] = ObjectiveFlag(flag, field.name, tuple(n for n, _ in owners), kind, text)
     return flags

@@ -386,7 +386,8 @@ def call_states(program: Program, batch: int, seed: int) -> CallStates:
     for step in program.steps:  # on-policy runs may take any ramp: the runner runs it for real
         if any(isinstance(op, RampOp) and op.ramp.noise != 1.0 for op in step.ops):
             raise SNRPathError(f"PathStates cannot draw the states of `{step.stage}` from the data: with noise != 1 "
-                               "a ramp's state at a data outcome is not the forward channel gamma x_s + sqrt(gamma) eps")
+                               "a ramp's state at a data outcome is not the forward channel's, gamma x_s + "
+                               "sqrt(gamma) eps")
     batch = validate.integer("batch", batch)
     L = program.seq_len
     calls = tuple(k for k, step in enumerate(program.steps) if step.call)
@@ -680,9 +681,10 @@ class Mixture(Objective):
     one-hot targets and their evidence from the model's anchors at draw time (:meth:`Corruption.scored_softly`)."""
 
     name = "mixture"
-    parts: tuple[tuple[Objective, float], ...] = _field(check=_parts, cli=False,
-                                                        help="mixture: (objective, weight) pairs, in an expression only: "
-                                                             "--objective \"Mixture((DSL(), 3), (Covering(), 1))\"")
+    parts: tuple[tuple[Objective, float], ...] = _field(
+        check=_parts, cli=False,
+        help="mixture: (objective, weight) pairs, in an expression only: "
+             "--objective \"Mixture((DSL(), 3), (Covering(), 1))\"")
 
     def __init__(self, *parts: tuple[Objective, float]):
         self.__attrs_init__(parts)

@@ -83,7 +83,8 @@ class TrainConfig:
     # the smallest of 1 / 10 / 50 / 200 / 1000 at the plateau of the evidence curve in 250-step DSL fine-tunes of
     # the first MDLM checkpoint (README, "Reading the evidence")
     converter_lr_mult: float = attrs.field(default=200.0, converter=_RATE)
-    # a DSL run starts with the converter at the context-free Bayes rule of the training stream (Converter.calibrate)
+    # a run whose objective reaches finite SNRs (DSL, Covering, a path with a ramp) starts with the converter at the
+    # context-free Bayes rule of the training stream (Converter.calibrate)
     calibrate: bool = attrs.field(default=True, converter=validate.field(validate.boolean))
 
     def lr_at(self, step: int) -> float:

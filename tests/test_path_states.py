@@ -236,7 +236,8 @@ def test_a_teacher_s_targets_are_its_posterior_on_the_drawn_state(make_taught):
     assert bool((c.target[~moving] == 0).all())
     # the evidence of a drawn state is the forward channel's around the data (noise of unit variance)
     finite = (c.gamma > 0) & torch.isfinite(c.gamma)
-    noise = (c.z.double() - c.gamma.double()[..., None] * hmm.table.anchors[tokens])[finite] / c.gamma[finite, None].sqrt()
+    g = c.gamma.double()[..., None]
+    noise = ((c.z.double() - g * hmm.table.anchors[tokens]) / g.sqrt())[finite]
     assert abs(float(noise.var()) - 1) < 0.2
 
 

@@ -211,7 +211,8 @@ def test_a_run_from_weights_at_odd_addresses_resumes_to_the_same_weights(make_de
 
 def test_an_objective_that_cannot_train_the_model_is_refused_before_anything_runs(make_denoiser, tmp_path):
     model = make_denoiser(V, L)
-    with pytest.raises(SNRTypeError, match="'objective' must be one of snrpaths.objectives.OBJECTIVES .* \\(got 'dsl'\\)"):
+    refused = r"'objective' must be one of snrpaths.objectives.OBJECTIVES .* \(got 'dsl'\)"
+    with pytest.raises(SNRTypeError, match=refused):
         train(model, "dsl", STREAM, STREAM, CONFIG, tmp_path / "name", progress=False)
     with pytest.raises(SNRPathError, match="positions \\[12\\] are out of range for seq_len=12"):
         train(model, PathStates("on((12,), ar()) | on(slice(0, 12), mdm(2))"), STREAM, STREAM, CONFIG,
