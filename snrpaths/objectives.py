@@ -712,15 +712,15 @@ class Mixture(Objective):
                 pieces.append(objective.draw(tokens[index], generator, anchor_dim, model=model, step=step))
                 rows.append(index)
                 start += n
+        pieces = [p.to(tokens.device) for p in pieces]
         soft = [p for p in pieces if p.soft]
         if soft and len(soft) < len(pieces):
             if model is None:
                 raise SNRPathError("a Mixture with a teacher's part gives its other rows one-hot targets and their "
                                    "evidence from the model's anchors: draw(..., model=model)")
-            anchors = _unwrap(model).converter.anchors
+            anchors = _unwrap(model).converter.anchors.to(tokens.device)
             pieces = [p.scored_softly(anchors, soft[0].target.shape[-1]) for p in pieces]
-        back = torch.cat(rows).argsort()
-        return Corruption.cat([p.to(tokens.device) for p in pieces])[back]
+        return Corruption.cat(pieces)[torch.cat(rows).argsort()]
 
     def finite_snr(self, seq_len: int) -> bool:
         return any(objective.finite_snr(seq_len) for objective, _ in self.parts)
