@@ -609,14 +609,14 @@ class PathStates(Objective):
                 torch.randint(0, pool, (batch,), generator=generator)).to(moving.device)
         picked = [torch.cat([getattr(s, f) for s in visited])[pick] for f in ("gamma", "z", "tokens")]
         device = self.teacher.table.anchors.device
-        state = SNRState(*(t.to(device) for t in picked), fixed=torch.zeros_like(picked[0], dtype=torch.bool,
-                                                                                  device=device),
-                         confidence=torch.zeros_like(picked[0], device=device))
+        gamma, z, tokens = (t.to(device) for t in picked)
+        state = SNRState(gamma, z, tokens, torch.zeros_like(tokens, dtype=torch.bool), torch.zeros_like(gamma))
         return self._taught(state, moving[pick].to(device))
 
     def _taught(self, state: SNRState, moving: torch.Tensor) -> Corruption:
         """The corruption of ``state`` with the teacher's posterior marginals as targets on the ``moving`` positions."""
-        target = torch.softmax(self.teacher.logits(state).double(), -1)
+        with torch.no_grad():
+            target = torch.softmax(self.teacher.logits(state).double(), -1)
         target = torch.where(moving[..., None], target, 0.0).float()  # 0 elsewhere, whatever the teacher gave there
         tokens = torch.where(state.clean, state.tokens, 0)  # read by the model only where clean
         weight = moving / moving.sum(1, keepdim=True).clamp_min(1)
