@@ -99,18 +99,20 @@ def wild_number(rng: random.Random) -> Any:
 
 
 def ramp_case(rng: random.Random) -> dict:
-    """A ramp or a hybrid with wild SNR fields."""
+    """A ramp (maybe renoised and ramped again) or a hybrid with wild SNR fields."""
     fields = ("gamma_max",) if rng.random() < 0.3 else ("gamma_max", "kappa", "gamma_min")
     kw = {k: wild_number(rng) for k in fields if rng.random() < 0.8}
     return {"hybrid": len(fields) == 1, "steps": rng.randint(1, 3), "schedule": rng.choice(["logit", "loglinear",
                                                                                            "linear"]),
-            "lag": rng.choice([0.0, 0.5, 1.0]), **kw}
+            "lag": rng.choice([0.0, 0.5, 1.0]), "renoise": wild_number(rng) if rng.random() < 0.3 else None, **kw}
 
 
 VALID = ("ar()", "roar()", "mdm(3)", "mdm(3, remask='cap', eta=0.01)", "hybrid(2, 2)", "hybrid(1, 2, gamma_max=400.0)",
          "ramp(2, gamma_max=8.0, kappa=4.0, gamma_min=0.01) >> switch('commit')", "reveal(count=1, order='entropy')",
          "on(slice(0, 2), ar()) | on((2,), roar())", "remask('rescale') & reveal(2, schedule='linear')",
-         "ramp(2, lag=0.5, schedule='loglinear') >> mdm(2)", "blocks(2, mdm(2))", "ar() >> remask(positions=[0]) >> ar()")
+         "ramp(2, lag=0.5, schedule='loglinear') >> mdm(2)", "blocks(2, mdm(2))",
+         "ar() >> remask(positions=[0]) >> ar()",
+         "ramp(2, noise=0.5, solver='heun', top_k=2) >> renoise(2.0) >> ramp(2) >> switch('commit')")
 NUMBERS = ("0", "-1", "1e38", "3.5e38", "1e308", "1e-320", "2e19", "18446744073709551616", "99999999999999999999",
            "nan", "inf", "1e30", "0.0", "40.0", "2", "True", "None", "'x'")
 
@@ -141,7 +143,7 @@ def value_case(rng: random.Random, depth: int = 0) -> tuple:
     """A path value as nested constructor calls (built by :func:`build`): groups of 0..3 parts, nested groups,
     positions and fields out of range."""
     leaves = [("alias", "ar()"), ("alias", "roar()"), ("alias", f"mdm({rng.randint(1, 3)})"),
-              ("alias", "switch('commit')"), ("remask", (rng.randint(-1, 3),)),
+              ("alias", "switch('commit')"), ("alias", "renoise(2.0)"), ("remask", (rng.randint(-1, 3),)),
               ("ramp", rng.randint(0, 2), wild_number(rng) if rng.random() < 0.3 else 4.0)]
     if depth >= 2 or rng.random() < 0.4:
         return rng.choice(leaves)
@@ -265,7 +267,10 @@ def probe_ramp(case: dict) -> None:
     if case["hybrid"]:
         path = Path.hybrid(case["steps"], 2, schedule=case["schedule"], lag=case["lag"], **snr)
     else:
-        path = Path.ramp(case["steps"], schedule=case["schedule"], lag=case["lag"], **snr) >> Path.switch("commit")
+        path = Path.ramp(case["steps"], schedule=case["schedule"], lag=case["lag"], **snr)
+        if case["renoise"] is not None:  # down to an SNR, then up again
+            path = path >> Path.renoise(case["renoise"]) >> Path.ramp(case["steps"], **snr)
+        path = path >> Path.switch("commit")
     round_trips(path)
     sampled(path)
 
