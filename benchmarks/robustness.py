@@ -587,15 +587,26 @@ class Kills:
         self.runs = 0
 
     def probe(self, case: dict) -> None:
+        """Kill at call ``k``, halving ``k`` until the run dies before it ends (so every case is a kill), then rerun
+        the same command to the end and compare."""
         self.runs += 1
-        out = self.root / f"killed{self.runs}"
+        out, k = self.root / f"killed{self.runs}", case["k"]
+        while True:
+            if case["what"] == "train":
+                killed = forked(lambda: self.main(train_args(self.corpus, out)), k)
+            else:
+                killed = forked(lambda: _tune(out, k), None)
+            if killed == -signal.SIGKILL or k == 1:
+                break
+            shutil.rmtree(out, ignore_errors=True)
+            out.with_suffix(".db").unlink(missing_ok=True)
+            k //= 2
+        check(killed == -signal.SIGKILL, f"{case} ran to the end at call 1", OTHER)
         if case["what"] == "train":
-            killed = forked(lambda: self.main(train_args(self.corpus, out)), case["k"])
             status = forked(lambda: self.main(train_args(self.corpus, out)), None)
         else:
-            killed = forked(lambda: _tune(out, case["k"]), None)
             status = forked(lambda: _tune(out, None), None)
-        check(status == 0, f"the rerun after a kill at {case} (status {killed}) failed with status {status}", LOST)
+        check(status == 0, f"the rerun after a kill at {case} failed with status {status}", LOST)
         if case["what"] == "train":
             state = torch.load(out / "checkpoint.pt", weights_only=True)
             check(all(torch.equal(v, self.straight["model"][k]) for k, v in state["model"].items()),
