@@ -21,7 +21,7 @@ from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Explicit, Order, RevealRule
-from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, provide, resolve_positions
 
 Positions = tuple[int, ...]
 
@@ -183,6 +183,9 @@ def compile_path(path: Path, seq_len: int) -> Program:
     seq_len = validate.integer("seq_len", seq_len)
     limits.check_steps(f"{path!r} for seq_len={seq_len}", seq_len, "positions")
     return _compile_cached(path, seq_len)
+
+
+provide("compile", compile_path)  # Path.compile
 
 
 @functools.lru_cache(maxsize=256)

@@ -21,6 +21,7 @@ these primitives: sugar with a readable ``repr``, never separate code paths.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from typing import Any, Callable, Iterable
@@ -184,6 +185,30 @@ def _constructor(fn: Callable) -> Callable:
     return build
 
 
+# -- conveniences provided by higher layers -------------------------------------------------------------------------
+
+#: ``Path.compile``, ``Path.graph`` and ``Path.plot`` live on the layers above the path language (the compiler, the
+#: graph view, the plots), which this module never imports: each of those modules fills its slot here when it is
+#: imported (:func:`provide`). A slot still empty at call time is filled by importing its provider by name, as pandas
+#: finds its plotting backend, so ``path.plot(...)`` works without ``import snrpaths.plot`` and matplotlib loads only
+#: then.
+PROVIDERS: dict[str, str] = {"compile": "snrpaths.compile", "graph": "snrpaths.graph", "plot": "snrpaths.plot"}
+_PROVIDED: dict[str, Callable[..., Any]] = {}
+
+
+def provide(name: str, fn: Callable[..., Any]) -> None:
+    """Fill the slot ``name`` (one of :data:`PROVIDERS`) of the path conveniences with ``fn`` (its provider calls
+    this once, at import)."""
+    _PROVIDED[validate.choice("name", name, PROVIDERS)] = fn
+
+
+def provided(name: str) -> Callable[..., Any]:
+    """The function behind ``Path.<name>``, importing its provider first if nothing has filled the slot yet."""
+    if name not in _PROVIDED:
+        importlib.import_module(PROVIDERS[name])
+    return _PROVIDED[name]
+
+
 # -- rendering -----------------------------------------------------------------------------------------------------
 
 # Python's operator precedence, which the parser follows: '|' < '&' < '>>' < a call.
@@ -246,23 +271,19 @@ class Path:
         return _operand("&", other, self, reflected=True)
 
     def compile(self, seq_len: int):
-        """The :class:`snrpaths.Program` of this path for sequences of ``seq_len`` (pure, cached)."""
-        from .compile import compile_path
-
-        return compile_path(self, seq_len)
+        """The :class:`snrpaths.Program` of this path for sequences of ``seq_len`` (pure, cached):
+        :func:`snrpaths.compile.compile_path`."""
+        return provided("compile")(self, seq_len)
 
     def graph(self):
-        """A networkx DiGraph of the stages: nodes ``start``, ``end`` and one per stage (attribute ``label``)."""
-        from .graph import path_graph
-
-        return path_graph(self)
+        """A networkx DiGraph of the stages: nodes ``start``, ``end`` and one per stage (attribute ``label``):
+        :func:`snrpaths.graph.path_graph`."""
+        return provided("graph")(self)
 
     def plot(self, denoiser: Any, positions: tuple[int, int] = (0, 1), **kwargs: Any):
         """This path's runs on ``denoiser`` in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
         :func:`snrpaths.plot.gamma_plane` (keywords ``runs``, ``seed``, ``cols``, ``title``)."""
-        from .plot import gamma_plane
-
-        return gamma_plane(self, positions=positions, denoiser=denoiser, **kwargs)
+        return provided("plot")(self, positions=positions, denoiser=denoiser, **kwargs)
 
     # -- primitives --
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .channel import increment, posterior_mean
-from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
+from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, TextCodec, require
 from .draw import categorical, inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
@@ -120,7 +120,7 @@ def sample(
     raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
     require("denoiser", denoiser, Denoiser)
-    program = path.compile(denoiser.seq_len) if isinstance(path, Path) else path
+    program = compile_path(path, denoiser.seq_len) if isinstance(path, Path) else path
     if not isinstance(program, Program):
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
