@@ -20,7 +20,7 @@ import attrs
 from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
-from .orders import RANDOM, Explicit, Order, RevealRule
+from .orders import RANDOM, Order, RevealRule
 from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, provide, resolve_positions
 
 Positions = tuple[int, ...]
@@ -73,6 +73,18 @@ class RevealOp:
         """Whether choosing the positions reads the step's logits (a ranked order or an adaptive rule)."""
         return self.order.uses_evidence or self.adaptive is not None
 
+    @property
+    def flips_coins(self) -> bool:
+        """Whether the step reveals each unrevealed position by its own coin flip (MDLM): a clock step whose order
+        flips coins there (:attr:`snrpaths.orders.Order.flips_coins`), unless ``exact`` asks for the scheduled
+        count."""
+        return self.count is None and self.order.flips_coins and not self.exact
+
+    @property
+    def reopens(self) -> bool:
+        """Whether the step can send a clean position back to [MASK] (its clock's remask policy)."""
+        return self.sigma > 0
+
 
 def _a_ramp(name: str, value: object) -> Ramp:
     if not isinstance(value, Ramp):
@@ -89,6 +101,7 @@ class RampOp:
     positions: Positions
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
     step: int = attrs.field(converter=validate.field(validate.integer))
+    reopens = False  # a ramp raises SNRs only
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
@@ -99,6 +112,7 @@ class RemaskOp:
     """Send the clean free positions among ``positions`` to gamma = 0 (no call)."""
 
     positions: Positions
+    reopens = True
 
 
 @attrs.frozen
@@ -106,6 +120,7 @@ class MaskOp:
     """Send the unrevealed free positions among ``positions`` back to gamma = 0 (no call)."""
 
     positions: Positions
+    reopens = False  # a clean position stays clean
 
 
 Op = Union[RevealOp, RampOp, RemaskOp, MaskOp]
@@ -237,13 +252,7 @@ class _Lowering:
 
     def _reveal(self, path: Reveal, positions: Positions) -> list[Step]:
         label = repr(path)
-        order = path.order
-        if isinstance(order, Explicit):
-            if len(order.positions) != len(positions):
-                raise SNRPathError(f"{label}: the explicit order has {len(order.positions)} entries but the stage "
-                                   f"covers {len(positions)} positions")
-            order = Explicit(tuple(positions[k] for k in order.positions))
-        op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
+        op = functools.partial(RevealOp, positions, path.order.fit(positions, label), temperature=path.temperature, top_p=path.top_p,
                                exact=path.exact, adaptive=path.adaptive)
         if path.count is not None:
             left = sum(self.open[p] for p in positions)
@@ -278,14 +287,17 @@ class _Lowering:
         return [Step(True, (RampOp(positions, path, k),), repr(path)) for k in range(1, path.steps + 1)]
 
     def _switch(self, path: Switch, positions: Positions) -> list[Step]:
-        if path.mode == "keep":
-            return []
-        self._plan(repr(path), 1)
-        if path.mode == "mask":
-            return [Step(False, (MaskOp(positions),), repr(path))]
-        self._close(positions)
-        commit = RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
-        return [Step(True, (commit,), repr(path))]
+        """What the mode does (:class:`snrpaths.path.SwitchMode`): drop the finite evidence, or commit it in one
+        call; ``keep`` does neither and lowers to no step."""
+        label, steps = repr(path), []
+        if path.mode.drops:
+            self._plan(label, 1)
+            steps.append(Step(False, (MaskOp(positions),), label))
+        if path.mode.commits:
+            self._plan(label, 1)
+            self._close(positions)
+            steps.append(Step(True, (RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0),), label))
+        return steps
 
     def _remask(self, path: Remask, positions: Positions) -> list[Step]:
         label = repr(path)

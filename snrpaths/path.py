@@ -24,17 +24,60 @@ import functools
 import importlib
 import inspect
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import attrs
 
 from . import validate
 from .errors import SNRPathError, SNRTypeError, shown_positions
+from .forms import RAMP_FORMS, RampForm
 from .orders import ORDERS, RANDOM, REVEAL_RULES, Explicit, Order, RevealRule
+from .reprs import TypedRepr
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
-RAMP_FORMS = ("mean", "sample")
-SWITCH_MODES = ("keep", "commit", "mask")
+
+
+@attrs.frozen(repr=False)
+class SwitchMode(TypedRepr):
+    """How ``switch(mode)`` hands finite-SNR positions over to endpoint decoding; ``repr`` prints the name. The
+    compiler reads the two things a mode may do: ``drops`` (every unrevealed position back to gamma = 0, no call)
+    and ``commits`` (one call, then every unrevealed position revealed from its posterior: ``calls`` is 1)."""
+
+    name: ClassVar[str]
+    drops: ClassVar[bool] = False
+    commits: ClassVar[bool] = False
+
+    @property
+    def calls(self) -> int:
+        """Denoiser calls the switch makes."""
+        return int(self.commits)
+
+
+@attrs.frozen(repr=False)
+class Keep(SwitchMode):
+    """Nothing moves: the finite-SNR evidence stays as soft context for the next stage's reveals."""
+
+    name = "keep"
+
+
+@attrs.frozen(repr=False)
+class Commit(SwitchMode):
+    """One call, then every unrevealed position is revealed from its current posterior."""
+
+    name = "commit"
+    commits = True
+
+
+@attrs.frozen(repr=False)
+class Mask(SwitchMode):
+    """Every unrevealed position goes back to gamma = 0: the next stage starts from [MASK]."""
+
+    name = "mask"
+    drops = True
+
+
+#: Switch modes by the name a user types.
+SWITCH_MODES: dict[str, SwitchMode] = {m.name: m for m in (Keep(), Commit(), Mask())}
 
 
 # -- position sets -------------------------------------------------------------------------------------------------
@@ -94,10 +137,7 @@ def _order(name: str, value: Any) -> Order:
         return value
     if isinstance(value, str):
         return ORDERS[validate.choice(name, value, ORDERS)]
-    perm = validate.int_tuple(name, value)
-    if sorted(perm) != list(range(len(perm))):
-        raise SNRPathError(f"an explicit order must be a permutation of 0..n-1 (got {value!r})")
-    return Explicit(perm)
+    return Explicit(value)
 
 
 def _named(registry: dict[str, Any], kind: type, allow_none: bool = False) -> Callable[[str, Any], Any]:
@@ -554,7 +594,7 @@ class Ramp(Path):
     gamma_max: float = attrs.field(default=40.0, converter=_POSITIVE)
     schedule: RampSchedule = attrs.field(default="logit",
                                          converter=validate.field(_named(RAMP_SCHEDULES, RampSchedule)))
-    form: str = attrs.field(default="mean", converter=validate.field(validate.choice, valid=RAMP_FORMS))
+    form: RampForm = attrs.field(default="mean", converter=validate.field(_named(RAMP_FORMS, RampForm)))
     kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
     gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
     lag: float = attrs.field(default=0.0, converter=validate.field(validate.number, low=0.0, high=1.0))
@@ -572,16 +612,16 @@ class Ramp(Path):
         return _render_call("ramp", [
             ("steps", self.steps, inspect.Parameter.empty, True), ("lag", self.lag, 0.0, False),
             ("gamma_max", self.gamma_max, 40.0, False),
-            ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, "mean", False),
+            ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, RAMP_FORMS["mean"], False),
             ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False)])
 
 
 @attrs.frozen(repr=False)
 class Switch(Path):
-    mode: str = attrs.field(default="keep", converter=validate.field(validate.choice, valid=SWITCH_MODES))
+    mode: SwitchMode = attrs.field(default="keep", converter=validate.field(_named(SWITCH_MODES, SwitchMode)))
 
     def __repr__(self) -> str:
-        return _render_call("switch", [("mode", self.mode, "keep", True)])
+        return _render_call("switch", [("mode", self.mode, SWITCH_MODES["keep"], True)])
 
 
 @attrs.frozen(repr=False)

@@ -21,13 +21,13 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from .channel import increment, posterior_mean
+from .channel import increment
 from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, TextCodec, require
-from .draw import categorical, inverse_cdf, probabilities
+from .draw import inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
-from .orders import RandomOrder, entropy
+from .orders import entropy
 from .path import Path
 from .state import UNKNOWN, SNRState
 from .streams import Streams
@@ -172,7 +172,7 @@ class _Run:
         self.program, self.denoiser, self.streams, self.state = program, denoiser, streams, state
         self.stop_token = stop_token
         # the first step after which no step can send a clean position back: from there an all-clean run is over
-        self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(map(_reopens, step.ops))),
+        self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(op.reopens for op in step.ops)),
                                     default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
@@ -355,7 +355,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
             return _Selection(torch.zeros_like(unrevealed), remasked, left)
         logits = run.logits_now(left)
     taken = op.adaptive.select(logits, unrevealed) if op.adaptive is not None else torch.zeros_like(unrevealed)
-    if op.count is None and isinstance(op.order, RandomOrder) and not op.exact:
+    if op.flips_coins:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
         chosen = taken | (unrevealed & (u_reveal < p[:, None]))
@@ -428,14 +428,11 @@ def _select_ramp(run: _Run, op: RampOp) -> _Selection:
 def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     state = run.state
     if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
-        run.streams.skip(1 if op.ramp.form == "mean" else 2)  # the draws a batch with an active row would make
+        run.streams.skip(op.ramp.form.draws + 1)  # the draws a batch with an active row would make (target, eps)
         return state
     level = _ramp_levels(op, sel.chosen).to(state.gamma.dtype)
     dgamma = torch.where(sel.chosen, (level - state.gamma).clamp_min(0), 0.0)
-    if op.ramp.form == "mean":
-        target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
-    else:
-        target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.streams)).to(state.z.dtype)
+    target = op.ramp.form.target(run.logits, run.denoiser.table, run.streams, state.z.dtype)
     # Outside the moving positions the target is 0, not whatever the logits made of it: clean positions may carry
     # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
     target = torch.where(sel.chosen[..., None], target, 0.0)
@@ -468,11 +465,6 @@ def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
         tokens=torch.where(selected, UNKNOWN, state.tokens),
         confidence=torch.where(selected, 0.0, state.confidence),
     )
-
-
-def _reopens(op: object) -> bool:
-    """Whether ``op`` can send a clean position back to [MASK] (an explicit remask, or a clock's remask policy)."""
-    return isinstance(op, RemaskOp) or (isinstance(op, RevealOp) and op.sigma > 0)
 
 
 _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {

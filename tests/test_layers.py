@@ -26,7 +26,7 @@ OUTSIDE = ("snrpaths.backends", "snrpaths.benchmarks")
 LAYERS = (
     ("foundation", ("errors", "reprs", "limits", "validate", "files")),
     ("tensors", ("streams", "draw", "geometry", "channel", "state", "denoiser")),
-    ("policies", ("orders", "schedules")),
+    ("policies", ("orders", "schedules", "forms")),
     ("path language", ("path", "parse", "graph")),
     ("compiler", ("compile",)),
     ("runner", ("runner", "shards")),
