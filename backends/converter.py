@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snrpaths import validate
-from snrpaths.errors import SNRPathError
+from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 
 #: Logit entries per chunk of the mixture (64 MB in float32): bounds memory at any batch size.
 CHUNK_ENTRIES = 2**24
@@ -145,7 +145,7 @@ class Converter(nn.Module):
         if torch.empty(()).is_meta:  # built under torch.device("meta") to receive stored weights: draw nothing
             w = torch.empty(vocab_size, d)
         else:
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator().manual_seed(validate.seed("seed", seed))
             w = torch.randn(vocab_size, d, generator=g, device="cpu")
             w = w / w.norm(dim=1, keepdim=True)
         if config.learn_anchors:
@@ -176,9 +176,11 @@ class Converter(nn.Module):
         """
         m = validate.number("mask_prob", self.config.mask_prob if mask_prob is None else mask_prob, **_MASK_PROB)
         V = self.vocab_size
-        if not isinstance(prior, torch.Tensor) or tuple(prior.shape) != (V,) or not prior.is_floating_point():
-            got = list(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__
-            raise SNRPathError(f"'prior' must be a floating tensor of shape [{V}] (got {got})")
+        if not isinstance(prior, torch.Tensor) or not prior.is_floating_point():
+            got = prior.dtype if isinstance(prior, torch.Tensor) else type(prior).__name__
+            raise SNRTypeError(f"'prior' must be a floating tensor of shape [{V}] (got {got})")
+        if tuple(prior.shape) != (V,):
+            raise ShapeError(f"'prior' must be a floating tensor of shape [{V}] (got {list(prior.shape)})")
         p = prior.double()
         if not bool(torch.isfinite(p).all()) or bool((p <= 0).any()) or abs(float(p.sum()) - 1) > 1e-6:
             raise SNRPathError(f"'prior' must hold positive finite probabilities summing to 1 (sum {float(p.sum())}, "
@@ -385,8 +387,10 @@ class Converter(nn.Module):
 
 def log_beta_from(beta: torch.Tensor, name: str = "beta") -> torch.Tensor:
     """``log beta`` of a converter saved with ``beta`` itself (before the positive parametrisation)."""
-    if not isinstance(beta, torch.Tensor) or beta.numel() != 1 or not beta.is_floating_point():
-        raise SNRPathError(f"{name!r} must be a floating scalar tensor (got {beta!r})")
+    if not isinstance(beta, torch.Tensor) or not beta.is_floating_point():
+        raise SNRTypeError(f"{name!r} must be a floating scalar tensor (got {beta!r})")
+    if beta.numel() != 1:
+        raise ShapeError(f"{name!r} must be a floating scalar tensor (got shape {list(beta.shape)})")
     if not float(beta) > 0 or not math.isfinite(float(beta)):
         raise SNRPathError(f"{name!r} must be positive and finite to be read as beta = exp(log_beta) (got {float(beta)})")
     return beta.reshape(()).log()

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from snrpaths import validate
 from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
@@ -61,6 +62,7 @@ class DSLDenoiser(nn.Module):
     ) -> "DSLDenoiser":
         """A freshly initialised denoiser (MDLM's initialisation for the DiT); ``seed`` fixes every weight without
         touching torch's global RNG."""
+        seed = validate.seed("seed", seed)
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)  # the CPU generator only: fork_rng restores just that one
             dit = DiT(backbone)

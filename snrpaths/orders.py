@@ -92,14 +92,6 @@ class Ranked(Order):
         return self.positions
 
 
-def _permutation(name: str, value: object) -> tuple[int, ...]:
-    out = validate.int_tuple(name, value)
-    if sorted(out) != list(range(len(out))):
-        raise SNRPathError(f"an explicit order must be a permutation of 0..n-1, each of the stage's n positions once "
-                           f"(got {value!r})")
-    return out
-
-
 @attrs.frozen(repr=False)
 class Explicit(Ranked):
     """A fixed permutation of the stage's ``n`` positions, written as the tuple a user types: ``(2, 0, 1)`` reveals
@@ -107,7 +99,7 @@ class Explicit(Ranked):
     stage has ``n`` positions (:meth:`fit`)."""
 
     name = "explicit"
-    positions: tuple[int, ...] = attrs.field(converter=validate.field(_permutation))
+    positions: tuple[int, ...] = attrs.field(converter=validate.field(validate.permutation))
 
     def fit(self, positions: tuple[int, ...], where: str) -> Order:
         if len(self.positions) != len(positions):

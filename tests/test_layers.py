@@ -155,3 +155,18 @@ def test_the_checks_fail_on_a_circle_and_an_upward_import():
     assert graph.has_edge("snrpaths.nll.integral", "snrpaths.nll._common")
     assert graph.has_edge("snrpaths.cli_nll", "snrpaths.nll")
     assert not graph.has_edge("snrpaths.nll.integral", "snrpaths.nll")
+
+
+def test_the_runner_asks_values_and_never_tests_their_type_or_name():
+    """Behaviour lives with the op, order, policy or form that has it (ARCHITECTURE.md): the runner calls their
+    methods and reads what they declare; it never compares a name (``form == "mean"``) and never tests the type of an
+    order, a policy, a form, a mode or a path value (``isinstance(op.order, RandomOrder)``)."""
+    tree = ast.parse((PACKAGE / "runner.py").read_text())
+    values = {name for module in ("orders", "schedules", "forms", "path")
+              for name, value in vars(__import__(f"snrpaths.{module}", fromlist=["_"])).items() if isinstance(value, type)}
+    strings = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Compare)
+               and any(isinstance(c, ast.Constant) and isinstance(c.value, str) for c in [node.left, *node.comparators])]
+    typed = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") ==
+             "isinstance" and {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)} & (values - {"Path"})]
+    assert not strings, f"runner.py compares names at lines {strings}"
+    assert not typed, f"runner.py tests the type of a value at lines {typed}"
