@@ -121,7 +121,7 @@ def test_core_modules_never_import_a_backend(path):
 
 
 def test_the_walk_sees_imports_inside_functions():
-    """``cli.py`` imports the toy inside functions, ``testing/strategies.py`` too: both are found."""
+    """``cli_toys.py`` imports the toy inside functions, ``testing/strategies.py`` too: both are found."""
     assert _backend_imports(PACKAGE / "cli_toys.py") and all(not top for _, top in _backend_imports(PACKAGE / "cli_toys.py"))
     assert all(not top for _, top in _backend_imports(PACKAGE / "testing" / "strategies.py"))
     # and into the import graph: tuning reaches the plots only inside functions
