@@ -30,11 +30,13 @@ class Order(TypedRepr):
 
     ``flips_coins``: on a masked-diffusion clock the order reveals each unrevealed position by its own coin flip with
     MDLM's probability, instead of the best ``n`` by ``score`` (what a uniformly random order means there).
+    ``fixed``: its ranking reads neither the logits nor the draws ``u``, so it is known before the run.
     """
 
     name: ClassVar[str]
     uses_evidence: ClassVar[bool] = False
     flips_coins: ClassVar[bool] = False
+    fixed: ClassVar[bool] = False
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -61,6 +63,7 @@ class LeftToRight(Order):
     """``-i``: the leftmost unrevealed position first."""
 
     name = "left-to-right"
+    fixed = True
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         B, L = u.shape
@@ -80,6 +83,7 @@ class Ranked(Order):
     positions outside it last. What an :class:`Explicit` order becomes on the stage it runs on (:meth:`Order.fit`)."""
 
     name = "ranked"
+    fixed = True
     positions: tuple[int, ...] = attrs.field(converter=validate.field(_distinct))
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
