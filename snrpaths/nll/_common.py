@@ -103,8 +103,7 @@ def check_progress(progress: object) -> None:
 
 def generator(seed: object) -> torch.Generator:
     """The CPU generator every random choice of an estimator comes from (so results do not depend on device)."""
-    seed = validate.integer("seed", seed, -(2**63), high=2**64 - 1, phrase="an integer in [-2**63, 2**64 - 1]")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(validate.seed("seed", seed))
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------
