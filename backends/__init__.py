@@ -4,6 +4,8 @@ The core never imports this package; backends depend on the core's protocol only
 
 * :class:`ExactToy`: exact Bayes denoisers of enumerable joints, the ground truth of the property tests.
 * :class:`ExactHMM`: the exact Bayes denoiser of a hidden Markov model, exact at any length (DESIGN 4c).
+* :class:`Interpolated`: an exact denoiser and a model combined per position at a weight (geometric or mixture):
+  model quality as a dial (DESIGN 4d).
 * :class:`MaskedLM`: any masked language model (Hugging Face masked LMs, LLaDA / Dream-style models) on endpoint
   states; ``MaskedLM.from_pretrained(folder)`` needs the optional extra ``hf`` (``transformers``), imported then.
 * :class:`DSLDenoiser`: the DSL converter in front of an MDLM-layout :class:`DiT`; :func:`load` reads MDLM
@@ -16,6 +18,7 @@ from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
 from .hf import MaskedLM
 from .hmm import ExactHMM
+from .interpolated import Interpolated
 from .text import load_with_tokenizer
 from .toy import ExactToy
 
@@ -27,6 +30,7 @@ __all__ = [
     "DiTConfig",
     "ExactHMM",
     "ExactToy",
+    "Interpolated",
     "MaskedLM",
     "known_names",
     "load",

@@ -66,15 +66,42 @@ def posterior_mean(probs: torch.Tensor, table: TokenTable) -> torch.Tensor:
 
 
 def increment(z: torch.Tensor, dgamma: torch.Tensor, target: torch.Tensor,
-              generator: torch.Generator | Streams) -> torch.Tensor:
-    """One stochastic-localization step ``z + dgamma * target + sqrt(dgamma) * eps`` (no validation).
+              generator: torch.Generator | Streams, noise: float = 1.0) -> torch.Tensor:
+    """One stochastic-localization step ``z + dgamma * target + noise * sqrt(dgamma) * eps`` (no validation).
 
     ``z``, ``target``: ``[B, L, d]``; ``dgamma``: ``[B, L]`` finite and ``>= 0`` (0 leaves z exactly unchanged).
-    ``eps`` comes from ``generator``, a ``torch.Generator`` or per-row :class:`~snrpaths.streams.Streams`.
+    ``eps`` comes from ``generator``, a ``torch.Generator`` or per-row :class:`~snrpaths.streams.Streams`; it is
+    drawn whatever ``noise`` is (``noise = 0``, a deterministic step, still advances the generator by one draw),
+    so runs that differ only in ``noise`` share every later random number.
     """
     eps = normal(generator, z.shape, dtype=z.dtype, device=z.device)
     dgamma = dgamma.to(z.dtype).unsqueeze(-1)
-    return z + dgamma * target + dgamma.sqrt() * eps
+    return z + dgamma * target + noise * dgamma.sqrt() * eps
+
+
+def renoise(z: torch.Tensor, gamma: torch.Tensor, gamma_next: torch.Tensor,
+            generator: torch.Generator | Streams) -> torch.Tensor:
+    """Lower evidence from SNR ``gamma`` to ``gamma_next < gamma`` by the exact forward channel (no validation):
+
+        z' = (gamma' / gamma) z + sqrt(gamma' (gamma - gamma') / gamma) eps,    eps ~ N(0, I_d).
+
+    Given the token ``s``, ``z ~ N(gamma x_s, gamma I)`` goes to ``z' ~ N(gamma' x_s, gamma' I)`` (mean
+    ``(gamma'/gamma) gamma x_s``, variance ``gamma'^2 / gamma + gamma' - gamma'^2 / gamma``); and ``z'`` given ``z`` is
+    the law of the localization process at ``gamma'`` given its value at ``gamma`` (a Brownian bridge from 0), so
+    ``(s, z')`` has exactly the joint law of the channel at ``gamma'`` whenever ``(s, z)`` had it at ``gamma``. No
+    denoiser is involved. Entries where ``gamma_next >= gamma``, or ``gamma`` is 0 or inf, are returned exactly
+    unchanged.
+
+    Shapes: ``z``: ``[B, L, d]``; ``gamma``, ``gamma_next``: ``[B, L]``. One draw of ``eps`` (``z``'s shape) from
+    ``generator``, whatever is lowered.
+    """
+    lower = (gamma_next < gamma) & (gamma > 0) & torch.isfinite(gamma)
+    g = torch.where(lower, gamma, 1.0)
+    g_next = torch.where(lower, gamma_next, 1.0)
+    scale = (g_next / g).to(z.dtype).unsqueeze(-1)
+    sd = (g_next * (g - g_next) / g).sqrt().to(z.dtype).unsqueeze(-1)
+    eps = normal(generator, z.shape, dtype=z.dtype, device=z.device)
+    return torch.where(lower.unsqueeze(-1), scale * z + sd * eps, z)
 
 
 def localize(

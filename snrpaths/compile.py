@@ -21,7 +21,7 @@ from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Explicit, Order, RevealRule
-from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Reveal, Switch, Then, resolve_positions
+from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Renoise, Reveal, Switch, Then, resolve_positions
 
 Positions = tuple[int, ...]
 
@@ -83,8 +83,10 @@ def _a_ramp(name: str, value: object) -> Ramp:
 @attrs.frozen
 class RampOp:
     """Step ``step`` (1..``ramp.steps``) of ``ramp``: raise each unrevealed free position of ``positions`` to
-    ``max(gamma_i, ramp.level(u_i))`` by one stochastic-localization step, ``u_i`` its own clock at ``u =
-    step / ramp.steps`` (:meth:`snrpaths.Path.ramp`; the runner counts the free positions of each row)."""
+    ``max(gamma_i, ramp.level(v_i))`` by one stochastic-localization step, ``v_i`` its own clock at ``u =
+    step / ramp.steps``, started where the position stood when the ramp began (:meth:`snrpaths.Path.ramp`; the
+    runner counts the free positions of each row). With ``ramp.solver == "heun"`` this is the predictor, and a
+    :class:`RampCorrectOp` of the same step follows in the next program step."""
 
     positions: Positions
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
@@ -92,6 +94,35 @@ class RampOp:
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
+
+
+@attrs.frozen
+class RampCorrectOp:
+    """Heun's corrector of step ``step`` of ``ramp``, on the state its :class:`RampOp` predicted: with that step's
+    ``dgamma`` and drift target ``m(z_k)`` and this call's ``m(z~)``, ``z_{k+1} = z~ + dgamma (m(z~) - m(z_k)) / 2``
+    (the same ``eps`` as the predictor's; :meth:`snrpaths.Path.ramp`). SNRs do not move."""
+
+    positions: Positions
+    ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
+    step: int = attrs.field(converter=validate.field(validate.integer))
+
+    def __attrs_post_init__(self) -> None:
+        validate.integer("step", self.step, high=self.ramp.steps)
+        if self.ramp.solver != "heun":
+            raise SNRPathError(f"a corrector belongs to a ramp with solver='heun' (got {self.ramp!r})")
+
+
+@attrs.frozen
+class RenoiseOp:
+    """Lower each unrevealed free position of ``positions`` whose SNR is finite and above ``gamma`` to ``gamma`` by
+    the exact forward channel ``z' = (gamma / gamma_i) z + sqrt(gamma (gamma_i - gamma) / gamma_i) eps``
+    (:func:`snrpaths.channel.renoise`; no call, one draw of ``eps``). Positions at or below ``gamma`` (``[MASK]``
+    included), clean and prompt positions are untouched. Tokens are never read: given the data sequence, the state
+    after it is ``gamma_i' = min(gamma_i, gamma)``, ``z_i' = gamma_i' x_{s_i} + sqrt(gamma_i') eps_i'``."""
+
+    positions: Positions
+    gamma: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
+                                                        high_open=True))
 
 
 @attrs.frozen
@@ -108,7 +139,7 @@ class MaskOp:
     positions: Positions
 
 
-Op = Union[RevealOp, RampOp, RemaskOp, MaskOp]
+Op = Union[RevealOp, RampOp, RampCorrectOp, RenoiseOp, RemaskOp, MaskOp]
 
 
 @attrs.frozen
@@ -228,6 +259,8 @@ class _Lowering:
             return self._switch(path, positions)
         if isinstance(path, Remask):
             return self._remask(path, positions)
+        if isinstance(path, Renoise):
+            return self._renoise(path, positions)
         raise SNRPathError(f"cannot compile a {type(path).__name__}: {path!r}")
 
     # -- stages --
@@ -271,8 +304,20 @@ class _Lowering:
         return [Step(True, (op(count=None, **clock),), label) for clock in clocks]
 
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
-        self._plan(repr(path), path.steps)
-        return [Step(True, (RampOp(positions, path, k),), repr(path)) for k in range(1, path.steps + 1)]
+        """One call per step; with Heun, each step's predictor and its corrector (two steps, two calls)."""
+        label = repr(path)
+        heun = path.solver == "heun"
+        self._plan(label, path.steps * (1 + heun))
+        steps = []
+        for k in range(1, path.steps + 1):
+            steps.append(Step(True, (RampOp(positions, path, k),), label))
+            if heun:
+                steps.append(Step(True, (RampCorrectOp(positions, path, k),), label))
+        return steps
+
+    def _renoise(self, path: Renoise, positions: Positions) -> list[Step]:
+        self._plan(repr(path), 1)
+        return [Step(False, (RenoiseOp(positions, path.gamma),), repr(path))]
 
     def _switch(self, path: Switch, positions: Positions) -> list[Step]:
         if path.mode == "keep":

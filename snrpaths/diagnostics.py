@@ -22,10 +22,16 @@ posterior, say), it also reports ``KL_b = mean_{i scored} KL(p_ref(. | z_b) || p
 
 Verdict per row, at a margin of two standard errors of the paired difference: ``"reads its evidence"`` when
 ``diff + 2 se < 0``, ``"below the context-free rule"`` when ``diff - 2 se > 0``, otherwise ``"inconclusive"``.
+
+Those states are data noised by the channel. A sampler visits others: its own earlier calls put the evidence where
+it is, so a model's error is path-shaped (DESIGN.md 4d). :func:`trajectory` runs a path and scores every call
+against an exact reference on the states the run actually visits: ``KL(p_ref(s_i | z) || p_theta(s_i | z))`` in
+bits over the positions that call can still change, per call, with the stage it belongs to.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Iterable, Sequence
 
@@ -34,9 +40,12 @@ import torch
 
 from . import validate
 from .channel import posterior_logits
-from .denoiser import Denoiser, require, require_finite_snr
-from .errors import SNRPathError, SNRTypeError, ShapeError, one_of
+from .compile import Program, RampOp, RevealOp
+from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
+from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError, one_of
 from .geometry import TokenTable
+from .path import Path
+from .runner import Result, sample
 from .state import SNRState
 
 LAYOUTS = ("all", "half")
@@ -183,19 +192,27 @@ def _row(denoiser, reference, tokens, layout, gamma, log_prior, seed, batch) -> 
         gamma_bl = torch.where(finite, gamma, math.inf).to(table.anchors.dtype)
         state = SNRState.from_tokens(chunk, gamma_bl, table, generator)
         target = chunk[..., None]
-        model = _log_probs(denoiser, _to(state, device))
+        model = _log_probs(denoiser, on_device(state, device))
         rule = posterior_logits(state.z.double(), table64, log_prior).log_softmax(-1)
         weights = finite.double() / finite.sum(1, keepdim=True)  # [b, L]: a mean over the scored positions
         terms["model"].append(-(model.gather(-1, target)[..., 0] * weights).sum(1) / LOG2)
         terms["rule"].append(-(rule.gather(-1, target)[..., 0] * weights).sum(1) / LOG2)
         if reference is not None:
-            ref = _log_probs(reference, _to(state, reference.table.anchors.device))
-            kl = (ref.exp() * (ref - model)).nan_to_num(nan=0.0).sum(-1)  # 0 log 0 = 0 where the reference is 0
-            terms["kl"].append((kl * weights).sum(1) / LOG2)
+            ref = _log_probs(reference, on_device(state, reference.table.anchors.device))
+            terms["kl"].append((kl_bits(ref, model) * weights).sum(1))
         scored = int(finite[0].sum())
     model, rule = torch.cat(terms["model"]), torch.cat(terms["rule"])
     kl = Estimate.of(torch.cat(terms["kl"])) if reference is not None else None
     return EvidenceRow(layout, float(gamma), Estimate.of(model), Estimate.of(rule), Estimate.of(model - rule), kl, scored)
+
+
+def kl_bits(ref: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
+    """``[..., L]`` ``KL(p_ref || p_model) = sum_v p_ref(v) (log p_ref(v) - log p_model(v)) / log 2`` of normalised
+    log-probabilities ``[..., L, V]``: 0 where the reference puts no mass (``0 log 0 = 0``, whatever the model says),
+    ``+inf`` where the model gives 0 to a token the reference does not, exactly 0 where the two are equal. Clamped at
+    0: two laws equal up to rounding give about -1e-16, not a negative divergence."""
+    terms = torch.where(torch.isneginf(ref), 0.0, ref.exp() * (ref - model))
+    return terms.sum(-1).clamp_min(0.0) / LOG2
 
 
 def _layout(shape, layout: str, generator: torch.Generator) -> torch.Tensor:
@@ -207,7 +224,8 @@ def _layout(shape, layout: str, generator: torch.Generator) -> torch.Tensor:
     return rank < max(1, L // 2)
 
 
-def _to(state: SNRState, device) -> SNRState:
+def on_device(state: SNRState, device) -> SNRState:
+    """``state`` with every field on ``device`` (itself when it is there already)."""
     return state if state.gamma.device == device else SNRState(
         *(getattr(state, f.name).to(device) for f in attrs.fields(SNRState)))
 
@@ -269,16 +287,225 @@ def _check_prior(prior, vocab_size: int) -> torch.Tensor:
 
 def _check_reference(reference, denoiser) -> None:
     require("reference", reference, Denoiser)
-    for name in ("vocab_size", "seq_len"):
-        if getattr(reference, name) != getattr(denoiser, name):
-            raise SNRPathError(f"the reference has {name} = {getattr(reference, name)!r}; the denoiser has "
-                               f"{getattr(denoiser, name)!r}")
-    a, b = reference.table.anchors, denoiser.table.anchors
-    if a.shape != b.shape or not torch.allclose(a.double().cpu(), b.double().cpu(), atol=1e-6):
-        raise SNRPathError("the reference's anchors differ from the denoiser's: the KL needs the same evidence z")
+    require_same_channel("reference", reference, "denoiser", denoiser, "the KL needs the same evidence z")
+
+
+def require_same_channel(name: str, a, other: str, b, why: str) -> None:
+    """Raise :class:`SNRPathError` unless denoisers ``a`` and ``b`` (called ``name`` and ``other`` in the message) have
+    the same ``vocab_size``, ``seq_len`` and anchors (to 1e-6: a float32 table against its float64 copy), so that
+    one state ``z`` means the same evidence to both; ``why`` says what needs it."""
+    for field in ("vocab_size", "seq_len"):
+        if getattr(a, field) != getattr(b, field):
+            raise SNRPathError(f"the {name} has {field} = {getattr(a, field)!r}; the {other} has "
+                               f"{getattr(b, field)!r}: {why}")
+    x, y = a.table.anchors, b.table.anchors
+    if x.shape != y.shape or not torch.allclose(x.double().cpu(), y.double().cpu(), atol=1e-6):
+        raise SNRPathError(f"the {name}'s anchors differ from the {other}'s (token tables {list(x.shape)} and "
+                           f"{list(y.shape)}): {why}")
 
 
 def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {list(value.shape)}"
     return f"{type(value).__name__} {value!r:.60}"
+
+
+# -- the error along a path ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TrajectoryRow:
+    """One denoiser call of a run (:func:`trajectory`).
+
+    Attributes:
+        call: its number in the run, from 1 (the run made ``len(rows)`` calls).
+        step: the index of its step in the compiled program; ``stage`` the expression that step came from.
+        kl: ``KL(p_ref(s_i | z) || p_theta(s_i | z))`` in bits, averaged over each row's counted positions, then its
+            mean and standard error across the rows in the call (the statistic is per row: the noise of a row's
+            positions is shared).
+        rows: the rows the call went to (the runner calls only rows that changed since their own last call).
+        positions: the positions counted, summed over those rows.
+        gamma: the mean SNR of the counted positions (0 for a masked-diffusion call, the ramp's level before its
+            step for a ramp call); NaN when nothing was counted.
+    """
+
+    call: int
+    step: int
+    stage: str
+    kl: Estimate
+    rows: int
+    positions: int
+    gamma: float
+
+
+@attrs.frozen(eq=False)
+class Trajectory:
+    """:func:`trajectory`'s rows, one per denoiser call, and the run they came from (``result``, with its trace).
+    ``str()`` (and :meth:`table`) is a Markdown table; :meth:`to_json` the numbers."""
+
+    path: str
+    batch: int
+    seed: int
+    rows: tuple[TrajectoryRow, ...]
+    result: Result
+
+    def table(self) -> str:
+        lines = ["| call | stage | KL (bits) | rows | positions | mean gamma |", "|---:|---|---:|---:|---:|---:|"]
+        lines += [f"| {r.call} | {r.stage} | {r.kl} | {r.rows} | {r.positions} | {r.gamma:.3g} |" for r in self.rows]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return (f"KL to the exact posterior along {self.path}, per call ({self.batch} rows, seed {self.seed}; "
+                f"mean over each row's free positions, ± 1 s.e. across rows):\n{self.table()}")
+
+    def to_dict(self) -> dict:
+        """Plain numbers; NaN (an undefined mean or standard error) and infinity (a model that gives probability 0
+        to a token the reference does not) as in Python, see :meth:`to_json`."""
+        return {"path": self.path, "batch": self.batch, "seed": self.seed, "nfe": self.result.nfe, "rows": [
+            {"call": r.call, "step": r.step, "stage": r.stage, "kl_mean": r.kl.mean, "kl_se": r.kl.se,
+             "rows": r.rows, "positions": r.positions, "gamma": r.gamma} for r in self.rows]}
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as strict JSON: NaN becomes ``null``, an infinite KL the string ``"inf"``."""
+        def strict(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+            return value
+
+        data = self.to_dict()
+        data["rows"] = [{k: strict(v) for k, v in row.items()} for row in data["rows"]]
+        return json.dumps(data, allow_nan=False)
+
+
+def trajectory(
+    path: Path | Program,
+    denoiser,
+    reference,
+    *,
+    batch: int,
+    seed: int,
+    seq_len: int | None = None,
+    prompt: torch.Tensor | None = None,
+    progress: bool = False,
+) -> Trajectory:
+    """Run ``path`` with ``denoiser`` and score every call against the exact ``reference`` on the states it visits.
+
+    At call ``c`` (DESIGN.md 4d), on the state ``z`` each called row ``b`` is in,
+
+        KL_bc = mean_{i in S_bc} sum_v p_ref(v | z_b) log2(p_ref(v | z_b) / p_theta(v | z_b))       (bits)
+
+    with ``S_bc`` the positions the call's step can still change: not clean (so never a prompt position) and among
+    the positions of the step's reveal and ramp ops. Row ``c`` of the result is the mean of ``KL_bc`` over the rows
+    the call went to, with its standard error across them. An exact denoiser scored against itself gives exactly 0
+    at every call.
+
+    The run is ``snrpaths.sample(path, denoiser, batch=batch, seed=seed, prompt=prompt, trace=True)`` exactly (the
+    same samples, in ``result``): the denoiser's logits go to the runner unchanged, and the reference is asked for
+    its own on the same states beside each call.
+
+    Args:
+        path: a Path or a Program compiled for ``denoiser.seq_len``.
+        denoiser: any :class:`snrpaths.Denoiser`.
+        reference: an exact denoiser (``exact_posterior = True``: ``ExactHMM``, ``ExactToy``) with the denoiser's
+            vocabulary, length and anchors.
+        batch, seed: as :func:`snrpaths.sample`; ``batch >= 2`` for standard errors.
+        seq_len: the length to run at, which must be the denoiser's (default).
+        prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free (as :func:`snrpaths.sample`).
+        progress: a tqdm bar over the steps.
+    Every argument is checked before the first call. The run keeps its trace (which steps called: the only record
+    that ties a call to its step), ``[S + 1, B, L]`` per field, so memory grows as steps x batch x L; the scores
+    themselves are a few numbers per row and call. A path one of whose steps calls the denoiser twice (a parallel
+    composition whose parts need logits for different rows, e.g. a confidence-ordered reveal beside a ramp once
+    some rows have nothing left to reveal) cannot be attributed call by call, and raises after its run.
+    """
+    require("denoiser", denoiser, Denoiser)
+    require("reference", reference, Denoiser)
+    if getattr(reference, "exact_posterior", False) is not True:
+        raise CapabilityError(f"'reference' must be an exact denoiser (exact_posterior = True, e.g. ExactHMM or "
+                              f"ExactToy) to score against; {type(reference).__name__} is not")
+    require_same_channel("reference", reference, "denoiser", denoiser, "the KL compares them on the same states")
+    seq_len = validate.integer("seq_len", seq_len, allow_none=True)
+    if seq_len is not None and seq_len != denoiser.seq_len:
+        raise ShapeError(f"'seq_len' is {seq_len}; the denoiser and the reference are built for {denoiser.seq_len}")
+    program = path.compile(denoiser.seq_len) if isinstance(path, Path) else path
+    if not isinstance(program, Program):
+        raise SNRTypeError(f"'path' must be a Path or a Program (got {_describe(path)})")
+    batch = validate.integer("batch", batch)
+    seed = validate.seed("seed", seed)
+    acted, which = _acted_positions(program)
+    scoring = _Scoring(denoiser, reference, acted)
+    result = sample(program, scoring, batch=batch, seed=seed, prompt=prompt, trace=True, progress=progress)
+    steps = result.trace.called.nonzero().flatten().tolist()
+    if len(steps) != len(scoring.calls):
+        raise SNRPathError(f"{program.path!r} made {len(scoring.calls)} calls at {len(steps)} steps: some step called "
+                           "the denoiser twice (parallel parts needing logits for different rows), so its calls "
+                           "cannot be told apart; score the parts as separate paths")
+    rows = tuple(_trajectory_row(c + 1, k, program.steps[k].stage, which[k], sums)
+                 for c, (k, sums) in enumerate(zip(steps, scoring.calls)))
+    return Trajectory(repr(program.path), batch, seed, rows, result)
+
+
+def _acted_positions(program: Program) -> tuple[torch.Tensor, dict[int, int]]:
+    """``[J, L]`` bool, the distinct position sets that the calling steps' reveal and ramp ops (the ops that read a
+    call's logits) act on, and for each calling step the index of its set. Usually ``J = 1``: every position."""
+    sets: dict[tuple[int, ...], int] = {}
+    which = {}
+    for k, step in enumerate(program.steps):
+        if step.call:
+            acted = sorted({i for op in step.ops if isinstance(op, (RevealOp, RampOp)) for i in op.positions})
+            which[k] = sets.setdefault(tuple(acted), len(sets))
+    masks = torch.zeros(max(1, len(sets)), program.seq_len, dtype=torch.bool)
+    for positions, j in sets.items():
+        masks[j, list(positions)] = True
+    return masks, which
+
+
+@attrs.frozen(eq=False)
+class _CallSums:
+    """One call's numbers per called row ``n`` and position set ``J`` (``[n, J]`` float64 each), over the positions
+    of the set that are not clean: their count, the sum of their finite KLs (bits), how many have an infinite KL,
+    and the sum of their SNRs. Sums, not ``[n, L]`` maps: a long path at ``L = 1024`` keeps megabytes, not
+    gigabytes."""
+
+    count: torch.Tensor
+    kl: torch.Tensor
+    infinite: torch.Tensor
+    gamma: torch.Tensor
+
+
+class _Scoring:
+    """``denoiser`` as the runner sees it (its logits unchanged), recording at each call, for the rows called, the
+    :class:`_CallSums` of the KL from ``reference``'s logits of the same state over each of the position sets
+    ``acted`` ``[J, L]``."""
+
+    def __init__(self, denoiser, reference, acted: torch.Tensor):
+        self.denoiser, self.reference = denoiser, reference
+        self.vocab_size, self.seq_len, self.table = denoiser.vocab_size, denoiser.seq_len, denoiser.table
+        self.reads_finite_snr = reads_finite_snr(denoiser)
+        self.sets = acted.T.double()  # [L, J]
+        self.calls: list[_CallSums] = []
+
+    def logits(self, state: SNRState) -> torch.Tensor:
+        logits = self.denoiser.logits(state)
+        expected = (state.batch, state.seq_len, self.vocab_size)
+        if isinstance(logits, torch.Tensor) and logits.is_floating_point() and tuple(logits.shape) == expected:
+            # otherwise the runner's own check names the problem
+            model = logits.detach().double().cpu().log_softmax(-1)
+            ref = _log_probs(self.reference, on_device(state, self.reference.table.anchors.device))
+            kl = kl_bits(ref, model)  # [n, L]
+            free = ~state.clean.cpu()
+            infinite = free & torch.isinf(kl)
+            self.calls.append(_CallSums(  # sums over each set by one product; inf * 0 would be NaN, so apart
+                count=free.double() @ self.sets, kl=torch.where(free & ~infinite, kl, 0.0) @ self.sets,
+                infinite=infinite.double() @ self.sets,
+                gamma=torch.where(free, state.gamma.double().cpu(), 0.0) @ self.sets))
+        return logits
+
+
+def _trajectory_row(call: int, k: int, stage: str, j: int, sums: _CallSums) -> TrajectoryRow:
+    count, scored = sums.count[:, j], sums.count[:, j] > 0
+    row_kl = torch.where(sums.infinite[:, j] > 0, math.inf, sums.kl[:, j] / count.clamp_min(1))[scored]
+    kl = Estimate.of(row_kl) if row_kl.numel() else Estimate(math.nan, math.nan)
+    positions = int(count.sum())
+    gamma = float(sums.gamma[:, j].sum()) / positions if positions else math.nan
+    return TrajectoryRow(call, k, stage, kl, int(count.shape[0]), positions, gamma)

@@ -27,23 +27,39 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return kept / kept.sum(-1, keepdim=True)
 
 
-def probabilities(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """``softmax(logits / temperature)`` in float64, nucleus-truncated to ``top_p``. ``[..., V]``.
+def keep_top_k(probs: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the ``k`` most likely tokens, renormalised (``None``, or ``k >= V``, keeps every token). ``[..., V]``.
+
+    Ties at the boundary are ordered by index (a stable sort), so exactly ``min(k, V)`` tokens survive, the same on
+    every device.
+    """
+    if k is None or k >= probs.shape[-1]:
+        return probs
+    order = probs.argsort(dim=-1, descending=True, stable=True)[..., :k]
+    kept = torch.zeros_like(probs).scatter(-1, order, probs.gather(-1, order))
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None, *,
+                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``softmax(logits / temperature)`` in ``dtype`` (float64 for draws), truncated to the ``top_k`` most likely
+    tokens (:func:`keep_top_k`), then nucleus-truncated to ``top_p`` (:func:`nucleus`). ``[..., V]``.
 
     Exact for every temperature the validator accepts (:func:`snrpaths.validate.temperature`): the logits are
     shifted by their maximum before dividing, so the largest is exactly 0 and the others are <= 0; a tiny
     temperature sends them to -inf (probability 0) instead of overflowing to inf - inf = NaN. ``temperature = 0``
-    is the limit: argmax, with the mass split evenly between tied maxima.
+    is the limit: argmax, with the mass split evenly between tied maxima. At the defaults this is exactly
+    ``torch.softmax(logits.to(dtype), -1)``.
     """
-    x = logits.to(torch.float64)
+    x = logits.to(dtype)
     if temperature == 0:
-        top = (x == x.amax(-1, keepdim=True)).to(torch.float64)
+        top = (x == x.amax(-1, keepdim=True)).to(dtype)
         probs = top / top.sum(-1, keepdim=True)
     elif temperature == 1:
         probs = torch.softmax(x, dim=-1)
     else:
         probs = torch.softmax((x - x.amax(-1, keepdim=True)) / temperature, dim=-1)
-    return nucleus(probs, top_p)
+    return nucleus(keep_top_k(probs, top_k), top_p)
 
 
 def categorical(probs: torch.Tensor, source: torch.Generator | Streams, n: int | None = None) -> torch.Tensor:

@@ -1,13 +1,16 @@
 """Paths through per-token SNR space, as immutable values.
 
-A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf (clean). Four primitives:
+A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf (clean). The primitives:
 
 * ``reveal``: send chosen positions from their current gamma to inf, tokens drawn from the denoiser (a count or a
   clock per step, optionally adaptive: ``threshold=`` / ``entropy_bound=`` reveal more when the denoiser is sure);
 * ``remask``: send clean positions back to 0 (a ReMDM policy sharing a reveal's clock, or an explicit selection);
 * ``ramp``: raise the gamma of every unrevealed position by stochastic localization, together or staggered
-  (``lag``: one position after another at ``lag = 1``);
-* ``switch``: hand finite-SNR states over to endpoint decoding.
+  (``lag``: one position after another at ``lag = 1``), its drift optionally guarded (tempered and truncated
+  posterior, scaled noise, Heun steps);
+* ``switch``: hand finite-SNR states over to endpoint decoding;
+* ``renoise``: lower finite SNRs to a level by the exact forward channel, with no call (a ramp after it
+  rises again: a predictor-corrector path).
 
 Combinators: ``a >> b`` (b after a), ``a | b`` (a and b side by side on disjoint positions, sharing denoiser
 calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``,
@@ -33,6 +36,7 @@ from .orders import ORDERS, RANDOM, REVEAL_RULES, Explicit, Order, RevealRule
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
 RAMP_FORMS = ("mean", "sample")
+RAMP_SOLVERS = ("euler", "heun")
 SWITCH_MODES = ("keep", "commit", "mask")
 
 
@@ -354,6 +358,11 @@ class Path:
         kappa: float = 4.0,
         gamma_min: float = 0.01,
         lag: float = 0.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float = 1.0,
+        noise: float = 1.0,
+        solver: str = "euler",
     ) -> "Ramp":
         """Raise the SNR of every unrevealed position on the schedule ``gamma(u)``, one call per step; ``lag``
         staggers the positions, from all together (0, the joint ramp) to one after another (1).
@@ -374,13 +383,51 @@ class Path:
         curve for :func:`snrpaths.nll.path_integral`. Inside ``on(...)`` or ``blocks(...)`` the queue is the
         span's positions.
 
-        The stochastic-localization update ``z += dgamma * target + sqrt(dgamma) * eps`` uses ``target =
-        xhat(z)`` (``form="mean"``) or the anchor of a token drawn per position from the posterior
-        (``form="sample"``). Schedules are the values of :data:`snrpaths.schedules.RAMP_SCHEDULES`. The default
+        A position that holds a finite SNR ``gamma_0 > 0`` when the ramp begins (after ``renoise``, or another
+        ramp) rises from there: it follows ``gamma(v_i)`` with ``v_i = u0_i + (1 - u0_i) u_i``, ``u0_i`` the clock at
+        which the schedule reaches ``gamma_0`` (clipped to [0, 1]): the rest of the schedule's curve, spread over
+        the ramp's steps. A position at 0 follows ``gamma(u_i)`` exactly, one at or above ``gamma_max`` does not
+        move, and no SNR is ever lowered. So ``ramp(8) >> renoise(4.0) >> ramp(8)`` re-ramps from 4 to gamma_max.
+
+        The stochastic-localization update of step ``k``, ``dgamma = gamma_{k+1} - gamma_k`` per position, is
+
+            z_{k+1} = z_k + dgamma * m(z_k) + noise * sqrt(dgamma) * eps,    eps ~ N(0, I_d)    (solver="euler")
+
+        with ``m(z) = sum_v q(v | z) x_v`` (``form="mean"``: the posterior mean ``xhat``) or ``m(z) = x_s``, ``s ~
+        q(. | z)`` drawn per position (``form="sample"``), where ``q`` is the denoiser's posterior guarded as a
+        reveal's is: ``q = softmax(logits / temperature)`` (``temperature=0``: argmax), kept to its ``top_k`` most
+        likely tokens, then to the nucleus of mass ``top_p``, renormalised after each cut. ``noise`` scales the
+        Brownian term: 1 is the stochastic-localization SDE, 0 the deterministic (probability-flow-like) drift. The
+        drift is not rescaled to compensate, so every guard biases the law of an exact denoiser (``noise=0``, 16
+        steps, exact posterior of a 3 x 3 Markov chain: total variation 0.75 to P, against 0.024 at ``noise=1``):
+        they are knobs for learned models, to be chosen on validation seeds.
+        ``solver="heun"`` takes a predictor-corrector step, two calls (``program.nfe`` counts both):
+
+            z~      = z_k + dgamma * m(z_k) + noise * sqrt(dgamma) * eps               (call 1, at z_k)
+            z_{k+1} = z_k + dgamma * (m(z_k) + m(z~)) / 2 + noise * sqrt(dgamma) * eps  (call 2, at z~)
+
+        with the same ``eps`` in both halves (and, for ``form="sample"``, a token drawn afresh at ``z~``); the
+        predicted state ``z~`` is a step of the program, at ``gamma_{k+1}``. The defaults are the plain
+        Euler-Maruyama ramp. Schedules are the values of :data:`snrpaths.schedules.RAMP_SCHEDULES`. The default
         ``gamma_max = 40`` is the top of the public DSL training distribution of continuous SNRs.
         """
         return Ramp(steps=steps, gamma_max=gamma_max, schedule=schedule, form=form, kappa=kappa, gamma_min=gamma_min,
-                    lag=lag)
+                    lag=lag, temperature=temperature, top_k=top_k, top_p=top_p, noise=noise, solver=solver)
+
+    @classmethod
+    @_constructor
+    def renoise(cls, gamma: float) -> "Renoise":
+        """Lower every finite SNR above ``gamma`` to ``gamma`` by the exact forward channel, with no denoiser call:
+
+            z' = (gamma / gamma_i) z_i + sqrt(gamma - gamma^2 / gamma_i) eps_i    (each position with gamma_i > gamma)
+
+        (:func:`snrpaths.channel.renoise`). Clean, prompt and ``[MASK]`` positions, and those at or below ``gamma``,
+        are untouched. Given the tokens, the evidence keeps the channel's law, so with the exact posterior a path's
+        law is unchanged by a renoise; with a learned denoiser it sends evidence that the model's own drift carried
+        off the data manifold back towards states it was trained on. A ramp after it rises again from ``gamma``:
+        ``ramp(8) >> renoise(4.0) >> ramp(8)`` is a predictor-corrector path.
+        """
+        return Renoise(gamma=gamma)
 
     @classmethod
     @_constructor
@@ -437,7 +484,9 @@ class Path:
     def hybrid(cls, T_cont: int, T_mdm: int, **kw: Any) -> "Alias":
         """DSL hybrid: ``ramp(T_cont) >> switch(mode) >> mdm(T_mdm)``. Keywords: ``switch``, ``gamma_max``,
         ``schedule`` and ``lag`` (the ramp's hand-over SNR, schedule and stagger), ``form``, ``remask``, ``eta``,
-        ``top_p``."""
+        ``top_p`` (the reveals'); the ramp's drift guards ``ramp_temperature``, ``ramp_top_k``, ``ramp_top_p``,
+        ``noise`` and ``solver`` (its ``temperature``, ``top_k``, ``top_p``, ``noise``, ``solver``: see
+        :meth:`ramp`; ``solver='heun'`` spends ``2 T_cont + T_mdm`` calls)."""
         return Alias.make("hybrid", T_cont, T_mdm, **kw)
 
 
@@ -537,6 +586,12 @@ class Ramp(Path):
     kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
     gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
     lag: float = attrs.field(default=0.0, converter=validate.field(validate.number, low=0.0, high=1.0))
+    temperature: float = attrs.field(default=1.0, converter=validate.field(validate.temperature))
+    top_k: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
+    top_p: float = attrs.field(default=1.0, converter=validate.field(validate.top_p))
+    noise: float = attrs.field(default=1.0, converter=validate.field(validate.number, low=0.0, high=math.inf,
+                                                                       high_open=True))
+    solver: str = attrs.field(default="euler", converter=validate.field(validate.choice, valid=RAMP_SOLVERS))
 
     def __attrs_post_init__(self) -> None:
         if self.gamma_min > self.gamma_max:
@@ -547,12 +602,30 @@ class Ramp(Path):
         tensor)."""
         return self.schedule.gamma(u, self.gamma_max, self.kappa, self.gamma_min)
 
+    def clock(self, gamma: Any) -> Any:
+        """The clock ``u`` in [0, 1] at which this ramp's schedule reaches ``gamma`` (its inverse, clipped: 0 at or
+        below ``gamma(0+)``, 1 at or above ``gamma_max``); a float, or elementwise a float64 tensor."""
+        return self.schedule.clock(gamma, self.gamma_max, self.kappa, self.gamma_min)
+
     def __repr__(self) -> str:
         return _render_call("ramp", [
             ("steps", self.steps, inspect.Parameter.empty, True), ("lag", self.lag, 0.0, False),
             ("gamma_max", self.gamma_max, 40.0, False),
             ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, "mean", False),
-            ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False)])
+            ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False),
+            ("temperature", self.temperature, 1.0, False), ("top_k", self.top_k, None, False),
+            ("top_p", self.top_p, 1.0, False), ("noise", self.noise, 1.0, False),
+            ("solver", self.solver, "euler", False)])
+
+
+@attrs.frozen(repr=False)
+class Renoise(Path):
+    """Lower finite SNRs above ``gamma`` to ``gamma`` by the exact forward channel (see :meth:`Path.renoise`)."""
+
+    gamma: float = attrs.field(converter=_POSITIVE)
+
+    def __repr__(self) -> str:
+        return _render_call("renoise", [("gamma", self.gamma, inspect.Parameter.empty, True)])
 
 
 @attrs.frozen(repr=False)
@@ -622,13 +695,18 @@ def _mdm(steps: int, schedule: str = "linear", remask: str | None = None, eta: f
 
 def _hybrid(T_cont: int, T_mdm: int, switch: str = "keep", gamma_max: float = 40.0, form: str = "mean",
             remask: str | None = None, eta: float | None = None, top_p: float = 1.0, schedule: str = "logit",
-            lag: float = 0.0) -> Path:
+            lag: float = 0.0, ramp_temperature: float = 1.0, ramp_top_k: int | None = None, ramp_top_p: float = 1.0,
+            noise: float = 1.0, solver: str = "euler") -> Path:
     # The hybrid's own names for the primitives' arguments: errors must name what the user typed.
     validate.integer("T_cont", T_cont)
     validate.integer("T_mdm", T_mdm)
     validate.choice("switch", switch, SWITCH_MODES)
-    return (Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule, lag=lag) >> Path.switch(switch)
-            >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p))
+    validate.temperature("ramp_temperature", ramp_temperature)
+    validate.integer("ramp_top_k", ramp_top_k, allow_none=True)
+    validate.top_p("ramp_top_p", ramp_top_p)
+    ramp = Path.ramp(T_cont, gamma_max=gamma_max, form=form, schedule=schedule, lag=lag, temperature=ramp_temperature,
+                     top_k=ramp_top_k, top_p=ramp_top_p, noise=noise, solver=solver)
+    return ramp >> Path.switch(switch) >> Path.mdm(T_mdm, remask=remask, eta=eta, top_p=top_p)
 
 
 #: Named samplers: name -> a function of the sampler's arguments returning its composition of primitives.
@@ -670,6 +748,6 @@ class Alias(Path):
 
 #: Every name of the path language, the one table the parser reads: the primitives and the named samplers.
 CONSTRUCTORS: dict[str, Callable[..., Path]] = {
-    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "on", "blocks")},
+    **{name: getattr(Path, name) for name in ("reveal", "remask", "ramp", "switch", "renoise", "on", "blocks")},
     **{name: functools.partial(Alias.make, name) for name in ALIASES},
 }

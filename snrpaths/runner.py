@@ -21,14 +21,14 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from .channel import increment, posterior_mean
-from .compile import MaskOp, Program, RampOp, RemaskOp, RevealOp, Step
+from .channel import increment, posterior_mean, renoise
+from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step
 from .denoiser import Denoiser, TextCodec, require
 from .draw import categorical, inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
 from .orders import RandomOrder, entropy
-from .path import Path
+from .path import Path, Ramp
 from .state import UNKNOWN, SNRState
 from .streams import Streams
 
@@ -183,6 +183,10 @@ class _Run:
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
         self.where = ""
         self.recorder = _Recorder(state) if trace else None
+        # [B, L] float64: the clock each position's ramp started it at (0 from [MASK]; set by a ramp's first step)
+        self.ramp_start = torch.zeros_like(state.gamma, dtype=torch.float64)
+        # a Heun step's predictor -> its corrector, by the op's positions: (dgamma [B, L], drift target [B, L, d])
+        self.predicted: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def run(self, progress: bool) -> Result:
         bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
@@ -420,43 +424,92 @@ def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch
     return eligible & (rank < n[:, None])
 
 
-def _select_ramp(run: _Run, op: RampOp) -> _Selection:
+def _select_ramp(run: _Run, op: RampOp | RampCorrectOp) -> _Selection:
     active = run.mask(op.positions) & ~run.state.clean
     return _Selection(active, needs_logits=active.any(1))
 
 
 def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
+    """One Euler-Maruyama step of the ramp (Heun's predictor): ``z += dgamma m(z) + noise sqrt(dgamma) eps``."""
     state = run.state
+    if op.step == 1:  # where each position's ramp starts: the schedule's clock at its current SNR
+        run.ramp_start = torch.where(run.mask(op.positions), op.ramp.clock(state.gamma.to(torch.float64)),
+                                     run.ramp_start)
     if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
-        run.streams.skip(1 if op.ramp.form == "mean" else 2)  # the draws a batch with an active row would make
+        run.streams.skip(_target_draws(op.ramp) + 1)  # the draws a batch with an active row would make
         return state
-    level = _ramp_levels(op, sel.chosen).to(state.gamma.dtype)
+    level = _ramp_levels(op, sel.chosen, run.ramp_start).to(state.gamma.dtype)
     dgamma = torch.where(sel.chosen, (level - state.gamma).clamp_min(0), 0.0)
-    if op.ramp.form == "mean":
-        target = posterior_mean(torch.softmax(run.logits.to(state.z.dtype), dim=-1), run.denoiser.table)
+    target = _ramp_target(run, op.ramp, sel.chosen)
+    if op.ramp.solver == "heun":
+        run.predicted[op.positions] = (dgamma, target)
+    z = increment(state.z, dgamma, target, run.streams, op.ramp.noise)
+    return attrs.evolve(state, gamma=state.gamma + dgamma, z=z)
+
+
+def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRState:
+    """Heun's corrector on the predicted state ``z~``: ``z_{k+1} = z~ + dgamma (m(z~) - m(z_k)) / 2``, which is
+    ``z_k + dgamma (m(z_k) + m(z~)) / 2 + noise sqrt(dgamma) eps`` with the predictor's ``eps``."""
+    state, predicted = run.state, run.predicted.pop(op.positions, None)
+    if predicted is None:  # the predictor had no call to read (nothing active in any row)
+        run.streams.skip(_target_draws(op.ramp))
+        return state
+    dgamma, before = predicted
+    after = _ramp_target(run, op.ramp, sel.chosen)
+    return attrs.evolve(state, z=state.z + 0.5 * dgamma.to(state.z.dtype)[..., None] * (after - before))
+
+
+def _ramp_target(run: _Run, ramp: Ramp, moving: torch.Tensor) -> torch.Tensor:
+    """``[B, L, d]`` the drift target ``m(z)`` of the ``moving`` positions (``[B, L]`` bool; 0 elsewhere) from the
+    step's logits: the mean of the ramp's guarded posterior ``q`` (``form="mean"``, in z's dtype) or the anchor of a
+    token drawn from it (``form="sample"``, float64 draws, one draw of the streams): ``q = softmax(logits /
+    temperature)``, cut to ``top_k`` then to the nucleus ``top_p`` (:func:`snrpaths.draw.probabilities`)."""
+    z, table = run.state.z, run.denoiser.table
+    guards = (ramp.temperature, ramp.top_p, ramp.top_k)
+    if ramp.form == "mean":
+        target = posterior_mean(probabilities(run.logits, *guards, dtype=z.dtype), table)
     else:
-        target = run.denoiser.table.embed(categorical(probabilities(run.logits), run.streams)).to(state.z.dtype)
+        target = table.embed(categorical(probabilities(run.logits, *guards), run.streams)).to(z.dtype)
     # Outside the moving positions the target is 0, not whatever the logits made of it: clean positions may carry
     # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
-    target = torch.where(sel.chosen[..., None], target, 0.0)
-    return attrs.evolve(state, gamma=state.gamma + dgamma, z=increment(state.z, dgamma, target, run.streams))
+    return torch.where(moving[..., None], target, 0.0)
 
 
-def _ramp_levels(op: RampOp, active: torch.Tensor) -> torch.Tensor:
-    """``[B, L]`` float64: the SNR ``gamma(u_i)`` each active position (``[B, L]`` bool: the op's unrevealed free
+def _target_draws(ramp: Ramp) -> int:
+    """The stream draws :func:`_ramp_target` makes: one uniform per position for a sampled token, none for the mean."""
+    return 0 if ramp.form == "mean" else 1
+
+
+def _ramp_levels(op: RampOp, active: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` float64: the SNR ``gamma(v_i)`` each active position (``[B, L]`` bool: the op's unrevealed free
     positions) rises to at this step, at its own clock (:meth:`snrpaths.Path.ramp`)
 
         u_i = clip(u (1 + lag (n - 1)) - lag r_i, 0, 1) = clip((k + lag (k (n - 1) - r_i T)) / T, 0, 1),
+        v_i = u0_i + (1 - u0_i) u_i,
 
     ``u = k / T`` the ramp's clock after step ``k`` of ``T``, ``r_i`` the position's rank among its row's ``n``
-    active positions, left to right. The second form keeps ``k (n - 1) - r_i T`` an exact integer, so a window that
-    ends on a step ends exactly there (no rise of 1e-16 on the next step), and every clock is exactly 1 at the last
-    step. Values off the active positions are finite and unused."""
+    active positions, left to right, ``u0_i`` (``start``, ``[B, L]``) the schedule's clock at the SNR the position
+    held when the ramp began. The second form of ``u_i`` keeps ``k (n - 1) - r_i T`` an exact integer, so a window
+    that ends on a step ends exactly there (no rise of 1e-16 on the next step), and every clock is exactly 1 at the
+    last step; ``u0_i = 0`` (a position that starts at [MASK]) gives ``v_i = u_i`` exactly. Values off the active
+    positions are finite and unused."""
     T, k, lag = op.ramp.steps, op.step, op.ramp.lag
     rank = active.cumsum(1) - 1  # [B, L]
     n = active.sum(1, keepdim=True)  # [B, 1]
-    u = (k + lag * (k * (n - 1) - rank * T).to(torch.float64)) / T
-    return op.ramp.level(u.clamp(0.0, 1.0))
+    u = ((k + lag * (k * (n - 1) - rank * T).to(torch.float64)) / T).clamp(0.0, 1.0)
+    return op.ramp.level(start + (1 - start) * u)
+
+
+def _select_renoise(run: _Run, op: RenoiseOp) -> _Selection:
+    state = run.state
+    return _Selection(run.mask(op.positions) & ~state.clean & (state.gamma > op.gamma))
+
+
+def _apply_renoise(run: _Run, op: RenoiseOp, sel: _Selection) -> SNRState:
+    """The chosen positions drop to ``op.gamma`` by the exact forward channel (one draw of ``eps``, always)."""
+    state = run.state
+    gamma = torch.where(sel.chosen, op.gamma, state.gamma)
+    return attrs.evolve(state, gamma=gamma, z=renoise(state.z, state.gamma, gamma, run.streams))
 
 
 def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
@@ -478,12 +531,16 @@ def _reopens(op: object) -> bool:
 _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {
     RevealOp: _select_reveal,
     RampOp: _select_ramp,
+    RampCorrectOp: _select_ramp,
+    RenoiseOp: _select_renoise,
     RemaskOp: lambda run, op: _Selection(run.mask(op.positions) & run.state.clean),
     MaskOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean),
 }
 _APPLY: dict[type, Callable[[_Run, object, _Selection], SNRState]] = {
     RevealOp: _apply_reveal,
     RampOp: _apply_ramp,
+    RampCorrectOp: _apply_ramp_correct,
+    RenoiseOp: _apply_renoise,
     RemaskOp: _apply_mask,
     MaskOp: _apply_mask,
 }

@@ -179,17 +179,33 @@ REMASK_POLICIES: dict[str, type[RemaskPolicy]] = {p.name: p for p in (Cap, Resca
 
 @attrs.frozen(repr=False)
 class RampSchedule(TypedRepr):
-    """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``), nondecreasing.
+    """An SNR ``gamma(u)`` for progress ``u`` in [0, 1] (``gamma(0) = 0``, ``gamma(1) = gamma_max``), nondecreasing,
+    and its inverse ``clock(gamma)``.
 
     ``u`` is a float or a float64 tensor of any shape (the runner passes ``[B, L]``, one clock per position, see
     :meth:`snrpaths.Path.ramp`); the result has its type and shape. So a schedule is arithmetic only (``(u > 0) *
-    x`` for a branch), with no ``math`` call on ``u``.
+    x`` for a branch), with no ``math`` call on ``u`` (:func:`_clamp` and :func:`_log` take either).
     """
 
     name: ClassVar[str]
 
     def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
         raise NotImplementedError
+
+    def clock(self, gamma: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        """The smallest ``u`` in [0, 1] with ``gamma(u) >= gamma`` up to rounding: 0 at ``gamma = 0``, exactly,
+        and 1 at or above ``gamma_max`` (inf included). Where a ramp starts a position that already holds SNR."""
+        raise NotImplementedError
+
+
+def _clamp(x: Any, low: float, high: float) -> Any:
+    """``x`` clipped to ``[low, high]``, a float or elementwise a tensor."""
+    return x.clamp(low, high) if hasattr(x, "clamp") else min(max(x, low), high)
+
+
+def _log(x: Any) -> Any:
+    """The natural log of a positive float or, elementwise, a tensor."""
+    return x.log() if hasattr(x, "log") else math.log(x)
 
 
 @attrs.frozen(repr=False)
@@ -205,6 +221,12 @@ class LogitRamp(RampSchedule):
         r = (u > 0) * u * odds_max / (1 + odds_max)
         return kappa * (r / (1 - r)) ** 2
 
+    def clock(self, gamma: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        # r / (1 - r) = sqrt(gamma / kappa), and u = r / r_max
+        odds_max = math.sqrt(gamma_max / kappa)
+        odds = (_clamp(gamma, 0.0, gamma_max) / kappa) ** 0.5
+        return _clamp(odds / (1 + odds) * (1 + odds_max) / odds_max, 0.0, 1.0)
+
 
 @attrs.frozen(repr=False)
 class LogLinearRamp(RampSchedule):
@@ -215,6 +237,12 @@ class LogLinearRamp(RampSchedule):
     def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
         return (u > 0) * gamma_min ** (1 - u) * gamma_max**u
 
+    def clock(self, gamma: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        if gamma_max == gamma_min:  # a step to gamma_max at u = 0+
+            return (gamma >= gamma_max) * 1.0
+        # log gamma = log gamma_min + u log(gamma_max / gamma_min); below gamma_min (0 included) the clock is 0
+        return _log(_clamp(gamma, gamma_min, gamma_max) / gamma_min) / math.log(gamma_max / gamma_min)
+
 
 @attrs.frozen(repr=False)
 class LinearRamp(RampSchedule):
@@ -224,6 +252,9 @@ class LinearRamp(RampSchedule):
 
     def gamma(self, u: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
         return (u > 0) * u * gamma_max
+
+    def clock(self, gamma: Any, gamma_max: float, kappa: float, gamma_min: float) -> Any:
+        return _clamp(gamma, 0.0, gamma_max) / gamma_max
 
 
 #: SNR ramps by name.

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snrpaths.draw import categorical, nucleus, probabilities
+from snrpaths.draw import categorical, keep_top_k, nucleus, probabilities
 from snrpaths.streams import Streams
 
 
@@ -74,3 +74,16 @@ def test_nucleus_at_the_smallest_threshold_keeps_the_top_token_alone():
     # exactly the mass before a token: it is not kept (the mass before it already reaches top_p)
     assert torch.equal(nucleus(torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64), 0.75),
                        torch.tensor([2 / 3, 1 / 3, 0.0], dtype=torch.float64))
+
+
+def test_top_k_keeps_exactly_k_ties_by_index_and_applies_before_the_nucleus():
+    p = torch.tensor([0.1, 0.3, 0.3, 0.2, 0.1], dtype=torch.float64)
+    assert torch.equal(keep_top_k(p, 2), torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0], dtype=torch.float64))
+    assert torch.allclose(keep_top_k(p, 4), torch.tensor([0.1, 0.3, 0.3, 0.2, 0.0], dtype=torch.float64) / 0.9)  # tie: 0 first
+    assert keep_top_k(p, 5) is p and keep_top_k(p, 512) is p and keep_top_k(p, None) is p
+    assert torch.equal(keep_top_k(torch.full((2, 3), 1 / 3, dtype=torch.float64), 1)[:, 0], torch.ones(2, dtype=torch.float64))
+    logits = p.log()
+    # top-2 renormalises to (0.5, 0.5), whose nucleus at 0.4 keeps the first of the tie alone
+    assert torch.equal(probabilities(logits, top_p=0.4, top_k=2), torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+    assert probabilities(logits.float(), dtype=torch.float32).dtype == torch.float32
+    assert torch.equal(probabilities(logits.float(), dtype=torch.float32), torch.softmax(logits.float(), -1))

@@ -29,13 +29,17 @@ VALID = (
     "Path.ramp(2, gamma_max=8.0) >> Path.mdm(3, top_p=0.9, temperature=0.5)",
     "reveal(4, order='confidence', threshold=0.9)", "reveal(order='entropy', count=1, entropy_bound=0.5)",
     "blocks(2, mdm(2))", "blocks(4, reveal(2, order='confidence', threshold=0.5)) >> ar()",
+    "ramp(4, temperature=0.5, top_k=2, top_p=0.9, noise=0.1, solver='heun') >> renoise(2.0) >> ramp(2) >> ar()",
+    "hybrid(2, 2, ramp_temperature=0.5, ramp_top_k=3, noise=0.0, solver='heun')",
 )
-CONSTRUCTORS = ("reveal", "remask", "ramp", "switch", "on", "blocks", "ar", "roar", "mdm", "hybrid")
+CONSTRUCTORS = ("reveal", "remask", "ramp", "switch", "on", "blocks", "renoise", "ar", "roar", "mdm", "hybrid")
 KEYWORDS = ("steps", "order", "count", "schedule", "temperature", "top_p", "exact", "policy", "eta", "t_on", "t_off",
             "alpha_on", "positions", "gamma_max", "form", "kappa", "gamma_min", "mode", "path", "remask", "switch",
-            "T_cont", "T_mdm", "threshold", "entropy_bound", "n", "inner", "adaptive", "polcy", "step", "foo")
+            "T_cont", "T_mdm", "threshold", "entropy_bound", "n", "inner", "adaptive", "polcy", "step", "foo",
+            "top_k", "noise", "solver", "gamma", "ramp_temperature", "ramp_top_k", "ramp_top_p")
 WORDS = ("random", "left-to-right", "confidence", "margin", "entropy", "linear", "cosine", "logit", "loglinear",
-         "mean", "sample", "keep", "commit", "mask", "cap", "rescale", "loop", "confdence", "", "ramp(2)")
+         "mean", "sample", "keep", "commit", "mask", "cap", "rescale", "loop", "confdence", "", "ramp(2)", "euler",
+         "heun")
 SEQ_LEN = 8
 
 # -- what a user might pass ----------------------------------------------------------------------------------------
@@ -184,13 +188,14 @@ def test_operators_raise_only_the_library_error(path, op, other):
 
 
 @settings(max_examples=10)
-@given(st.sampled_from(CONSTRUCTORS[:6]), st.sampled_from(KEYWORDS), values)
+@given(st.sampled_from(CONSTRUCTORS[:7]), st.sampled_from(KEYWORDS), values)
 def test_path_classes_built_directly_validate(name, keyword, value):
     """A subclass called directly with one field replaced fails with the library's error or gives a valid path."""
     import attrs
 
     base = {"reveal": Path.reveal(count=1), "remask": Path.remask(positions=(0,)), "ramp": Path.ramp(2),
-            "switch": Path.switch(), "on": Path.on((0,), Path.ar()), "blocks": Path.blocks(2, Path.ar())}[name]
+            "switch": Path.switch(), "on": Path.on((0,), Path.ar()), "blocks": Path.blocks(2, Path.ar()),
+            "renoise": Path.renoise(1.0)}[name]
     fields = attrs.asdict(base, recurse=False)
     if keyword not in fields:
         return

@@ -102,6 +102,22 @@ def test_plane_segments_classify_ramps_reveals_and_remasks():
     np.testing.assert_allclose(seg.reveal, [[[0.5, 0.5], [0.75, 1]], [[0.75, 1], [1, 1]]])
     np.testing.assert_allclose(seg.remask, [[[1, 1], [0, 1]]])
     np.testing.assert_allclose(seg.start, [[0, 0]]) and np.testing.assert_allclose(seg.end, [[0, 1]])
+    assert len(seg.drop) == 0
+
+
+def test_a_renoise_is_a_drop_drawn_apart_from_the_climbs():
+    """``renoise`` lowers a finite SNR without reaching an edge: neither a continuous climb nor a remask."""
+    seg = plot.plane_segments(torch.tensor([[0.0], [9.0], [1.0], [3.0]]), torch.tensor([[0.0], [3.0], [1.0], [3.0]]))
+    np.testing.assert_allclose(seg.drop, [[[0.9, 0.75], [0.5, 0.5]]])
+    np.testing.assert_allclose(seg.continuous, [[[0, 0], [0.9, 0.75]], [[0.5, 0.5], [0.75, 0.75]]])
+    assert len(seg.remask) == 0 and len(seg.reveal) == 0
+    corrector = Path.ramp(4) >> Path.renoise(1.0) >> Path.ramp(4, solver="heun") >> Path.switch("commit")
+    fig = plot.gamma_plane({"corrector": corrector, "ramp": Path.ramp(4) >> Path.switch("commit")},
+                           denoiser=ExactToy.markov(2, 2, seed=0), runs=3)
+    assert_readable(fig)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert ["drop" in {p.get_gid() for p in ax.patches} for ax in panels] == [True, False]
+    assert any("renoise" in t for t in legend_texts(fig))
 
 
 def _segments(path, runs=16):

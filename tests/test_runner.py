@@ -38,7 +38,9 @@ INVARIANT = ["mdm(4)", "mdm(5, schedule='cosine')", "ramp(3) >> mdm(3)", "hybrid
              "mdm(5, remask='rescale', eta=0.5)", "ar()", "roar()", "reveal(count=2, order='confidence')",
              "reveal(4, order='confidence', threshold=0.8)", "reveal(4, threshold=0.6)",
              "reveal(order='entropy', count=1, entropy_bound=0.5)", "blocks(2, mdm(3))",
-             "blocks(2, reveal(2, order='confidence', threshold=0.7))", "ramp(3, lag=0.5) >> mdm(3)"]
+             "blocks(2, reveal(2, order='confidence', threshold=0.7))", "ramp(3, lag=0.5) >> mdm(3)",
+             "ramp(2, solver='heun', form='sample', top_k=2) >> renoise(2.0) >> mdm(3)",
+             "hybrid(2, 2, solver='heun', noise=0.5, ramp_temperature=0.5, ramp_top_p=0.8)"]
 
 
 @pytest.mark.parametrize("den", [TOY, HMM], ids=["toy", "hmm"])

@@ -187,7 +187,7 @@ class SamplerCurve:
     ``hybrid(...)``), drawn afresh per trajectory: knots are the path's SNRs after each step that moved something.
 
     Only routes that are monotone and chosen independently of the evidence define a path integral: remasking
-    goes back down, and reveals ranked by the denoiser's confidence (or sized by an adaptive rule, ``threshold=``,
+    and ``renoise`` go back down, and reveals ranked by the denoiser's confidence (or sized by an adaptive rule, ``threshold=``,
     ``entropy_bound=``) depend on ``z``; both are refused.
     """
 
@@ -205,13 +205,14 @@ class SamplerCurve:
 
 
 def _check_route_is_fixed(program) -> None:
-    from ..compile import MaskOp, RemaskOp, RevealOp
+    from ..compile import MaskOp, RemaskOp, RenoiseOp, RevealOp
 
     for step in program.steps:
         for op in step.ops:
-            if isinstance(op, (RemaskOp, MaskOp)) or (isinstance(op, RevealOp) and op.sigma > 0):
-                raise SNRPathError(f"{step.stage}: a path that remasks lowers SNRs, so it is not a monotone curve "
-                                   "and has no path integral")
+            remasks = isinstance(op, (RemaskOp, MaskOp)) or (isinstance(op, RevealOp) and op.sigma > 0)
+            if remasks or isinstance(op, RenoiseOp):
+                raise SNRPathError(f"{step.stage}: a path that {'remasks' if remasks else 'renoises'} lowers SNRs, so "
+                                   "it is not a monotone curve and has no path integral")
             if isinstance(op, RevealOp) and op.uses_evidence:
                 raise SNRPathError(f"{step.stage}: reveals ranked by the denoiser (or sized by an adaptive rule) depend on the evidence itself; "
                                    "the path integral needs a route chosen independently of z")

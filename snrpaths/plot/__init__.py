@@ -15,6 +15,8 @@ Jupyter display it.
 * :func:`nfe_curves`: quality against denoiser calls, one curve per sampler.
 * :func:`evidence`: a denoiser's cross-entropy against SNR beside the context-free Bayes rule's
   (:func:`snrpaths.diagnostics.evidence_curve`).
+* :func:`trajectory`: a denoiser's KL to the exact posterior at every call of a path, stages shaded
+  (:func:`snrpaths.diagnostics.trajectory`).
 
 A bare path has no trace until it runs: the plots that take paths run them on the ``denoiser=...`` they are given
 (an exact toy draws the path itself, see :func:`gamma_plane`); the plots never choose a backend themselves.
@@ -27,6 +29,7 @@ from .evidence import evidence
 from .field import posterior_field
 from .order import generation_order, order_image, revealed_per_step
 from .plane import PlaneSegments, gamma_plane, plane_segments
+from .trajectory import trajectory
 
 __all__ = [
     "PlaneSegments",
@@ -45,4 +48,5 @@ __all__ = [
     "revealed_per_step",
     "save",
     "self_correction",
+    "trajectory",
 ]

@@ -23,7 +23,7 @@ from ..runner import Result, Trace, sample
 #: SNRs marked on a compactified axis: ``u = gamma / (1 + gamma)`` puts them at 0, 1/2, 3/4, 9/10 and 1.
 GAMMA_TICKS = (0.0, 1.0, 3.0, 9.0, math.inf)
 #: Drawn styles, shared so that every figure speaks one visual language.
-CONTINUOUS, REVEAL, REMASK = "#1f6fb4", "#3a3a3a", "#d1352b"
+CONTINUOUS, REVEAL, REMASK, RENOISE = "#1f6fb4", "#3a3a3a", "#d1352b", "#7b3294"
 
 
 def compactify(gamma: Any) -> np.ndarray:

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from ._common import (CONTINUOUS, REMASK, REVEAL, as_trace, check_positions, check_runnable, compactify, describe,
-                      gamma_tick_labels, labelled, new_figure, positive_int, wrap)
+from ._common import (CONTINUOUS, REMASK, RENOISE, REVEAL, as_trace, check_positions, check_runnable, compactify,
+                      describe, gamma_tick_labels, labelled, new_figure, positive_int, wrap)
 
 _FIELDS = ("gamma",)
 _PAD = 0.08  # room beyond the [0, 1] square so that moves along its edges stay visible
@@ -30,6 +30,7 @@ class PlaneSegments:
         reveal: some coordinate jumps to inf (u = 1) and none falls: a reveal.
         remask: some coordinate falls to 0 from above: a remask (or a switch back to [MASK]).
         start: ``[B, 2]`` first state of each run; ``end``: ``[B, 2]`` last state.
+        drop: some coordinate falls to a finite SNR above 0 and none jumps to an edge: a ``renoise``.
     """
 
     continuous: np.ndarray
@@ -37,6 +38,7 @@ class PlaneSegments:
     remask: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    drop: np.ndarray
 
 
 def plane_segments(gamma_i: Any, gamma_j: Any) -> PlaneSegments:
@@ -47,9 +49,10 @@ def plane_segments(gamma_i: Any, gamma_j: Any) -> PlaneSegments:
     moved = (a != b).any(-1)
     to_clean = ((b == 1) & (a < 1)).any(-1)
     to_mask = ((b == 0) & (a > 0)).any(-1)
+    drop = moved & ~to_clean & ~to_mask & (b < a).any(-1)
     seg = np.stack([a, b], axis=1)
-    return PlaneSegments(continuous=seg[moved & ~to_clean & ~to_mask], reveal=seg[to_clean & ~to_mask],
-                         remask=seg[to_mask], start=pts[0], end=pts[-1])
+    return PlaneSegments(continuous=seg[moved & ~to_clean & ~to_mask & ~drop], reveal=seg[to_clean & ~to_mask],
+                         remask=seg[to_mask], start=pts[0], end=pts[-1], drop=seg[drop])
 
 
 def gamma_plane(
@@ -68,11 +71,13 @@ def gamma_plane(
     (gamma = inf) are the edges of the unit square: a run from an all-``[MASK]`` start begins at the lower-left
     corner and every run ends at the upper-right one. ``runs`` independent runs (the rows of one batch) are
     overlaid with transparency. Continuous moves (finite SNR rising, a ramp) are blue lines with one dot per step;
-    jumps to gamma = inf (reveals) are dark arrows and jumps back to 0 (remasks) red ones; a jump that moves both
+    jumps to gamma = inf (reveals) are dark arrows, jumps back to 0 (remasks) red ones and drops to a lower finite
+    SNR (``renoise``) dashed purple ones; a jump that moves both
     positions at once is drawn as an arc so that it is never mistaken for the continuous diagonal. So AR runs
     along the edges, masked diffusion jumps between corners, the joint ramp climbs the diagonal (a staggered
     ramp, ``ramp(T, lag=1)``, climbs along one axis, then the other; smaller lags bend the diagonal towards
-    that corner) and the hybrid climbs it, then jumps.
+    that corner), the hybrid climbs it, then jumps, and ``ramp(8) >> renoise(4.0) >> ramp(8)`` climbs, drops back
+    along it and climbs again.
 
     Args:
         paths: a Path, a path string, a :class:`~snrpaths.Result` / :class:`~snrpaths.Trace` of a run, a sequence
@@ -111,7 +116,14 @@ def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | 
                    f"{runs} per panel\naxes $\\gamma/(1+\\gamma)$: [MASK] ($\\gamma=0$) and clean ($\\gamma=\\infty$) "
                    "are the edges", width, 9.5)
     lines = [max(names[r * cols:(r + 1) * cols], key=lambda t: t.count("\n")).count("\n") + 1 for r in range(rows)]
-    fig = new_figure(width, sum(2.45 + 0.16 * k for k in lines) + 0.55 + 0.17 * (heading.count("\n") + 1))
+    handles = _legend_handles(any(len(seg.remask) for _, seg in panels), any(len(seg.drop) for _, seg in panels))
+    # one row while it fits under the panels (up to cols + 2 entries), else rows of three
+    legend_cols = len(handles) if len(handles) <= cols + 2 else 3
+    legend_rows = math.ceil(len(handles) / legend_cols)
+    # a second legend row needs far more than its text height: constrained layout gives up (overlapping the axis
+    # labels) below about 0.6 in more (measured with the overlap check of tests/test_plot.py)
+    fig = new_figure(width, sum(2.45 + 0.16 * k for k in lines) + 0.55 + 0.6 * (legend_rows - 1)
+                     + 0.17 * (heading.count("\n") + 1))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
     for ax, name, (_, segments) in zip(axes, names, panels):
         _draw(ax, segments)
@@ -119,9 +131,8 @@ def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | 
     for ax in axes[n:]:
         ax.set_visible(False)
     _axes_in_gamma(axes[:n], pair, cols)
-    handles = _legend_handles(any(len(seg.remask) for _, seg in panels))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles) if cols > 1 else 3, fontsize=8,
-               frameon=False, columnspacing=1.2, handlelength=1.8)
+    fig.legend(handles=handles, loc="outside lower center", ncols=legend_cols, fontsize=8, frameon=False,
+               columnspacing=1.2, handlelength=1.8)
     fig.suptitle(heading, fontsize=9.5)
     return fig
 
@@ -134,7 +145,8 @@ def _draw(ax, seg: PlaneSegments) -> None:
                                          zorder=3, gid="continuous"))
         dots = seg.continuous[:, 1]
         ax.scatter(dots[:, 0], dots[:, 1], s=9, color=CONTINUOUS, alpha=alpha, zorder=3, linewidths=0)
-    for kind, moves, color in (("reveal", seg.reveal, REVEAL), ("remask", seg.remask, REMASK)):
+    for kind, moves, color in (("reveal", seg.reveal, REVEAL), ("remask", seg.remask, REMASK),
+                               ("drop", seg.drop, RENOISE)):
         for (a, b) in moves:
             ax.add_patch(_arrow(a, b, color, alpha, kind))
     ax.scatter(*seg.start.T, s=55, facecolor="white", edgecolor="black", linewidths=1.2, zorder=5)
@@ -142,10 +154,12 @@ def _draw(ax, seg: PlaneSegments) -> None:
 
 
 def _arrow(a: np.ndarray, b: np.ndarray, color: str, alpha: float, kind: str) -> FancyArrowPatch:
-    # A straight move of both coordinates would lie on the diagonal a ramp climbs: bend it into an arc.
+    # A straight move of both coordinates would lie on the diagonal a ramp climbs: bend it into an arc. A drop is
+    # dashed: it lands at a finite SNR, not on an edge of the square as a reveal or a remask does.
     both = bool((a != b).all())
     return FancyArrowPatch(tuple(a), tuple(b), arrowstyle="-|>", mutation_scale=9, linewidth=1.3, color=color,
                            alpha=alpha, shrinkA=0, shrinkB=1.5, zorder=4, gid=kind,
+                           linestyle="--" if kind == "drop" else "-",
                            connectionstyle=f"arc3,rad={0.35 if both else 0.0}")
 
 
@@ -174,7 +188,7 @@ def _axes_in_gamma(axes, pair: tuple[int, int], cols: int) -> None:
             ax.set_ylabel("")
 
 
-def _legend_handles(has_remask: bool) -> list:
+def _legend_handles(has_remask: bool, has_drop: bool) -> list:
     handles = [
         Line2D([], [], color=CONTINUOUS, marker="o", markersize=3, linewidth=1.6,
                label="continuous move, one dot per step"),
@@ -184,6 +198,9 @@ def _legend_handles(has_remask: bool) -> list:
     if has_remask:
         handles.append(Line2D([], [], color=REMASK, marker=">", markersize=5, linewidth=1.3,
                               label="jump: remask ($\\gamma\\to 0$)"))
+    if has_drop:
+        handles.append(Line2D([], [], color=RENOISE, marker=">", markersize=5, linewidth=1.3, linestyle="--",
+                              label="drop: renoise ($\\gamma\\to\\gamma'$)"))
     handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor="white", markeredgecolor="black",
                        markersize=6, label="start"),
                 Line2D([], [], linestyle="", marker="*", color="black", markersize=9, label="end")]

@@ -123,6 +123,27 @@ def _steps(max_steps: int) -> st.SearchStrategy[int]:
     return st.integers(1, max_steps)
 
 
+def ramps(max_steps: int = 8, gamma_maxes: tuple[float, ...] = (4.0, 40.0, 400.0)) -> st.SearchStrategy:
+    """Ramps of both forms, joint and staggered, mostly plain, else with random drift guards (temperature down to 0,
+    top-k down to 1, tiny nuclei, noise 0, Heun steps)."""
+    from snrpaths.path import Path
+
+    guards = st.one_of(st.just({}), st.fixed_dictionaries({}, optional={
+        "temperature": st.sampled_from([0.0, 0.5, 2.0]), "top_k": st.sampled_from([1, 2, 512]),
+        "top_p": st.sampled_from([1e-300, 0.5, 0.9]), "noise": st.sampled_from([0.0, 0.1, 1.5]),
+        "solver": st.just("heun")}))
+    return st.builds(lambda T, g, form, lag, guard: Path.ramp(T, gamma_max=g, form=form, lag=lag, **guard),
+                     _steps(max_steps), st.sampled_from(gamma_maxes), st.sampled_from(("mean", "sample")), _LAGS,
+                     guards)
+
+
+def renoises() -> st.SearchStrategy:
+    """``renoise(gamma)`` at levels below, inside and above the ramps' ranges."""
+    from snrpaths.path import Path
+
+    return st.sampled_from([0.01, 1.0, 4.0, 100.0]).map(Path.renoise)
+
+
 def sampler_paths(max_steps: int = 8) -> st.SearchStrategy:
     """Complete samplers (every position ends clean): the paper's named samplers with random arguments."""
     from snrpaths.orders import ORDERS
@@ -136,9 +157,13 @@ def sampler_paths(max_steps: int = 8) -> st.SearchStrategy:
     reveal = st.builds(
         lambda order, count, temperature: Path.reveal(order=order, count=count, temperature=temperature),
         st.sampled_from(tuple(ORDERS)), st.just(1), st.sampled_from([0.5, 1.0, 2.0]))
+    hybrid_guards = st.one_of(st.just({}), st.fixed_dictionaries({}, optional={
+        "ramp_temperature": st.just(0.5), "ramp_top_k": st.just(2), "ramp_top_p": st.just(0.9),
+        "noise": st.just(0.0), "solver": st.just("heun")}))
     hybrid = st.builds(
-        lambda a, b, switch, form: Path.hybrid(a, b, switch=switch, form=form),
-        _steps(max_steps), _steps(max_steps), st.sampled_from(("keep", "commit", "mask")), st.sampled_from(("mean", "sample")))
+        lambda a, b, switch, form, guard: Path.hybrid(a, b, switch=switch, form=form, **guard),
+        _steps(max_steps), _steps(max_steps), st.sampled_from(("keep", "commit", "mask")), st.sampled_from(("mean", "sample")),
+        hybrid_guards)
     return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, reveal, hybrid, adaptive_reveals(max_steps))
 
 
@@ -157,15 +182,14 @@ def adaptive_reveals(max_steps: int = 8) -> st.SearchStrategy:
 
 @st.composite
 def paths(draw, max_steps: int = 8, seq_len: int = 4) -> object:
-    """Composed paths valid for ``seq_len``: a prefix of finite-SNR / remask stages, then a sampler, possibly
+    """Composed paths valid for ``seq_len``: a prefix of finite-SNR stages (ramps, renoises, switches), then a
+    sampler, possibly
     split side by side over two spans with ``on(...) | on(...)``."""
     from snrpaths.path import Path
 
     def one(draw_):
         prefix = draw_(st.lists(st.one_of(
-            st.builds(lambda T, g, form, lag: Path.ramp(T, gamma_max=g, form=form, lag=lag), _steps(max_steps),
-                      st.sampled_from([4.0, 40.0, 400.0]), st.sampled_from(("mean", "sample")), _LAGS),
-            st.sampled_from([Path.switch("keep"), Path.switch("mask")])), max_size=2))
+            ramps(max_steps), renoises(), st.sampled_from([Path.switch("keep"), Path.switch("mask")])), max_size=2))
         path = draw_(sampler_paths(max_steps))
         for stage in reversed(prefix):
             path = stage >> path
@@ -202,7 +226,7 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
     values of their arguments: reveals by count and by clock (every remask policy, one-step clocks, a loop whose
     ``t_off`` is tiny, temperatures down to 0 and the smallest float64s, tiny nucleus thresholds), adaptive
     reveals, blocks (up to one more than there are positions, which the compiler refuses), explicit remasks
-    of random positions, ramps (joint and staggered) and switches. Sequences of them (:func:`composed_paths`) may
+    of random positions, ramps (joint and staggered, guarded or not), renoises and switches. Sequences of them (:func:`composed_paths`) may
     or may not compile."""
     from snrpaths.orders import ORDERS
     from snrpaths.path import Path
@@ -226,12 +250,10 @@ def stages(max_steps: int = 4, seq_len: int = 4, first: int = 0) -> st.SearchStr
                         st.integers(1, max_steps), st.sampled_from(("random", "confidence", "entropy")), st.booleans())
     remask = st.lists(st.integers(first, first + seq_len - 1), min_size=1, max_size=seq_len, unique=True).map(
         lambda positions: Path.remask(positions=positions))
-    ramp = st.builds(lambda T, g, form, lag: Path.ramp(T, gamma_max=g, form=form, lag=lag), st.integers(1, max_steps),
-                     st.sampled_from([4.0, 400.0]), st.sampled_from(("mean", "sample")), _LAGS)
     switch = st.sampled_from([Path.switch("keep"), Path.switch("mask"), Path.switch("commit")])
     blocks = st.builds(Path.blocks, st.integers(1, seq_len + 1), st.one_of(st.just(Path.ar()), mdm))
-    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask, ramp, switch,
-                     adaptive_reveals(max_steps), blocks)
+    return st.one_of(st.just(Path.ar()), st.just(Path.roar()), mdm, counted, clocked, remask,
+                     ramps(max_steps, (4.0, 400.0)), renoises(), switch, adaptive_reveals(max_steps), blocks)
 
 
 @st.composite
