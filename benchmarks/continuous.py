@@ -163,35 +163,36 @@ def cell(denoiser, hmm: ExactHMM, entropy, expression: str, n: int, seed: int) -
             "pair_entropy_se": h_se, "score": score, "seconds": time.perf_counter() - start}
 
 
-def guards(T: int, quick: bool = False) -> dict[str, str]:
+def guards(T: int, mdm_tail: str = "", quick: bool = False) -> dict[str, str]:
     """Continuous paths with drift guards and correctors at a budget of ``T`` calls, by name (part (d)): hand-over
-    SNR x ramp temperature x noise scale x top-k for the hybrid and the committed ramp, and per hand-over SNR a Heun
-    hybrid and a predictor-corrector (ramp, ``renoise`` to a quarter of the SNR, ramp again, masked diffusion).
-    ``quick``: one value of each but the first."""
+    SNR x ramp temperature x noise scale, for the hybrid (``T // 2`` ramp steps, then masked diffusion with
+    ``mdm_tail``, e.g. ``", temperature=0.8, top_p=0.9"``: masked diffusion's own setting, chosen on validation) and
+    the committed ramp; and per hand-over SNR a hybrid whose ramp averages the top 4 tokens, a Heun hybrid (two calls
+    a step: half the ramp's steps) and a predictor-corrector hybrid (ramp, ``renoise`` to a quarter of the hand-over SNR, ramp again, masked diffusion).
+    ``quick``: a corner of the grid."""
     a, b = T // 2, T - T // 2
+    tail = f" >> switch('keep') >> mdm({b}{mdm_tail})"
     rows = {}
-    for g in (40.0, 8.0, 2.0)[: 1 if quick else 3]:
-        for temp in (1.0, 0.7, 0.5)[: 2 if quick else 3]:
-            for noise in (1.0, 0.5, 0.0)[: 1 if quick else 3]:
-                for top_k in (None, 4)[: 1 if quick else 2]:
-                    extra = f", temperature={temp}, noise={noise}" + ("" if top_k is None else f", top_k={top_k}")
-                    rows[f"hybrid g{g:g} t{temp} n{noise} k{top_k}"] = f"hybrid({a}, {b}, gamma_max={g}{extra})"
-                    rows[f"ramp g{g:g} t{temp} n{noise} k{top_k}"] = (f"ramp({T - 1}, gamma_max={g}{extra}) >> "
-                                                                      "switch('commit')")
-        # Heun: two calls a step, so half the ramp's steps
-        rows[f"hybrid heun g{g:g}"] = f"hybrid({max(a // 2, 1)}, {b + a - 2 * max(a // 2, 1)}, gamma_max={g}, solver='heun')"
-        # a predictor-corrector: ramp to g, re-noise to g / 4, ramp again, then masked diffusion
-        r1, r2 = max(a // 2, 1), a - max(a // 2, 1)
-        if r2 >= 1:
-            rows[f"hybrid renoise g{g:g}"] = (f"ramp({r1}, gamma_max={g}) >> renoise({g / 4:g}) >> "
-                                              f"ramp({r2}, gamma_max={g}) >> switch('keep') >> mdm({b})")
+    for g in (40.0, 8.0)[: 1 if quick else 2]:
+        for temp in (1.0, 0.85, 0.7)[: 2 if quick else 3]:
+            for noise in (1.0, 0.75, 0.5, 0.25)[: 1 if quick else 4]:
+                guard = f"gamma_max={g:g}, temperature={temp}, noise={noise}"
+                rows[f"hybrid g{g:g} t{temp} n{noise}"] = f"ramp({a}, {guard}){tail}"
+                rows[f"ramp g{g:g} t{temp} n{noise}"] = f"ramp({T - 1}, {guard}) >> switch('commit')"
+        # the authors' truncation of the mean (top-k of V = 16: a state emits 4 tokens here)
+        rows[f"hybrid g{g:g} top_k 4"] = f"ramp({a}, gamma_max={g:g}, top_k=4){tail}"
+        half = max(a // 2, 1)
+        rows[f"hybrid heun g{g:g}"] = (f"ramp({half}, gamma_max={g:g}, solver='heun') >> switch('keep') >> "
+                                       f"mdm({T - 2 * half}{mdm_tail})")
+        if a >= 2:
+            rows[f"hybrid renoise g{g:g}"] = (f"ramp({half}, gamma_max={g:g}) >> renoise({g / 4:g}) >> "
+                                              f"ramp({a - half}, gamma_max={g:g}){tail}")
     return rows
 
 
-def mdm_settings(T: int, quick: bool = False) -> dict[str, str]:
-    """Masked diffusion with its own temperature and top-p (part (d)'s baseline, chosen like the paths' settings)."""
-    temps, tops = ((1.0, 0.7), (1.0,)) if quick else ((1.0, 0.9, 0.8, 0.7, 0.6, 0.5), (1.0, 0.95, 0.9, 0.8))
-    return {f"mdm t{t} p{p}": f"mdm({T}, temperature={t}, top_p={p})" for t in temps for p in tops}
+def mdm_phase(expression: str) -> str:
+    """``", temperature=t, top_p=p"`` of an :func:`mdm_settings` expression, for the hybrid's masked-diffusion phase."""
+    return expression[expression.index(","):-1]
 
 
 def best(rows: dict[str, dict]) -> str:
@@ -242,8 +243,8 @@ class Study:
                     key = f"{self.tag}|trajectory|{label}|{path(T)}|{self.args.trajectory_n}"
                     rows.append(self.record.get(key, lambda: {
                         "denoiser": label, "sampler": name, "budget": T, "path": path(T),
-                        "rows": trajectory(parse_path(path(T)), den, self.hmm, batch=self.args.trajectory_n,
-                                           seed=self.args.seed).to_json()}))
+                        "rows": json.loads(trajectory(parse_path(path(T)), den, self.hmm,
+                                                      batch=self.args.trajectory_n, seed=self.args.seed).to_json())}))
         return rows
 
     def crossover(self) -> list[dict]:
@@ -278,8 +279,11 @@ class Study:
         for label in labels:
             den = self.models[label]
             for T in self.args.budgets:
-                search = {"continuous": guards(T, self.args.quick), "mdm": mdm_settings(T, self.args.quick)}
-                for kind, rows in search.items():
+                search = {"mdm": mdm_settings(T, self.args.quick)}
+                for kind in ("mdm", "continuous"):
+                    if kind == "continuous":  # the hybrid's masked-diffusion phase takes masked diffusion's choice
+                        search[kind] = guards(T, mdm_phase(search["mdm"][out[-1]["setting"]]), self.args.quick)
+                    rows = search[kind]
                     valid = {name: self.cell(label, den, expr, held_out=False)
                              for name, expr in tqdm(rows.items(), desc=f"{label} T={T} {kind}", unit="cell",
                                                     disable=self.args.quick)}
@@ -334,6 +338,17 @@ def training_table(infos: dict, entropy_bits: float) -> str:
     return "\n".join(out)
 
 
+def _kl_value(call: dict) -> float:
+    """A call's mean KL from the JSON of a trajectory ("inf" when the model gave 0 where the truth did not)."""
+    value = call["kl_mean"]
+    return math.nan if value is None else float(value)
+
+
+def _kl(call: dict) -> str:
+    se = call["kl_se"]
+    return f"{_kl_value(call):.3f}" + ("" if se is None else f" ± {float(se):.3f}")
+
+
 def trajectory_table(rows: list[dict]) -> str:
     """KL per free position (bits) at five points of each path: the first call, a quarter, half, three quarters, the
     last call; and the largest."""
@@ -345,9 +360,9 @@ def trajectory_table(rows: list[dict]) -> str:
         if not calls:
             continue
         picks = [calls[min(len(calls) - 1, round(q * (len(calls) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1)]
-        cells = [f"{c['kl']:.3f} ± {c['kl_se']:.3f}" for c in picks]
+        cells = [_kl(c) for c in picks]
         out.append(f"| {r['denoiser']} | {r['sampler']} | {r['budget']} | " + " | ".join(cells)
-                   + f" | {max(c['kl'] for c in calls):.3f} |")
+                   + f" | {max(_kl_value(c) for c in calls):.3f} |")
     return "\n".join(out)
 
 
@@ -428,7 +443,7 @@ def plot(parts: dict, args, out: pathlib.Path) -> None:
         x = [(i + 1) / len(calls) for i in range(len(calls))]
         style = "-" if r["denoiser"] == "init" else "--"
         color = {"mdm": "C0", "hybrid": "C1", "ramp": "C2"}[r["sampler"]]
-        ax.plot(x, [max(c["kl"], 1e-5) for c in calls], style, color=color, marker=".",
+        ax.plot(x, [max(_kl_value(c), 1e-5) for c in calls], style, color=color, marker=".",
                 label=f"{r['sampler']}, {r['denoiser']}")
     ax.set_yscale("log")
     ax.set(xlabel="call / calls of the run", ylabel="KL(exact || model) per changeable position, bits",
@@ -524,8 +539,8 @@ def main(argv: list[str] | None = None) -> None:
                 for label, m in models.items()}
     chosen = study.chosen_finetune()
     parts = {"chosen": chosen, "crossover": study.crossover(), "defaults": study.defaults(),
-             "trajectories": study.trajectories(list(models)), "guarded": study.guarded(["init", chosen]),
-             "tuned": study.tuned(["init", chosen])}
+             "trajectories": study.trajectories(list(models)), "guarded": study.guarded([chosen]),
+             "tuned": study.tuned([chosen])}
     text = "\n\n".join([
         f"# Continuous paths on learned denoisers (exact HMM K = {args.states}, V = {args.vocab}, L = {args.seq_len}; "
         f"entropy rate {entropy_bits:.3f} bits/token, exact pair entropy {truth_pair_entropy:.3f} bits)",
