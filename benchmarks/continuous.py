@@ -66,10 +66,10 @@ FULL = {"states": 16, "vocab": 16, "seq_len": 64, "successors": 4, "emissions": 
         "hidden": 64, "cond_dim": 32, "blocks": 2, "heads": 4, "batch": 32, "init_steps": 12000, "init_lr": 3e-3,
         "tune_steps": 3000, "tune_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "n": 512, "valid_n": 256,
         "budgets": (16, 32), "weights": (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0), "trajectory_n": 256,
-        "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 100}
+        "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 125}
 QUICK = {**FULL, "states": 8, "vocab": 8, "seq_len": 16, "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "init_steps": 20,
          "tune_steps": 10, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,), "weights": (0.0, 0.5, 1.0),
-         "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 5}
+         "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 1}
 #: the settings a training run depends on (its folder's tag hashes them)
 TRAIN_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "hidden", "cond_dim", "blocks",
                   "heads", "batch", "init_steps", "init_lr", "tune_steps", "tune_lr", "stream_factor", "eval_rows",
@@ -115,7 +115,7 @@ def objectives(args, hmm: ExactHMM) -> dict:
     """Fine-tune name -> objective (the init's MDLM run comes first)."""
     hybrid = parse_path(PATHS["hybrid"](max(args.budgets)))
     return {"DSL": DSL(), "Covering": Covering(), "PathStates": PathStates(hybrid),
-            "OnPolicy": PathStates(hybrid, policy="self", teacher=hmm, refresh=args.refresh),
+            "OnPolicy": PathStates(hybrid, policy="model", teacher=hmm, refresh=args.refresh),
             "Mixture": Mixture((DSL(), 0.5), (PathStates(hybrid), 0.5))}
 
 
