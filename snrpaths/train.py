@@ -44,9 +44,9 @@ from . import validate
 from .data import fixed_windows, random_windows
 from .denoiser import EvidenceConverter, Trainable, require
 from .diagnostics import evidence_curve, unigram_prior
-from .errors import SNRPathError
+from .errors import SNRPathError, SNRTypeError
 from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
-from .objectives import DSL, MDLM, Corruption, loss, per_row, roar_validation
+from .objectives import OBJECTIVES, Corruption, Objective, loss, per_row, roar_validation
 from .shards import Processes
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
@@ -83,7 +83,8 @@ class TrainConfig:
     # the smallest of 1 / 10 / 50 / 200 / 1000 at the plateau of the evidence curve in 250-step DSL fine-tunes of
     # the first MDLM checkpoint (README, "Reading the evidence")
     converter_lr_mult: float = attrs.field(default=200.0, converter=_RATE)
-    # a DSL run starts with the converter at the context-free Bayes rule of the training stream (Converter.calibrate)
+    # a run whose objective reaches finite SNRs (DSL, Covering, a path with a ramp) starts with the converter at the
+    # context-free Bayes rule of the training stream (Converter.calibrate)
     calibrate: bool = attrs.field(default=True, converter=validate.field(validate.boolean))
 
     def lr_at(self, step: int) -> float:
@@ -143,7 +144,7 @@ class TrainResult:
 
 def train(
     model: Trainable,
-    objective: MDLM | DSL,
+    objective: Objective,
     train_tokens: torch.Tensor,
     valid_tokens: torch.Tensor,
     config: TrainConfig,
@@ -154,8 +155,10 @@ def train(
     callback: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` (a :class:`snrpaths.denoiser.Trainable`: a :class:`snrpaths.backends.DSLDenoiser`) on random
-    windows of the ``(N,)`` token stream ``train_tokens`` with ``objective``; validate on fixed windows of
-    ``valid_tokens``. A model that is not Trainable is refused before anything runs, naming what it lacks.
+    windows of the ``(N,)`` token stream ``train_tokens`` with ``objective`` (any of
+    :data:`snrpaths.objectives.OBJECTIVES`); validate on fixed windows of ``valid_tokens``. A model that is not
+    Trainable, or an objective that cannot train it (:meth:`~snrpaths.objectives.Objective.check`), is refused before
+    anything runs.
 
     Args:
         out: the run folder (see the module docstring); created if missing.
@@ -166,6 +169,10 @@ def train(
     """
     require("model", model, Trainable)
     require("model.converter", model.converter, EvidenceConverter)
+    if not isinstance(objective, Objective):
+        raise SNRTypeError(f"'objective' must be one of snrpaths.objectives.OBJECTIVES ({', '.join(OBJECTIVES)}), "
+                           f"e.g. DSL() (got {objective!r})")
+    objective.check(model, config.save_every)
     procs = Processes.from_env()
     out = Path(out)
     if procs.rank == 0:
@@ -179,14 +186,13 @@ def train(
     # dropout's generator: different on every process; mod 2^64 as torch folds a negative seed, so any valid seed works
     torch.manual_seed((config.seed * 1_000_003 + procs.rank) % 2**64)
     prior = unigram_prior(train_tokens, model.vocab_size)
-    if isinstance(objective, DSL) and config.calibrate:
+    if objective.finite_snr(model.seq_len) and config.calibrate:
         # before the EMA copies the weights; a resumed run then overwrites all of it with its checkpoint
         model.converter.calibrate(prior.to(procs.device))
     groups = param_groups(model, config.weight_decay, config.converter_lr_mult)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
     ema = EMA(model, config.ema)
-    settings = {"train": attrs.asdict(config), "objective": {"name": type(objective).__name__,
-                                                              **attrs.asdict(objective)}}
+    settings = {"train": attrs.asdict(config), "objective": objective.settings()}
     step = _resume(out / CHECKPOINT, model, ema, optimizer, generator, settings, procs) if resume else 0
     if procs.rank == 0:
         _trim_log(out, step)
@@ -201,7 +207,7 @@ def train(
     with contextlib.closing(bar):
         while step < config.steps:
             tokens = random_windows(train_tokens, config.batch, L, generator)  # (B, L), the same on every process
-            corruption = objective.draw(tokens, generator, d)[rows].to(procs.device)
+            corruption = objective.draw(tokens, generator, d, model=model, step=step)[rows].to(procs.device)
             value = _step(net, model, optimizer, ema, corruption, config, step)
             step, done = step + 1, done + 1
             tokens_per_s = done * config.batch * L / (time.perf_counter() - started)

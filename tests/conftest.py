@@ -32,6 +32,26 @@ def make_denoiser():
     return tiny_denoiser
 
 
+def taught_pair(vocab_size=5, seq_len=6, anchor_dim=4, frozen=True, dropout=0.0):
+    """``(hmm, model)``: an exact HMM and a tiny DSLDenoiser reading evidence through the HMM's anchors, frozen unless
+    ``frozen=False`` (a teacher needs them frozen)."""
+    from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, ExactHMM
+
+    hmm = ExactHMM.random(3, vocab_size, seq_len, seed=1, dim=anchor_dim)
+    backbone = DiTConfig(vocab_size=vocab_size, seq_len=seq_len, hidden=32, cond_dim=16, n_blocks=1, n_heads=2,
+                         dropout=dropout)
+    model = DSLDenoiser.build(backbone, ConverterConfig(anchor_dim=anchor_dim, learn_anchors=not frozen), seed=0)
+    with torch.no_grad():
+        model.converter.anchor_weight.copy_(hmm.table.anchors)
+    return hmm, model
+
+
+@pytest.fixture
+def make_taught():
+    """The :func:`taught_pair` factory: an exact teacher and a model that can learn from it."""
+    return taught_pair
+
+
 #: One line of Hamlet, the text of the tiny corpora that training and CLI tests write (17 distinct characters).
 HAMLET = "to be or not to be that is the question whether tis nobler in the mind to suffer\n"
 

@@ -203,3 +203,38 @@ def test_check_refuses_bad_flags_in_one_line(trained, capsys, args, message):
         main(["check", "--checkpoint", str(trained / "ckpt"), *args])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--objective", "covering", "--roar-fraction", "0.5"], "--roar-fraction is a setting of dsl, not of --objective "
+                                                            "covering"),
+    (["--objective", "path-states"], "--objective path-states needs --path"),
+    (["--objective", "path-states", "--path", "mdm(4"], "--path 'mdm(4': expected ')'"),
+    (["--objective", "path-states", "--path", "mdm(4)", "--teacher", "hmm"], "--teacher cannot be given as a flag"),
+    (["--objective", "path-states", "--path", "mdm(4)", "--policy", "model"], "no teacher can be given: train from "
+                                                                               "Python"),
+    (["--objective", "mixture"], "--objective mixture needs --parts: mixture: (objective, weight) pairs, in an "
+                                 "expression only"),
+    (["--objective", "DSL()", "--mu", "1"], "--mu: settings flags go with --objective NAME"),
+    (["--objective", "Mixture((DSL(), 1), (ExactHMM(), 1))"], "'ExactHMM' is not an objective"),
+    (["--objective", "covering", "--gamma-min", "500"], "--gamma-min must lie in (0.0, 100.0] (got 500.0)"),
+])
+def test_train_refuses_bad_objectives_in_one_line(tmp_path, capsys, args, message):
+    """The objective is built from the registry (snrpaths.objectives.OBJECTIVES) before the corpus is read."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(tmp_path / "run"), "--corpus", str(tmp_path / "nowhere"), *args])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_takes_an_objective_expression(tmp_path, write_corpus):
+    """In process: a Mixture of DSL and the states of a hybrid, recorded in the checkpoint's settings."""
+    corpus = write_corpus(tmp_path / "corpus", [20, 21])
+    expression = "Mixture((DSL(), 1), (PathStates('hybrid(2, 2)'), 1))"
+    assert main(["train", *tiny(corpus, "--out", str(tmp_path / "run"), "--objective", expression, "--steps", "2",
+                                "--save-every", "2", "--eval-every", "2")]) == 0
+    settings = json.loads(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["settings"])
+    assert settings["objective"]["name"] == "Mixture"
+    assert settings["objective"]["parts"][1] == [{"name": "PathStates", "path": "hybrid(2, 2)", "policy": None,
+                                                  "teacher": None, "refresh": None, "rollouts": None}, 1.0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from snrpaths import SNRPathError, SNRTypeError
-from snrpaths.objectives import DSL, MDLM
+from snrpaths.objectives import DSL, MDLM, Mixture, PathStates
 from snrpaths.data import fixed_windows
 from snrpaths.train import EMA, TrainConfig, evaluate, param_groups, train
 
@@ -33,18 +33,45 @@ def stop_at(step):
     return callback
 
 
-@pytest.mark.parametrize("objective", [MDLM(), DSL(per_token=True)], ids=["mdlm", "dsl"])
+@pytest.mark.parametrize("objective", [MDLM(), DSL(per_token=True), PathStates("hybrid(2, 2)"),
+                                       Mixture((DSL(), 1), (PathStates("ramp(2, lag=0.5) >> mdm(2)"), 1))],
+                         ids=["mdlm", "dsl", "path-states", "mixture"])
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(make_denoiser, tmp_path, objective):
     straight = run(make_denoiser, tmp_path / "a", objective=objective)
     with pytest.raises(Interrupt):
         run(make_denoiser, tmp_path / "b", objective=objective, callback=stop_at(3))
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = run(make_denoiser, tmp_path / "b", objective=objective)
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    assert straight.valid_bpc == resumed.valid_bpc
+
+
+def assert_same_weights(a, b):
+    """The checkpoints of the run folders ``a`` and ``b`` hold the same weights and EMA weights, bit for bit."""
+    a, b = (torch.load(folder / "checkpoint.pt", weights_only=True) for folder in (a, b))
     for key in ("model", "ema"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
+
+
+@pytest.mark.parametrize("refresh", [1, 2])
+def test_an_on_policy_run_resumes_to_the_same_weights(make_taught, tmp_path, refresh):
+    """The same with the model rolling out its own states (PathStates on-policy, an exact HMM as teacher): the run
+    killed after step 3 resumes from its step-2 checkpoint, takes its policy copy there, and ends where the
+    uninterrupted run ends."""
+    hmm, _ = make_taught(V, L)
+    stream = hmm.sample_run(3000, torch.Generator().manual_seed(0))
+
+    def run_on_policy(out, **kwargs):
+        objective = PathStates("hybrid(2, 2)", policy="model", teacher=hmm, refresh=refresh, rollouts=4)
+        return train(make_taught(V, L, dropout=0.1)[1], objective, stream, stream[:600], CONFIG, out, progress=False,
+                     **kwargs)
+
+    straight = run_on_policy(tmp_path / "a")
+    with pytest.raises(Interrupt):
+        run_on_policy(tmp_path / "b", callback=stop_at(3))
+    resumed = run_on_policy(tmp_path / "b")
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
     assert straight.valid_bpc == resumed.valid_bpc
 
 
@@ -180,3 +207,14 @@ def test_a_run_from_weights_at_odd_addresses_resumes_to_the_same_weights(make_de
                     tmp_path / "b", progress=False)
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_an_objective_that_cannot_train_the_model_is_refused_before_anything_runs(make_denoiser, tmp_path):
+    model = make_denoiser(V, L)
+    refused = r"'objective' must be one of snrpaths.objectives.OBJECTIVES .* \(got 'dsl'\)"
+    with pytest.raises(SNRTypeError, match=refused):
+        train(model, "dsl", STREAM, STREAM, CONFIG, tmp_path / "name", progress=False)
+    with pytest.raises(SNRPathError, match="positions \\[12\\] are out of range for seq_len=12"):
+        train(model, PathStates("on((12,), ar()) | on(slice(0, 12), mdm(2))"), STREAM, STREAM, CONFIG,
+              tmp_path / "path", progress=False)
+    assert not list(tmp_path.iterdir())
