@@ -66,14 +66,14 @@ FULL = {"states": 16, "vocab": 16, "seq_len": 64, "successors": 4, "emissions": 
         "hidden": 64, "cond_dim": 32, "blocks": 2, "heads": 4, "batch": 32, "init_steps": 12000, "init_lr": 3e-3,
         "tune_steps": 3000, "tune_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "n": 512, "valid_n": 256,
         "budgets": (16, 32), "weights": (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0), "trajectory_n": 256,
-        "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 125}
+        "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 125, "rollouts": 8}
 QUICK = {**FULL, "states": 8, "vocab": 8, "seq_len": 16, "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "init_steps": 20,
          "tune_steps": 10, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,), "weights": (0.0, 0.5, 1.0),
-         "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 1}
+         "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 1, "rollouts": 4}
 #: the settings a training run depends on (its folder's tag hashes them)
 TRAIN_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "hidden", "cond_dim", "blocks",
                   "heads", "batch", "init_steps", "init_lr", "tune_steps", "tune_lr", "stream_factor", "eval_rows",
-                  "refresh")
+                  "refresh", "rollouts")
 
 
 # -- the judge and its diversity measure ------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def objectives(args, hmm: ExactHMM) -> dict:
     """Fine-tune name -> objective (the init's MDLM run comes first)."""
     hybrid = parse_path(PATHS["hybrid"](max(args.budgets)))
     return {"DSL": DSL(), "Covering": Covering(), "PathStates": PathStates(hybrid),
-            "OnPolicy": PathStates(hybrid, policy="model", teacher=hmm, refresh=args.refresh),
+            "OnPolicy": PathStates(hybrid, policy="model", teacher=hmm, refresh=args.refresh, rollouts=args.rollouts),
             "Mixture": Mixture((DSL(), 0.5), (PathStates(hybrid), 0.5))}
 
 
@@ -188,6 +188,12 @@ def guards(T: int, mdm_tail: str = "", quick: bool = False) -> dict[str, str]:
             rows[f"hybrid renoise g{g:g}"] = (f"ramp({half}, gamma_max={g:g}) >> renoise({g / 4:g}) >> "
                                               f"ramp({a - half}, gamma_max={g:g}){tail}")
     return rows
+
+
+def mdm_settings(T: int, quick: bool = False) -> dict[str, str]:
+    """Masked diffusion with its own temperature and top-p (part (d)'s baseline, chosen like the paths' settings)."""
+    temps, tops = ((1.0, 0.7), (1.0,)) if quick else ((1.0, 0.9, 0.8, 0.7, 0.6, 0.5), (1.0, 0.9))
+    return {f"mdm t{t} p{p}": f"mdm({T}, temperature={t}, top_p={p})" for t in temps for p in tops}
 
 
 def mdm_phase(expression: str) -> str:
@@ -366,16 +372,18 @@ def trajectory_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def crossover_weight(rows: list[dict], mode: str, sampler: str, T: int, key: str) -> float | None:
-    """The smallest weight from which the path no longer beats ``mdm(T)`` (non-overlapping intervals) at any larger
-    weight of the grid; None when it beats it everywhere."""
+def crossover_weight(rows: list[dict], mode: str, sampler: str, T: int, key: str) -> str:
+    """The grid's first weight after the largest one at which the path beats ``mdm(T)`` (non-overlapping 95%
+    intervals), with the weights where mdm beats the path; 'never won' / 'won at every weight' at the ends."""
     weights = sorted({r["weight"] for r in rows if r["mode"] == mode})
     at = {(r["weight"], r["sampler"]): r for r in rows if r["mode"] == mode and r["budget"] == T}
-    wins = [beats(at[(w, sampler)], at[(w, "mdm")], key) for w in weights]
-    for i, w in enumerate(weights):
-        if not any(wins[i:]):
-            return w
-    return None
+    wins = [w for w in weights if beats(at[(w, sampler)], at[(w, "mdm")], key)]
+    losses = [w for w in weights if beats(at[(w, "mdm")], at[(w, sampler)], key)]
+    lost = f" (mdm better at {', '.join(f'{w:g}' for w in losses)})" if losses else ""
+    if not wins:
+        return "never won" + lost
+    after = [w for w in weights if w > max(wins)]
+    return ("won at every weight" if not after else f"{after[0]:g}") + lost
 
 
 def crossover_table(rows: list[dict], budgets) -> str:
@@ -384,15 +392,15 @@ def crossover_table(rows: list[dict], budgets) -> str:
            "| mode | w | T | sampler | " + QUALITY_HEAD + " |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['mode']} | {r['weight']:g} | {r['budget']} | {r['sampler']} | {quality_cells(r)} |")
-    out += ["", "The first weight from which each continuous path no longer beats mdm(T) at equal calls (95% intervals "
-            "not overlapping), per metric ('never lost' when it beats it at every weight of the grid):\n",
+    out += ["", "Crossover weight: the first weight of the grid after the last one at which each continuous path beats "
+            "mdm(T) at equal calls (95% intervals not overlapping), per metric; in brackets the weights where mdm(T) "
+            "beats the path:\n",
             "| mode | T | sampler | " + " | ".join(METRICS) + " |", "|---|---:|---|---:|---:|---:|"]
     for mode in ("geometric", "mixture"):
         for T in budgets:
             for sampler in CONTINUOUS:
                 ws = [crossover_weight(rows, mode, sampler, T, key) for key in METRICS]
-                out.append(f"| {mode} | {T} | {sampler} | "
-                           + " | ".join("never lost" if w is None else f"{w:g}" for w in ws) + " |")
+                out.append(f"| {mode} | {T} | {sampler} | " + " | ".join(ws) + " |")
     return "\n".join(out)
 
 
@@ -420,7 +428,7 @@ def target_table(rows: list[dict], budgets) -> str:
             if c is None:
                 continue
             verdict = ["yes" if beats(c, r, key) else ("LOSES" if beats(r, c, key) else "tie") for key in METRICS]
-            out.append(f"| {label} | {T} | `{c['setting']}` | `{r['setting']}` | " + " | ".join(verdict) + " |")
+            out.append(f"| {label} | {T} | `{c['path']}` | `{r['path']}` | " + " | ".join(verdict) + " |")
     return "\n".join(out)
 
 
@@ -550,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(d) The fine-tune searched beside the init (best default hybrid on validation seeds): **{chosen}**.",
         quality_table(parts["guarded"] + parts["tuned"], f"(d, e) The best setting of each kind, chosen on "
                       f"validation seeds (n = {args.valid_n}) by |gap| + 10 invalid, scored on held-out seeds "
-                      f"(n = {args.n}):", ("denoiser", "budget", "kind", "setting")),
+                      f"(n = {args.n}):", ("denoiser", "budget", "kind", "path")),
         target_table(parts["guarded"] + parts["tuned"], args.budgets)])
     print(text)
     data = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
