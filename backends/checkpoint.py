@@ -42,6 +42,7 @@ import attrs
 import safetensors.torch
 import torch
 
+from snrpaths import validate
 from snrpaths.errors import ShapeError, SNRPathError, SNRTypeError
 from snrpaths.files import atomic_write
 
@@ -93,10 +94,10 @@ def load(
         max_bytes: the most parameter memory to build (the config's :func:`parameter_count` x 4 bytes); a checkpoint
             describing more is refused before anything is allocated.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-        raise SNRTypeError(f"'max_bytes' must be an integer (got {type(max_bytes).__name__})")
-    if max_bytes < 1:
-        raise SNRPathError(f"'max_bytes' must be positive (got {max_bytes})")
+    max_bytes = validate.integer("max_bytes", max_bytes)
+    seed = validate.seed("seed", seed)
+    seq_len = validate.integer("seq_len", seq_len, allow_none=True)
+    validate.boolean("ema", ema, allow_none=True)
     if converter is not None and not isinstance(converter, ConverterConfig):
         raise SNRTypeError(f"'converter' must be a ConverterConfig (got {type(converter).__name__})")
     path = _resolve(name_or_path)
@@ -327,7 +328,7 @@ def _check_size(backbone: DiTConfig, anchor_dim: int, max_bytes: int, where: str
 
 def _resolve(name_or_path) -> Path:
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise SNRPathError(f"'name_or_path' must be a checkpoint name or a path (got {type(name_or_path).__name__})")
+        raise SNRTypeError(f"'name_or_path' must be a checkpoint name or a path (got {type(name_or_path).__name__})")
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path

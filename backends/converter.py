@@ -59,7 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snrpaths.errors import SNRPathError, SNRTypeError
+from snrpaths import validate
+from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 
 #: Logit entries per chunk of the mixture (64 MB in float32): bounds memory at any batch size.
 CHUNK_ENTRIES = 2**24
@@ -67,37 +68,18 @@ CHUNK_ENTRIES = 2**24
 PRECHECK_SLOTS = 2048
 
 
-def _check_mask_prob(instance, attribute, value):
-    if not (isinstance(value, (int, float)) and 0 < value < 1):
-        raise SNRPathError(f"'mask_prob' must be a number in (0, 1) (got {value!r})")
+@attrs.frozen
+class Head:
+    """The converter's output head (module docstring): whether the denoiser's logits gain the evidence term
+    ``[0 < gamma_i < inf] z_i . x_v`` (``"evidence"``) or are the backbone's alone (``"plain"``, the paper's form)."""
+
+    name: str
+    adds_evidence: bool
 
 
-def _check_dim(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SNRPathError(f"'anchor_dim' must be a positive integer (got {value!r})")
-
-
-def _check_sparse_k(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SNRPathError(f"'sparse_k' must be a non-negative integer, 0 for always dense (got {value!r})")
-
-
-def _check_bool(instance, attribute, value):
-    if not isinstance(value, bool):
-        raise SNRTypeError(f"{attribute.name!r} must be True or False (got {value!r})")
-
-
-HEADS = ("evidence", "plain")
-
-
-def _check_head(instance, attribute, value):
-    if value not in HEADS:
-        raise SNRPathError(f"'head' must be one of {HEADS!r} (got {value!r})")
-
-
-def _check_sparse_tol(instance, attribute, value):
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
-        raise SNRPathError(f"'sparse_tol' must be a number in [0, 1] (got {value!r})")
+#: The output heads by the name a config holds.
+HEADS: dict[str, Head] = {h.name: h for h in (Head("evidence", True), Head("plain", False))}
+_MASK_PROB = dict(low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 @attrs.frozen
@@ -111,17 +93,20 @@ class ConverterConfig:
     result to float32 working precision.
     """
 
-    anchor_dim: int = attrs.field(default=48, validator=_check_dim)  # d of the unit-norm anchors (public DSL code: 48)
+    # d of the unit-norm anchors (public DSL code: 48)
+    anchor_dim: int = attrs.field(default=48, converter=validate.field(validate.integer))
     # learn anchor directions (norm fixed to 1); False keeps them frozen (a buffer)
-    learn_anchors: bool = attrs.field(default=True, validator=_check_bool)
-    mask_prob: float = attrs.field(default=0.99, validator=_check_mask_prob)  # p([MASK] | z = 0) at initialisation
+    learn_anchors: bool = attrs.field(default=True, converter=validate.field(validate.boolean))
+    # p([MASK] | z = 0) at initialisation
+    mask_prob: float = attrs.field(default=0.99, converter=validate.field(validate.number, **_MASK_PROB))
     # k slots gathered per certified position; 0 (or >= V + 1) computes the dense product everywhere
-    sparse_k: int = attrs.field(default=128, validator=_check_sparse_k)
+    sparse_k: int = attrs.field(default=128, converter=validate.field(
+        validate.integer, low=0, phrase="a non-negative integer, 0 for always dense"))
     # largest dropped mass r_i for the sparse gather: its error is at most sparse_tol * max_v ||E_v|| (1 keeps all)
-    sparse_tol: float = attrs.field(default=1e-6, validator=_check_sparse_tol)
-    # "evidence": logits_i(v) = backbone_i(v) + [0 < gamma_i < inf] z_i . x_v; "plain": backbone_i(v) only. Our
-    # checkpoints saved before the field existed load as "plain" (backends.checkpoint).
-    head: str = attrs.field(default="evidence", validator=_check_head)
+    sparse_tol: float = attrs.field(default=1e-6, converter=validate.field(validate.number, low=0.0, high=1.0))
+    # a name of HEADS. "evidence": logits_i(v) = backbone_i(v) + [0 < gamma_i < inf] z_i . x_v; "plain": backbone_i(v)
+    # only. Our checkpoints saved before the field existed load as "plain" (backends.checkpoint).
+    head: str = attrs.field(default="evidence", converter=validate.field(validate.choice, valid=HEADS))
 
 
 @attrs.frozen(eq=False)
@@ -160,7 +145,7 @@ class Converter(nn.Module):
         if torch.empty(()).is_meta:  # built under torch.device("meta") to receive stored weights: draw nothing
             w = torch.empty(vocab_size, d)
         else:
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator().manual_seed(validate.seed("seed", seed))
             w = torch.randn(vocab_size, d, generator=g, device="cpu")
             w = w / w.norm(dim=1, keepdim=True)
         if config.learn_anchors:
@@ -189,12 +174,13 @@ class Converter(nn.Module):
         Args:
             prior: ``(V,)`` strictly positive probabilities summing to 1 (smooth zero counts before calling).
         """
-        m = self.config.mask_prob if mask_prob is None else mask_prob
-        _check_mask_prob(None, None, m)
+        m = validate.number("mask_prob", self.config.mask_prob if mask_prob is None else mask_prob, **_MASK_PROB)
         V = self.vocab_size
-        if not isinstance(prior, torch.Tensor) or tuple(prior.shape) != (V,) or not prior.is_floating_point():
-            got = list(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__
-            raise SNRPathError(f"'prior' must be a floating tensor of shape [{V}] (got {got})")
+        if not isinstance(prior, torch.Tensor) or not prior.is_floating_point():
+            got = prior.dtype if isinstance(prior, torch.Tensor) else type(prior).__name__
+            raise SNRTypeError(f"'prior' must be a floating tensor of shape [{V}] (got {got})")
+        if tuple(prior.shape) != (V,):
+            raise ShapeError(f"'prior' must be a floating tensor of shape [{V}] (got {list(prior.shape)})")
         p = prior.double()
         if not bool(torch.isfinite(p).all()) or bool((p <= 0).any()) or abs(float(p.sum()) - 1) > 1e-6:
             raise SNRPathError(f"'prior' must hold positive finite probabilities summing to 1 (sum {float(p.sum())}, "
@@ -256,7 +242,7 @@ class Converter(nn.Module):
         idx = torch.nonzero_static(finite.flatten(), size=n_finite).squeeze(1)  # (n,), no second sync
         if n_finite == 0:
             return Converted(h, idx, None)
-        head = self.config.head == "evidence"
+        head = HEADS[self.config.head].adds_evidence
         soft, evidence = self._mix(z.reshape(B * L, -1)[idx], embedding, head)  # (n, H), (n, V) or None
         return Converted(h.reshape(B * L, -1).index_copy(0, idx, soft.to(h.dtype)).view(B, L, -1), idx, evidence)
 
@@ -401,8 +387,10 @@ class Converter(nn.Module):
 
 def log_beta_from(beta: torch.Tensor, name: str = "beta") -> torch.Tensor:
     """``log beta`` of a converter saved with ``beta`` itself (before the positive parametrisation)."""
-    if not isinstance(beta, torch.Tensor) or beta.numel() != 1 or not beta.is_floating_point():
-        raise SNRPathError(f"{name!r} must be a floating scalar tensor (got {beta!r})")
+    if not isinstance(beta, torch.Tensor) or not beta.is_floating_point():
+        raise SNRTypeError(f"{name!r} must be a floating scalar tensor (got {beta!r})")
+    if beta.numel() != 1:
+        raise ShapeError(f"{name!r} must be a floating scalar tensor (got shape {list(beta.shape)})")
     if not float(beta) > 0 or not math.isfinite(float(beta)):
         raise SNRPathError(f"{name!r} must be positive and finite to be read as beta = exp(log_beta) (got {float(beta)})")
     return beta.reshape(()).log()

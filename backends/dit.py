@@ -22,12 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snrpaths import validate
 from snrpaths.errors import SNRPathError
 
 
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SNRPathError(f"{attribute.name!r} must be a positive integer (got {value!r})")
+_POSITIVE = validate.field(validate.integer)
 
 
 def _check_heads(config: "DiTConfig") -> None:
@@ -43,25 +42,23 @@ def _check_heads(config: "DiTConfig") -> None:
 class DiTConfig:
     """Sizes of an MDLM-layout DiT. Defaults are MDLM's OpenWebText "small" model, except ``vocab_size``."""
 
-    vocab_size: int = attrs.field(validator=_positive_int)  # V real tokens; the embedding adds a last row, [MASK]
-    seq_len: int = attrs.field(default=1024, validator=_positive_int)  # L the model is built for (MDLM's model_length)
-    hidden: int = attrs.field(default=768, validator=_positive_int)  # width of the residual stream (MDLM's hidden_dim)
-    cond_dim: int = attrs.field(default=128, validator=_positive_int)  # width of the timestep conditioning vector c
-    n_blocks: int = attrs.field(default=12, validator=_positive_int)  # number of transformer blocks
-    n_heads: int = attrs.field(default=12, validator=_positive_int)  # attention heads; hidden / n_heads must be even
-    mlp_ratio: int = attrs.field(default=4, validator=_positive_int)  # MLP width = mlp_ratio * hidden
-    freq_dim: int = attrs.field(default=256, validator=_positive_int)  # sinusoidal timestep features fed to sigma_map
-    rope_base: float = 10000.0  # rotary base of a freshly built model (a loaded one keeps its stored inv_freq)
-    dropout: float = 0.1  # residual dropout while training (MDLM's default); never applied by Denoiser.logits
+    vocab_size: int = attrs.field(converter=_POSITIVE)  # V real tokens; the embedding adds a last row, [MASK]
+    seq_len: int = attrs.field(default=1024, converter=_POSITIVE)  # L the model is built for (MDLM's model_length)
+    hidden: int = attrs.field(default=768, converter=_POSITIVE)  # width of the residual stream (MDLM's hidden_dim)
+    cond_dim: int = attrs.field(default=128, converter=_POSITIVE)  # width of the timestep conditioning vector c
+    n_blocks: int = attrs.field(default=12, converter=_POSITIVE)  # number of transformer blocks
+    n_heads: int = attrs.field(default=12, converter=_POSITIVE)  # attention heads; hidden / n_heads must be even
+    mlp_ratio: int = attrs.field(default=4, converter=_POSITIVE)  # MLP width = mlp_ratio * hidden
+    freq_dim: int = attrs.field(default=256, converter=_POSITIVE)  # sinusoidal timestep features fed to sigma_map
+    # rotary base of a freshly built model (a loaded one keeps its stored inv_freq)
+    rope_base: float = attrs.field(default=10000.0, converter=validate.field(
+        validate.number, low=1.0, high=math.inf, low_open=True, high_open=True, phrase="a finite number > 1"))
+    # residual dropout while training (MDLM's default); never applied by Denoiser.logits
+    dropout: float = attrs.field(default=0.1, converter=validate.field(validate.number, low=0.0, high=1.0,
+                                                                         high_open=True))
 
     def __attrs_post_init__(self) -> None:
         _check_heads(self)
-        number = (int, float)
-        if not (isinstance(self.dropout, number) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1):
-            raise SNRPathError(f"'dropout' must be a number in [0, 1) (got {self.dropout!r})")
-        if not (isinstance(self.rope_base, number) and not isinstance(self.rope_base, bool)
-                and 1 < self.rope_base < math.inf):
-            raise SNRPathError(f"'rope_base' must be a finite number > 1 (got {self.rope_base!r})")
 
     @property
     def head_dim(self) -> int:

@@ -13,9 +13,13 @@ no dropout) and ``forward(z, gamma, tokens)`` on plain tensors for a trainer (gr
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
+from snrpaths import validate
 from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
@@ -58,10 +62,35 @@ class DSLDenoiser(nn.Module):
     ) -> "DSLDenoiser":
         """A freshly initialised denoiser (MDLM's initialisation for the DiT); ``seed`` fixes every weight without
         touching torch's global RNG."""
+        seed = validate.seed("seed", seed)
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)  # the CPU generator only: fork_rng restores just that one
             dit = DiT(backbone)
         return cls(dit, Converter(backbone.vocab_size, converter, seed=seed), tokenizer)
+
+    # -- persistence, for the trainer (snrpaths.denoiser.Trainable) --------------------------------------------
+    # The file format lives in backends/checkpoint.py, which builds on this module: it is imported when used.
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write this denoiser to ``folder`` in our format (:func:`snrpaths.backends.save`)."""
+        from .checkpoint import save
+
+        return save(self, folder)
+
+    def describe(self) -> dict:
+        """Its architecture, converter settings and tokenizer, as our ``config.json`` holds them
+        (:func:`snrpaths.backends.checkpoint.describe`)."""
+        from .checkpoint import describe
+
+        return describe(self)
+
+    @classmethod
+    def from_description(cls, description: dict, where: str) -> "DSLDenoiser":
+        """A freshly initialised denoiser of a :meth:`describe` dict, checked as ``load`` checks a config.json
+        (:func:`snrpaths.backends.checkpoint.from_description`)."""
+        from .checkpoint import from_description
+
+        return from_description(description, where)
 
     # -- the Denoiser protocol -------------------------------------------------------------------------------
 

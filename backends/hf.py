@@ -308,6 +308,7 @@ def save_random(folder: str | os.PathLike, words: Sequence[str], *, arch: str = 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     arch = validate.choice("arch", arch, ("bert", "modernbert"))
+    seed = validate.seed("seed", seed)
     special = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     vocab = {w: i for i, w in enumerate(dict.fromkeys((*special, *words)))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))

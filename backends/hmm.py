@@ -33,12 +33,13 @@ import numpy as np
 import torch
 
 from snrpaths.draw import categorical, inverse_cdf
-from snrpaths.errors import SNRPathError, ShapeError
+from snrpaths import validate
+from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
 from snrpaths.streams import Streams
 
-from .toy import (check_concentration, check_enumerable, check_positive_int, check_sequences, check_state,
+from .toy import (check_concentration, check_enumerable, check_sequences, check_state, seeded,
                   enumerate_sequences)
 
 #: Upper bound on the float64 entries of one chunk of rows' work (the largest is ``[b, L, K, nonzeros]``).
@@ -105,7 +106,7 @@ class ExactHMM:
 
     def __init__(self, initial, transition, emission, seq_len: int, table: TokenTable | None = None, *,
                  dim: int = 8, seed: int = 0):
-        check_positive_int("seq_len", seq_len)
+        validate.integer("seq_len", seq_len)
         initial, transition, emission = _check_laws(initial, transition, emission)
         table = TokenTable.random(emission.shape[1], dim, seed) if table is None else table
         if table.vocab_size != emission.shape[1]:
@@ -141,13 +142,12 @@ class ExactHMM:
         stationary law of ``T`` (see :meth:`with_stationary_initial`)."""
         for name, value, most in (("n_states", n_states, None), ("vocab_size", vocab_size, None),
                                   ("successors", successors, n_states), ("emissions", emissions, vocab_size)):
-            check_positive_int(name, value)
+            validate.integer(name, value)
             if most is not None and value > most:
                 raise SNRPathError(f"{name!r} must be at most {most} (got {value})")
         check_concentration(concentration)
-        if not isinstance(stationary, bool):
-            raise SNRPathError(f"'stationary' must be True or False (got {stationary!r})")
-        rng = np.random.default_rng(seed)
+        stationary = validate.boolean("stationary", stationary)
+        rng = seeded(seed)
 
         def sparse_rows(width: int, support: int, first: np.ndarray | None = None) -> np.ndarray:
             """``[K, width]`` rows with ``support`` nonzeros each; ``first[j]``, if given, is always one of row j's."""
@@ -243,7 +243,7 @@ class ExactHMM:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``[n, L]`` sequences drawn from ``P`` (ancestral: ``h_0 ~ pi``, ``s_i ~ B[h_i]``, ``h_{i+1} ~ T[h_i]``)."""
-        check_positive_int("n", n)
+        validate.integer("n", n)
         tokens = torch.empty(n, self.seq_len, dtype=torch.int64)
         hidden = categorical(self.initial.expand(n, -1), generator)
         for i in range(self.seq_len):
@@ -262,7 +262,7 @@ class ExactHMM:
         one uniform, the same rule as :func:`snrpaths.draw.inverse_cdf`); the tokens are then drawn state by state,
         all at once.
         """
-        check_positive_int("n", n)
+        validate.integer("n", n)
         hidden = self._hidden_run(n, generator)
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         tokens = torch.empty(n, dtype=torch.int64)
@@ -291,9 +291,8 @@ class ExactHMM:
         """``(H(P) / L, standard error)`` in nats per token, estimated as the mean of ``-log P(s) / L`` over ``n``
         exact samples (seeded by ``seed``). ``H`` has no closed form for an HMM; the estimate is unbiased, and exact
         ``log P`` leaves only the sampling error ``sd(-log P(s) / L) / sqrt(n)``."""
-        if not isinstance(n, int) or n < 2:
-            raise SNRPathError(f"'n' must be at least 2 for a standard error (got {n})")
-        nll = -self.log_prob(self.sample(n, torch.Generator().manual_seed(int(seed)))) / self.seq_len
+        n = validate.integer("n", n, 2, phrase="an integer >= 2 (a standard error needs two samples)")
+        nll = -self.log_prob(self.sample(n, torch.Generator().manual_seed(validate.seed("seed", seed)))) / self.seq_len
         return float(nll.mean()), float(nll.std() / math.sqrt(n))
 
     # -- the posterior ---------------------------------------------------------------------------------------
@@ -438,7 +437,7 @@ def _check_laws(initial, transition, emission) -> tuple[torch.Tensor, torch.Tens
         try:
             laws[name] = torch.as_tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
-            raise SNRPathError(f"{name!r} must be a numeric tensor, array or nested list (got {value!r:.60})") from None
+            raise SNRTypeError(f"{name!r} must be a numeric tensor, array or nested list (got {value!r:.60})") from None
         if laws[name].ndim != ndim or 0 in laws[name].shape:
             raise ShapeError(f"{name!r} must have {ndim} nonempty axes (got shape {list(laws[name].shape)})")
     k = laws["initial"].shape[0]

@@ -13,6 +13,7 @@ the truth has none. ``w = 0`` is the exact denoiser and ``w = 1`` the model, bit
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -21,7 +22,21 @@ from snrpaths.denoiser import Denoiser, reads_finite_snr, require
 from snrpaths.diagnostics import on_device, require_same_channel
 from snrpaths.state import SNRState
 
-MODES = ("geometric", "mixture")
+
+
+def _geometric(e: torch.Tensor, m: torch.Tensor, w: float) -> torch.Tensor:
+    # both coefficients positive: -inf stays -inf, never 0 * inf
+    return ((1 - w) * e + w * m).log_softmax(-1)
+
+
+def _mixture(e: torch.Tensor, m: torch.Tensor, w: float) -> torch.Tensor:
+    return torch.logaddexp(math.log1p(-w) + e, math.log(w) + m)
+
+
+#: The interpolations by name: normalised log-probabilities ``e`` (exact) and ``m`` (model), ``[B, L, V]`` float64,
+#: and a weight strictly between 0 and 1 -> ``log p_w`` (module docstring).
+MODES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {"geometric": _geometric,
+                                                                                 "mixture": _mixture}
 
 
 class Interpolated:
@@ -77,8 +92,4 @@ class Interpolated:
         exact = self.exact.logits(on_device(state, self.exact.table.anchors.device))
         e = exact.to(model.device, torch.float64).log_softmax(-1)
         m = model.to(torch.float64).log_softmax(-1)
-        w = self.weight
-        if self.mode == "geometric":
-            # both coefficients positive: -inf stays -inf, never 0 * inf
-            return ((1 - w) * e + w * m).log_softmax(-1)
-        return torch.logaddexp(math.log1p(-w) + e, math.log(w) + m)
+        return MODES[self.mode](e, m, self.weight)

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 
+from snrpaths import validate
 from snrpaths.draw import categorical
 from snrpaths.errors import SNRPathError, ShapeError
 from snrpaths.geometry import TokenTable
@@ -32,7 +33,7 @@ _CHUNK_ENTRIES = 2**23
 def check_enumerable(vocab_size: int, seq_len: int) -> None:
     """Raise unless ``V`` and ``L`` are positive integers with ``V^L <= MAX_STATES``."""
     for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len)):
-        check_positive_int(name, value)
+        validate.integer(name, value)
     if vocab_size**seq_len > MAX_STATES:
         raise SNRPathError(
             f"a joint over V^L = {vocab_size}^{seq_len} = {vocab_size**seq_len} sequences is too large to "
@@ -40,9 +41,10 @@ def check_enumerable(vocab_size: int, seq_len: int) -> None:
         )
 
 
-def check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise SNRPathError(f"{name!r} must be a positive integer (got {value!r})")
+def seeded(seed: object) -> np.random.Generator:
+    """The numpy generator a toy's joint is drawn from, ``seed`` checked by the one seed rule
+    (:func:`snrpaths.validate.seed`)."""
+    return np.random.default_rng(validate.seed("seed", seed))
 
 
 class ExactToy:
@@ -90,7 +92,7 @@ class ExactToy:
         """A joint drawn from a symmetric Dirichlet(``concentration``) over all ``V^L`` sequences."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = seeded(seed)
         p = rng.dirichlet(np.full(vocab_size**seq_len, concentration))
         return cls(p.reshape((vocab_size,) * seq_len), seed=seed, **kw)
 
@@ -99,7 +101,7 @@ class ExactToy:
         """A first-order Markov chain: initial law and transition rows each Dirichlet(``concentration``)."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = seeded(seed)
         p = rng.dirichlet(np.full(vocab_size, concentration))
         transition = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
         for _ in range(seq_len - 1):
@@ -118,9 +120,8 @@ class ExactToy:
         check_concentration(concentration)
         if vocab_size < 2:
             raise SNRPathError(f"'vocab_size' must be at least 2, a content token and the end token (got {vocab_size})")
-        if not (isinstance(p_end, (int, float)) and 0 < p_end < 1):
-            raise SNRPathError(f"'p_end' must be a number in (0, 1) (got {p_end!r})")
-        rng = np.random.default_rng(seed)
+        p_end = validate.number("p_end", p_end, 0.0, 1.0, low_open=True, high_open=True)
+        rng = seeded(seed)
         content = vocab_size - 1
         p = np.append(rng.dirichlet(np.full(content, concentration)), 0.0)
         transition = np.zeros((vocab_size, vocab_size))
@@ -136,7 +137,7 @@ class ExactToy:
         """Independent positions, each marginal Dirichlet(``concentration``)."""
         check_enumerable(vocab_size, seq_len)
         check_concentration(concentration)
-        rng = np.random.default_rng(seed)
+        rng = seeded(seed)
         return cls.from_marginals(rng.dirichlet(np.full(vocab_size, concentration), size=seq_len), seed=seed, **kw)
 
     @classmethod
@@ -280,6 +281,6 @@ def enumerate_sequences(vocab_size: int, seq_len: int) -> torch.Tensor:
     return (torch.arange(vocab_size**seq_len)[:, None] // powers) % vocab_size
 
 
-def check_concentration(concentration: float) -> None:
-    if not (isinstance(concentration, (int, float)) and math.isfinite(concentration) and concentration > 0):
-        raise SNRPathError(f"'concentration' must be a positive finite number (got {concentration!r})")
+def check_concentration(concentration: float) -> float:
+    return validate.number("concentration", concentration, 0.0, math.inf, low_open=True, high_open=True,
+                           phrase="a positive finite number")

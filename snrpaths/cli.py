@@ -17,6 +17,7 @@ from .cli_check import add_command as add_check_command
 from .cli_model import add_commands as add_model_commands
 from .cli_model import named_by_flags, parse_path_arg
 from .cli_nll import add_command as add_nll_command
+from .cli_toys import TOYS, make_toy
 from .cli_tune import add_command as add_tune_command
 from . import __version__
 from .errors import SNRPathError
@@ -27,7 +28,6 @@ from .testing.stats import empirical_law, tv_tolerance
 DEFAULT_PATH = "ramp(16) >> mdm(32, remask='confidence')"
 #: ```x```, ``:func:`x``` and friends: docstring markup that a terminal should not show.
 _RST = re.compile(r"(?::[a-z]+:)?`{1,2}~?([^`]+?)`{1,2}")
-TOYS = ("markov", "random", "parity", "two-bit")
 #: The longest binary toy the plot commands enumerate (``2^L`` sequences).
 MAX_PLOT_LEN = 17
 
@@ -141,23 +141,11 @@ def _run_order(args) -> int:
     return 0
 
 
-def _make_toy(args):
-    from snrpaths.backends.toy import ExactToy  # the CLI is an application: it may pick a backend
-
-    if args.toy == "two-bit":
-        return ExactToy.two_bit()
-    if args.toy == "parity":
-        return ExactToy.parity(args.length)
-    make = ExactToy.markov if args.toy == "markov" else ExactToy.random
-    return make(args.vocab, args.length, seed=args.seed, concentration=0.5)
-
-
 def _run_toy(args) -> int:
     path = parse_path_arg(args.path)
-    for flag, value in (("--n", args.n), ("--vocab", args.vocab), ("--length", args.length)):
-        if value < 1:
-            raise SNRPathError(f"{flag} must be a positive integer (got {value})")
-    toy = _make_toy(args)
+    if args.n < 1:
+        raise SNRPathError(f"--n must be a positive integer (got {args.n})")
+    toy = make_toy(args.toy, args.vocab, args.length, args.seed)
     budget = path.compile(toy.seq_len).nfe
     half = max(1, budget // 2)
     rows = [("your path", path),

@@ -192,7 +192,7 @@ def _initial_model(args, corpus, objective):
     if args.resume and (Path(args.out) / CHECKPOINT).is_file():
         # the architecture, read from checkpoint.pt alone (never from model/, which a kill may have left mid-swap);
         # the trainer restores the exact state from the same file
-        return checkpoint_model(args.out)
+        return checkpoint_model(args.out, DSLDenoiser)
     if args.init:
         model = load(args.init)
         if model.tokenizer is None:

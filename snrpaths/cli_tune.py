@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_toys import TOYS, make_toy
 from .errors import SNRPathError
 from .tuning import DEFAULT_SAMPLES, FAMILIES, METRICS, tune
 
 
 def add_command(commands) -> None:
-    from .cli import TOYS
-
     p = commands.add_parser("tune", help="search a path family at a call budget for the best validation metric",
                             description=__doc__.split("\n\n")[0],
                             epilog="\n\n".join(__doc__.split("\n\n")[1:]),
@@ -73,12 +72,7 @@ def _model(args):
         if metric != "bits":
             raise SNRPathError(f"--metric {metric} needs an exact toy; a checkpoint is judged by bits")
         return load_with_tokenizer(args.checkpoint)[0], metric
-    from .cli import _make_toy
-
-    for flag, value in (("--vocab", args.vocab), ("--length", args.length)):
-        if value < 1:
-            raise SNRPathError(f"{flag} must be a positive integer (got {value})")
     metric = args.metric or "tv"
     if metric == "bits":
         raise SNRPathError("--metric bits judges text: give a --checkpoint")
-    return _make_toy(argparse.Namespace(toy=args.toy, vocab=args.vocab, length=args.length, seed=args.toy_seed)), metric
+    return make_toy(args.toy, args.vocab, args.length, args.toy_seed), metric

@@ -20,8 +20,9 @@ import attrs
 from .denoiser import reads_finite_snr, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
-from .orders import RANDOM, Explicit, Order, RevealRule
-from .path import Alias, Blocks, On, Parallel, Path, Ramp, Remask, Renoise, Reveal, Switch, Then, resolve_positions
+from .orders import RANDOM, Order, RevealRule
+from .path import (Alias, Blocks, On, Parallel, Path, Ramp, Remask, Renoise, Reveal, Switch, Then, provide,
+                   resolve_positions)
 
 Positions = tuple[int, ...]
 
@@ -73,6 +74,18 @@ class RevealOp:
         """Whether choosing the positions reads the step's logits (a ranked order or an adaptive rule)."""
         return self.order.uses_evidence or self.adaptive is not None
 
+    @property
+    def flips_coins(self) -> bool:
+        """Whether the step reveals each unrevealed position by its own coin flip (MDLM): a clock step whose order
+        flips coins there (:attr:`snrpaths.orders.Order.flips_coins`), unless ``exact`` asks for the scheduled
+        count."""
+        return self.count is None and self.order.flips_coins and not self.exact
+
+    @property
+    def reopens(self) -> bool:
+        """Whether the step can send a clean position back to [MASK] (its clock's remask policy)."""
+        return self.sigma > 0
+
 
 def _a_ramp(name: str, value: object) -> Ramp:
     if not isinstance(value, Ramp):
@@ -85,12 +98,13 @@ class RampOp:
     """Step ``step`` (1..``ramp.steps``) of ``ramp``: raise each unrevealed free position of ``positions`` to
     ``max(gamma_i, ramp.level(v_i))`` by one stochastic-localization step, ``v_i`` its own clock at ``u =
     step / ramp.steps``, started where the position stood when the ramp began (:meth:`snrpaths.Path.ramp`; the
-    runner counts the free positions of each row). With ``ramp.solver == "heun"`` this is the predictor, and a
-    :class:`RampCorrectOp` of the same step follows in the next program step."""
+    runner counts the free positions of each row). With a solver that corrects (``solver='heun'``) this is the
+    predictor, and a :class:`RampCorrectOp` of the same step follows in the next program step."""
 
     positions: Positions
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
     step: int = attrs.field(converter=validate.field(validate.integer))
+    reopens = False  # a ramp raises SNRs only
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
@@ -105,10 +119,11 @@ class RampCorrectOp:
     positions: Positions
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
     step: int = attrs.field(converter=validate.field(validate.integer))
+    reopens = False
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
-        if self.ramp.solver != "heun":
+        if not self.ramp.solver.corrects:
             raise SNRPathError(f"a corrector belongs to a ramp with solver='heun' (got {self.ramp!r})")
 
 
@@ -123,6 +138,7 @@ class RenoiseOp:
     positions: Positions
     gamma: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
                                                         high_open=True))
+    reopens = False  # finite SNRs go down; a clean position stays clean
 
 
 @attrs.frozen
@@ -130,6 +146,7 @@ class RemaskOp:
     """Send the clean free positions among ``positions`` to gamma = 0 (no call)."""
 
     positions: Positions
+    reopens = True
 
 
 @attrs.frozen
@@ -137,6 +154,7 @@ class MaskOp:
     """Send the unrevealed free positions among ``positions`` back to gamma = 0 (no call)."""
 
     positions: Positions
+    reopens = False  # a clean position stays clean
 
 
 Op = Union[RevealOp, RampOp, RampCorrectOp, RenoiseOp, RemaskOp, MaskOp]
@@ -216,6 +234,9 @@ def compile_path(path: Path, seq_len: int) -> Program:
     return _compile_cached(path, seq_len)
 
 
+provide("compile", compile_path)  # Path.compile
+
+
 @functools.lru_cache(maxsize=256)
 def _compile_cached(path: Path, seq_len: int) -> Program:
     lowering = _Lowering(seq_len)
@@ -267,13 +288,7 @@ class _Lowering:
 
     def _reveal(self, path: Reveal, positions: Positions) -> list[Step]:
         label = repr(path)
-        order = path.order
-        if isinstance(order, Explicit):
-            if len(order.positions) != len(positions):
-                raise SNRPathError(f"{label}: the explicit order has {len(order.positions)} entries but the stage "
-                                   f"covers {len(positions)} positions")
-            order = Explicit(tuple(positions[k] for k in order.positions))
-        op = functools.partial(RevealOp, positions, order, temperature=path.temperature, top_p=path.top_p,
+        op = functools.partial(RevealOp, positions, path.order.fit(positions, label), temperature=path.temperature, top_p=path.top_p,
                                exact=path.exact, adaptive=path.adaptive)
         if path.count is not None:
             left = sum(self.open[p] for p in positions)
@@ -306,7 +321,7 @@ class _Lowering:
     def _ramp(self, path: Ramp, positions: Positions) -> list[Step]:
         """One call per step; with Heun, each step's predictor and its corrector (two steps, two calls)."""
         label = repr(path)
-        heun = path.solver == "heun"
+        heun = path.solver.corrects
         self._plan(label, path.steps * (1 + heun))
         steps = []
         for k in range(1, path.steps + 1):
@@ -320,14 +335,17 @@ class _Lowering:
         return [Step(False, (RenoiseOp(positions, path.gamma),), repr(path))]
 
     def _switch(self, path: Switch, positions: Positions) -> list[Step]:
-        if path.mode == "keep":
-            return []
-        self._plan(repr(path), 1)
-        if path.mode == "mask":
-            return [Step(False, (MaskOp(positions),), repr(path))]
-        self._close(positions)
-        commit = RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0)
-        return [Step(True, (commit,), repr(path))]
+        """What the mode does (:class:`snrpaths.path.SwitchMode`): drop the finite evidence, or commit it in one
+        call; ``keep`` does neither and lowers to no step."""
+        label, steps = repr(path), []
+        if path.mode.drops:
+            self._plan(label, 1)
+            steps.append(Step(False, (MaskOp(positions),), label))
+        if path.mode.commits:
+            self._plan(label, 1)
+            self._close(positions)
+            steps.append(Step(True, (RevealOp(positions, RANDOM, None, 0.0, 1.0, 0.0, False, 1.0, 1.0),), label))
+        return steps
 
     def _remask(self, path: Remask, positions: Positions) -> list[Step]:
         label = repr(path)

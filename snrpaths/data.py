@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import attrs
 import numpy as np
@@ -49,9 +50,8 @@ class Corpus:
 
     def text(self, split: str) -> str:
         """One stream: the split's documents joined by a blank line."""
-        if split not in ("train", "valid"):
-            raise SNRPathError(f"'split' must be one of ('train', 'valid') (got {split!r})")
-        return SEPARATOR.join(self.train if split == "train" else self.valid)
+        return SEPARATOR.join({"train": self.train, "valid": self.valid}[validate.choice("split", split,
+                                                                                        ("train", "valid"))])
 
 
 def strip_markdown(text: str) -> str:
@@ -218,16 +218,23 @@ def checked_ids(ids: object, vocab_size: int) -> list[int]:
             for v in ids]
 
 
-def tokenizer_from_config(config: dict | None) -> Tokenizer:
-    """The tokenizer a checkpoint's ``tokenizer`` entry describes."""
-    if not isinstance(config, dict) or config.get("kind") not in ("char", "gpt2"):
-        raise SNRPathError(f"a tokenizer config must be {{'kind': 'char', 'chars': ...}} or {{'kind': 'gpt2'}} "
-                           f"(got {config!r:.80})")
-    if config["kind"] == "gpt2":
-        return BPETokenizer.gpt2()
+def _char_tokenizer(config: dict) -> Tokenizer:
     if not isinstance(config.get("chars"), str):
         raise SNRPathError("a character tokenizer config needs 'chars', a string of distinct characters")
     return CharTokenizer(config["chars"])
+
+
+#: How a checkpoint's ``tokenizer`` entry is read, by its ``kind``.
+TOKENIZER_KINDS: dict[str, Callable[[dict], Tokenizer]] = {"char": _char_tokenizer,
+                                                          "gpt2": lambda config: BPETokenizer.gpt2()}
+
+
+def tokenizer_from_config(config: dict | None) -> Tokenizer:
+    """The tokenizer a checkpoint's ``tokenizer`` entry describes."""
+    if not isinstance(config, dict) or config.get("kind") not in TOKENIZER_KINDS:
+        raise SNRPathError(f"a tokenizer config must be {{'kind': 'char', 'chars': ...}} or {{'kind': 'gpt2'}} "
+                           f"(got {config!r:.80})")
+    return TOKENIZER_KINDS[config["kind"]](config)
 
 
 def _gpt2_encoding():

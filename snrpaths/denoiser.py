@@ -167,12 +167,29 @@ class Trainable(Denoiser, Protocol):
     with ``converter`` an :class:`EvidenceConverter` (its scalars ``converter.log_beta`` and ``converter.bias``, when it
     has them, get their own learning rate). The module methods below are the ones the trainer calls: parameters for
     the optimizer, state dicts for the EMA weights and the checkpoints, train / eval modes, the device. It is also a
-    :class:`Denoiser`: the validation's evidence curve samples it through ``logits``. The run folder's ``model/`` and
-    the checkpoint's model description are written by :func:`snrpaths.backends.save`, which takes the shipped
-    Trainable, :class:`snrpaths.backends.DSLDenoiser`.
+    :class:`Denoiser`: the validation's evidence curve samples it through ``logits``. And it persists itself, so the
+    trainer never names a backend: ``save`` writes the run folder's ``model/``, ``describe`` is the architecture the
+    checkpoint records, ``from_description`` rebuilds it for a resume (:func:`snrpaths.train.checkpoint_model`). The
+    shipped Trainable is :class:`snrpaths.backends.DSLDenoiser`.
     """
 
     converter: EvidenceConverter
+
+    def save(self, folder: Any) -> Any:
+        """Write the model (weights and :meth:`describe`) into ``folder``, each file atomically: what a backend's
+        loader reads back, weights included."""
+        ...
+
+    def describe(self) -> dict:
+        """A JSON-able description of the architecture (and tokenizer) the model was built with: enough for
+        :meth:`from_description` to build a fresh model its state dict loads into."""
+        ...
+
+    @classmethod
+    def from_description(cls, description: dict, where: str) -> "Trainable":
+        """A freshly initialised model of ``description`` (a :meth:`describe` dict read back from a file), checked
+        before anything is built; ``where`` names the source in errors."""
+        ...
 
     def __call__(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor: ...
 
@@ -198,7 +215,8 @@ def protocol_members(protocol: type) -> tuple[str, ...]:
     for base in protocol.__mro__:
         if base not in (Protocol, Generic, object):
             names |= set(inspect.get_annotations(base))
-            names |= {n for n, v in vars(base).items() if callable(v) and (n == "__call__" or not n.startswith("_"))}
+            names |= {n for n, v in vars(base).items() if (callable(v) or isinstance(v, classmethod))
+                      and (n == "__call__" or not n.startswith("_"))}
     return tuple(sorted(names))
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import attrs
 import torch
@@ -42,13 +42,37 @@ from . import validate
 from .channel import posterior_logits
 from .compile import Program, RampOp, RevealOp
 from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
-from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError, one_of
+from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError
 from .geometry import TokenTable
 from .path import Path
 from .runner import Result, sample
 from .state import SNRState
 
-LAYOUTS = ("all", "half")
+
+@attrs.frozen
+class Layout:
+    """Which positions of the ``[b, L]`` windows a row of :func:`evidence_curve` puts at the SNR and scores, the others
+    clean: ``positions(shape, generator)`` is ``[b, L]`` bool, drawn from ``generator`` (which each row seeds on its
+    own)."""
+
+    name: str
+    positions: Callable[[tuple[int, int], torch.Generator], torch.Tensor]
+
+
+def _all(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """Every position: no draw."""
+    return torch.ones(*shape, dtype=torch.bool)
+
+
+def _half(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """``max(1, L // 2)`` positions per row, uniformly at random (one ``[b, L]`` uniform draw)."""
+    b, L = shape
+    rank = torch.rand(b, L, generator=generator).argsort(1).argsort(1)
+    return rank < max(1, L // 2)
+
+
+#: The evidence curve's layouts by name.
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (Layout("all", _all), Layout("half", _half))}
 READS, BELOW, INCONCLUSIVE = "reads its evidence", "below the context-free rule", "inconclusive"
 #: The SNRs of issue 13's targets and of ``snrpaths check``.
 DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 40.0)
@@ -141,7 +165,7 @@ def evidence_curve(
     gammas: Iterable[float] = DEFAULT_GAMMAS,
     *,
     prior: torch.Tensor,
-    layouts: Sequence[str] = LAYOUTS,
+    layouts: Sequence[str] = tuple(LAYOUTS),
     reference=None,
     seed: int = 0,
     batch: int = 64,
@@ -188,7 +212,7 @@ def _row(denoiser, reference, tokens, layout, gamma, log_prior, seed, batch) -> 
     terms = {"model": [], "rule": [], "kl": []}
     scored = 0
     for chunk in tokens.cpu().split(batch):
-        finite = _layout(chunk.shape, layout, generator)  # [b, L] bool: the positions at gamma, the scored ones
+        finite = LAYOUTS[layout].positions(chunk.shape, generator)  # [b, L] bool: the positions at gamma, the scored ones
         gamma_bl = torch.where(finite, gamma, math.inf).to(table.anchors.dtype)
         state = SNRState.from_tokens(chunk, gamma_bl, table, generator)
         target = chunk[..., None]
@@ -213,15 +237,6 @@ def kl_bits(ref: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
     0: two laws equal up to rounding give about -1e-16, not a negative divergence."""
     terms = torch.where(torch.isneginf(ref), 0.0, ref.exp() * (ref - model))
     return terms.sum(-1).clamp_min(0.0) / LOG2
-
-
-def _layout(shape, layout: str, generator: torch.Generator) -> torch.Tensor:
-    """``[b, L]`` bool: every position (``"all"``), or ``max(1, L // 2)`` random positions per row (``"half"``)."""
-    b, L = shape
-    if layout == "all":
-        return torch.ones(b, L, dtype=torch.bool)
-    rank = torch.rand(b, L, generator=generator).argsort(1).argsort(1)
-    return rank < max(1, L // 2)
 
 
 def on_device(state: SNRState, device) -> SNRState:
@@ -259,11 +274,8 @@ def _check_gammas(gammas) -> tuple[float, ...]:
 def _check_layouts(layouts) -> tuple[str, ...]:
     values = (layouts,) if isinstance(layouts, str) else tuple(layouts)
     if not values:
-        raise SNRPathError(f"'layouts' is empty; give any of {LAYOUTS}")
-    for layout in values:
-        if layout not in LAYOUTS:
-            raise one_of("layouts", layout, LAYOUTS)
-    return values
+        raise SNRPathError(f"'layouts' is empty; give any of {tuple(LAYOUTS)}")
+    return tuple(validate.choice("layouts", layout, LAYOUTS) for layout in values)
 
 
 def _check_tokens(denoiser, tokens) -> None:

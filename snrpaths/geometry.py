@@ -58,17 +58,16 @@ class TokenTable:
     @classmethod
     def random(cls, vocab_size: int, dim: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> "TokenTable":
         """Anchors drawn uniformly on the unit sphere (normalised Gaussians) from ``seed``."""
-        _check_positive("vocab_size", vocab_size)
-        _check_positive("dim", dim)
-        g = torch.Generator().manual_seed(int(seed))
+        vocab_size, dim = validate.integer("vocab_size", vocab_size), validate.integer("dim", dim)
+        g = torch.Generator().manual_seed(validate.seed("seed", seed))
         e = torch.randn(vocab_size, dim, generator=g, dtype=torch.float64)
         return cls((e / e.norm(dim=1, keepdim=True)).to(dtype))
 
     @classmethod
     def orthonormal(cls, vocab_size: int, dim: int | None = None, dtype: torch.dtype = torch.float64) -> "TokenTable":
         """The first V standard basis vectors of R^d (``V <= d``): every pair of anchors at distance sqrt(2)."""
-        dim = vocab_size if dim is None else dim
-        _check_positive("vocab_size", vocab_size)
+        vocab_size = validate.integer("vocab_size", vocab_size)
+        dim = validate.integer("dim", vocab_size if dim is None else dim)
         if dim < vocab_size:
             raise SNRPathError(f"orthonormal anchors need dim >= vocab_size (got dim={dim}, vocab_size={vocab_size})")
         return cls(torch.eye(vocab_size, dim, dtype=dtype))
@@ -134,6 +133,3 @@ class TokenTable:
         """Raise unless ``tokens`` is an integer tensor with every entry in ``[0, V)`` (:func:`validate.token_ids`)."""
         validate.token_ids(name, tokens, self.vocab_size)
 
-
-def _check_positive(name: str, value: int) -> None:
-    validate.integer(name, value)

@@ -6,7 +6,7 @@ import itertools
 
 import networkx as nx
 
-from .path import Alias, On, Parallel, Path, Then
+from .path import Alias, On, Parallel, Path, Then, provide
 
 
 def path_graph(path: Path) -> nx.DiGraph:
@@ -20,6 +20,9 @@ def path_graph(path: Path) -> nx.DiGraph:
     exits = _add(graph, path, ["start"], None, counter)
     graph.add_edges_from((e, "end") for e in exits)
     return graph
+
+
+provide("graph", path_graph)  # Path.graph
 
 
 def _add(graph: nx.DiGraph, path: Path, entries: list, positions, counter) -> list:

@@ -39,7 +39,7 @@ from .denoiser import Denoiser, Trainable, reads_finite_snr
 from .diagnostics import require_same_channel
 from .errors import SNRPathError, SNRTypeError
 from .geometry import TokenTable
-from .orders import RANDOM, RandomOrder
+from .orders import RANDOM
 from .parse import PathSyntaxError, parse_path
 from .path import Path
 from .runner import _best, sample
@@ -425,7 +425,7 @@ def changeable(step: Step, gamma: torch.Tensor) -> torch.Tensor:
 
 
 def _fixed_order(op: RevealOp) -> bool:
-    return op.adaptive is None and not op.order.uses_evidence and not isinstance(op.order, RandomOrder)
+    return op.adaptive is None and op.order.fixed
 
 
 def _check_ops(program: Program) -> None:

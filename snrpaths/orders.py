@@ -20,18 +20,31 @@ import attrs
 import torch
 
 from . import validate
+from .errors import SNRPathError
 from .reprs import TypedRepr
 
 
 @attrs.frozen(repr=False)
 class Order(TypedRepr):
-    """A reveal order; ``repr`` prints what a user types."""
+    """A reveal order; ``repr`` prints what a user types.
+
+    ``flips_coins``: on a masked-diffusion clock the order reveals each unrevealed position by its own coin flip with
+    MDLM's probability, instead of the best ``n`` by ``score`` (what a uniformly random order means there).
+    ``fixed``: its ranking reads neither the logits nor the draws ``u``, so it is known before the run.
+    """
 
     name: ClassVar[str]
     uses_evidence: ClassVar[bool] = False
+    flips_coins: ClassVar[bool] = False
+    fixed: ClassVar[bool] = False
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def fit(self, positions: tuple[int, ...], where: str) -> "Order":
+        """This order on a stage over ``positions`` (sequence positions, increasing): a named order ranks whatever
+        positions it meets, so it is itself; an explicit one is mapped onto them (``where`` names the stage)."""
+        return self
 
 
 @attrs.frozen(repr=False)
@@ -39,6 +52,7 @@ class RandomOrder(Order):
     """Uniformly random: the draws ``u`` themselves."""
 
     name = "random"
+    flips_coins = True
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         return u
@@ -49,18 +63,28 @@ class LeftToRight(Order):
     """``-i``: the leftmost unrevealed position first."""
 
     name = "left-to-right"
+    fixed = True
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         B, L = u.shape
         return -torch.arange(L, device=u.device, dtype=torch.float64).expand(B, L)
 
 
-@attrs.frozen(repr=False)
-class Explicit(Order):
-    """A fixed permutation: ``-rank`` with ``rank[positions[k]] = k`` (positions outside it last)."""
+def _distinct(name: str, value: object) -> tuple[int, ...]:
+    out = validate.int_tuple(name, value)
+    if len(set(out)) != len(out):
+        raise SNRPathError(f"{name!r} must not repeat a position (got {value!r})")
+    return out
 
-    name = "explicit"
-    positions: tuple[int, ...]
+
+@attrs.frozen(repr=False)
+class Ranked(Order):
+    """Sequence positions in the order they are revealed: ``score = -rank`` with ``rank[positions[k]] = k``, the
+    positions outside it last. What an :class:`Explicit` order becomes on the stage it runs on (:meth:`Order.fit`)."""
+
+    name = "ranked"
+    fixed = True
+    positions: tuple[int, ...] = attrs.field(converter=validate.field(_distinct))
 
     def score(self, logits: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
         B, L = u.shape
@@ -70,6 +94,22 @@ class Explicit(Order):
 
     def typed(self) -> tuple[int, ...]:
         return self.positions
+
+
+@attrs.frozen(repr=False)
+class Explicit(Ranked):
+    """A fixed permutation of the stage's ``n`` positions, written as the tuple a user types: ``(2, 0, 1)`` reveals
+    the stage's third position first. Refused unless it is a permutation of ``0..n-1``; the compiler checks that the
+    stage has ``n`` positions (:meth:`fit`)."""
+
+    name = "explicit"
+    positions: tuple[int, ...] = attrs.field(converter=validate.field(validate.permutation))
+
+    def fit(self, positions: tuple[int, ...], where: str) -> Order:
+        if len(self.positions) != len(positions):
+            raise SNRPathError(f"{where}: the explicit order has {len(self.positions)} entries but the stage covers "
+                               f"{len(positions)} positions")
+        return Ranked(tuple(positions[k] for k in self.positions))
 
 
 @attrs.frozen(repr=False)

@@ -24,20 +24,63 @@ these primitives: sugar with a readable ``repr``, never separate code paths.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import attrs
 
 from . import validate
 from .errors import SNRPathError, SNRTypeError, shown_positions
+from .forms import RAMP_FORMS, RAMP_SOLVERS, RampForm, RampSolver
 from .orders import ORDERS, RANDOM, REVEAL_RULES, Explicit, Order, RevealRule
+from .reprs import TypedRepr
 from .schedules import ALPHA_SCHEDULES, RAMP_SCHEDULES, REMASK_POLICIES, AlphaSchedule, RampSchedule, RemaskPolicy
 
-RAMP_FORMS = ("mean", "sample")
-RAMP_SOLVERS = ("euler", "heun")
-SWITCH_MODES = ("keep", "commit", "mask")
+
+
+@attrs.frozen(repr=False)
+class SwitchMode(TypedRepr):
+    """How ``switch(mode)`` hands finite-SNR positions over to endpoint decoding; ``repr`` prints the name. The
+    compiler reads the two things a mode may do: ``drops`` (every unrevealed position back to gamma = 0, no call)
+    and ``commits`` (one call, then every unrevealed position revealed from its posterior: ``calls`` is 1)."""
+
+    name: ClassVar[str]
+    drops: ClassVar[bool] = False
+    commits: ClassVar[bool] = False
+
+    @property
+    def calls(self) -> int:
+        """Denoiser calls the switch makes."""
+        return int(self.commits)
+
+
+@attrs.frozen(repr=False)
+class Keep(SwitchMode):
+    """Nothing moves: the finite-SNR evidence stays as soft context for the next stage's reveals."""
+
+    name = "keep"
+
+
+@attrs.frozen(repr=False)
+class Commit(SwitchMode):
+    """One call, then every unrevealed position is revealed from its current posterior."""
+
+    name = "commit"
+    commits = True
+
+
+@attrs.frozen(repr=False)
+class Mask(SwitchMode):
+    """Every unrevealed position goes back to gamma = 0: the next stage starts from [MASK]."""
+
+    name = "mask"
+    drops = True
+
+
+#: Switch modes by the name a user types.
+SWITCH_MODES: dict[str, SwitchMode] = {m.name: m for m in (Keep(), Commit(), Mask())}
 
 
 # -- position sets -------------------------------------------------------------------------------------------------
@@ -97,10 +140,7 @@ def _order(name: str, value: Any) -> Order:
         return value
     if isinstance(value, str):
         return ORDERS[validate.choice(name, value, ORDERS)]
-    perm = validate.int_tuple(name, value)
-    if sorted(perm) != list(range(len(perm))):
-        raise SNRPathError(f"an explicit order must be a permutation of 0..n-1 (got {value!r})")
-    return Explicit(perm)
+    return Explicit(value)
 
 
 def _named(registry: dict[str, Any], kind: type, allow_none: bool = False) -> Callable[[str, Any], Any]:
@@ -188,6 +228,30 @@ def _constructor(fn: Callable) -> Callable:
     return build
 
 
+# -- conveniences provided by higher layers -------------------------------------------------------------------------
+
+#: ``Path.compile``, ``Path.graph`` and ``Path.plot`` live on the layers above the path language (the compiler, the
+#: graph view, the plots), which this module never imports: each of those modules fills its slot here when it is
+#: imported (:func:`provide`). A slot still empty at call time is filled by importing its provider by name, as pandas
+#: finds its plotting backend, so ``path.plot(...)`` works without ``import snrpaths.plot`` and matplotlib loads only
+#: then.
+PROVIDERS: dict[str, str] = {"compile": "snrpaths.compile", "graph": "snrpaths.graph", "plot": "snrpaths.plot"}
+_PROVIDED: dict[str, Callable[..., Any]] = {}
+
+
+def provide(name: str, fn: Callable[..., Any]) -> None:
+    """Fill the slot ``name`` (one of :data:`PROVIDERS`) of the path conveniences with ``fn`` (its provider calls
+    this once, at import)."""
+    _PROVIDED[validate.choice("name", name, PROVIDERS)] = fn
+
+
+def provided(name: str) -> Callable[..., Any]:
+    """The function behind ``Path.<name>``, importing its provider first if nothing has filled the slot yet."""
+    if name not in _PROVIDED:
+        importlib.import_module(PROVIDERS[name])
+    return _PROVIDED[name]
+
+
 # -- rendering -----------------------------------------------------------------------------------------------------
 
 # Python's operator precedence, which the parser follows: '|' < '&' < '>>' < a call.
@@ -250,23 +314,19 @@ class Path:
         return _operand("&", other, self, reflected=True)
 
     def compile(self, seq_len: int):
-        """The :class:`snrpaths.Program` of this path for sequences of ``seq_len`` (pure, cached)."""
-        from .compile import compile_path
-
-        return compile_path(self, seq_len)
+        """The :class:`snrpaths.Program` of this path for sequences of ``seq_len`` (pure, cached):
+        :func:`snrpaths.compile.compile_path`."""
+        return provided("compile")(self, seq_len)
 
     def graph(self):
-        """A networkx DiGraph of the stages: nodes ``start``, ``end`` and one per stage (attribute ``label``)."""
-        from .graph import path_graph
-
-        return path_graph(self)
+        """A networkx DiGraph of the stages: nodes ``start``, ``end`` and one per stage (attribute ``label``):
+        :func:`snrpaths.graph.path_graph`."""
+        return provided("graph")(self)
 
     def plot(self, denoiser: Any, positions: tuple[int, int] = (0, 1), **kwargs: Any):
         """This path's runs on ``denoiser`` in the ``(gamma_i, gamma_j)`` plane, a matplotlib Figure: see
         :func:`snrpaths.plot.gamma_plane` (keywords ``runs``, ``seed``, ``cols``, ``title``)."""
-        from .plot import gamma_plane
-
-        return gamma_plane(self, positions=positions, denoiser=denoiser, **kwargs)
+        return provided("plot")(self, positions=positions, denoiser=denoiser, **kwargs)
 
     # -- primitives --
 
@@ -582,7 +642,7 @@ class Ramp(Path):
     gamma_max: float = attrs.field(default=40.0, converter=_POSITIVE)
     schedule: RampSchedule = attrs.field(default="logit",
                                          converter=validate.field(_named(RAMP_SCHEDULES, RampSchedule)))
-    form: str = attrs.field(default="mean", converter=validate.field(validate.choice, valid=RAMP_FORMS))
+    form: RampForm = attrs.field(default="mean", converter=validate.field(_named(RAMP_FORMS, RampForm)))
     kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
     gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
     lag: float = attrs.field(default=0.0, converter=validate.field(validate.number, low=0.0, high=1.0))
@@ -591,7 +651,7 @@ class Ramp(Path):
     top_p: float = attrs.field(default=1.0, converter=validate.field(validate.top_p))
     noise: float = attrs.field(default=1.0, converter=validate.field(validate.number, low=0.0, high=math.inf,
                                                                        high_open=True))
-    solver: str = attrs.field(default="euler", converter=validate.field(validate.choice, valid=RAMP_SOLVERS))
+    solver: RampSolver = attrs.field(default="euler", converter=validate.field(_named(RAMP_SOLVERS, RampSolver)))
 
     def __attrs_post_init__(self) -> None:
         if self.gamma_min > self.gamma_max:
@@ -611,11 +671,11 @@ class Ramp(Path):
         return _render_call("ramp", [
             ("steps", self.steps, inspect.Parameter.empty, True), ("lag", self.lag, 0.0, False),
             ("gamma_max", self.gamma_max, 40.0, False),
-            ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, "mean", False),
+            ("schedule", self.schedule, RAMP_SCHEDULES["logit"], False), ("form", self.form, RAMP_FORMS["mean"], False),
             ("kappa", self.kappa, 4.0, False), ("gamma_min", self.gamma_min, 0.01, False),
             ("temperature", self.temperature, 1.0, False), ("top_k", self.top_k, None, False),
             ("top_p", self.top_p, 1.0, False), ("noise", self.noise, 1.0, False),
-            ("solver", self.solver, "euler", False)])
+            ("solver", self.solver, RAMP_SOLVERS["euler"], False)])
 
 
 @attrs.frozen(repr=False)
@@ -630,10 +690,10 @@ class Renoise(Path):
 
 @attrs.frozen(repr=False)
 class Switch(Path):
-    mode: str = attrs.field(default="keep", converter=validate.field(validate.choice, valid=SWITCH_MODES))
+    mode: SwitchMode = attrs.field(default="keep", converter=validate.field(_named(SWITCH_MODES, SwitchMode)))
 
     def __repr__(self) -> str:
-        return _render_call("switch", [("mode", self.mode, "keep", True)])
+        return _render_call("switch", [("mode", self.mode, SWITCH_MODES["keep"], True)])
 
 
 @attrs.frozen(repr=False)

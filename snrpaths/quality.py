@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 import torch
 
+from . import validate
 from .errors import SNRPathError, check_shape, one_of
 
 METRICS = ("mauve", "gen-bpc", "gen-ppl", "entropy")
@@ -92,6 +93,7 @@ class Mauve:
     def __call__(self, samples: Sequence[str], seed: int = 0) -> float:
         import mauve
 
+        seed = validate.seed("seed", seed)
         p = self.features(samples)
         buckets = max(2, (len(p) + len(self.reference)) // 20)
         out = mauve.compute_mauve(p_features=p, q_features=self.reference, num_buckets=buckets, seed=seed,

@@ -21,13 +21,13 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from .channel import increment, posterior_mean, renoise
-from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step
+from .channel import increment, renoise
+from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, TextCodec, require
-from .draw import categorical, inverse_cdf, probabilities
+from .draw import inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
-from .orders import RandomOrder, entropy
+from .orders import entropy
 from .path import Path, Ramp
 from .state import UNKNOWN, SNRState
 from .streams import Streams
@@ -120,7 +120,7 @@ def sample(
     raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
     require("denoiser", denoiser, Denoiser)
-    program = path.compile(denoiser.seq_len) if isinstance(path, Path) else path
+    program = compile_path(path, denoiser.seq_len) if isinstance(path, Path) else path
     if not isinstance(program, Program):
         raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
@@ -172,7 +172,7 @@ class _Run:
         self.program, self.denoiser, self.streams, self.state = program, denoiser, streams, state
         self.stop_token = stop_token
         # the first step after which no step can send a clean position back: from there an all-clean run is over
-        self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(map(_reopens, step.ops))),
+        self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(op.reopens for op in step.ops)),
                                     default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
@@ -359,7 +359,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
             return _Selection(torch.zeros_like(unrevealed), remasked, left)
         logits = run.logits_now(left)
     taken = op.adaptive.select(logits, unrevealed) if op.adaptive is not None else torch.zeros_like(unrevealed)
-    if op.count is None and isinstance(op.order, RandomOrder) and not op.exact:
+    if op.flips_coins:
         keep = 1 - op.alpha_t
         p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
         chosen = taken | (unrevealed & (u_reveal < p[:, None]))
@@ -436,12 +436,12 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
         run.ramp_start = torch.where(run.mask(op.positions), op.ramp.clock(state.gamma.to(torch.float64)),
                                      run.ramp_start)
     if run.logits is None:  # no call was ever needed, so no position is active (e.g. a prompt fixes them all)
-        run.streams.skip(_target_draws(op.ramp) + 1)  # the draws a batch with an active row would make
+        run.streams.skip(op.ramp.form.draws + 1)  # the draws a batch with an active row would make (target, eps)
         return state
     level = _ramp_levels(op, sel.chosen, run.ramp_start).to(state.gamma.dtype)
     dgamma = torch.where(sel.chosen, (level - state.gamma).clamp_min(0), 0.0)
     target = _ramp_target(run, op.ramp, sel.chosen)
-    if op.ramp.solver == "heun":
+    if op.ramp.solver.corrects:
         run.predicted[op.positions] = (dgamma, target)
     z = increment(state.z, dgamma, target, run.streams, op.ramp.noise)
     return attrs.evolve(state, gamma=state.gamma + dgamma, z=z)
@@ -452,7 +452,7 @@ def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRSta
     ``z_k + dgamma (m(z_k) + m(z~)) / 2 + noise sqrt(dgamma) eps`` with the predictor's ``eps``."""
     state, predicted = run.state, run.predicted.pop(op.positions, None)
     if predicted is None:  # the predictor had no call to read (nothing active in any row)
-        run.streams.skip(_target_draws(op.ramp))
+        run.streams.skip(op.ramp.form.draws)
         return state
     dgamma, before = predicted
     after = _ramp_target(run, op.ramp, sel.chosen)
@@ -461,23 +461,14 @@ def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRSta
 
 def _ramp_target(run: _Run, ramp: Ramp, moving: torch.Tensor) -> torch.Tensor:
     """``[B, L, d]`` the drift target ``m(z)`` of the ``moving`` positions (``[B, L]`` bool; 0 elsewhere) from the
-    step's logits: the mean of the ramp's guarded posterior ``q`` (``form="mean"``, in z's dtype) or the anchor of a
-    token drawn from it (``form="sample"``, float64 draws, one draw of the streams): ``q = softmax(logits /
-    temperature)``, cut to ``top_k`` then to the nucleus ``top_p`` (:func:`snrpaths.draw.probabilities`)."""
-    z, table = run.state.z, run.denoiser.table
-    guards = (ramp.temperature, ramp.top_p, ramp.top_k)
-    if ramp.form == "mean":
-        target = posterior_mean(probabilities(run.logits, *guards, dtype=z.dtype), table)
-    else:
-        target = table.embed(categorical(probabilities(run.logits, *guards), run.streams)).to(z.dtype)
+    step's logits, by the ramp's form (:class:`snrpaths.forms.RampForm`: the mean of the ramp's guarded posterior ``q``
+    or the anchor of a token drawn from it) with the ramp's guards: ``q = softmax(logits / temperature)``, cut to
+    ``top_k`` then to the nucleus ``top_p`` (:func:`snrpaths.draw.probabilities`)."""
+    target = ramp.form.target(run.logits, run.denoiser.table, run.streams, run.state.z.dtype,
+                              temperature=ramp.temperature, top_p=ramp.top_p, top_k=ramp.top_k)
     # Outside the moving positions the target is 0, not whatever the logits made of it: clean positions may carry
     # any logits (NaN included, by the protocol), and 0 * NaN would leave NaN evidence where z must stay 0.
     return torch.where(moving[..., None], target, 0.0)
-
-
-def _target_draws(ramp: Ramp) -> int:
-    """The stream draws :func:`_ramp_target` makes: one uniform per position for a sampled token, none for the mean."""
-    return 0 if ramp.form == "mean" else 1
 
 
 def _ramp_levels(op: RampOp, active: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -521,11 +512,6 @@ def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
         tokens=torch.where(selected, UNKNOWN, state.tokens),
         confidence=torch.where(selected, 0.0, state.confidence),
     )
-
-
-def _reopens(op: object) -> bool:
-    """Whether ``op`` can send a clean position back to [MASK] (an explicit remask, or a clock's remask policy)."""
-    return isinstance(op, RemaskOp) or (isinstance(op, RevealOp) and op.sigma > 0)
 
 
 _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {

@@ -52,8 +52,7 @@ class SNRState:
     @classmethod
     def masked(cls, batch: int, seq_len: int, table: TokenTable, device: torch.device | str | None = None) -> "SNRState":
         """Every position at ``gamma = 0`` (``[MASK]``), nothing fixed."""
-        if batch < 1 or seq_len < 1:
-            raise SNRPathError(f"batch and seq_len must be >= 1 (got batch={batch}, seq_len={seq_len})")
+        batch, seq_len = validate.integer("batch", batch), validate.integer("seq_len", seq_len)
         dtype = table.anchors.dtype
         return cls(
             gamma=torch.zeros(batch, seq_len, dtype=dtype, device=device),

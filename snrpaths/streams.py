@@ -106,12 +106,9 @@ def _philox_rounds(counter: torch.Tensor, round_keys: torch.Tensor) -> torch.Ten
 
 
 def seed_key(seed: object) -> tuple[int, int]:
-    """The Philox key of a seed: ``seed mod 2^64`` as (low, high) 32-bit words. Any integer ``torch.Generator``
-    accepts (``[-2^63, 2^64)``) is valid, and distinct seeds in that range give distinct keys."""
-    seed = validate.integer("seed", seed, -(2**63), phrase="an integer in [-2**63, 2**64)")
-    if seed >= 2**64:
-        raise SNRPathError(f"'seed' must be an integer in [-2**63, 2**64) (got {seed})")
-    seed %= 2**64
+    """The Philox key of a seed (:func:`snrpaths.validate.seed`: an integer in ``[0, 2^64 - 1]``) as (low, high)
+    32-bit words: distinct seeds give distinct keys."""
+    seed = validate.seed("seed", seed)
     return seed & _MASK32, seed >> 32
 
 

@@ -6,7 +6,8 @@ A run lives in one folder ``out``:
 * ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, the data generator's and
   every process's dropout generator's states, the settings, and the model's description), written atomically every
   ``save_every`` steps and at the end;
-* ``model/``: the EMA weights in the ``snrpaths.backends`` format (what ``load`` reads and what gets shipped);
+* ``model/``: the EMA weights as the model saves itself (:meth:`snrpaths.denoiser.Trainable.save`; for the DiT backend
+  what ``snrpaths.backends.load`` reads and what gets shipped);
 * ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character, and the
   evidence curve at ``EVIDENCE_GAMMAS``: the model's cross-entropy with every position at that SNR beside the
   context-free Bayes rule's, :func:`snrpaths.diagnostics.evidence_curve`).
@@ -316,9 +317,6 @@ def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, proc
     rng = _rng_states(procs)  # a collective under torchrun: every process takes part
     if procs.rank != 0:
         return
-    from snrpaths.backends import save  # the trainer is an application layer: it may use the DiT backend
-    from snrpaths.backends.checkpoint import describe
-
     out.mkdir(parents=True, exist_ok=True)
     # The export first, whole (a new folder swapped in), then the training state, whose atomic rename commits the
     # checkpoint. Resume reads checkpoint.pt alone, so it never sees a step whose export is not on disk; a kill between
@@ -326,10 +324,10 @@ def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, proc
     # reverse order would let a kill after the last checkpoint.pt leave model/ a checkpoint behind for good: the rerun
     # finds the run finished.
     with ema.swapped(model):
-        replace_folder(out / MODEL_DIR, lambda staging: save(model, staging))
+        replace_folder(out / MODEL_DIR, model.save)
     state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates,
              "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng,
-             "settings": json.dumps(settings), "denoiser": json.dumps(describe(model))}
+             "settings": json.dumps(settings), "denoiser": json.dumps(model.describe())}
     atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
@@ -358,19 +356,25 @@ def _read_checkpoint(path: Path, mmap: bool = False) -> dict:
     return state
 
 
-def checkpoint_model(out: str | os.PathLike):
-    """A freshly initialised :class:`snrpaths.backends.DSLDenoiser` of the architecture and tokenizer that
-    ``out/checkpoint.pt`` was written for: the model to hand :func:`train` to resume that run (which then restores
-    every weight). Reads ``checkpoint.pt`` only (a checkpoint written before it described its model: ``out/model``)."""
+def checkpoint_model(out: str | os.PathLike, kind: type) -> Trainable:
+    """A freshly initialised model of the architecture and tokenizer that ``out/checkpoint.pt`` was written for: the
+    model to hand :func:`train` to resume that run (which then restores every weight). ``kind`` is the
+    :class:`~snrpaths.denoiser.Trainable` class that wrote it (e.g. :class:`snrpaths.backends.DSLDenoiser`), whose
+    ``from_description`` rebuilds the recorded :meth:`~snrpaths.denoiser.Trainable.describe`. Reads ``checkpoint.pt``
+    only (a checkpoint written before it described its model: the description ``out/model/config.json`` holds)."""
+    if not callable(getattr(kind, "from_description", None)):
+        raise SNRTypeError(f"'kind' must be a Trainable class with a from_description classmethod, e.g. "
+                           f"snrpaths.backends.DSLDenoiser (got {kind!r})")
     out = Path(out)
     state = _read_checkpoint(out / CHECKPOINT, mmap=True)
-    if "denoiser" not in state:
-        from snrpaths.backends import load
-
-        return load(out / MODEL_DIR)
-    from snrpaths.backends.checkpoint import from_description
-
-    return from_description(json.loads(state["denoiser"]), f"{out / CHECKPOINT} 'denoiser'")
+    if "denoiser" in state:
+        return kind.from_description(json.loads(state["denoiser"]), f"{out / CHECKPOINT} 'denoiser'")
+    config = out / MODEL_DIR / "config.json"
+    try:
+        description = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise SNRPathError(f"{out / CHECKPOINT} records no model and {config} cannot be read ({e})") from None
+    return kind.from_description(description, str(config))
 
 
 def _resume(path: Path, model, ema: EMA, optimizer, generator, settings, procs: Processes = Processes()) -> int:

@@ -137,7 +137,7 @@ class Hybrid(Family):
     least = 2
 
     def space(self, nfe: int) -> tuple[Param, ...]:
-        modes = SWITCH_MODES if nfe >= 3 else tuple(m for m in SWITCH_MODES if m != "commit")
+        modes = tuple(name for name, mode in SWITCH_MODES.items() if nfe >= self.least + mode.calls)
         return (Integer("T_cont", low=1, high=nfe - 1), Real("gamma_max", low=HANDOVER[0], high=HANDOVER[1], log=True),
                 Choice("switch", options=modes), Choice("schedule", options=tuple(RAMP_SCHEDULES)))
 
@@ -145,7 +145,7 @@ class Hybrid(Family):
         return {"T_cont": nfe // 2, "gamma_max": 40.0, "switch": "keep", "schedule": "logit"}
 
     def build(self, nfe: int, params: dict[str, Any]) -> Path:
-        own = 1 if params["switch"] == "commit" else 0
+        own = SWITCH_MODES[params["switch"]].calls
         t_cont = min(params["T_cont"], nfe - 1 - own)
         return Path.hybrid(t_cont, nfe - own - t_cont, switch=params["switch"], gamma_max=params["gamma_max"],
                            schedule=params["schedule"])

@@ -158,6 +158,17 @@ def int_tuple(name: str, value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in out)
 
 
+def permutation(name: str, value: Any, *, allow_none: bool = False) -> tuple[int, ...] | None:
+    """``value`` as a tuple holding each of ``0..n-1`` once (:func:`int_tuple` first): a repeated or missing
+    position is a wrong value (``None`` passes when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    out = int_tuple(name, value)
+    if sorted(out) != list(range(len(out))):
+        raise SNRPathError(f"{name!r} must be a permutation of 0..{len(out) - 1}, each position once (got {value!r})")
+    return out
+
+
 def field(check: Callable[..., Any], **options: Any) -> attrs.Converter:
     """An attrs converter that runs ``check(field_name, value, **options)``: a field validated where it is
     declared, so that calling the class directly validates as much as its named constructor does."""

@@ -255,7 +255,7 @@ def test_the_ended_toy_holds_only_end_tokens_after_its_end_token():
     first = torch.where(tokens == END, torch.arange(5), 5).amin(1)
     assert bool((tokens[torch.arange(5) > first[:, None]] == END).all()) and (first == 0).sum() == 0
     assert abs(float((first == 1).double().mean()) - 0.4) < 5 * math.sqrt(0.24 / 4000)
-    with pytest.raises(SNRPathError, match="'p_end' must be a number in \\(0, 1\\)"):
+    with pytest.raises(SNRPathError, match=r"'p_end' must lie in \(0.0, 1.0\)"):
         ExactToy.ended(3, 5, p_end=1.0)
 
 

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given
 
-from snrpaths import Path, PathSyntaxError, SNRPathError, parse_path
+from snrpaths import Path, PathSyntaxError, SNRPathError, SNRTypeError, parse_path
 from snrpaths.testing import strategies as sst
 
 
@@ -100,3 +100,33 @@ def test_graph_shows_stages_and_parallel_branches():
     par = (Path.on(slice(0, 2), Path.ar()) | Path.on(slice(2, 4), Path.mdm(2))).graph()
     assert set(par.successors("start")) == {0, 1} and set(par.predecessors("end")) == {0, 1}
     assert par.nodes[0]["kind"] == "ar" and par.nodes[1]["positions"] is not None
+
+
+def test_an_explicit_order_is_a_permutation_from_construction_and_its_repr_parses_back():
+    from snrpaths.orders import Explicit, Ranked
+
+    for bad in [(0, 0, 1), (0, 2), (1, 2, 3)]:
+        with pytest.raises(SNRPathError, match=r"'positions' must be a permutation of 0\.\.\d") as caught:
+            Explicit(bad)
+        assert not isinstance(caught.value, SNRTypeError)
+    with pytest.raises(SNRTypeError):
+        Explicit((0, 1.0))
+    path = Path.reveal(order=Explicit((2, 0, 1)), count=1)
+    assert repr(path) == "reveal(order=(2, 0, 1), count=1)" and parse_path(repr(path)) == path
+    # on a stage it ranks the stage's own positions, and a stage of another size is refused, naming it
+    step = (Path.on([1, 2, 4], path) | Path.on([0, 3], Path.ar())).compile(5).steps[0]
+    assert step.ops[0].order == Ranked((4, 1, 2))
+    with pytest.raises(SNRPathError, match=r"reveal\(order=\(2, 0, 1\), count=1\): the explicit order has 3 entries"):
+        Path.on([1, 2], path).compile(5)
+
+
+def test_switch_modes_and_ramp_forms_are_values_of_their_registries():
+    from snrpaths.forms import RAMP_FORMS
+    from snrpaths.path import SWITCH_MODES
+
+    assert Path.switch("commit").mode is SWITCH_MODES["commit"] and SWITCH_MODES["commit"].calls == 1
+    assert Path.ramp(4, form="sample").form is RAMP_FORMS["sample"]
+    assert [m.calls for m in SWITCH_MODES.values()] == [0, 1, 0]
+    assert repr(Path.switch("mask")) == "switch('mask')" and repr(Path.ramp(2, form="sample")) == "ramp(2, form='sample')"
+    with pytest.raises(SNRTypeError, match="'mode' must be one of"):
+        Path.switch(1)

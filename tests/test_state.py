@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from snrpaths import SNRPathError, SNRState, ShapeError, TokenTable
+from snrpaths import SNRPathError, SNRState, SNRTypeError, ShapeError, TokenTable
 from snrpaths.state import UNKNOWN
 
 TABLE = TokenTable.random(5, 3, seed=0)
@@ -44,8 +44,10 @@ def test_bad_states_are_named():
         SNRState.from_prompt(torch.zeros(1, 1, 2, dtype=torch.int64), TABLE)
     with pytest.raises(ShapeError, match="3 rows"):
         SNRState.from_prompt(torch.zeros(3, 2, dtype=torch.int64), TABLE, batch=2)
-    with pytest.raises(SNRPathError, match="batch and seq_len"):
+    with pytest.raises(SNRPathError, match=r"'batch' must be a positive integer \(got 0\)"):
         SNRState.masked(0, 3, TABLE)
+    with pytest.raises(SNRTypeError, match="'seq_len' must be a positive integer"):
+        SNRState.masked(1, 3.0, TABLE)
     broken = SNRState.masked(1, 2, TABLE)
     broken = SNRState(gamma=broken.gamma, z=broken.z, tokens=broken.tokens, fixed=torch.tensor([[True, False]]),
                       confidence=broken.confidence)

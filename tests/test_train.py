@@ -156,9 +156,10 @@ def test_a_model_that_is_not_trainable_is_refused_before_anything_runs(make_deno
     from snrpaths.backends.converter import Converter
 
     with pytest.raises(SNRTypeError, match=r"'model' must implement the Trainable protocol .*; ExactToy lacks __call__, "
-                                           "converter, eval, load_state_dict"):
+                                           "converter, describe, eval, from_description, load_state_dict"):
         train(ExactToy.markov(3, 4), MDLM(), STREAM, STREAM, CONFIG, tmp_path / "toy", progress=False)
-    with pytest.raises(SNRTypeError, match=r"Linear lacks converter, logits, seq_len, table, vocab_size$"):
+    with pytest.raises(SNRTypeError, match=r"Linear lacks converter, describe, "
+                                                        "from_description, logits, save, seq_len, table, vocab_size$"):
         train(torch.nn.Linear(2, 2), MDLM(), STREAM, STREAM, CONFIG, tmp_path / "linear", progress=False)
     model = make_denoiser(V, L)
     monkeypatch.delattr(Converter, "calibrate")

@@ -103,7 +103,7 @@ def check_progress(progress: object) -> None:
 
 def generator(seed: object) -> torch.Generator:
     """The CPU generator every random choice of an estimator comes from (so results do not depend on device)."""
-    return torch.Generator().manual_seed(validate.integer("seed", seed, -(2**63), phrase="an integer"))
+    return torch.Generator().manual_seed(validate.seed("seed", seed))
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------

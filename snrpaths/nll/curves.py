@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 import torch
 
+from .. import validate
 from ..errors import ShapeError, SNRPathError, SNRTypeError, one_of
 from ..geometry import TokenTable
 
@@ -41,20 +42,6 @@ class Joint:
         return torch.tensor([[0.0] * seq_len, [INF] * seq_len], dtype=torch.float64)
 
 
-def _check_order(order: object) -> tuple[int, ...] | None:
-    if order is None:
-        return None
-    if isinstance(order, torch.Tensor):
-        order = order.tolist()
-    try:
-        out = tuple(int(i) for i in order)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise SNRTypeError(f"'order' must be a sequence of positions (got {order!r})") from None
-    if sorted(out) != list(range(len(out))):
-        raise SNRPathError(f"'order' must be a permutation of 0..{len(out) - 1} (got {out!r})")
-    return out
-
-
 def _sequential_knots(order: torch.Tensor) -> torch.Tensor:
     """``[L+1, L]`` knots revealing ``order[0]``, then ``order[1]``, ...: row j has ``order[:j]`` at inf, the rest 0."""
     seq_len = order.numel()
@@ -68,7 +55,8 @@ def _sequential_knots(order: torch.Tensor) -> torch.Tensor:
 class Sequential:
     """One position at a time goes from 0 to inf, in ``order`` (default left to right): the AR path. ``L`` pieces."""
 
-    order: tuple[int, ...] | None = attrs.field(default=None, converter=_check_order)
+    order: tuple[int, ...] | None = attrs.field(default=None, converter=validate.field(validate.permutation,
+                                                                                       allow_none=True))
 
     def knots(self, seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[L+1, L]`` knots; raises unless ``order`` is a permutation of ``range(seq_len)``."""
@@ -148,9 +136,8 @@ class Piecewise:
     def random(cls, seq_len: int, n_knots: int = 3, seed: int = 0) -> Piecewise:
         """A random monotone schedule: ``n_knots`` interior knots per position, sorted, each an exact 0 or inf with
         probability 1/4 (a reveal) and otherwise log-uniform in ``[1e-2, 1e2]``."""
-        if seq_len < 1 or n_knots < 0:
-            raise SNRPathError(f"need seq_len >= 1 and n_knots >= 0 (got seq_len={seq_len}, n_knots={n_knots})")
-        g = torch.Generator().manual_seed(int(seed))
+        seq_len, n_knots = validate.integer("seq_len", seq_len), validate.integer("n_knots", n_knots, 0)
+        g = torch.Generator().manual_seed(validate.seed("seed", seed))
         u = torch.rand(n_knots, seq_len, generator=g, dtype=torch.float64).sort(dim=0).values
         levels = 10.0 ** (-2 + 4 * (u - 0.125) / 0.75)
         levels = torch.where(u < 0.125, 0.0, torch.where(u > 0.875, INF, levels))

@@ -17,7 +17,6 @@ from ..errors import SNRPathError
 from .. import limits, validate
 from . import _common
 from ._common import NLLEstimate
-from .curves import _check_order
 
 
 def roar(
@@ -75,10 +74,10 @@ def roar(
 
 
 def _explicit_orders(orders: Sequence[Sequence[int]], length: int) -> torch.Tensor:
-    checked = [_check_order(o) for o in orders]
+    checked = [validate.permutation("orders", o) for o in orders]
     if not checked:
         raise SNRPathError("'orders' must hold at least one order")
-    bad = [o for o in checked if o is None or len(o) != length]
+    bad = [o for o in checked if len(o) != length]
     if bad:
         raise SNRPathError(f"every order must be a permutation of range({length}) (got {bad[0]!r})")
     return torch.tensor(checked, dtype=torch.int64)

@@ -8,20 +8,18 @@ SNR), ``m`` endpoint states, ``R`` rows (states) in one denoiser batch.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import attrs
 import torch
 
 from ..denoiser import Denoiser, require_finite_snr
-from ..errors import SNRPathError, one_of
+from ..errors import SNRPathError
 from .. import limits, validate
 from . import _common
 from ._common import NLLEstimate
 from .curves import as_curve, check_knots, kappa, radau, truncate
 
-#: Control variates added to the quadrature of each trajectory (see :func:`path_integral`); ``control="auto"`` picks
-#: one of them from what the denoiser declares.
-CONTROLS = ("ito", "stein", "none")
 
 
 def path_integral(
@@ -183,10 +181,8 @@ def _resolve_control(denoiser: Denoiser, control: object) -> str:
     """The control that runs: ``control`` itself, or for ``"auto"`` the Stein control exactly when the denoiser
     declares ``exact_posterior = True``, the flag of :class:`~snrpaths.denoiser.ExactPosterior` (the core reads the
     declaration, never the backend's type; the Stein control needs only that the logits are exact)."""
-    if control == "auto":
+    if validate.choice("control", control, ("auto", *CONTROLS)) == "auto":
         return "stein" if getattr(denoiser, "exact_posterior", False) is True else "ito"
-    if control not in CONTROLS:
-        raise one_of("control", control, ("auto", *CONTROLS))
     return control  # type: ignore[return-value]
 
 
@@ -200,10 +196,7 @@ def _check_end(gamma_max: object, endpoint: object) -> tuple[float, str | None]:
             raise SNRPathError(f"'endpoint' applies only with a finite 'gamma_max' (got endpoint={endpoint!r} with "
                                f"gamma_max={gamma_max!r}): the integral to infinite SNR has no endpoint term")
         return math.inf, None
-    endpoint = "roar" if endpoint is None else endpoint
-    if endpoint not in ENDPOINTS:
-        raise one_of("endpoint", endpoint, ENDPOINTS)
-    return float(gamma_max), endpoint  # type: ignore[return-value]
+    return float(gamma_max), validate.choice("endpoint", "roar" if endpoint is None else endpoint, ENDPOINTS)
 
 
 # -- endpoint states: (seq_len, generator) -> (reveal [m, L] bool, score [m, L]) ------------------------------------
@@ -422,15 +415,31 @@ def _node_stats(denoiser: Denoiser, rows: _Rows, batch_size: int) -> _Stats:
 
 
 def _control_sum(rows: _Rows, stats: _Stats, control: str) -> torch.Tensor:
-    """``[R]``: each row's share of its trajectory's ``Y`` (see :func:`path_integral` for the formulas)."""
+    """``[R]``: each row's share of its trajectory's ``Y`` (see :func:`path_integral` for the formulas): the Radau
+    terms, then the control variate ``control`` adds (``CONTROLS``)."""
+    y = rows.weight * 0.5 * torch.where(rows.rate > 0, stats.h.square().sum(-1) * rows.rate, 0.0).sum(-1)
+    return CONTROLS[control](y, rows, stats)
+
+
+def _ito(y: torch.Tensor, rows: _Rows, stats: _Stats) -> torch.Tensor:
     h, dw = stats.h, rows.dw
-    y = rows.weight * 0.5 * torch.where(rows.rate > 0, h.square().sum(-1) * rows.rate, 0.0).sum(-1)
-    if control == "ito":
-        return y + (h * dw).sum((-1, -2)) - 0.5 * (stats.quad_j - stats.tr_j * rows.gained).sum(-1)
-    if control == "stein":
-        # The right point of row j's interval is row j+1, of the same trajectory unless row j is its last.
-        h_next = torch.where(rows.last[:, None, None], 0.0, h.roll(-1, 0))
-        tr_next = torch.where(rows.last[:, None], 0.0, stats.tr_j.roll(-1, 0))
-        right = (h_next * dw).sum((-1, -2)) + (rows.gained * tr_next).sum(-1)
-        return y + 0.5 * ((h * dw).sum((-1, -2)) + right)
-    return y
+    return y + (h * dw).sum((-1, -2)) - 0.5 * (stats.quad_j - stats.tr_j * rows.gained).sum(-1)
+
+
+def _stein(y: torch.Tensor, rows: _Rows, stats: _Stats) -> torch.Tensor:
+    h, dw = stats.h, rows.dw
+    # The right point of row j's interval is row j+1, of the same trajectory unless row j is its last.
+    h_next = torch.where(rows.last[:, None, None], 0.0, h.roll(-1, 0))
+    tr_next = torch.where(rows.last[:, None], 0.0, stats.tr_j.roll(-1, 0))
+    right = (h_next * dw).sum((-1, -2)) + (rows.gained * tr_next).sum(-1)
+    return y + 0.5 * ((h * dw).sum((-1, -2)) + right)
+
+
+#: Control variates added to the quadrature of each trajectory, by name (see :func:`path_integral`): each maps the
+#: rows' Radau terms ``y`` ``[R]`` to ``y`` plus its mean-zero term. ``control="auto"`` picks one of them from what the
+#: denoiser declares.
+CONTROLS: dict[str, Callable[[torch.Tensor, _Rows, _Stats], torch.Tensor]] = {
+    "ito": _ito,
+    "stein": _stein,
+    "none": lambda y, rows, stats: y,
+}

@@ -22,6 +22,7 @@ A bare path has no trace until it runs: the plots that take paths run them on th
 (an exact toy draws the path itself, see :func:`gamma_plane`); the plots never choose a backend themselves.
 """
 
+from ..path import provide
 from ._common import compactify, save
 from .calibration import Reliability, SelfCorrection, calibration, reliability, self_correction
 from .curves import nfe_curves
@@ -30,6 +31,8 @@ from .field import posterior_field
 from .order import generation_order, order_image, revealed_per_step
 from .plane import PlaneSegments, gamma_plane, plane_segments
 from .trajectory import trajectory
+
+provide("plot", gamma_plane)  # Path.plot
 
 __all__ = [
     "PlaneSegments",

@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 
 from ..errors import ShapeError, SNRPathError, SNRTypeError, shown_positions
 from ..files import atomic_write
-from .. import validate
 from ..parse import parse_path
 from ..path import Path
 from ..runner import Result, Trace, sample
@@ -68,10 +67,6 @@ def wrap(text: str, width_inches: float, fontsize: float) -> str:
     hidden = re.sub(r"\$[^$]*\$", hide, text)
     lines = (textwrap.fill(line, chars, break_on_hyphens=False) for line in hidden.split("\n"))
     return re.sub("\ue000(\\d+)\ue001*", lambda m: spans[int(m.group(1))], "\n".join(lines))
-
-
-def positive_int(name: str, value: Any) -> int:
-    return validate.integer(name, value)
 
 
 # -- inputs: paths, results and traces -----------------------------------------------------------------------

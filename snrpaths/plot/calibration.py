@@ -23,7 +23,7 @@ from .. import validate
 from ..denoiser import Denoiser, require, require_finite_snr
 from ..errors import ShapeError, SNRPathError
 from ..state import SNRState
-from ._common import as_trace, check_runnable, describe, labelled, new_figure, positive_int
+from ._common import as_trace, check_runnable, describe, labelled, new_figure
 
 
 @attrs.frozen(eq=False)
@@ -83,7 +83,7 @@ def reliability(
     """
     require("denoiser", denoiser, Denoiser)
     data = _check_data(data, denoiser)
-    bins, batch = positive_int("bins", bins), positive_int("batch", batch)
+    bins, batch = validate.integer("bins", bins), validate.integer("batch", batch)
     gamma = validate.number("gamma", gamma, 0.0, low_open=True, high_open=True, allow_none=True,
                             phrase="a positive finite SNR or None for endpoint states")
     if gamma is not None:

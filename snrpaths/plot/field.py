@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .. import validate
 from ..channel import increment, posterior_mean
 from ..denoiser import EnumerableJoint
 from ..errors import SNRPathError, SNRTypeError
 from ..state import SNRState
-from ._common import CONTINUOUS, new_figure, positive_int
+from ._common import CONTINUOUS, new_figure
 
 _PALETTE = ("#d1352b", "#1f6fb4", "#2a9d4b", "#8e44ad", "#e08a00", "#17becf", "#7f7f7f", "#bcbd22")
 
@@ -129,8 +130,9 @@ def posterior_field(
         ax: draw into these axes instead of a new figure.
     """
     geo = _geometry(toy)
-    runs, steps, resolution = (positive_int(n, v) for n, v in (("runs", runs), ("steps", steps),
-                                                                   ("resolution", resolution)))
+    runs, steps, resolution = (validate.integer(n, v) for n, v in (("runs", runs), ("steps", steps),
+                                                                       ("resolution", resolution)))
+    seed = validate.seed("seed", seed)
     start = geo.start if start is None else _pair("start", start)
     gammas = geo.gammas if gammas is None else _pair("gammas", gammas)
     if not 0 <= gammas[0] < gammas[1] < math.inf:

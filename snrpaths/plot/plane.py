@@ -12,8 +12,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
+from .. import validate
 from ._common import (CONTINUOUS, REMASK, RENOISE, REVEAL, as_trace, check_positions, check_runnable, compactify,
-                      describe, gamma_tick_labels, labelled, new_figure, positive_int, wrap)
+                      describe, gamma_tick_labels, labelled, new_figure, wrap)
 
 _FIELDS = ("gamma",)
 _PAD = 0.08  # room beyond the [0, 1] square so that moves along its edges stay visible
@@ -92,7 +93,7 @@ def gamma_plane(
     Returns:
         the Figure (never shown; save it with :func:`snrpaths.plot.save` or ``fig.savefig``).
     """
-    runs = positive_int("runs", runs)
+    runs = validate.integer("runs", runs)
     pair = check_positions(positions, None, "gamma_plane", count=2)
     panels, items = [], labelled(paths, "gamma_plane")
     check_runnable(items, denoiser)
@@ -106,7 +107,7 @@ def gamma_plane(
 def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | None) -> Figure:
     n = len(panels)
     # Near-square grids read best: 4 panels as 2 x 2, 9 as 3 x 3, 12 as 3 rows of 4.
-    cols = (n if n <= 3 else math.ceil(math.sqrt(n))) if cols is None else positive_int("cols", cols)
+    cols = (n if n <= 3 else math.ceil(math.sqrt(n))) if cols is None else validate.integer("cols", cols)
     rows = math.ceil(n / cols)
     width = max(2.75 * cols + 0.3, 4.6)  # one panel still needs room for the legend and the title
     names = [wrap(name, width / cols - 0.2, 8.5) for name, _ in panels]

@@ -114,7 +114,7 @@ def test_raising_the_limit_lets_the_weights_check_speak(tmp_path, monkeypatch):
     ("converter", "learn_anchors", "yes", SNRTypeError, r"'converter': 'learn_anchors' must be true or false"),
     ("converter", "anchor_dim", [4], SNRTypeError, r"'anchor_dim' must be an integer \(got \[4\]\)"),
     ("converter", "head", 1, SNRTypeError, r"'head' must be a string"),
-    ("converter", "mask_prob", 1.5, SNRPathError, r"'mask_prob' must be a number in \(0, 1\)"),
+    ("converter", "mask_prob", 1.5, SNRPathError, r"'mask_prob' must lie in \(0.0, 1.0\)"),
     ("backbone", None, [1, 2], SNRTypeError, r"config.json 'backbone' must be a JSON object \(got list\)"),
     ("tokenizer", None, "chars", SNRTypeError, r"'tokenizer' must be a JSON object or null"),
     ("version", None, True, SNRPathError, r"format version True"),

@@ -9,7 +9,7 @@ import torch
 from snrpaths.backends import Converter, ConverterConfig, DiTConfig, DSLDenoiser, load
 from snrpaths.backends import converter as converter_module
 
-from snrpaths import SNRPathError, SNRState, TokenTable
+from snrpaths import SNRPathError, SNRState, SNRTypeError, TokenTable
 
 F64 = torch.float64
 V, D, H = 7, 5, 6
@@ -134,10 +134,16 @@ def test_bad_values_and_settings_raise():
         conv(z, gamma.index_put((torch.tensor([0]), torch.tensor([0])), torch.tensor(math.nan, dtype=F64)), tokens, E)
     with pytest.raises(SNRPathError, match=r"ids outside \[0, 6\] \(e\.g\. -1\)"):
         conv(z, torch.full_like(gamma, math.inf), torch.full_like(tokens, -1), E)
-    with pytest.raises(SNRPathError, match=r"'mask_prob' must be a number in \(0, 1\) \(got 1.0\)"):
+    with pytest.raises(SNRPathError, match=r"'mask_prob' must lie in \(0.0, 1.0\) \(got 1.0\)"):
         ConverterConfig(mask_prob=1.0)
     with pytest.raises(SNRPathError, match="'anchor_dim' must be a positive integer"):
         ConverterConfig(anchor_dim=0)
+    # wrong types are SNRTypeError, as in the core (snrpaths.validate); a wrong head name is a wrong value
+    for bad in (dict(anchor_dim=2.0), dict(learn_anchors=1), dict(mask_prob="0.5"), dict(sparse_k=True), dict(head=1)):
+        with pytest.raises(SNRTypeError):
+            ConverterConfig(**bad)
+    with pytest.raises(SNRPathError, match=r"'head' must be one of \('evidence', 'plain'\)"):
+        ConverterConfig(head="evidense")
 
 
 # -- the certified sparse mixture ------------------------------------------------------------------------------------
@@ -304,7 +310,7 @@ def test_sparse_settings_default_for_configs_without_them():
 def test_bad_sparse_settings_raise():
     with pytest.raises(SNRPathError, match=r"'sparse_k' must be a non-negative integer, 0 for always dense \(got -1\)"):
         ConverterConfig(sparse_k=-1)
-    with pytest.raises(SNRPathError, match=r"'sparse_tol' must be a number in \[0, 1\] \(got 2\)"):
+    with pytest.raises(SNRPathError, match=r"'sparse_tol' must lie in \[0.0, 1.0\] \(got 2\)"):
         ConverterConfig(sparse_tol=2)
     with pytest.raises(SNRPathError, match=r"'sparse_k' must be in \[1, V \+ 1 = 8\] to certify \(got 0\)"):
         Converter(V, ConverterConfig(anchor_dim=D, sparse_k=0)).certify(torch.zeros(1, D))
