@@ -67,8 +67,8 @@ FULL = {"states": 16, "vocab": 16, "seq_len": 64, "successors": 4, "emissions": 
         "tune_steps": 3000, "tune_lr": 1e-3, "stream_factor": 2, "eval_rows": 256, "n": 512, "valid_n": 256,
         "budgets": (16, 32), "weights": (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0), "trajectory_n": 256,
         "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 125, "rollouts": 8}
-QUICK = {**FULL, "states": 8, "vocab": 8, "seq_len": 16, "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2, "batch": 8, "init_steps": 20,
-         "tune_steps": 10, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,), "weights": (0.0, 0.5, 1.0),
+QUICK = {**FULL, "states": 8, "vocab": 8, "seq_len": 16, "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2,
+         "batch": 8, "init_steps": 12, "tune_steps": 6, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,), "weights": (0.0, 0.5, 1.0),
          "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 1, "rollouts": 4}
 #: the settings a training run depends on (its folder's tag hashes them)
 TRAIN_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "hidden", "cond_dim", "blocks",
@@ -126,7 +126,7 @@ def run_folder(runs: pathlib.Path, args) -> pathlib.Path:
 def _train(model, objective, hmm: ExactHMM, valid: torch.Tensor, steps: int, lr: float, args, out: pathlib.Path,
            seed: int):
     stream = hmm.sample_run(args.stream_factor * steps * args.batch * hmm.seq_len, torch.Generator().manual_seed(seed))
-    interval = max(1, steps // 8)
+    interval = steps if args.quick else max(1, steps // 8)  # quick: one validation, at the end
     config = TrainConfig(steps=steps, batch=args.batch, lr=lr, warmup=min(100, steps // 10), eval_every=interval,
                          save_every=interval, eval_rows=args.eval_rows, seed=args.seed)
     started = time.perf_counter()
