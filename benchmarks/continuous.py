@@ -68,7 +68,8 @@ FULL = {"states": 16, "vocab": 16, "seq_len": 64, "successors": 4, "emissions": 
         "budgets": (16, 32), "weights": (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0), "trajectory_n": 256,
         "kl_n": 128, "nll_n": 64, "eval_batch": 128, "trials": 40, "refresh": 125, "rollouts": 8}
 QUICK = {**FULL, "states": 8, "vocab": 8, "seq_len": 16, "hidden": 32, "cond_dim": 16, "blocks": 1, "heads": 2,
-         "batch": 8, "init_steps": 12, "tune_steps": 6, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,), "weights": (0.0, 0.5, 1.0),
+         "batch": 8, "init_steps": 12, "tune_steps": 6, "eval_rows": 8, "n": 32, "valid_n": 32, "budgets": (8,),
+         "weights": (0.0, 0.5, 1.0),
          "trajectory_n": 16, "kl_n": 8, "nll_n": 4, "eval_batch": 32, "trials": 3, "refresh": 1, "rollouts": 4}
 #: the settings a training run depends on (its folder's tag hashes them)
 TRAIN_SETTINGS = ("states", "vocab", "seq_len", "successors", "emissions", "seed", "hidden", "cond_dim", "blocks",
@@ -168,7 +169,8 @@ def guards(T: int, mdm_tail: str = "", quick: bool = False) -> dict[str, str]:
     SNR x ramp temperature x noise scale, for the hybrid (``T // 2`` ramp steps, then masked diffusion with
     ``mdm_tail``, e.g. ``", temperature=0.8, top_p=0.9"``: masked diffusion's own setting, chosen on validation) and
     the committed ramp; and per hand-over SNR a hybrid whose ramp averages the top 4 tokens, a Heun hybrid (two calls
-    a step: half the ramp's steps) and a predictor-corrector hybrid (ramp, ``renoise`` to a quarter of the hand-over SNR, ramp again, masked diffusion).
+    a step: half the ramp's steps) and a predictor-corrector hybrid (ramp, ``renoise`` to a quarter of the hand-over
+    SNR, ramp again, masked diffusion).
     ``quick``: a corner of the grid."""
     a, b = T // 2, T - T // 2
     tail = f" >> switch('keep') >> mdm({b}{mdm_tail})"
@@ -360,7 +362,8 @@ def trajectory_table(rows: list[dict]) -> str:
     last call; and the largest."""
     out = ["Trajectory KL(exact || model) per position a call can change, bits ± s.e. over rows, on the states each "
            "sampler visits with that model (calls at 0, 1/4, 1/2, 3/4 and the end of the run):\n",
-           "| model | sampler | T | first | 1/4 | 1/2 | 3/4 | last | max |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| model | sampler | T | first | 1/4 | 1/2 | 3/4 | last | max |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         calls = r["rows"]["rows"]
         if not calls:
@@ -418,7 +421,8 @@ def target_table(rows: list[dict], budgets) -> str:
     setting (chosen the same way) on held-out seeds, metric by metric?"""
     out = ["Target check (held-out seeds; both settings chosen on validation seeds): does the continuous path beat "
            "masked diffusion with its own temperature / top-p? (yes = 95% intervals do not overlap)\n",
-           "| model | T | continuous | masked diffusion | " + " | ".join(METRICS) + " |", "|---|---:|---|---|---|---|---|"]
+           "| model | T | continuous | masked diffusion | " + " | ".join(METRICS) + " |",
+           "|---|---:|---|---|---|---|---|"]
     by = {(r["denoiser"], r["budget"], r["kind"]): r for r in rows}
     for (label, T, kind), r in by.items():
         if kind != "mdm":
@@ -552,7 +556,8 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n\n".join([
         f"# Continuous paths on learned denoisers (exact HMM K = {args.states}, V = {args.vocab}, L = {args.seq_len}; "
         f"entropy rate {entropy_bits:.3f} bits/token, exact pair entropy {truth_pair_entropy:.3f} bits)",
-        training_table(infos, entropy_bits), learned.kl_table(measured), learned.likelihood_table(measured, entropy_bits),
+        training_table(infos, entropy_bits), learned.kl_table(measured),
+        learned.likelihood_table(measured, entropy_bits),
         trajectory_table(parts["trajectories"]), crossover_table(parts["crossover"], args.budgets),
         quality_table(parts["defaults"], f"(c) Default paths on every model, held-out seeds, n = {args.n}:"),
         f"(d) The fine-tune searched beside the init (best default hybrid on validation seeds): **{chosen}**.",
