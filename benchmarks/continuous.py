@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> None:
     measured = {label: learned.measure(argparse.Namespace(model=m), hmm, tokens, measure_args)
                 for label, m in models.items()}
     chosen = study.chosen_finetune()
-    parts = {"chosen": chosen, "crossover": study.crossover(), "defaults": study.defaults(),
-             "trajectories": study.trajectories(list(models)), "guarded": study.guarded([chosen]),
-             "tuned": study.tuned([chosen])}
+    parts = {"chosen": chosen, "guarded": study.guarded([chosen]), "tuned": study.tuned([chosen]),
+             "crossover": study.crossover(), "defaults": study.defaults(),
+             "trajectories": study.trajectories(list(models))}
     text = "\n\n".join([
         f"# Continuous paths on learned denoisers (exact HMM K = {args.states}, V = {args.vocab}, L = {args.seq_len}; "
         f"entropy rate {entropy_bits:.3f} bits/token, exact pair entropy {truth_pair_entropy:.3f} bits)",
