@@ -36,6 +36,7 @@ import copy
 import json
 import math
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -239,6 +240,9 @@ def beats(path_row: dict, mdm_row: dict, key: str) -> bool:
 
 
 METRICS = ("invalid", "invalid_pairs", "gap")
+#: what the JSON keeps of every validation cell of a search (part (d))
+VALIDATION_FIELDS = ("invalid", "invalid_se", "invalid_pairs", "invalid_pairs_se", "gap", "gap_se", "pair_entropy",
+                     "score", "nfe")
 
 
 # -- parts ----------------------------------------------------------------------------------------------------------
@@ -315,8 +319,11 @@ class Study:
                                                     disable=self.args.quick)}
                     name = best(valid, self.truth_pair_entropy)
                     held = self.cell(label, den, rows[name], held_out=True)
+                    searched = [{"setting": k, "selection_score": selection_score(v, self.truth_pair_entropy),
+                                 **{m: v[m] for m in (*VALIDATION_FIELDS, "path")}} for k, v in valid.items()]
                     out.append({**held, "denoiser": label, "kind": kind, "budget": T, "setting": name,
-                                "valid_score": valid[name]["score"], "searched": len(rows)})
+                                "valid_score": selection_score(valid[name], self.truth_pair_entropy),
+                                "searched": searched})
         return out
 
     def tuning_metric(self, tokens: torch.Tensor) -> float:
@@ -441,6 +448,24 @@ def quality_table(rows: list[dict], title: str, label_keys=("denoiser", "sampler
     return "\n".join(out)
 
 
+def search_table(rows: list[dict], top: int = 6) -> str:
+    """Part (d)'s searches on validation seeds: per model, budget and kind the ``top`` settings by selection score, and
+    the best of each corrector (top-k, Heun, renoise) beside them."""
+    out = ["(d) The searches on validation seeds (n = 256), best first by the selection score; then the best setting of "
+           "each corrector:\n", "| model | T | kind | path | selection score | invalid % | impossible pairs % | gap | "
+           "pair entropy |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if not isinstance(r.get("searched"), list):
+            continue
+        ranked = sorted(r["searched"], key=lambda v: v["selection_score"])
+        extra = [next((v for v in ranked if word in v["setting"]), None) for word in ("top_k", "heun", "renoise")]
+        for v in ranked[:top] + [v for v in extra if v is not None and v not in ranked[:top]]:
+            out.append(f"| {r['denoiser']} | {r['budget']} | {r['kind']} | `{v['path']}` | {v['selection_score']:.3f} | "
+                       f"{100 * v['invalid']:.1f} | {100 * v['invalid_pairs']:.2f} | {v['gap']:+.3f} | "
+                       f"{v['pair_entropy']:.3f} |")
+    return "\n".join(out)
+
+
 def target_table(rows: list[dict], budgets) -> str:
     """Per model and budget: does the best continuous setting (chosen on validation) beat the best masked-diffusion
     setting (chosen the same way) on held-out seeds, metric by metric?"""
@@ -556,6 +581,9 @@ def main(argv: list[str] | None = None) -> None:
     stem = "continuous_quick" if args.quick else "continuous"
     record = Record(args.out / f".{stem}.partial.jsonl")
     hmm = build_hmm(args)
+    if not args.quick:
+        print("continuous study: about 2 h of one core from scratch (training the init 15 min, five fine-tunes 55 min, "
+              "the searches and cells 50 min); it resumes where it stopped", file=sys.stderr, flush=True)
     runs = tempfile.TemporaryDirectory(prefix="continuous_runs_") if args.runs is None else None
     folder = run_folder(pathlib.Path(runs.name if runs else args.runs), args)
     try:
@@ -589,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"validation seeds (n = {args.valid_n}) by |gap| + 10 invalid + 10 max(0, |pair entropy - "
                       f"{truth_pair_entropy:.3f}| - {DIVERSITY}), scored on held-out seeds "
                       f"(n = {args.n}):", ("denoiser", "budget", "kind", "path")),
-        target_table(parts["guarded"] + parts["tuned"], args.budgets)])
+        target_table(parts["guarded"] + parts["tuned"], args.budgets), search_table(parts["guarded"])])
     print(text)
     data = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
             "entropy_rate_bits": entropy_bits, "pair_entropy_bits": truth_pair_entropy,
