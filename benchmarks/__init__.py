@@ -17,6 +17,8 @@ STUDIES = {
     "hybrid-sweep": ("hybrid_sweep", "the hybrid's hand-over SNR, switch mode, ramp schedule and split at 48 calls"),
     "hmm": ("hmm_study", "gen. NLL gap and invalid rate vs NFE of every sampler, judged by an exact HMM"),
     "path-tuning": ("path_tuning", "tuned vs default hybrid vs ReMDM at equal calls, tuned on validation, scored held out"),
+    "continuous": ("continuous", "continuous paths on learned denoisers: per-call KL, crossover, path-matched training, "
+                   "drift guards, judged by an exact HMM"),
     "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
     "robustness": ("robustness", "wrong inputs, damaged files, failing disks and kills: refused, detected or survived"),
 }
