@@ -173,7 +173,7 @@ def _verify(folder: Path, config: dict) -> None:
     if not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())
             and recorded.get(CONFIG_NAME) == _content_hash(config)):
         raise SNRPathError(f"{where} is damaged: its content does not match the SHA-256 it records; restore the "
-                           "folder, or save the model again")
+                           "folder, or save the model again (edited on purpose: remove its \"sha256\" entry)")
     weights = folder / WEIGHTS_NAME
     if WEIGHTS_NAME in recorded and weights.is_file() and sha256(weights) != recorded[WEIGHTS_NAME]:
         raise SNRPathError(f"{weights} is damaged: its SHA-256 differs from the one {where} records; restore the "
