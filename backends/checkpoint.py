@@ -32,6 +32,7 @@ adding one is adding a folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import torch
 
 from snrpaths import validate
 from snrpaths.errors import ShapeError, SNRPathError, SNRTypeError
-from snrpaths.files import atomic_write
+from snrpaths.files import replace_files, sha256
 
 from .converter import Converter, ConverterConfig, log_beta_from
 from .dit import DiT, DiTConfig
@@ -127,24 +128,56 @@ def load(
 
 
 def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:
-    """Write ``denoiser`` to ``folder`` in our format; each file is written atomically (temp file, then rename).
+    """Write ``denoiser`` to ``folder`` in our format (:func:`snrpaths.files.replace_files`: both files whole under
+    temporary names, then renamed in).
 
-    The config is written last and removed first: a folder whose config is present always has matching weights. To
-    replace a whole folder at once, write it with :func:`snrpaths.files.replace_folder` (as the trainer does).
+    The config is written last and removed first, once both new files are whole on disk: a folder whose config is
+    present always has matching weights, and a failed write leaves the old folder as it was. The config records the SHA-256 of the weights and of its own content (``"sha256"``), which ``load`` checks, so a damaged
+    file is an error naming it, never different weights. A failed write (a read-only folder, a full disk) is an
+    :class:`SNRPathError` naming the file and the cause. To replace a whole folder at once, write it with
+    :func:`snrpaths.files.replace_folder` (as the trainer does).
     """
     if not isinstance(denoiser, DSLDenoiser):
         raise SNRTypeError(f"'denoiser' must be a DSLDenoiser (got {type(denoiser).__name__})")
+    config = describe(denoiser)
     try:
-        text = json.dumps(describe(denoiser), indent=2) + "\n"
+        json.dumps(config)
     except TypeError as e:
         raise SNRPathError(f"the denoiser's 'tokenizer' must be JSON-serialisable ({e})") from None
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).unlink(missing_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file(tensors, tmp, {"format": FORMAT}))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    # bytes, then a plain write: safetensors' own writer reports a full disk in its own words, or not at all
+    data = safetensors.torch.save(tensors, {"format": FORMAT})
+    config["sha256"] = {WEIGHTS_NAME: hashlib.sha256(data).hexdigest()}
+    config["sha256"][CONFIG_NAME] = _content_hash(config)
+    # Both files whole before any old one goes; the old config goes first and the new one comes last, so a config
+    # always has its weights, and a failed write (a full disk) puts the old files back.
+    replace_files(folder, {WEIGHTS_NAME: data, CONFIG_NAME: (json.dumps(config, indent=2) + "\n").encode()},
+                  first_out=CONFIG_NAME)
     return folder
+
+
+def _content_hash(config: dict) -> str:
+    """The SHA-256 of a config's content in canonical JSON, without its own entry ``sha256["config.json"]`` (the
+    weights' hash included): any change to a value, however the file is spaced, changes it."""
+    own = {**config, "sha256": {k: v for k, v in config.get("sha256", {}).items() if k != CONFIG_NAME}}
+    return hashlib.sha256(json.dumps(own, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _verify(folder: Path, config: dict) -> None:
+    """Check the hashes a folder's config records (a folder without them, written by other tools, passes)."""
+    recorded = config.get("sha256")
+    if recorded is None:
+        return
+    where = folder / CONFIG_NAME
+    if not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())
+            and recorded.get(CONFIG_NAME) == _content_hash(config)):
+        raise SNRPathError(f"{where} is damaged: its content does not match the SHA-256 it records; restore the "
+                           "folder, or save the model again (edited on purpose: remove its \"sha256\" entry)")
+    weights = folder / WEIGHTS_NAME
+    if WEIGHTS_NAME in recorded and weights.is_file() and sha256(weights) != recorded[WEIGHTS_NAME]:
+        raise SNRPathError(f"{weights} is damaged: its SHA-256 differs from the one {where} records; restore the "
+                           "folder, or save the model again")
 
 
 def describe(denoiser: DSLDenoiser) -> dict:
@@ -185,6 +218,7 @@ def _our_configs(config: dict, where: str) -> tuple[DiTConfig, ConverterConfig, 
 
 def _load_ours(folder: Path, config: dict, seq_len: int | None, max_bytes: int) -> DSLDenoiser:
     where = str(folder / CONFIG_NAME)
+    _verify(folder, config)
     backbone, conv, tokenizer = _our_configs(config, where)
     if seq_len is not None:
         backbone = attrs.evolve(backbone, seq_len=seq_len)

@@ -7,6 +7,7 @@ import os
 import pathlib
 from collections.abc import Callable
 
+from snrpaths.errors import SNRPathError
 from snrpaths.files import atomic_write
 
 
@@ -54,9 +55,12 @@ class Record:
         """The row of ``key``: read back, or ``compute()``d and appended."""
         if key not in self.done:
             self.done[key] = compute()
-            self.partial.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.partial, "a") as log:
-                log.write(json.dumps({"key": key, **self.done[key]}) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+            try:
+                self.partial.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.partial, "a") as log:
+                    log.write(json.dumps({"key": key, **self.done[key]}) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+            except OSError as err:  # a torn line is skipped on the next start
+                raise SNRPathError(f"cannot write {str(self.partial)!r}: {err.strerror or err}") from None
         return self.done[key]

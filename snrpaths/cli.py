@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.run(args)
     except SNRPathError as err:
         parser.exit(2, f"snrpaths: error: {err}\n")
+    except OSError as err:  # a file no check foresaw (a disk that fills, a folder made read-only): one line, no trace
+        parser.exit(2, f"snrpaths: error: {f'{err.filename}: ' if err.filename else ''}{err.strerror or err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "snrpaths: interrupted\n")
 

@@ -14,6 +14,7 @@ import argparse
 import importlib
 
 from .errors import one_of
+from .files import check_writable
 
 
 def add_command(commands) -> None:
@@ -34,9 +35,25 @@ def run_bench(args) -> int:
     if args.study != "all" and args.study not in STUDIES:
         raise one_of("study", args.study, (*STUDIES, "all"))
     names = list(STUDIES) if args.study == "all" else [args.study]
+    check_writable(_out(args.options), "--out")  # before a study that may run for an hour, not after it
     for name in names:
         module = importlib.import_module(f"snrpaths.benchmarks.{STUDIES[name][0]}")
         if len(names) > 1:
             print(f"\n## {name}\n", flush=True)
         module.main([*args.options])
     return 0
+
+
+def _out(options: list[str]) -> str:
+    """The results folder the studies write into: the last ``--out`` among their options, else their default."""
+    folder = None
+    for i, option in enumerate(options):
+        if option == "--out" and i + 1 < len(options):
+            folder = options[i + 1]
+        elif option.startswith("--out="):
+            folder = option.removeprefix("--out=")
+    if folder is None:
+        from snrpaths.benchmarks._results import RESULTS
+
+        return str(RESULTS)
+    return folder

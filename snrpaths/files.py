@@ -10,11 +10,12 @@ removes on the next start. A folder that must change as a whole (a model: weight
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import IO, Callable, Iterable
 
 from .errors import SNRPathError
 
@@ -27,12 +28,14 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{TMP_MARK}{path.suffix}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode: int = 0o644) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode: int = 0o644, *,
+                 before_commit: Callable[[Path], object] | None = None) -> Path:
     """Run ``write(tmp)`` to fill a temporary file, then put it at ``path`` in one rename.
 
     ``mode`` is set before the rename because some writers create private (0600) files and results are meant to be
-    read. An ``OSError`` becomes the library's error naming ``path``; anything else propagates unchanged. The temporary
-    file never outlives a failed write.
+    read. ``before_commit(tmp)`` runs once the temporary file is on disk, just before the rename (to record its hash
+    where a reader will look for it). An ``OSError`` becomes the library's error naming ``path``; anything else
+    propagates unchanged. The temporary file never outlives a failed write.
     """
     path = Path(path)
     tmp = temporary_name(path)
@@ -42,6 +45,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())  # the bytes reach the disk before the name does
         os.chmod(tmp, mode)
+        if before_commit is not None:
+            before_commit(tmp)
         os.replace(tmp, path)
         sync_folder(path.parent)
     except OSError as err:
@@ -49,6 +54,144 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], mode:
     finally:
         with contextlib.suppress(OSError):  # nothing to remove where the folder itself could not be made
             tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write(file: IO[bytes], data: bytes) -> int:
+    """One block into a file: the one place a test makes the disk fill (``monkeypatch.setattr(files, "_write", ...)``)."""
+    return file.write(data)
+
+
+class _Sink:
+    """A binary file that keeps the first ``OSError`` its writes raised: writers such as ``torch.save`` turn a full
+    disk into a ``RuntimeError`` of their own, and :func:`write_stream` puts the cause back."""
+
+    def __init__(self, file: IO[bytes]):
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return _write(self.file, data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def write_stream(path: str | os.PathLike, dump: Callable[[IO[bytes]], object], *,
+                 before_commit: Callable[[Path], object] | None = None) -> Path:
+    """:func:`atomic_write` for a writer ``dump(f)`` of a binary file object (``lambda f: torch.save(obj, f)``): a
+    write that fails (a full disk, a quota) is reported as the ``OSError`` it was, naming ``path``, whatever the writer
+    made of it."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                dump(sink)
+            except Exception:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+            if sink.error is not None:  # a writer that swallowed the error
+                raise sink.error
+
+    return atomic_write(path, write, before_commit=before_commit)
+
+
+def replace_files(folder: str | os.PathLike, contents: dict[str, bytes], *, first_out: str | None = None) -> Path:
+    """Put the files ``contents`` (name -> bytes) into ``folder`` as one set: all or none, short of a crash.
+
+    Every new file is written whole (and flushed) under a temporary name first, where a full disk fails; then the old
+    files are kept under hidden hard links, ``first_out`` (a file that must never sit beside the wrong others, such as
+    a config) is removed, and the new files are renamed in, in order. A failure there puts the old files back. A crash
+    during the renames can leave the set part old, part new, with ``first_out`` missing until its rename, which is
+    last: name it last in ``contents``. Errors name the file and the cause."""
+    folder = Path(folder)
+    temporary = {name: temporary_name(folder / name) for name in contents}
+    kept: dict[str, Path] = {}
+    name = next(iter(contents))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():
+            with open(temporary[name], "wb") as f:
+                _write(f, data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temporary[name], 0o644)
+        for name in contents:
+            if (folder / name).is_file():
+                kept[name] = folder / f".{name}.{os.getpid()}.old{TMP_MARK}"
+                hard_link(folder / name, kept[name])
+        if first_out is not None:
+            name = first_out
+            (folder / first_out).unlink(missing_ok=True)
+        for name, tmp in temporary.items():
+            os.replace(tmp, folder / name)
+        sync_folder(folder)
+    except OSError as err:
+        for old, aside in kept.items():
+            with contextlib.suppress(OSError):
+                os.replace(aside, folder / old)
+        raise SNRPathError(f"cannot write {str(folder / name)!r}: {err.strerror or err}") from None
+    finally:
+        for leftover in (*temporary.values(), *kept.values()):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+    return folder
+
+
+def hard_link(source: Path, target: Path) -> None:
+    """``target`` becomes another name of ``source``'s file (no bytes copied), or a copy where the file system has no
+    hard links; a ``target`` already there (left by a crash) is replaced. Raises ``OSError``."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of the file at ``path``, in hex (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, a ``folder`` that cannot take a result (read-only, a file in the way, no room for a
+    block): make it and its missing parents, write and remove a probe file, then remove the folders it made. The
+    error names ``what`` (the argument or flag that gave the folder) and the cause."""
+    folder = Path(folder).expanduser().absolute()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    probe = temporary_name(folder / "probe")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise SNRPathError(f"{what}: cannot write into {str(folder)!r}: {err.strerror or err}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+            for p in made:
+                p.rmdir()
+
+
+def check_output_file(value: str | os.PathLike, flag: str) -> Path:
+    """The file a command writes at its end, checked before any work: its folder exists and takes a file
+    (:func:`check_writable`), and it is not a folder; errors name ``flag`` and the value."""
+    path = Path(value).expanduser()
+    if not path.parent.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r}: the folder {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r} is a folder; give the name of a file to write")
+    check_writable(path.parent, f"{flag} {str(value)!r}")
     return path
 
 
@@ -104,6 +247,8 @@ def replace_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> P
         os.rename(staging, path)  # the commit
         sync_folder(path.parent)
         _remove(old)
+    except SNRPathError as err:  # a file of the new folder that could not be written: the old folder stands
+        raise SNRPathError(f"cannot write the folder {str(path)!r} ({err})") from None
     except OSError as err:
         raise SNRPathError(f"cannot write the folder {str(path)!r}: {err.strerror or err}") from None
     finally:
@@ -159,9 +304,12 @@ def clean_temporaries(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    for old in [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(SWAPPED_OUT)]:
-        recover_folder(folder / old.name[1 : -len(SWAPPED_OUT)])
-    left = sorted(p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name)
-    for p in left:
-        _remove(p)
+    try:
+        for old in [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(SWAPPED_OUT)]:
+            recover_folder(folder / old.name[1 : -len(SWAPPED_OUT)])
+        left = sorted(p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name)
+        for p in left:
+            _remove(p)
+    except OSError as err:
+        raise SNRPathError(f"cannot clean up {str(folder)!r}: {err.strerror or err}") from None
     return left

@@ -566,7 +566,10 @@ def _flatten(kind: type, parts: Iterable[Path]) -> tuple[Path, ...]:
 
 
 _STEPS = validate.field(validate.integer)
-_POSITIVE = validate.field(validate.number, low=0.0, high=math.inf, low_open=True, high_open=True)
+_SNR = validate.field(validate.snr)
+#: How far a ramp's last level may fall from its gamma_max in float64 (the logit schedule's ``1 - r`` loses digits
+#: as ``gamma_max / kappa`` grows: a relative error of about ``1e-16 sqrt(gamma_max / kappa)``).
+RAMP_END_RTOL = 1e-6
 
 
 @attrs.frozen(repr=False)
@@ -639,12 +642,12 @@ class Remask(Path):
 @attrs.frozen(repr=False)
 class Ramp(Path):
     steps: int = attrs.field(converter=_STEPS)
-    gamma_max: float = attrs.field(default=40.0, converter=_POSITIVE)
+    gamma_max: float = attrs.field(default=40.0, converter=_SNR)
     schedule: RampSchedule = attrs.field(default="logit",
                                          converter=validate.field(_named(RAMP_SCHEDULES, RampSchedule)))
     form: RampForm = attrs.field(default="mean", converter=validate.field(_named(RAMP_FORMS, RampForm)))
-    kappa: float = attrs.field(default=4.0, converter=_POSITIVE)
-    gamma_min: float = attrs.field(default=0.01, converter=_POSITIVE)
+    kappa: float = attrs.field(default=4.0, converter=_SNR)
+    gamma_min: float = attrs.field(default=0.01, converter=_SNR)
     lag: float = attrs.field(default=0.0, converter=validate.field(validate.number, low=0.0, high=1.0))
     temperature: float = attrs.field(default=1.0, converter=validate.field(validate.temperature))
     top_k: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
@@ -656,6 +659,14 @@ class Ramp(Path):
     def __attrs_post_init__(self) -> None:
         if self.gamma_min > self.gamma_max:
             raise SNRPathError(f"'gamma_min' must lie in (0.0, {self.gamma_max}] (got {self.gamma_min!r})")
+        try:
+            end = self.level(1.0)
+        except (ZeroDivisionError, OverflowError):  # Python floats raise where the runner's tensors give inf
+            end = math.inf
+        if not abs(end - self.gamma_max) <= RAMP_END_RTOL * self.gamma_max:  # NaN and inf fail too
+            raise SNRPathError(f"{self!r}: the {self.schedule.name!r} schedule ends at gamma {end:.6g} instead of "
+                               f"gamma_max={self.gamma_max!r} in float64 (gamma_max / kappa = "
+                               f"{self.gamma_max / self.kappa:.3g}); lower gamma_max or raise kappa")
 
     def level(self, u: Any) -> Any:
         """``gamma(u)`` on this ramp's schedule, for a clock ``u`` in [0, 1] (a float, or elementwise a float64
@@ -682,7 +693,7 @@ class Ramp(Path):
 class Renoise(Path):
     """Lower finite SNRs above ``gamma`` to ``gamma`` by the exact forward channel (see :meth:`Path.renoise`)."""
 
-    gamma: float = attrs.field(converter=_POSITIVE)
+    gamma: float = attrs.field(converter=_SNR)
 
     def __repr__(self) -> str:
         return _render_call("renoise", [("gamma", self.gamma, inspect.Parameter.empty, True)])
@@ -716,9 +727,23 @@ class Blocks(Path):
         return f"blocks({self.n!r}, {self.inner!r})"
 
 
+def _group(value: Any, group: "Then | Parallel") -> tuple[Path, ...]:
+    """The parts of a ``>>`` or ``|`` group built directly: nested groups of its kind flattened, as the operators
+    build them, and at least two, so that every group prints as an expression that parses back to it."""
+    parts = _flatten(type(group), _paths("parts", value))
+    if len(parts) < 2:
+        raise SNRPathError(f"'{group._op}' joins at least two paths (got {type(group).__name__}({value!r})); a single "
+                           "path stands for itself")
+    return parts
+
+
+_GROUP = attrs.Converter(_group, takes_self=True)
+
+
 @attrs.frozen(repr=False)
 class Then(Path):
-    parts: tuple[Path, ...] = attrs.field(converter=validate.field(_paths))
+    parts: tuple[Path, ...] = attrs.field(converter=_GROUP)
+    _op = ">>"
     _prec = _PREC[">>"]
 
     def __repr__(self) -> str:
@@ -729,7 +754,8 @@ class Then(Path):
 
 @attrs.frozen(repr=False)
 class Parallel(Path):
-    parts: tuple[Path, ...] = attrs.field(converter=validate.field(_paths))
+    parts: tuple[Path, ...] = attrs.field(converter=_GROUP)
+    _op = "|"
     _prec = _PREC["|"]
 
     def __repr__(self) -> str:

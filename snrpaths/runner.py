@@ -136,7 +136,7 @@ def sample(
     if as_text:
         prompt = denoiser.encode_prompts([prompt])[0] if isinstance(prompt, str) else denoiser.encode_prompts(prompt)
     if prompt is not None:
-        prompt = validate.token_ids("prompt", prompt, ndims=(1, 2))
+        prompt = validate.token_ids("prompt", prompt, denoiser.vocab_size, ndims=(1, 2), free=UNKNOWN)
         if prompt.shape[-1] != program.seq_len:
             raise ShapeError(f"the prompt has length {prompt.shape[-1]}; the denoiser's seq_len is {program.seq_len}")
         if prompt.ndim == 2:
@@ -147,6 +147,10 @@ def sample(
                                  "or make them agree (an [L] prompt is repeated over batch rows)")
             batch = prompt.shape[0]
     batch = 1 if batch is None else batch
+    if row_offset > 2**63 - batch:  # the streams index rows in int64
+        raise SNRPathError(f"'row_offset' must be an integer in [0, 2**63 - batch] = [0, {2**63 - batch}] for "
+                           f"batch={batch}: row b draws from stream row_offset + b, and stream indices stop below "
+                           f"2**63 (got {row_offset})")
     stop_token = validate.integer("stop_token", stop_token, 0, high=denoiser.vocab_size - 1, allow_none=True)
     _check_size(program, denoiser, batch)
     device = denoiser.table.anchors.device
@@ -181,7 +185,10 @@ class _Run:
         # a call goes to
         self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
-        self.where = ""
+        self.where, self.index = "", 0
+        # the first step that sent a position to gamma = inf without a token (an SNR overflow), -1 for none; kept on
+        # the device so that no step pays a host synchronisation for a check made once, after the run
+        self.lost_at = torch.tensor(-1, device=state.gamma.device)
         self.recorder = _Recorder(state) if trace else None
         # [B, L] float64: the clock each position's ramp started it at (0 from [MASK]; set by a ramp's first step)
         self.ramp_start = torch.zeros_like(state.gamma, dtype=torch.float64)
@@ -192,7 +199,7 @@ class _Run:
         bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
         with contextlib.closing(bar):
             for index, step in enumerate(bar):
-                self.where = f"step {index} ({step.stage})"
+                self.where, self.index = f"step {index} ({step.stage})", index
                 nfe_before = self.nfe
                 self._step(step)
                 if self.recorder is not None:
@@ -206,8 +213,12 @@ class _Run:
                         for rest in self.program.steps[index + 1:]:
                             self.recorder.record(self.state, None, False, rest.stage)
                     break
-        if not self.program.partial and not bool(self.state.clean.all()):  # one comparison per run, not per step
-            self._unrevealed()
+        unknown = self.state.tokens == UNKNOWN
+        if bool(unknown.any()):  # one comparison per run, not per step
+            if bool((unknown & self.state.clean).any()):
+                self._lost(unknown & self.state.clean)
+            if not self.program.partial:
+                self._unrevealed()
         trace = self.recorder.finish() if self.recorder is not None else None
         return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace, calls=self.row_calls)
 
@@ -220,6 +231,16 @@ class _Run:
                            f"still unrevealed (first at row {int(rows[0])}, position {int(cols[0])}; positions "
                            f"{shown_positions(sorted(set(cols.tolist())))}); end the path with a stage that reveals them, "
                            "e.g. >> mdm(T), or run program.prefix(k) to look at an unfinished state on purpose")
+
+    def _lost(self, lost: torch.Tensor) -> None:
+        """Raise for positions ``lost`` (``[B, L]`` bool) at gamma = inf with no token: never hand back -1 ids."""
+        rows, cols = lost.nonzero(as_tuple=True)
+        k = int(self.lost_at)
+        where = f"step {k} ({self.program.steps[k].stage})" if k >= 0 else self.where
+        raise DenoiserError(f"at {where} of {self.program.path!r}, {rows.numel()} positions reached gamma = inf "
+                            f"without a token (first at row {int(rows[0])}, position {int(cols[0])}): the SNR "
+                            f"arithmetic overflowed {self.state.gamma.dtype}; lower the path's SNRs (gamma_max) or "
+                            "use a denoiser whose token table computes in a wider dtype")
 
     def _step(self, step: Step) -> None:
         """Select every op's positions on the state at the start of the step, call the denoiser only if some
@@ -444,7 +465,9 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     if op.ramp.solver.corrects:
         run.predicted[op.positions] = (dgamma, target)
     z = increment(state.z, dgamma, target, run.streams, op.ramp.noise)
-    return attrs.evolve(state, gamma=state.gamma + dgamma, z=z)
+    gamma = state.gamma + dgamma
+    run.lost_at = torch.where((run.lost_at < 0) & (sel.chosen & torch.isinf(gamma)).any(), run.index, run.lost_at)
+    return attrs.evolve(state, gamma=gamma, z=z)
 
 
 def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRState:

@@ -70,8 +70,7 @@ class SNRState:
             prompt: ``[L]`` or ``[B, L]`` int tensor; a token id in ``[0, V)`` fixes that position, ``-1`` leaves
                 it free. An ``[L]`` prompt is repeated over ``batch`` rows (default 1).
         """
-        prompt = _batched("prompt", prompt, batch)
-        validate.token_ids("prompt", prompt, table.vocab_size, free=UNKNOWN)
+        prompt = validate.token_ids("prompt", _batched("prompt", prompt, batch), table.vocab_size, free=UNKNOWN)
         fixed = prompt != UNKNOWN
         state = cls.masked(prompt.shape[0], prompt.shape[1], table, device=prompt.device)
         inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=prompt.device)

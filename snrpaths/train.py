@@ -6,6 +6,8 @@ A run lives in one folder ``out``:
 * ``checkpoint.pt``: everything needed to continue exactly (weights, EMA, optimizer, step, the data generator's and
   every process's dropout generator's states, the settings, and the model's description), written atomically every
   ``save_every`` steps and at the end;
+* ``manifest.json``: the SHA-256 of the checkpoint, of the one before it (kept as ``checkpoint.prev.pt``) and of
+  ``model/``'s files; a resume never reads a damaged checkpoint (:mod:`snrpaths.integrity`);
 * ``model/``: the EMA weights as the model saves itself (:meth:`snrpaths.denoiser.Trainable.save`; for the DiT backend
   what ``snrpaths.backends.load`` reads and what gets shipped);
 * ``log.jsonl``: one JSON line per validation (step, training loss, tokens/s, validation bits per character, and the
@@ -46,7 +48,8 @@ from .data import fixed_windows, random_windows
 from .denoiser import EvidenceConverter, Trainable, require
 from .diagnostics import evidence_curve, unigram_prior
 from .errors import SNRPathError, SNRTypeError
-from .files import atomic_write, clean_temporaries, replace_folder, write_jsonl
+from .files import check_writable, clean_temporaries, replace_folder, write_jsonl
+from .integrity import commit_checkpoint, good_checkpoint
 from .objectives import OBJECTIVES, Corruption, Objective, loss, per_row, roar_validation
 from .shards import Processes
 
@@ -178,6 +181,7 @@ def train(
     out = Path(out)
     if procs.rank == 0:
         clean_temporaries(out)  # a model/ swap cut between its renames is rolled back, temporaries go
+        check_writable(out, "'out'")  # a read-only or full folder is refused before any step, not at the first save
     model = model.to(procs.device).train()
     _fresh_memory(model)
     L, d = model.seq_len, model.converter.config.anchor_dim
@@ -325,10 +329,12 @@ def _save(out: Path, step, model, ema: EMA, optimizer, generator, settings, proc
     # finds the run finished.
     with ema.swapped(model):
         replace_folder(out / MODEL_DIR, model.save)
+    exported = tuple(f"{MODEL_DIR}/{p.name}" for p in sorted((out / MODEL_DIR).iterdir()))
     state = {"step": step, "model": model.state_dict(), "ema": ema.shadow, "ema_updates": ema.updates,
              "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng,
              "settings": json.dumps(settings), "denoiser": json.dumps(model.describe())}
-    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    # hashed into manifest.json with the export; the checkpoint it replaces is kept as checkpoint.prev.pt
+    commit_checkpoint(out / CHECKPOINT, lambda f: torch.save(state, f), exported)
 
 
 def _rng_states(procs: Processes) -> list[dict]:
@@ -366,7 +372,10 @@ def checkpoint_model(out: str | os.PathLike, kind: type) -> Trainable:
         raise SNRTypeError(f"'kind' must be a Trainable class with a from_description classmethod, e.g. "
                            f"snrpaths.backends.DSLDenoiser (got {kind!r})")
     out = Path(out)
-    state = _read_checkpoint(out / CHECKPOINT, mmap=True)
+    path = good_checkpoint(out / CHECKPOINT, say=False)  # the one train() will resume from (and say so)
+    if path is None:
+        raise SNRPathError(f"{out} holds no {CHECKPOINT}")
+    state = _read_checkpoint(path, mmap=True)
     if "denoiser" in state:
         return kind.from_description(json.loads(state["denoiser"]), f"{out / CHECKPOINT} 'denoiser'")
     config = out / MODEL_DIR / "config.json"
@@ -378,7 +387,8 @@ def checkpoint_model(out: str | os.PathLike, kind: type) -> Trainable:
 
 
 def _resume(path: Path, model, ema: EMA, optimizer, generator, settings, procs: Processes = Processes()) -> int:
-    if not path.is_file():
+    path = good_checkpoint(path)  # never a damaged file: the one before it, or an error naming it
+    if path is None:
         return 0
     state = _read_checkpoint(path)
     saved = json.loads(state["settings"])
@@ -426,11 +436,14 @@ def _trim_log(out: Path, step: int) -> None:
 
 def _log(out: Path, metrics: dict, procs: Processes) -> None:
     if procs.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / LOG, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the checkpoint that follows it
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the checkpoint that follows it
+        except OSError as err:  # a torn last line is cut off on resume (_trim_log)
+            raise SNRPathError(f"cannot write {str(out / LOG)!r}: {err.strerror or err}") from None
 
 
 def _fresh_memory(model: torch.nn.Module) -> None:

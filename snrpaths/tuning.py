@@ -20,6 +20,7 @@ with the same settings only runs the trials still missing. Optuna is the optiona
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -32,6 +33,7 @@ import torch
 from . import validate
 from .denoiser import Denoiser, EnumerableJoint, require
 from .errors import SNRPathError, SNRTypeError, one_of
+from .files import check_writable
 from .orders import ORDERS
 from .path import SWITCH_MODES, Path
 from .runner import sample
@@ -409,12 +411,14 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     score = measure if measure is not None else METRICS[metric_name].scorer(denoiser, data)
     model = f"{type(denoiser).__name__}-V{denoiser.vocab_size}-L{denoiser.seq_len}"
     name = study_name or f"{family}-nfe{nfe}-{metric_name}-n{n}-seed{seed}-{model}"
-    study = optuna.create_study(study_name=name, storage=_storage(storage), direction="minimize",
-                                load_if_exists=True)
-    # Seeded by what the study already holds: a resumed run does not propose the first run's parameters again.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    url = _storage(storage)
+    with _storage_errors(storage):
+        study = optuna.create_study(study_name=name, storage=url, direction="minimize", load_if_exists=True)
+    # Seeded by what the study already holds: a resumed run does not propose the first run's parameters again
+    # (folded into numpy's seed range).
+    study.sampler = optuna.samplers.TPESampler(seed=(seed + len(study.trials)) % 2**32)
     done = _finished(study)
-    if not any(t.user_attrs.get("default") for t in done):
+    if not any(t.user_attrs.get("default") for t in _finished(study, waiting=True)):
         study.enqueue_trial(chosen.default(nfe), user_attrs={"default": True})
     seen = {t.user_attrs["path"]: (t.user_attrs["nfe"], t.value) for t in done}
     objective = _Objective(chosen, denoiser, nfe, n, seed, score, seen)
@@ -425,9 +429,13 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
         with tqdm(total=left, desc=f"tune {family} @ {nfe} calls", unit="trial", disable=not progress) as bar:
             def advance(study, trial) -> None:
                 bar.update(1)
-                bar.set_postfix(best=f"{study.best_value:.4g}")
+                if objective.error is None:
+                    bar.set_postfix(best=f"{study.best_value:.4g}")
 
-            study.optimize(objective, n_trials=left, callbacks=[advance])
+            with _storage_errors(storage):
+                study.optimize(objective, n_trials=left, callbacks=[advance])
+    if objective.error is not None:
+        raise objective.error
     return _result(study, chosen.name, metric_name, nfe, default)
 
 
@@ -449,22 +457,58 @@ def _optuna():
     return optuna
 
 
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def _storage(storage: str | os.PathLike | None) -> str | None:
-    """An Optuna storage URL: as given when it is one, else an SQLite database at the file ``storage``."""
+    """An Optuna storage URL: as given when it is one, else an SQLite database at the file ``storage``, checked
+    before any trial: a file that is there must be an SQLite database (an empty file is one), readable and writable,
+    in a folder that takes new files (SQLite writes its journal beside the database)."""
     if storage is None or (isinstance(storage, str) and "://" in storage):
         return storage
     if not isinstance(storage, (str, os.PathLike)):
         raise SNRTypeError(f"'storage' must be a file path or an Optuna storage URL (got {storage!r})")
     file = pathlib.Path(storage).expanduser().resolve()
+    where = f"'storage' {str(storage)!r}"
     if not file.parent.is_dir():
-        raise SNRPathError(f"'storage' {str(storage)!r}: the folder {str(file.parent)!r} does not exist")
+        raise SNRPathError(f"{where}: the folder {str(file.parent)!r} does not exist")
+    if file.is_dir():
+        raise SNRPathError(f"{where} is a folder; give the name of an SQLite file (a new one is created)")
+    if file.exists():
+        if not os.access(file, os.R_OK | os.W_OK):
+            raise SNRPathError(f"{where}: the file cannot be {'written' if os.access(file, os.R_OK) else 'read'}")
+        with open(file, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+        if head and head != SQLITE_HEADER:
+            raise SNRPathError(f"{where} is not an SQLite database (it starts with {head[:8]!r}); give a new file "
+                               "name, or the database of an earlier run")
+    check_writable(file.parent, where)
     return f"sqlite:///{file}"
 
 
-def _finished(study) -> list:
+@contextlib.contextmanager
+def _storage_errors(storage: Any):
+    """The storage's own failures (a database that cannot be opened or written, a disk that fills) as one clear
+    error naming it; the objective's errors pass unchanged."""
+    try:
+        yield
+    except (SNRPathError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        if not (isinstance(err, OSError) or type(err).__module__.split(".")[0] in ("sqlalchemy", "sqlite3")
+                or "Storage" in type(err).__name__):
+            raise
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise SNRPathError(f"cannot use the tuner storage {str(storage)!r}: {first}") from None
+
+
+def _finished(study, waiting: bool = False) -> list:
+    """The study's complete trials (and, with ``waiting``, the ones enqueued but not run yet)."""
     from optuna.trial import TrialState
 
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    states = (TrialState.COMPLETE, TrialState.WAITING) if waiting else (TrialState.COMPLETE,)
+    return study.get_trials(deepcopy=False, states=states)
 
 
 @attrs.define
@@ -480,8 +524,21 @@ class _Objective:
     seed: int
     score: Scorer
     seen: dict[str, tuple[int, float]]  # path expression -> (calls made, value)
+    error: SNRPathError | None = None  # what ended the run: raised by tune() once Optuna has stopped
 
     def __call__(self, trial) -> float:
+        """The trial's value; a library error stops the study and is kept for :func:`tune` to raise as itself (a
+        trial marked pruned, so Optuna neither logs it with a traceback nor counts it as done)."""
+        from optuna import TrialPruned
+
+        try:
+            return self.value(trial)
+        except SNRPathError as err:
+            self.error = err
+            trial.study.stop()
+            raise TrialPruned(str(err)) from None
+
+    def value(self, trial) -> float:
         params: dict[str, Any] = {}
         for param in self.family.space(self.nfe):
             if param.applies(params):
@@ -497,15 +554,23 @@ class _Objective:
         else:
             with torch.no_grad():  # not inference_mode: a DSL denoiser's table reads its anchors' version counter
                 result = sample(path, self.denoiser, batch=self.n, seed=self.seed)
-            calls, value = int(result.nfe), float(self.score(result.tokens))
+            calls, value = int(result.nfe), _metric_value(self.score(result.tokens), text)
         trial.set_user_attr("params", params)
         trial.set_user_attr("path", text)
         trial.set_user_attr("nfe_static", static)
         trial.set_user_attr("nfe", calls)
-        if math.isnan(value):
-            raise SNRPathError(f"the metric gave NaN for {text}")
         self.seen[text] = (calls, value)
         return value
+
+
+def _metric_value(value: Any, text: str) -> float:
+    """A metric's value as a float when it is a finite real number (a Python, numpy or one-element torch scalar);
+    anything else (NaN, inf, a string, a bool) is refused with one message naming the path."""
+    try:
+        return validate.number("metric", value, -math.inf, math.inf, low_open=True, high_open=True,
+                               phrase="a finite number (lower is better)")
+    except SNRPathError as err:
+        raise type(err)(f"{err} for {text}") from None
 
 
 def _result(study, family: str, metric: str, nfe: int, default: Path) -> Tuned:

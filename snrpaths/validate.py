@@ -58,6 +58,20 @@ def seed(name: str, value: Any) -> int:
     return integer(name, value, 0, high=MAX_SEED, phrase="an integer in [0, 2**64 - 1]")
 
 
+#: The largest SNR a path may name: ``2**64``, the square root of float32's largest number (float32 is the narrowest
+#: dtype a denoiser's token table computes in), so that an SNR, the evidence ``gamma x + sqrt(gamma) eps`` it makes,
+#: and a product of two such numbers all stay finite there; anchors separate long before (``gamma ~ 8 / Delta^2``).
+MAX_GAMMA = 2.0**64
+
+
+def snr(name: str, value: Any) -> float:
+    """A finite positive SNR a path names: a number in ``(0, MAX_GAMMA]``. Beyond it the runner's arithmetic would
+    overflow to ``gamma = inf``, a clean position without a token."""
+    return number(name, value, 0.0, MAX_GAMMA, low_open=True,
+                  phrase="a number in (0, 2**64], the largest SNR the runner represents in float32 with room for "
+                         "products")
+
+
 def temperature(name: str, value: Any) -> float:
     """A sampling temperature: a number in ``[0, inf)``; ``0`` means argmax (see :func:`snrpaths.draw.probabilities`,
     which applies every accepted value exactly in float64, the smallest subnormal included)."""
@@ -72,8 +86,9 @@ def top_p(name: str, value: Any) -> float:
 
 def token_ids(name: str, value: Any, vocab_size: int | None = None, *, ndims: tuple[int, ...] | None = None,
               free: int | None = None) -> Any:
-    """``value`` when it is a torch tensor of token ids: an integer dtype (not bool), ``ndims`` dimensions (any when
-    ``None``) and, given ``vocab_size``, every entry in ``[0, vocab_size)`` or equal to ``free`` (a prompt's ``-1``).
+    """``value`` widened to int64 when it is a torch tensor of token ids: an integer dtype (not bool, any width,
+    unsigned included), ``ndims`` dimensions (any when ``None``) and, given ``vocab_size``, every entry in
+    ``[0, vocab_size)`` or equal to ``free`` (a prompt's ``-1``); the error names the first bad id and its index.
 
     A non-tensor or a non-integer dtype is a wrong type (:class:`SNRTypeError`); a wrong number of dimensions a
     :class:`ShapeError`; an id outside the vocabulary a :class:`SNRPathError` (never read from the end, as a
@@ -90,13 +105,20 @@ def token_ids(name: str, value: Any, vocab_size: int | None = None, *, ndims: tu
     if ndims is not None and value.ndim not in ndims:
         shapes = " or ".join(("[L]", "[B, L]", "[B, R, L]")[n - 1] if 1 <= n <= 3 else f"{n}-D" for n in ndims)
         raise ShapeError(f"{name!r} must have shape {shapes} (got {list(value.shape)})")
+    unsigned = value.dtype == torch.uint64
+    value = value.to(torch.int64)  # widened first: in uint8, the free marker -1 would compare equal to 255
+    if unsigned and bool((value < 0).any()):  # ids from 2**63 on, which int64 reads as negative (2**64 - 1 as -1)
+        first = (value < 0).nonzero()[0].tolist()
+        raise SNRPathError(f"{name!r} holds the token id {int(value[tuple(first)]) + 2**64} at index {first}; no "
+                           "vocabulary has 2**63 ids")
     if vocab_size is not None and value.numel():
-        ids = value if free is None else value[value != free]
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-            lo, hi = int(ids.min()), int(ids.max())
+        ids_at = value != free if free is not None else torch.ones_like(value, dtype=torch.bool)
+        bad = ids_at & ((value < 0) | (value >= vocab_size))
+        if bool(bad.any()):
+            ids, first = value[ids_at], bad.nonzero()[0].tolist()
             also = "" if free is None else f", or {free} for a free position"
-            raise SNRPathError(f"{name!r} holds token ids in [{lo}, {hi}]; valid ids are in [0, {vocab_size - 1}]"
-                               f"{also}")
+            raise SNRPathError(f"{name!r} holds token ids in [{int(ids.min())}, {int(ids.max())}]; valid ids are in "
+                               f"[0, {vocab_size - 1}]{also} (first bad: {int(value[tuple(first)])} at index {first})")
     return value
 
 

@@ -20,12 +20,13 @@ import torch
 
 import snrpaths.cli  # noqa: F401  (imported before forking, so children start at once)
 import snrpaths.train
+from snrpaths.integrity import good_checkpoint
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child per run")
 
 EVENTS = [(os, "replace"), (os, "rename"), (os, "fsync"), (os, "unlink"), (os, "mkdir"), (os, "rmdir"),
           (shutil, "rmtree")]
-STEPS = 30  # more than two per killed run below, so the chain of kills never reaches the end
+STEPS = 40  # more than two per killed run below, so the chain of kills never reaches the end
 FSYNC, MKDIR = os.fsync, os.mkdir
 
 
@@ -132,7 +133,7 @@ def test_a_run_killed_at_every_step_of_its_checkpoints_resumes_to_the_same_weigh
     which is in the recovery of what the kill left when there is any. The last rerun finishes: same files as the
     uninterrupted run, nothing left over."""
     root, straight, per_checkpoint = reference
-    assert 15 <= per_checkpoint < STEPS - 2
+    assert 25 <= per_checkpoint < STEPS - 2
     out = root / "killed"
     for j in (1, 4, 8, 12):  # the first checkpoint's commit is its last calls: these die before it
         assert child(args(root / "corpus", out), kill_at=j, armed_by_save=1) == -signal.SIGKILL, j
@@ -145,4 +146,6 @@ def test_a_run_killed_at_every_step_of_its_checkpoints_resumes_to_the_same_weigh
     assert per_checkpoint < torch.load(out / "checkpoint.pt", weights_only=True)["step"] < STEPS
     assert child(args(root / "corpus", out)) == 0
     assert_same(straight, snapshot(out))
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "model"]
+    assert good_checkpoint(out / "checkpoint.pt") == out / "checkpoint.pt"  # its hash is in the manifest
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt", "log.jsonl", "manifest.json",
+                                                     "model"]

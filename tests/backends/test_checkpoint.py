@@ -1,5 +1,6 @@
 """Checkpoints: our format round trip, atomic writes, the name registry, key errors, and pickles that never run."""
 
+import errno
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
+import snrpaths.files
 from snrpaths import SNRPathError, SNRState
 from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, known_names, load, save
 from snrpaths.backends import checkpoint as checkpoint_module
@@ -53,7 +55,7 @@ def test_round_trip_is_exact(tmp_path):
         folder = save(den, tmp_path / f"ck-{conv.anchor_dim}")
         assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
         config = json.loads((folder / "config.json").read_text())
-        assert set(config) == {"format", "version", "backbone", "converter", "tokenizer"}
+        assert set(config) == {"format", "version", "backbone", "converter", "tokenizer", "sha256"}
         back = load(folder)
         assert not back.training and back.backbone.config == TINY and back.converter.config == conv
         assert back.tokenizer == den.tokenizer
@@ -63,24 +65,25 @@ def test_round_trip_is_exact(tmp_path):
     assert load(folder, seq_len=4).seq_len == 4
 
 
-def test_failed_save_leaves_no_config_and_no_temp_file(tmp_path, monkeypatch):
-    folder = save(scrambled(seed=1), tmp_path / "ck")
+def test_failed_save_keeps_the_earlier_folder_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    first = scrambled(seed=1)
+    folder = save(first, tmp_path / "ck")
     bad = scrambled(seed=2)
     bad.tokenizer = {"encode": print}
     with pytest.raises(SNRPathError, match="'tokenizer' must be JSON-serialisable"):
         save(bad, folder)  # refused before any file is touched
     assert load(folder).tokenizer == scrambled().tokenizer
 
-    def broken(tensors, path, metadata=None):
-        open(path, "wb").write(b"partial")
-        raise OSError("disk full")
+    def full(file, data):  # a full disk: part of the bytes written, then ENOSPC
+        file.write(data[:7])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*disk full"):
+    monkeypatch.setattr(snrpaths.files, "_write", full)
+    with pytest.raises(SNRPathError, match="cannot write .*model.safetensors.*No space left on device"):
         save(scrambled(seed=2), folder)
-    assert [p.name for p in folder.iterdir()] == ["model.safetensors"]  # the old weights, no temp file, no config
-    with pytest.raises(SNRPathError, match="needs a config.json"):
-        load(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp file
+    kept = load(folder).state_dict()  # the earlier model, whole
+    assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items())
 
 
 def test_mdlm_key_problems_are_listed_in_one_error(tmp_path):

@@ -192,6 +192,7 @@ def test_a_plain_checkpoint_of_the_earlier_layout_loads_with_the_same_logits(tmp
     save(den, tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
+    del config["sha256"]  # written before the hashes, too
     for key in ("head", "sparse_k", "sparse_tol"):
         del config["converter"][key]
     config_path.write_text(json.dumps(config))
@@ -229,5 +230,8 @@ def test_a_non_positive_stored_beta_is_refused(tmp_path):
     weights["converter.beta"] = torch.tensor(-0.5)
     del weights["converter.log_beta"]
     safetensors.torch.save_file(weights, tmp_path / "bad" / "model.safetensors")
+    config = json.loads((tmp_path / "bad" / "config.json").read_text())
+    del config["sha256"]  # an earlier layout: no hashes (with them, the changed weights are found damaged first)
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
     with pytest.raises(SNRPathError, match="converter.beta' must be positive"):
         load(tmp_path / "bad")
