@@ -22,7 +22,8 @@ is chosen on validation seeds (``VALID_SEED``) by the tuner's ``hmm`` score ``|g
 for lost (or gained) diversity, :func:`selection_score`; the chosen rows are then scored on held-out seeds (``seed``)
 with ``n`` samples. Diversity: the entropy of the samples' neighbouring pairs (plug-in, Miller-Madow corrected)
 beside the truth's exact pair entropy: without its charge, sharpening (a low temperature, a small noise scale) wins
-the tuner's score by collapsing the distribution (the charge was added after the first validation grid showed it). The target of the issue: a learned model and a continuous path that beat ``mdm(T)``
+the tuner's score by collapsing the distribution (the charge was added after the first validation grid showed it).
+The target of the issue: a learned model and a continuous path that beat ``mdm(T)``
 at T = 16 and 32 on invalid rate, impossible pairs and gap with non-overlapping 95% intervals.
 
 Runs (``--runs``, default ``benchmarks/results/.continuous_runs``) resume; finished cells are kept in a partial file
@@ -303,28 +304,29 @@ class Study:
         return min(scores, key=scores.get)
 
     def guarded(self, labels) -> list[dict]:
-        """Part (d): on validation seeds, every guard row and every masked-diffusion setting; then the best of each
-        (continuous, masked diffusion) on held-out seeds."""
+        """Part (d): on validation seeds, every masked-diffusion setting, then every guard row (the hybrid's
+        masked-diffusion phase at masked diffusion's choice); the best of each on held-out seeds."""
         out = []
         for label in labels:
-            den = self.models[label]
             for T in self.args.budgets:
-                search = {"mdm": mdm_settings(T, self.args.quick)}
-                for kind in ("mdm", "continuous"):
-                    if kind == "continuous":  # the hybrid's masked-diffusion phase takes masked diffusion's choice
-                        search[kind] = guards(T, mdm_phase(search["mdm"][out[-1]["setting"]]), self.args.quick)
-                    rows = search[kind]
-                    valid = {name: self.cell(label, den, expr, held_out=False)
-                             for name, expr in tqdm(rows.items(), desc=f"{label} T={T} {kind}", unit="cell",
-                                                    disable=self.args.quick)}
-                    name = best(valid, self.truth_pair_entropy)
-                    held = self.cell(label, den, rows[name], held_out=True)
-                    searched = [{"setting": k, "selection_score": selection_score(v, self.truth_pair_entropy),
-                                 **{m: v[m] for m in (*VALIDATION_FIELDS, "path")}} for k, v in valid.items()]
-                    out.append({**held, "denoiser": label, "kind": kind, "budget": T, "setting": name,
-                                "valid_score": selection_score(valid[name], self.truth_pair_entropy),
-                                "searched": searched})
+                mdm = self.search(label, T, "mdm", mdm_settings(T, self.args.quick))
+                tail = mdm_phase(mdm["path"])
+                out += [mdm, self.search(label, T, "continuous", guards(T, tail, self.args.quick))]
         return out
+
+    def search(self, label: str, T: int, kind: str, rows: dict[str, str]) -> dict:
+        """The held-out row of the setting of ``rows`` (name -> expression) that :func:`best` picks on validation
+        seeds, with the whole search (``searched``)."""
+        den = self.models[label]
+        valid = {name: self.cell(label, den, expr, held_out=False)
+                 for name, expr in tqdm(rows.items(), desc=f"{label} T={T} {kind}", unit="cell",
+                                        disable=self.args.quick)}
+        name = best(valid, self.truth_pair_entropy)
+        searched = [{"setting": k, "selection_score": selection_score(v, self.truth_pair_entropy),
+                     **{m: v[m] for m in (*VALIDATION_FIELDS, "path")}} for k, v in valid.items()]
+        return {**self.cell(label, den, rows[name], held_out=True), "denoiser": label, "kind": kind, "budget": T,
+                "setting": name, "valid_score": selection_score(valid[name], self.truth_pair_entropy),
+                "searched": searched}
 
     def tuning_metric(self, tokens: torch.Tensor) -> float:
         """The tuner's objective: :func:`selection_score` of the trial's samples (no bootstrap)."""
@@ -451,18 +453,17 @@ def quality_table(rows: list[dict], title: str, label_keys=("denoiser", "sampler
 def search_table(rows: list[dict], top: int = 6) -> str:
     """Part (d)'s searches on validation seeds: per model, budget and kind the ``top`` settings by selection score, and
     the best of each corrector (top-k, Heun, renoise) beside them."""
-    out = ["(d) The searches on validation seeds (n = 256), best first by the selection score; then the best setting of "
-           "each corrector:\n", "| model | T | kind | path | selection score | invalid % | impossible pairs % | gap | "
-           "pair entropy |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    out = ["(d) The searches on validation seeds (n = 256), best first by the selection score; then the best setting "
+           "of each corrector:\n",
+           "| model | T | kind | path | selection score | invalid % | impossible pairs % | gap | pair entropy |",
+           "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if not isinstance(r.get("searched"), list):
-            continue
         ranked = sorted(r["searched"], key=lambda v: v["selection_score"])
         extra = [next((v for v in ranked if word in v["setting"]), None) for word in ("top_k", "heun", "renoise")]
         for v in ranked[:top] + [v for v in extra if v is not None and v not in ranked[:top]]:
-            out.append(f"| {r['denoiser']} | {r['budget']} | {r['kind']} | `{v['path']}` | {v['selection_score']:.3f} | "
-                       f"{100 * v['invalid']:.1f} | {100 * v['invalid_pairs']:.2f} | {v['gap']:+.3f} | "
-                       f"{v['pair_entropy']:.3f} |")
+            out.append(f"| {r['denoiser']} | {r['budget']} | {r['kind']} | `{v['path']}` | "
+                       f"{v['selection_score']:.3f} | {100 * v['invalid']:.1f} | {100 * v['invalid_pairs']:.2f} | "
+                       f"{v['gap']:+.3f} | {v['pair_entropy']:.3f} |")
     return "\n".join(out)
 
 
@@ -598,8 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     entropy_bits = study.entropy[0] / LN2
     truth_pair_entropy = study.truth_pair_entropy
     tokens = hmm.sample(max(args.kl_n, args.nll_n), torch.Generator().manual_seed(args.seed + 20))
-    measure_args = argparse.Namespace(**{**vars(args), "seed": args.seed})
-    measured = {label: learned.measure(argparse.Namespace(model=m), hmm, tokens, measure_args)
+    measured = {label: learned.measure(argparse.Namespace(model=m), hmm, tokens, args)
                 for label, m in models.items()}
     chosen = study.chosen_finetune()
     parts = {"chosen": chosen, "guarded": study.guarded([chosen]), "tuned": study.tuned([chosen]),
