@@ -9,7 +9,8 @@ left makes no call (no NFE). So a row with nothing left to reveal costs neither 
 ``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
 and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
 the algorithm needs it: to count the rows a call needs, to decide whether the run is over, and to gather the
-positions whose tokens are drawn.
+positions whose tokens are drawn. The steps of a cached block (``blocks(..., cache=...)``) call the denoiser through
+each row's key/value cache (:class:`snrpaths.blockcache.RowCaches`).
 """
 
 from __future__ import annotations

@@ -185,6 +185,20 @@ def test_the_printed_form():
     assert Path.blocks(4, Path.mdm(8), cache="dual") != Path.blocks(4, Path.mdm(8))
 
 
+def test_each_block_gets_its_scope_and_a_nested_cached_block_keeps_its_own():
+    """On positions 4..11 in blocks of 4: the prefix cache computes from the block's first position to the end of the
+    sequence, the dual cache the block; a cached blocks stage inside another keeps its own blocks."""
+    def scopes(text):
+        return [s.cache for s in parse_path(text).compile(L).steps]
+
+    prefix = scopes("on(slice(0, 4), ar()) >> on(slice(4, 12), blocks(2, roar(), cache='prefix', refresh=3))")
+    assert prefix[:4] == [None] * 4
+    assert prefix[4:] == [CacheScope(0, tuple(range(4, 12)), 3)] * 4 + [CacheScope(1, tuple(range(8, 12)), 3)] * 4
+    nested = scopes("blocks(2, blocks(2, roar(), cache='dual'), cache='prefix')")
+    assert [(s.block, s.active) for s in nested[::3]] == [(1, (0, 1, 2)), (2, (3, 4, 5)), (4, (6, 7, 8)),
+                                                           (5, (9, 10, 11))]
+
+
 @pytest.mark.parametrize("build, error, message", [
     (lambda: Path.blocks(2, Path.mdm(4), cache="full"), SNRPathError,
      r"'cache' must be one of \('prefix', 'dual'\) \(got 'full'\)"),
