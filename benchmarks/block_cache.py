@@ -8,12 +8,12 @@
 * **Quality.** The shipped ``tiny-shakespeare-dsl`` (L = 128) sampling ``blocks(4, mdm(16))`` uncached and with
   each cache, from the same seeds (the same streams: a sample changes only where the cached logits move a draw).
   Generation bits/char of every sample under SmolLM2 (the text study's judge), and the paired difference cached -
-  uncached with its standard error over samples. And the agreement of logits: at every cached call the uncached
-  logits of the same state, compared over the block's unrevealed positions (those the call reveals from):
-  ``|log p_cached - log p_uncached|`` (mean and max over positions and tokens), the total variation between the
+  uncached with its standard error over samples. And the agreement of logits: at every cached call of the first
+  32 rows, sampled again, the uncached logits of the same state, compared over the block's unrevealed positions
+  (those the call reveals from): ``|log p_cached - log p_uncached|`` (mean and max over positions and tokens), the total variation between the
   two distributions (mean and max over positions) and how often their most likely tokens agree.
 
-    snrpaths bench block-cache            # ~5 minutes on 1 thread (OMP_NUM_THREADS=1)
+    snrpaths bench block-cache            # ~9 minutes on 1 thread (OMP_NUM_THREADS=1)
     snrpaths bench block-cache --quick    # seconds: toy sizes, no reference LM
 """
 
@@ -33,8 +33,8 @@ from snrpaths.benchmarks._timing import describe_device, round_robin
 from snrpaths import Path, SNRState, sample
 
 CACHES = (None, "prefix", "dual")
-FULL = {"seq_len": 1024, "blocks": 32, "steps": 16, "rounds": 2, "n": 64, "judge": True}  # ~7 min on 1 thread
-QUICK = {"seq_len": 64, "blocks": 4, "steps": 4, "rounds": 1, "n": 2, "judge": False}
+FULL = {"seq_len": 1024, "blocks": 32, "steps": 16, "rounds": 2, "n": 192, "compare": 32, "judge": True}
+QUICK = {"seq_len": 64, "blocks": 4, "steps": 4, "rounds": 1, "n": 2, "compare": 2, "judge": False}
 #: the text checkpoint's path: blocks of 32 positions at L = 128, as at L = 1024, with the speed path's 16 calls each
 TEXT_BLOCKS, TEXT_STEPS = 4, 16
 
@@ -126,8 +126,9 @@ class Compared:
 
 
 def quality(plan: dict, seed: int) -> list[dict]:
-    """Samples of the text checkpoint with each cache from the same seed, their logits' agreement, and (with the
-    judge) every sample's generation bits/char."""
+    """Samples of the text checkpoint with each cache from the same seed, (with the judge) every sample's generation
+    bits/char, and the agreement of the logits over the first ``plan['compare']`` rows (sampled again, every cached
+    call also made uncached: the comparison doubles their cost)."""
     den, tokenizer = load_with_tokenizer("tiny-shakespeare-dsl")
     den.eval()
     block = den.seq_len // TEXT_BLOCKS
@@ -136,16 +137,17 @@ def quality(plan: dict, seed: int) -> list[dict]:
         compared = Compared(den, block)
         path = cached(TEXT_BLOCKS, TEXT_STEPS, cache)
         with torch.no_grad():
-            result = sample(path, compared, batch=plan["n"], seed=seed)
+            result = sample(path, den, batch=plan["n"], seed=seed)
+            sample(path, compared, batch=plan["compare"], seed=seed)  # the first rows again, each call compared
         texts = [tokenizer.decode(row) for row in result.tokens]
         rows.append({"cache": label(cache), "path": repr(path), "nfe": result.nfe, "texts": texts,
                      "tokens": result.tokens.tolist(), **compared.summary()})
     if plan["judge"]:
         from snrpaths.quality import GenerativePerplexity
 
-        judge = GenerativePerplexity()
+        judge = GenerativePerplexity(batch_size=64)
         for row in rows:
-            row["bpc"] = [judge.nll([t])[0] / (math.log(2) * len(t)) for t in row["texts"]]
+            row["bpc"] = [nll / (math.log(2) * len(t)) for nll, t in zip(judge.nll_each(row["texts"]), row["texts"])]
     base = rows[0]
     for row in rows:
         row["same_tokens"] = float(torch.tensor(row["tokens"]).eq(torch.tensor(base["tokens"])).double().mean())
@@ -171,8 +173,8 @@ def table(plan: dict, fast: list[dict], params: int, text: list[dict], device: s
     out += [f"| {r['cache']} | {r['nfe'][0]} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}x |"
             for r in fast]
     out += [f"\n**Quality** (shipped `tiny-shakespeare-dsl`, L = 128, `blocks({TEXT_BLOCKS}, mdm({TEXT_STEPS}), "
-            f"cache=...)`, {plan['n']} samples from the same seeds; logits compared at every cached call over the "
-            "block's unrevealed positions)\n",
+            f"cache=...)`, {plan['n']} samples from the same seeds; logits compared at every cached call of the first "
+            f"{plan['compare']} over the block's unrevealed positions)\n",
             "| cache | gen. bits/char | Δ vs uncached (± s.e.) | same tokens | mean \\|Δ log p\\| | max \\|Δ log p\\| | "
             "mean TV | max TV | top-1 agreement |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in text:
@@ -216,7 +218,7 @@ def plot(fast: list[dict], text: list[dict], out: pathlib.Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes, one round, two samples, no reference LM")
-    parser.add_argument("--n", type=int, default=None, help="text samples per cache (default 64, quick 2)")
+    parser.add_argument("--n", type=int, default=None, help="text samples per cache (default 192, quick 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
