@@ -13,7 +13,7 @@
   (those the call reveals from): ``|log p_cached - log p_uncached|`` (mean and max over positions and tokens), the total variation between the
   two distributions (mean and max over positions) and how often their most likely tokens agree.
 
-    snrpaths bench block-cache            # ~9 minutes on 1 thread (OMP_NUM_THREADS=1)
+    snrpaths bench block-cache            # ~12 minutes on 1 thread of a shared machine (OMP_NUM_THREADS=1)
     snrpaths bench block-cache --quick    # seconds: toy sizes, no reference LM
 """
 
@@ -201,11 +201,14 @@ def plot(fast: list[dict], text: list[dict], out: pathlib.Path) -> None:
         axes[0].annotate(f"{r['speedup']:.2f}x", (i, r["tokens_per_s"]), ha="center", va="bottom")
     axes[0].set_ylabel("tokens / s (batch 1)")
     axes[0].set_title(fast[0]["path"].replace("cache=None", ""), fontsize=9)
-    judged = [r for r in text if "gen_bpc" in r]
+    judged = [r for r in text if "delta_bpc" in r and r["cache"] != "uncached"]
     if judged:
-        axes[1].bar([r["cache"] for r in judged], [r["gen_bpc"] for r in judged],
-                    yerr=[r["gen_bpc_se"] for r in judged], color=["C0", "C1", "C2"], capsize=4)
-        axes[1].set_ylabel("gen. bits/char under SmolLM2 (lower is better)")
+        axes[1].errorbar([r["cache"] for r in judged], [r["delta_bpc"] for r in judged],
+                         yerr=[2 * r["delta_bpc_se"] for r in judged], fmt="o", capsize=4, color="C3")
+        axes[1].axhline(0.0, color="k", lw=0.8)
+        axes[1].axhline(0.02, color="C3", ls="--", lw=0.8, label="goal: at most 0.02 lost")
+        axes[1].set_ylabel("Δ gen. bits/char vs uncached (± 2 s.e.)")
+        axes[1].legend(fontsize=8)
     else:
         axes[1].bar([r["cache"] for r in text], [r.get("top1_agreement", 1.0) for r in text], color=["C0", "C1", "C2"])
         axes[1].set_ylabel("top-1 agreement with the uncached logits")
