@@ -165,6 +165,7 @@ class DSLMaskedLM(MaskedLM, nn.Module):
         nn.Module.__init__(self)
         MaskedLM.__init__(self, model, mask_id=mask_id, seq_len=seq_len, samplable=samplable, shift=shift,
                           prefix=prefix, suffix=suffix, tokenizer=tokenizer, max_len=max_len)
+        self.eval()  # as MaskedLM leaves the model (a Module starts in training mode); the trainer switches it
         if not isinstance(converter, MaskedLMConverter):
             raise SNRTypeError(f"'converter' must be a MaskedLMConverter (got {type(converter).__name__})")
         words = _words(model)
@@ -322,6 +323,10 @@ def converter_files(folder: str | os.PathLike) -> dict[str, Path] | None:
         raise SNRPathError(f"the weights in {str(folder)!r} hold the DSL converter keys {found} but not "
                            f"{missing[0]!r} (shape {KEYS[missing[0]]}); a DSL-LLaDA checkpoint has all of "
                            f"{list(KEYS)}")
+    for key in KEYS:
+        if not where[key].is_file():
+            raise SNRPathError(f"the weights index of {str(folder)!r} puts {key!r} in {str(where[key])!r}, which is "
+                               "missing")
     return {k: where[k] for k in KEYS}
 
 
@@ -354,8 +359,6 @@ def read_converter(folder: str | os.PathLike, files: dict[str, Path], model: Any
     shapes = {BIAS: [V + 1], WEIGHT: [H, V + 1], OFFSET: [H]}
     tensors = {}
     for key, file in files.items():
-        if not file.is_file():
-            raise SNRPathError(f"the weights index of {str(folder)!r} puts {key!r} in {str(file)!r}, which is missing")
         with safetensors.safe_open(file, "pt") as f:
             if key not in f.keys():
                 raise SNRPathError(f"the weights index of {str(folder)!r} puts {key!r} in {str(file)!r}, which does "
@@ -364,9 +367,9 @@ def read_converter(folder: str | os.PathLike, files: dict[str, Path], model: Any
             ok = {NOISE: len(found) == 2 and found[0] == V and found[1] >= 1, BETA: found in ([], [1])}.get(
                 key, found == shapes.get(key))
             if not ok:
-                expected = {NOISE: f"[{V}, d]", BETA: "[] (a scalar)"}.get(key, str(shapes.get(key)))
-                raise ShapeError(f"{key!r} in {str(file)!r} has shape {found}; expected {expected} ({KEYS[key]} for "
-                                 f"V = {V} ids, H = {H})")
+                expected = {NOISE: f"[{V}, d]", BETA: KEYS[BETA]}.get(key, str(shapes.get(key)))
+                layout = "" if key == BETA else f" ({KEYS[key]} for V = {V} ids, H = {H})"
+                raise ShapeError(f"{key!r} in {str(file)!r} has shape {found}; expected {expected}{layout}")
             tensors[key] = f.get_tensor(key)
     noise = tensors[NOISE].double()
     norms = noise.norm(dim=1)
@@ -398,16 +401,17 @@ def _settings(folder: Path, d: int) -> ConverterConfig:
     return ConverterConfig(**{**attrs.asdict(AUTHORS), **stored, "anchor_dim": d, "learn_anchors": False})
 
 
-def save_pretrained(den: DSLMaskedLM, folder: str | os.PathLike) -> Path:
+def save_pretrained(den: DSLMaskedLM, folder: str | os.PathLike, *, max_shard_size: int | str | None = None) -> Path:
     """Write ``den`` to ``folder`` in the authors' layout: the model's own ``save_pretrained`` files with the
     converter's keys added (into ``model.safetensors``, or as one more shard listed in the index), the tokenizer,
     and ``dsl_converter.json``; all files whole under temporary names first, ``config.json`` renamed in last
     (:func:`snrpaths.files.replace_files`). Weight files of an earlier, differently sharded save are removed after.
-    The weights pass through memory once."""
+    The weights pass through memory once. ``max_shard_size`` is the model's ``save_pretrained`` option (e.g.
+    ``"5GB"``; default: its own)."""
     if not isinstance(den, DSLMaskedLM):
         raise SNRTypeError(f"'den' must be a DSLMaskedLM (got {type(den).__name__})")
     with tempfile.TemporaryDirectory() as tmp:
-        den.model.save_pretrained(tmp)
+        den.model.save_pretrained(tmp, **({} if max_shard_size is None else {"max_shard_size": max_shard_size}))
         if den.tokenizer is not None:
             den.tokenizer.save_pretrained(tmp)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
