@@ -264,6 +264,11 @@ class DSLMaskedLM(MaskedLM, nn.Module):
                              f"{list(z.shape)} and {list(tokens.shape)})")
         if tokens.is_floating_point() or tokens.dtype == torch.bool:
             raise ShapeError(f"'tokens' must hold integer ids (got dtype {tokens.dtype})")
+        if not z.is_floating_point() or not gamma.is_floating_point():
+            raise ShapeError(f"'z' and 'gamma' must be floating point (got {z.dtype} and {gamma.dtype})")
+        for name, t in (("z", z), ("gamma", gamma), ("tokens", tokens)):
+            if t.device != self.device:
+                raise SNRPathError(f"{name!r} is on {t.device} but the denoiser is on {self.device}; move one of them")
 
     def to(self, *args: Any, **kwargs: Any) -> "DSLMaskedLM":
         """As ``nn.Module.to`` (the model and the converter, in place); returns itself."""
