@@ -214,13 +214,14 @@ class DSLMaskedLM(MaskedLM, nn.Module):
     def logits(self, state: SNRState) -> torch.Tensor:
         """``[B, L, V']`` logits over the samplable ids of any state (module docstring); no gradient, no dropout."""
         self._check_state(state)
-        was_training = self.training
-        self.eval()
-        try:
+        if not self.training:
             with torch.no_grad():
                 return self._predict(state.z, state.gamma, state.tokens, state.fixed)
+        self.eval()  # a call from inside a training run (the trainer's evidence curve): dropout off for it
+        try:
+            return self.logits(state)
         finally:
-            self.train(was_training)
+            self.train()
 
     def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, L, V']`` differentiable logits from plain tensors, every position through the converter: ``z``

@@ -301,3 +301,15 @@ def test_the_trainer_fine_tunes_the_converter_and_the_backbone_only_when_asked(p
     rebuilt = checkpoint_model(tmp_path, DSLMaskedLM)
     rebuilt.load_state_dict(after)
     assert rebuilt.train_backbone == train_backbone and rebuilt.samplable == den.samplable
+
+
+def test_logits_have_no_dropout_in_training_mode_and_leave_the_mode_as_it_was(den):
+    state = SNRState.from_tokens(torch.zeros(2, L, dtype=torch.int64), torch.full((2, L), 3.0), den.table,
+                                 torch.Generator().manual_seed(0))
+    want = den.logits(state)
+    den.train()
+    try:
+        assert den.model.config.hidden_dropout_prob > 0 and torch.equal(den.logits(state), want)
+        assert den.training and den.model.training
+    finally:
+        den.eval()
