@@ -29,7 +29,8 @@ only sampled positions go through the converter. In training (the trainer passes
 ``noise_embed.weight`` ``(V, d)`` frozen random unit rows (``d = 100`` in their release), ``converter.logit_bias``
 ``(V + 1,)`` (initialised at 0 but ``log V`` for ``[MASK]``), scalar ``converter.beta``,
 ``converter.backbone_embedding.weight`` ``(H, V + 1)`` and ``.bias`` ``(H,)``, next to the backbone's own keys in
-the folder's safetensors weights (``model.safetensors``, or shards listed by ``model.safetensors.index.json``).
+the folder's safetensors weights (``model.safetensors``, or shards listed by ``model.safetensors.index.json``;
+pickled ``pytorch_model.bin`` weights are not searched).
 :func:`converter_files` finds them, :func:`read_converter` checks every key's shape and values before anything is
 built, :func:`save_pretrained` writes a folder in this layout (plus our converter settings in ``dsl_converter.json``,
 which a folder without it reads as the authors' ``AUTHORS``).

@@ -132,6 +132,14 @@ def test_a_bad_index_is_named(folder):
         DSLMaskedLM.from_pretrained(folder, seq_len=L)
 
 
+def test_a_weights_file_that_is_not_safetensors_is_named(plain_folder, tmp_path):
+    for file in plain_folder.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    (tmp_path / SINGLE).write_bytes(b"not safetensors")
+    with pytest.raises(SNRPathError, match="cannot read the weights file .*model.safetensors"):
+        MaskedLM.from_pretrained(tmp_path, seq_len=L)
+
+
 def test_bad_values_are_refused(folder, stored):
     tensors = dict(stored)
     tensors[NOISE] = stored[NOISE] * 1.5
@@ -240,9 +248,12 @@ def test_prompt_positions_keep_the_models_word_embeddings(den):
     assert not torch.equal(den.logits(unfixed), own)
 
 
-def test_a_fresh_converter_on_an_all_clean_state_is_the_plain_model(plain_folder):
+@pytest.mark.parametrize("arch", ["bert", "modernbert"])
+def test_a_fresh_converter_on_an_all_clean_state_is_the_plain_model(plain_folder, tmp_path, arch):
     """A fresh converter's rows are the model's word embeddings, so where every position is clean the logits are the
     plain MaskedLM's bit for bit. At [MASK] positions they are not (gamma = 0 is fed the softmax of the bias)."""
+    if arch != "bert":
+        plain_folder = save_random(tmp_path, WORDS, arch=arch, hidden=16, layers=1, heads=2, seed=1)
     den = DSLMaskedLM.from_pretrained(plain_folder, seq_len=L, config=attrs.evolve(AUTHORS, anchor_dim=D))
     plain = MaskedLM.from_pretrained(plain_folder, seq_len=L)
     assert type(den) is DSLMaskedLM
