@@ -204,13 +204,18 @@ class MaskedLM:
         if not texts or not all(isinstance(t, str) for t in texts):
             raise SNRTypeError(f"'texts' must be a string or a non-empty sequence of strings (got {texts!r:.80})")
         marker = marker or getattr(tokenizer, "mask_token", None) or MARKER
-        lookup = torch.full((self.model_vocab,), UNKNOWN, dtype=torch.int64)
-        lookup[list(self.samplable)] = torch.arange(self.vocab_size)
+        lookup = self._from_model()
         rows = [self._encode_one(k, text, marker, lookup) for k, text in enumerate(texts)]
         prompt = torch.full((len(rows), self.seq_len), UNKNOWN, dtype=torch.int64)
         for k, row in enumerate(rows):
             prompt[k, :len(row)] = torch.tensor(row, dtype=torch.int64)
         return prompt.to(self.device)
+
+    def _from_model(self) -> torch.Tensor:
+        """``(V,)`` the sampler id of each model id, ``UNKNOWN`` for the ids never sampled (``samplable`` inverted)."""
+        lookup = torch.full((self.model_vocab,), UNKNOWN, dtype=torch.int64)
+        lookup[list(self.samplable)] = torch.arange(self.vocab_size)
+        return lookup
 
     def _encode_one(self, k: int, text: str, marker: str, lookup: torch.Tensor) -> list[int]:
         row: list[int] = []
@@ -262,8 +267,8 @@ class MaskedLM:
         return cls(model, **options, anchor_dim=anchor_dim, seed=seed)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}, "
-                f"L={self.seq_len}, mask_id={self.mask_id}{', shift=True' if self.shift else ''})")
+        return (f"{type(self).__name__}({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}"
+                f", L={self.seq_len}, mask_id={self.mask_id}{', shift=True' if self.shift else ''})")
 
 
 def read_folder(folder: Path, seq_len: int | None, shift: bool) -> tuple[Any, dict]:

@@ -110,7 +110,8 @@ class MaskedLMConverter(Converter):
         ``[MASK]`` slot's column ``words_{mask_id}``, ``c = 0``, so a clean position is fed exactly its word
         embedding; random anchors from ``seed``, ``beta = 1 / sqrt(d)``, ``b_mask`` from ``config.mask_prob``."""
         if not isinstance(words, torch.Tensor) or words.ndim != 2:
-            raise ShapeError(f"'words' must be the model's (V, H) word embeddings (got {getattr(words, 'shape', words)})")
+            raise ShapeError(f"'words' must be the model's (V, H) word embeddings (got "
+                             f"{getattr(words, 'shape', words)})")
         V, H = words.shape
         converter = cls(V, H, config, seed).to(words.device)
         with torch.no_grad():
@@ -124,7 +125,8 @@ class MaskedLMConverter(Converter):
         """``(V', d)`` the channel's anchors: the keys of the samplable ids, in sampler order."""
         return self.key_anchors.index_select(0, self.samplable)
 
-    def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor) -> Converted:  # type: ignore[override]
+    def forward(self, z: torch.Tensor, gamma: torch.Tensor,  # type: ignore[override]
+                tokens: torch.Tensor) -> Converted:
         """``h`` ``(B, L, H)`` (module docstring) and the evidence head's term, from ``z`` ``(B, L, d)``, ``gamma``
         ``(B, L)`` and the clean positions' *model* ids ``tokens`` ``(B, L)``."""
         linear = self.backbone_embedding
@@ -235,7 +237,8 @@ class DSLMaskedLM(MaskedLM, nn.Module):
         B, L = gamma.shape
         clean = torch.isinf(gamma)
         if bool((clean & ((tokens < 0) | (tokens >= self.vocab_size))).any()):
-            raise SNRPathError(f"'tokens' holds clean (gamma = inf) ids outside the sampler's [0, {self.vocab_size - 1}]")
+            raise SNRPathError(f"'tokens' holds clean (gamma = inf) ids outside the sampler's "
+                               f"[0, {self.vocab_size - 1}]")
         ids = self._to_model[torch.where(clean, tokens, 0)]  # (B, L) model ids, read where clean
         converted = self.converter(z, gamma, ids)
         words = self.model.get_input_embeddings()
@@ -306,6 +309,17 @@ class DSLMaskedLM(MaskedLM, nn.Module):
         converter = MaskedLMConverter(*_sizes(model), ConverterConfig(**description["converter"]))
         options = {k: description[k] for k in need[2:]}
         return cls(model, converter, **options)
+
+
+def stream_ids(den: MaskedLM, text: str) -> tuple[torch.Tensor, int]:
+    """``(N,)`` int64 sampler ids of ``text`` as one stream (tokenized with no framing tokens, for the trainer), and
+    how many of its tokens were left out because the sampler never draws them (``[UNK]``, special tokens)."""
+    tokenizer = den._need_tokenizer("stream_ids")
+    if not isinstance(text, str):
+        raise SNRTypeError(f"'text' must be a string (got {type(text).__name__})")
+    ids = den._from_model()[torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)]
+    kept = ids[ids >= 0]
+    return kept, ids.numel() - kept.numel()
 
 
 def converter_files(folder: str | os.PathLike) -> dict[str, Path] | None:

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from snrpaths import parse_path, sample
 from snrpaths.backends import MaskedLM
 from snrpaths.backends.hf import save_random
-from snrpaths.backends.hf_dsl import AUTHORS, DSLMaskedLM
+from snrpaths.backends.hf_dsl import AUTHORS, DSLMaskedLM, stream_ids
 from snrpaths.data import load_corpus
 from snrpaths.objectives import DSL
 from snrpaths.plot import generation_order, save
@@ -49,14 +49,14 @@ L = 16
 # A tiny random BERT over the plays' most frequent words (lower case; punctuation marks are words), and the plays
 # as a stream of sampler ids (words outside the vocabulary are dropped).
 corpus = load_corpus()
-split = {part: re.findall(r"\w+|[^\w\s]", corpus.text(part)[:CHARS].lower()) for part in ("train", "valid")}
-vocab = [w for w, _ in collections.Counter(split["train"]).most_common(WORDS)]
+text = {part: corpus.text(part)[:CHARS].lower() for part in ("train", "valid")}
+words = re.findall(r"\w+|[^\w\s]+", text["train"])  # what the tokenizer's pre-tokenizer splits off
+vocab = [w for w, _ in collections.Counter(words).most_common(WORDS)]
 folder = save_random(pathlib.Path(tempfile.mkdtemp()) / "bert", vocab, hidden=64, layers=2, heads=2, seed=SEED)
 den = DSLMaskedLM.from_pretrained(folder, seq_len=L, train_backbone=True,
                                   config=attrs.evolve(AUTHORS, anchor_dim=32, head="evidence"))
 print(den)
-sampler_id = {w: k for k, w in enumerate(den.tokenizer.convert_ids_to_tokens(list(den.samplable)))}
-stream = {part: torch.tensor([sampler_id[w] for w in words if w in sampler_id]) for part, words in split.items()}
+stream = {part: stream_ids(den, text[part])[0] for part in text}
 
 # %%
 # Fine-tune converter and backbone with DSL's mixed-SNR objective (a quarter of each batch on the endpoint branch,
@@ -97,8 +97,8 @@ print("wrote", save(fig, args.out / "masked_lm_dsl.png", dpi=110))
 #    in this example:
 #
 #    - `snrpaths.backends.hf_dsl.DSLMaskedLM`, `snrpaths.backends.hf_dsl.DSLMaskedLM.from_pretrained`,
-#      `snrpaths.backends.hf_dsl.AUTHORS`, `snrpaths.backends.MaskedLM.from_pretrained`,
-#      `snrpaths.backends.hf.save_random`
+#      `snrpaths.backends.hf_dsl.AUTHORS`, `snrpaths.backends.hf_dsl.stream_ids`,
+#      `snrpaths.backends.MaskedLM.from_pretrained`, `snrpaths.backends.hf.save_random`
 #    - `snrpaths.train.train`, `snrpaths.train.TrainConfig`, `snrpaths.objectives.DSL`, `snrpaths.data.load_corpus`
 #    - `snrpaths.sample`, `snrpaths.parse_path`
 #    - `snrpaths.plot.generation_order`
