@@ -98,7 +98,13 @@ class MaskedLMConverter(Converter):
             raise SNRPathError("the DSL-LLaDA layout keeps its anchors (noise_embed) frozen: give a ConverterConfig "
                                "with learn_anchors=False")
         super().__init__(validate.integer("vocab_size", vocab_size), config, seed)
-        self.backbone_embedding = nn.Linear(vocab_size + 1, validate.integer("hidden", hidden))
+        # zeros, drawing nothing (no global RNG, no (V + 1) x H random init): W and c come from a file
+        # (read_converter), the model's word embeddings (fresh) or a state dict
+        self.backbone_embedding = nn.Linear(vocab_size + 1, validate.integer("hidden", hidden), device="meta")
+        self.backbone_embedding.to_empty(device="cpu")
+        with torch.no_grad():
+            self.backbone_embedding.weight.zero_()
+            self.backbone_embedding.bias.zero_()
         # the model ids of the sampler's tokens, in sampler order: set by DSLMaskedLM (not saved: the folder's
         # tokenizer gives them)
         self.register_buffer("samplable", torch.arange(vocab_size), persistent=False)

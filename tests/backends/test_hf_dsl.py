@@ -324,3 +324,12 @@ def test_logits_have_no_dropout_in_training_mode_and_leave_the_mode_as_it_was(de
         assert den.training and den.model.training
     finally:
         den.eval()
+
+
+def test_stream_ids_keep_the_samplable_tokens_and_count_the_others(den):
+    from snrpaths.backends.hf_dsl import stream_ids
+
+    ids, left_out = stream_ids(den, "the cat zebra sat [SEP] on")
+    assert den.decode(ids) == ["the cat sat on"] and left_out == 2  # zebra is [UNK]; [SEP] is special
+    with pytest.raises(SNRTypeError, match="'text' must be a string"):
+        stream_ids(den, ["the"])
