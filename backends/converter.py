@@ -114,8 +114,7 @@ class Converted:
     """What the converter hands the backbone, and the evidence term the head adds to its output."""
 
     h: torch.Tensor  # (B, L, H) soft input embeddings
-    index: torch.Tensor  # (n,) flat indices (into B * L) of the finite positions, 0 < gamma < inf (with soft_mask
-    #                      also those at gamma = 0, whose evidence term is 0)
+    index: torch.Tensor  # (n,) flat indices (into B * L) of the finite positions, 0 < gamma < inf
     evidence: torch.Tensor | None  # (n, V) z_i . x_v there, in at least float32 (None under head = "plain")
 
     def added_to(self, logits: torch.Tensor) -> torch.Tensor:
@@ -244,7 +243,7 @@ class Converter(nn.Module):
         B, L = gamma.shape
         V = self.vocab_size
         clean = torch.isinf(gamma)
-        finite = ~clean if self.soft_mask else (gamma > 0) & ~clean  # the positions read through the softmax
+        finite = (gamma > 0) & ~clean
         bad_gamma = (gamma < 0) | torch.isnan(gamma)
         bad_token = clean & ((tokens < 0) | (tokens >= V))
         n_bad_gamma, n_bad_token, n_finite = torch.stack([bad_gamma.sum(), bad_token.sum(), finite.sum()]).tolist()
@@ -260,12 +259,13 @@ class Converter(nn.Module):
             )
         ids = torch.where(clean, tokens, V)  # (B, L): the token where clean, [MASK] elsewhere
         h = embedding[ids]  # (B, L, H): endpoint rows, exact by construction
+        if self.soft_mask:  # every [MASK] position reads the same q = softmax(b): one row, computed once
+            at_zero = self._mix(z.new_zeros(1, z.shape[-1]), embedding, False)[0]  # (1, H)
+            h = torch.where((gamma == 0).unsqueeze(-1), at_zero.to(h.dtype), h)
         idx = torch.nonzero_static(finite.flatten(), size=n_finite).squeeze(1)  # (n,), no second sync
         if n_finite == 0:
             return Converted(h, idx, None)
         head = HEADS[self.config.head].adds_evidence
-        if self.soft_mask:  # a [MASK] position's evidence is 0 by the channel; made exact for any caller's z
-            z = torch.where((gamma > 0).unsqueeze(-1), z, torch.zeros((), dtype=z.dtype, device=z.device))
         soft, evidence = self._mix(z.reshape(B * L, -1)[idx], embedding, head)  # (n, H), (n, V) or None
         return Converted(h.reshape(B * L, -1).index_copy(0, idx, soft.to(h.dtype)).view(B, L, -1), idx, evidence)
 
