@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from .compare import compare
+from .comparison import compare
 from .errors import SNRPathError
 from .files import check_output_file
 
-#: the flags that go to the judge's builder (:data:`snrpaths.compare.JUDGES`), by their keyword
+#: the flags that go to the judge's builder (:data:`snrpaths.comparison.JUDGES`), by their keyword
 JUDGE_FLAGS = ("vocab", "length", "toy_seed", "states", "successors", "emissions", "hmm_seed", "seq_len")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 

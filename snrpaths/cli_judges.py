@@ -1,5 +1,5 @@
 """The judges ``snrpaths compare --judge`` (and :func:`snrpaths.compare`) name, built on backends: this module fills
-:data:`snrpaths.compare.JUDGES` when imported, and :mod:`snrpaths.compare` imports it by name on first use (the
+:data:`snrpaths.comparison.JUDGES` when imported, and :mod:`snrpaths.comparison` imports it by name on first use (the
 command line may pick a backend; the core may not).
 
 * ``toy:NAME``: an exact toy joint (``markov``, ``random``, ``parity``, ``two-bit``; options ``vocab``, ``length``,
@@ -23,7 +23,7 @@ import torch
 
 from . import validate
 from .cli_toys import TOYS, make_toy
-from .compare import Judge, JudgeKind, Metric, register_judge
+from .comparison import Judge, JudgeKind, Metric, register_judge
 from .errors import SNRPathError
 
 ENTROPY = Metric("entropy", "bits", "", "unigram entropy of the samples' pooled tokens (a drop shows repetition)")
