@@ -303,21 +303,34 @@ class Comparison:
         return str(atomic_write(path, lambda tmp: tmp.write_text(text + "\n")))
 
     def plot(self, path: str | os.PathLike | None = None):
-        """One panel per metric: its mean and 95% interval against calls used, one line per path family (a family
-        given at several budgets, ``mdm({4,8,16})``, is a curve; a single path is a point). Returns the figure;
-        with ``path``, also writes it there (atomically)."""
+        """One panel per metric: each path's mean and 95% interval. When a family was given at several budgets
+        (``mdm({4,8,16})``) against calls used, one curve per family (a single path is a point); otherwise one point
+        per path, side by side. Returns the figure; with ``path``, also writes it there (atomically)."""
         from . import plot
         from .plot._common import new_figure
 
-        fig = new_figure(4.6 * len(self.metrics), 3.8)
+        curves = any(sum(q.family == r.family for q in self.rows) > 1 for r in self.rows)
+        fig = new_figure(max(4.6, 1.2 * len(self.rows) if not curves else 0) * len(self.metrics), 4.0)
+        fig.suptitle(f"judge {self.judge}: {len(self.seeds)} seeds x {self.samples} samples, 95% t-intervals",
+                     fontsize=9)
         for ax, m in zip(fig.subplots(1, len(self.metrics), squeeze=False)[0], self.metrics):
-            families: dict[str, list] = {}
-            for r in self.rows:
-                ci = r.interval(m.name)
-                label = r.family if sum(q.family == r.family for q in self.rows) > 1 else repr(r.path)
-                families.setdefault(label, []).append((r.calls, ci.mean, ci.high - ci.mean))
-            plot.nfe_curves(families, metric=f"{m.name} ({m.unit})", lower_is_better=m.better != "higher",
-                            logy=False, title=f"{m.name}, judge {self.judge}", ax=ax)
+            label = f"{m.name} ({m.unit})"
+            if curves:
+                families: dict[str, list] = {}
+                for r in self.rows:
+                    ci = r.interval(m.name)
+                    families.setdefault(r.family, []).append((r.calls, ci.mean, ci.high - ci.mean))
+                plot.nfe_curves(families, metric=label, logy=False, title=m.name, ax=ax)
+            else:
+                for i, r in enumerate(self.rows):
+                    ci = r.interval(m.name)
+                    ax.errorbar([i], [ci.mean], yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], fmt="o",
+                                capsize=3, color=f"C{i}")
+                ax.set_xticks(range(len(self.rows)), [f"{r.path!r}\n({_num(r.calls)} calls)" for r in self.rows],
+                              fontsize=7, rotation=15, ha="right")
+                ax.set_title(m.name, fontsize=10)
+                ax.grid(True, axis="y", color="#e6e6e6", linewidth=0.6)
+            ax.set_ylabel(label + (f", {m.better} is better" if m.better else ""), fontsize=9)
         if path is not None:
             plot.save(fig, path)
         return fig

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from .errors import SNRPathError
+from .errors import SNRPathError, one_of
 from .parse import parse_path
 from .path import Path
 
@@ -61,11 +61,7 @@ def sampler(spec: str, names: Mapping[str, Callable[[int], str]] | None = None) 
         raise SNRPathError(f"a sampler is a name or a path expression (got {type(spec).__name__})")
     if spec in names:
         return names[spec]
-    try:
-        parse_path(spec.replace("{T}", "2"))
-    except SNRPathError as err:
-        raise SNRPathError(f"sampler {spec!r} is neither a name ({', '.join(names)}) nor a path expression: "
-                           f"{err}") from None
+    _parse(spec.replace("{T}", "2"), spec, names)
     return lambda T: spec.replace("{T}", str(T))
 
 
@@ -82,8 +78,16 @@ def resolve(spec: str, seq_len: int, names: Mapping[str, Callable[[int], str]] |
     if "{T}" in spec:
         raise SNRPathError(f"{spec!r}: {{T}} stands for a study's budget; here give the calls, e.g. "
                            f"{spec.replace('{T}', '16')!r}, or a list, {spec.replace('{T}', '{8,16,32}')!r}")
+    return _parse(spec, spec, {**names, "NAME@T": None})
+
+
+def _parse(text: str, spec: str, names: Mapping[str, object]) -> Path:
+    """``parse_path(text)``; its error says what ``spec`` could have been: a name (a spec with no call in it is
+    taken for a mistyped name), or a path expression (the parser's message, with its caret picture)."""
     try:
-        return parse_path(spec)
+        return parse_path(text)
     except SNRPathError as err:
-        raise SNRPathError(f"{spec!r} is neither a built-in sampler ({', '.join(names)}, or NAME@T) nor a path "
-                           f"expression: {err}") from None
+        if "(" not in spec:
+            raise SNRPathError(f"{one_of('sampler', spec, tuple(names))}, or a path expression such as "
+                               f"\"mdm(16)\"") from None
+        raise SNRPathError(f"sampler {spec!r} is not a path expression: {err}") from None

@@ -71,7 +71,7 @@ def test_a_path_the_judge_cannot_run_is_refused_before_any_call():
     counting = Counting(toy)
     for paths, message in ((["mdm(2)", "on([0, 1, 2, 3, 4, 5], ar())"], r"out of range for seq_len=4"),
                            (["mdm(2)", "blocks(8, mdm(1))"], r"blocks\(8, mdm\(1\)\) cannot run on this judge"),
-                           (["mdm(2)", "mdm(T)"], "neither a built-in sampler"),
+                           (["mdm(2)", "mdm(T)"], "not a path expression"),
                            (["mdm(2)", "ramp({T})"], "stands for a study's budget")):
         with pytest.raises(SNRPathError, match=message):
             compare(paths, Judge.exact(toy, "t", denoiser=counting), seeds=2)
@@ -161,6 +161,6 @@ def test_a_study_takes_path_expressions(tmp_path, capsys):
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert {r["path"] for r in rows if r["sampler"] != "AR"} == {
         "ramp(2) >> switch('commit')", "ramp(8) >> switch('commit')", "ramp(32) >> switch('commit')"}
-    with pytest.raises(SNRPathError, match="neither a name"):
+    with pytest.raises(SNRPathError, match="is not a path expression"):
         toy_quality.main(["--quick", "--samplers", "ramp(7) >> nope()", "--out", str(tmp_path)])
     assert sampler("ramp(7) >> switch('commit')")(32) == "ramp(7) >> switch('commit')"
