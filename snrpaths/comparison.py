@@ -242,7 +242,9 @@ class Comparison:
         return self.rows[path].difference(metric, self.rows[0])
 
     def __repr__(self) -> str:
-        m = self.metrics[0].name
+        # the first metric that tells the rows apart (on the two-bit toy every gap is 0; the invalid rate is not)
+        m = next((m.name for m in self.metrics if len({r.values[m.name] for r in self.rows}) > 1),
+                 self.metrics[0].name)
         shown = "; ".join(f"{r.path!r}: {r.interval(m)!r}" for r in self.rows[:4])
         more = f"; ... {len(self.rows) - 4} more" if len(self.rows) > 4 else ""
         return f"Comparison({self.judge}, {m}: {shown}{more})"
