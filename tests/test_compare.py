@@ -164,3 +164,21 @@ def test_a_study_takes_path_expressions(tmp_path, capsys):
     with pytest.raises(SNRPathError, match="is not a path expression"):
         toy_quality.main(["--quick", "--samplers", "ramp(7) >> nope()", "--out", str(tmp_path)])
     assert sampler("ramp(7) >> switch('commit')")(32) == "ramp(7) >> switch('commit')"
+
+
+def test_text_quality_refuses_a_bad_expression_before_loading(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["bench", "text-quality", "--samplers", "mdlm", "ramp({T}) >> nope()", "--out", str(tmp_path)])
+    assert exit.value.code == 2 and "is not a path expression" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_model_judged_by_itself_reports_its_own_roar_nll():
+    from snrpaths.cli_judges import SELF_NLL_STEPS, self_judge
+    from snrpaths.nll import roar_steps
+
+    toy = ExactToy.markov(3, 4, seed=0)
+    result = compare(["ar()"], self_judge("toy", toy), samples=50, seeds=2)
+    tokens = sample(parse_path("ar()"), toy, batch=50, seed=1).tokens
+    bits = float(roar_steps(toy, tokens, n_steps=SELF_NLL_STEPS, seed=0).nll.mean()) / (4 * math.log(2))
+    assert result.rows[0].values["self-nll"][1] == pytest.approx(bits, rel=1e-12)
