@@ -105,21 +105,28 @@ class Judge:
 
     ``name`` says which judge in a table (``toy:markov V=3 L=4``)."""
 
-    name: str
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
     denoiser: Any = attrs.field()
     metrics: tuple[Metric, ...] = attrs.field(converter=tuple)
-    score: Callable[[torch.Tensor], Mapping[str, float]]
+    score: Callable[[torch.Tensor], Mapping[str, float]] = attrs.field(validator=attrs.validators.is_callable())
 
     @denoiser.validator
-    def _check(self, attribute, value) -> None:
+    def _check_denoiser(self, attribute, value) -> None:
         require("denoiser", value, Denoiser)
+
+    @metrics.validator
+    def _check_metrics(self, attribute, value) -> None:
+        if not value or not all(isinstance(m, Metric) for m in value):
+            raise SNRTypeError(f"'metrics' must be a non-empty sequence of Metric values (got {value!r})")
 
     @classmethod
     def exact(cls, model: Any, name: str, denoiser: Any = None) -> "Judge":
         """Judge by ``model``'s exact likelihood (``log_prob``, ``entropy_rate``: ``ExactToy``, ``ExactHMM``), with
         :func:`snrpaths.quality.exact_quality`: ``gap`` and ``invalid``, and ``invalid_pairs`` for a model that
         names impossible neighbours. Samples come from ``denoiser`` (default: the model's own exact Bayes denoiser).
-        The entropy rate is computed once, here, so it cancels in every paired difference."""
+        The entropy rate is computed once, here (exact for a toy; estimated from exact samples for an HMM, whose
+        standard error is then not in the gap's interval: it is common to every path and cancels in the paired
+        differences)."""
         from .quality import exact_quality
 
         if not (callable(getattr(model, "log_prob", None)) and callable(getattr(model, "entropy_rate", None))):
@@ -280,9 +287,9 @@ class Comparison:
         for i, r in enumerate(self.rows):
             rows.append({"path": repr(r.path), "family": r.family, "nfe_planned": r.nfe_planned,
                          "nfe_used": list(r.nfe_used), "values": {m: _json(v) for m, v in r.values.items()},
-                         "intervals": {m.name: _json(attrs.astuple(r.interval(m.name))) for m in self.metrics},
+                         "intervals": {m.name: _json(attrs.asdict(r.interval(m.name))) for m in self.metrics},
                          "differences": None if i == 0 else
-                         {m.name: _json(attrs.astuple(self.difference(i, m.name))) for m in self.metrics}})
+                         {m.name: _json(attrs.asdict(self.difference(i, m.name))) for m in self.metrics}})
         return {"judge": self.judge, "samples": self.samples, "seeds": list(self.seeds), "method": self.method,
                 "metrics": [attrs.asdict(m) for m in self.metrics], "rows": rows}
 
@@ -338,7 +345,10 @@ class Comparison:
         return fig
 
 
-def _json(values) -> list:
+def _json(values: Sequence[float] | Mapping[str, float]) -> list | dict:
+    """NaN as null: strict JSON has no NaN."""
+    if isinstance(values, Mapping):
+        return {k: None if math.isnan(v) else v for k, v in values.items()}
     return [None if math.isnan(v) else v for v in values]
 
 
@@ -363,7 +373,9 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
     samples = validate.integer("samples", samples)
     seeds = validate.integer("seeds", seeds, 2, phrase="an integer >= 2 (the intervals are t-intervals over seeds)")
     seed = validate.seed("seed", seed)
-    validate.seed("seed", seed + seeds - 1)
+    if seed + seeds - 1 > validate.MAX_SEED:
+        raise SNRPathError(f"'seed' {seed} with {seeds} seeds runs seeds up to {seed + seeds - 1}, past the largest "
+                           f"seed 2**64 - 1: lower 'seed'")
     if isinstance(judge, str):
         judge = make_judge(judge, **(judge_options or {}))
     elif not isinstance(judge, Judge):

@@ -86,9 +86,13 @@ def test_bad_judges_are_refused_naming_them(judge, options, message):
         make_judge(judge, **options)
 
 
-def test_seeds_must_allow_an_interval():
+def test_seeds_must_allow_an_interval_and_judges_must_measure_something():
     with pytest.raises(SNRPathError, match="seeds"):
         compare(["ar()"], "toy:two-bit", seeds=1)
+    with pytest.raises(SNRPathError, match="past the largest seed"):
+        compare(["ar()"], "toy:two-bit", seed=2**64 - 2, seeds=3)
+    with pytest.raises(SNRPathError, match="'metrics' must be a non-empty"):
+        Judge("x", ExactToy.two_bit(), (), lambda tokens: {})
 
 
 def test_brace_lists_and_names_expand():
@@ -107,6 +111,7 @@ def test_json_round_trip_and_readable_values(tmp_path):
     data = json.loads(open(result.save(tmp_path / "c.json")).read())
     assert Comparison.from_dict(data) == result and Comparison.from_dict(data).to_dict() == data
     assert data["rows"][0]["differences"] is None and set(data["rows"][1]["differences"]) == {"gap", "invalid"}
+    assert set(data["rows"][1]["intervals"]["invalid"]) == {"mean", "low", "high"}
     assert repr(Interval(0.123456, 0.1, 0.2)) == "0.123 [0.1, 0.2]"
     assert repr(result).startswith("Comparison(toy:two-bit") and len(repr(result)) < 300
 
