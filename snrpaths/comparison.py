@@ -203,7 +203,7 @@ def _fill() -> None:
 # -- the comparison --------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Row:
     """One path's runs: ``family`` the spec it was expanded from (``mdm({4,8})`` for ``mdm(4)``), ``nfe_planned``
     the program's static calls, ``nfe_used`` and ``values[metric]`` one entry per seed."""
@@ -225,6 +225,10 @@ class Row:
     def calls(self) -> float:
         """Calls used, the mean over seeds."""
         return sum(self.nfe_used) / len(self.nfe_used)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{m}={self.interval(m)!r}" for m in self.values)
+        return f"Row({self.path!r}, calls {_num(self.calls)} / {self.nfe_planned}, {shown})"
 
 
 @attrs.frozen

@@ -114,6 +114,7 @@ def test_json_round_trip_and_readable_values(tmp_path):
     assert set(data["rows"][1]["intervals"]["invalid"]) == {"mean", "low", "high"}
     assert repr(Interval(0.123456, 0.1, 0.2)) == "0.123 [0.1, 0.2]"
     assert repr(result).startswith("Comparison(toy:two-bit") and len(repr(result)) < 300
+    assert repr(result.rows[0]) == "Row(ar(), calls 2 / 2, gap=0 [0, 0], invalid=0 [0, 0])"
 
 
 def test_the_t_quantile_matches_student():
