@@ -377,6 +377,7 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
     samples = validate.integer("samples", samples)
     seeds = validate.integer("seeds", seeds, 2, phrase="an integer >= 2 (the intervals are t-intervals over seeds)")
     seed = validate.seed("seed", seed)
+    progress = validate.boolean("progress", progress)
     if seed + seeds - 1 > validate.MAX_SEED:
         raise SNRPathError(f"'seed' {seed} with {seeds} seeds runs seeds up to {seed + seeds - 1}, past the largest "
                            f"seed 2**64 - 1: lower 'seed'")
