@@ -120,6 +120,14 @@ def test_refreshes_are_the_uncached_logits_and_come_first_in_each_block(mode):
     assert stale > 1e-4, "the cached calls must read the cache (10x the rounding budget), not recompute everything"
 
 
+@pytest.mark.parametrize("refresh, kinds", [(2, ["refresh", "cached"] * 2), (3, ["refresh", "cached", "cached", "refresh"]),
+                                             (4, ["refresh", "cached", "cached", "cached"])])
+def test_refresh_k_refreshes_after_every_k_calls_of_a_row_in_a_block(refresh, kinds):
+    spy = Spy(DEN)
+    sample(cached("blocks(3, roar())", "dual", refresh=refresh), spy, batch=1, seed=1)
+    assert [c[0] for c in spy.calls] == kinds * 3
+
+
 def test_outside_the_active_positions_the_refresh_logits_are_kept():
     """Under the dual cache the logits the run holds outside the block are those of the block's refresh."""
     result = sample(cached("blocks(2, mdm(3))", "dual"), spy := Spy(DEN), batch=1, seed=2, trace=True)
