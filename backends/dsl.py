@@ -38,6 +38,7 @@ class DSLDenoiser(nn.Module):
     """
 
     reads_finite_snr = True  # the converter reads soft evidence (snrpaths.denoiser.FiniteSNR)
+    caches_blocks = True  # the DiT keeps every block's keys and values (snrpaths.denoiser.BlockCaching)
 
     def __init__(self, backbone: DiT, converter: Converter, tokenizer: dict | None = None):
         super().__init__()
@@ -136,11 +137,44 @@ class DSLDenoiser(nn.Module):
         """
         return self._predict(z, gamma, tokens, dropout=None)
 
+    # -- cached block decoding (snrpaths.denoiser.BlockCaching) -----------------------------------------------------
+
+    def refresh_cache(self, state: SNRState, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, cache)``: ``logits(state)`` bit for bit, and the DiT's keys and values of every position in
+        every block, ``(B, n_blocks, 2, n_heads, L, head_dim)`` (:meth:`DiT.refresh`). ``active`` is not read: the
+        cache holds every position, so one serves both the prefix and the dual cache."""
+        self._check_state(state)
+        with torch.no_grad():
+            converted = self._convert(state.z, state.gamma, state.tokens)
+            logits, cache = self.backbone.refresh(converted.h)
+            return self._head(logits, converted), cache
+
+    def cached_logits(self, state: SNRState, active: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+        """``(B, A, V)`` logits of the ``active`` positions ``(A,)``: the converter on their evidence alone (it is
+        per position), then the DiT on those positions, attending over ``cache`` (:meth:`DiT.cached`)."""
+        self._check_state(state)
+        with torch.no_grad():
+            converted = self._convert(state.z[:, active], state.gamma[:, active], state.tokens[:, active])
+            return self._head(self.backbone.cached(converted.h, active, cache), converted)
+
+    # -- the computation ---------------------------------------------------------------------------------------
+
+    def _check_state(self, state: SNRState) -> None:
+        if not isinstance(state, SNRState):
+            raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
+        self._check_inputs(state.z, state.gamma, state.tokens)
+
+    def _convert(self, z, gamma, tokens):
+        return self.converter(z, gamma, tokens, self.backbone.vocab_embed.embedding)  # E: (V + 1, H)
+
     def _predict(self, z, gamma, tokens, dropout):
         self._check_inputs(z, gamma, tokens)
-        E = self.backbone.vocab_embed.embedding  # (V + 1, H)
-        converted = self.converter(z, gamma, tokens, E)
-        logits = self.backbone(converted.h, dropout=dropout)  # (B, L, V)
+        converted = self._convert(z, gamma, tokens)
+        return self._head(self.backbone(converted.h, dropout=dropout), converted)  # (B, L, V)
+
+    @staticmethod
+    def _head(logits: torch.Tensor, converted) -> torch.Tensor:
+        """The backbone's ``(B, n, V)`` logits plus, under the evidence head, ``z_i . x_v`` at the finite positions."""
         if converted.evidence is None:
             return logits
         # z . x reaches ~gamma: added in at least float32 (a bf16 backbone output would blur it at large gamma)

@@ -119,8 +119,13 @@ class GenerativePerplexity:
         total, count = 0.0, 0
         for i in range(0, len(texts), self.batch_size):
             nll, n = self._batch(texts[i:i + self.batch_size])
-            total, count = total + nll, count + n
+            total, count = total + float(nll.sum()), count + int(n.sum())
         return total, count
+
+    def nll_each(self, texts: Sequence[str]) -> list[float]:
+        """The NLL in nats of each of ``texts``, each scored as its own document (for paired comparisons)."""
+        return [float(x) for i in range(0, len(texts), self.batch_size)
+                for x in self._batch(texts[i:i + self.batch_size])[0]]
 
     def scores(self, texts: Sequence[str]) -> dict[str, float]:
         """``{"gen-ppl": exp(NLL / tokens), "gen-bpc": NLL / (ln 2 characters)}`` from one pass of the LM."""
@@ -134,7 +139,8 @@ class GenerativePerplexity:
         return self.scores(texts)["gen-bpc"]
 
     @torch.no_grad()
-    def _batch(self, texts: Sequence[str]) -> tuple[float, int]:
+    def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[n]`` float64 summed NLL and ``[n]`` tokens scored, of each text."""
         rows = [[self.start, *self.tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
         width = max(map(len, rows))
         ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -144,7 +150,7 @@ class GenerativePerplexity:
         logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
         nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
         scored = mask[:, 1:].bool()
-        return float(nll[scored].sum()), int(scored.sum())
+        return torch.where(scored, nll, 0.0).sum(1), scored.sum(1)
 
 
 @functools.cache

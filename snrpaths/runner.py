@@ -9,7 +9,8 @@ left makes no call (no NFE). So a row with nothing left to reveal costs neither 
 ``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
 and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
 the algorithm needs it: to count the rows a call needs, to decide whether the run is over, and to gather the
-positions whose tokens are drawn.
+positions whose tokens are drawn. The steps of a cached block (``blocks(..., cache=...)``) call the denoiser through
+each row's key/value cache (:class:`snrpaths.blockcache.RowCaches`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
+from .blockcache import RowCaches
 from .channel import increment, renoise
 from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, TextCodec, require
@@ -126,6 +128,7 @@ def sample(
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
     program.require_reads(denoiser)
+    program.require_cache(denoiser)
     batch = validate.integer("batch", batch, allow_none=True)
     seed = validate.seed("seed", seed)
     row_offset = validate.integer("row_offset", row_offset, 0)
@@ -194,6 +197,8 @@ class _Run:
         self.ramp_start = torch.zeros_like(state.gamma, dtype=torch.float64)
         # a Heun step's predictor -> its corrector, by the op's positions: (dgamma [B, L], drift target [B, L, d])
         self.predicted: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        # cached blocks: the key/value cache the current step's call works under (None: none), and each row's cache
+        self.scope, self.caches = None, RowCaches(state.batch, state.gamma.device)
 
     def run(self, progress: bool) -> Result:
         bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
@@ -245,6 +250,7 @@ class _Run:
     def _step(self, step: Step) -> None:
         """Select every op's positions on the state at the start of the step, call the denoiser only if some
         selection needs logits (a step whose coin flips chose nothing costs no call), then apply the ops."""
+        self.scope = step.cache
         selections = [_SELECT[type(op)](self, op) for op in step.ops]
         needed = torch.zeros_like(self.row_stale)
         for selection in selections:
@@ -291,7 +297,7 @@ class _Run:
         need = self.row_stale if rows is None else rows & self.row_stale
         n = int(need.sum())
         if n:
-            logits = self._call(self.state if n == self.state.batch else self.state.rows(need))
+            logits = self._call(self.state if n == self.state.batch else self.state.rows(need), need)
             if n < self.state.batch:
                 # rows never called yet hold zeros, never read: only rows that need logits read them
                 old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
@@ -301,9 +307,14 @@ class _Run:
             self.row_stale = self.row_stale & ~need
         return self.logits
 
-    def _call(self, state: SNRState) -> torch.Tensor:
+    def _call(self, state: SNRState, rows: torch.Tensor) -> torch.Tensor:
+        """The denoiser's logits of ``state``, the run's ``rows`` (``[B]`` bool); through the rows' key/value caches
+        (:class:`snrpaths.blockcache.RowCaches`) in a cached block."""
         try:
-            logits = self.denoiser.logits(state)
+            if self.scope is None:
+                logits = self.denoiser.logits(state)
+            else:
+                logits = self.caches.logits(self.denoiser, state, rows, self.scope, self.logits)
         except Exception as err:  # KeyboardInterrupt and SystemExit are not Exceptions: they pass unwrapped
             raise DenoiserError(f"at {self.where} the denoiser raised {type(err).__name__}: {err}") from err
         self._check(logits, state)

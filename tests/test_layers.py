@@ -29,7 +29,7 @@ LAYERS = (
     ("policies", ("orders", "schedules", "forms")),
     ("path language", ("path", "parse", "graph", "samplers")),
     ("compiler", ("compile",)),
-    ("runner", ("runner", "shards")),
+    ("runner", ("runner", "shards", "blockcache")),
     ("measures", ("nll", "nll.*", "diagnostics", "quality", "data", "testing", "testing.stats")),
     ("plots", ("plot", "plot.*")),
     ("applications", ("objectives", "train", "tuning", "comparison")),
