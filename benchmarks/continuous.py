@@ -42,7 +42,7 @@ import tempfile
 import time
 
 import torch
-from tqdm.auto import tqdm
+from snrpaths.progress import track
 
 from snrpaths import parse_path, sample
 from snrpaths.backends import Interpolated
@@ -319,8 +319,8 @@ class Study:
         seeds, with the whole search (``searched``)."""
         den = self.models[label]
         valid = {name: self.cell(label, den, expr, held_out=False)
-                 for name, expr in tqdm(rows.items(), desc=f"{label} T={T} {kind}", unit="cell",
-                                        disable=self.args.quick)}
+                 for name, expr in track(list(rows.items()), "cell", f"{label} T={T} {kind}",
+                                         not self.args.quick)}
         name = best(valid, self.truth_pair_entropy)
         searched = [{"setting": k, "selection_score": selection_score(v, self.truth_pair_entropy),
                      **{m: v[m] for m in (*VALIDATION_FIELDS, "path")}} for k, v in valid.items()]

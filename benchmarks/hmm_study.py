@@ -39,9 +39,11 @@ import time
 
 import torch
 from tqdm.auto import tqdm
+
 from snrpaths.backends.hmm import ExactHMM
 from snrpaths.benchmarks import _hmm_learned as learned
 from snrpaths.benchmarks._results import RESULTS, Record, write
+from snrpaths.progress import track
 from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 from snrpaths.benchmarks._timing import round_robin
 
@@ -122,7 +124,7 @@ def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, rec
     ``tag`` names the settings the rows depend on (default: part (a)'s for the exact denoiser, (b)'s otherwise)."""
     tag = tag or learned.settings_tag(args, EXACT_SETTINGS if label == EXACT else LEARNED_SETTINGS)
     rows = []
-    for name, budget in tqdm(pairs, desc=f"samplers, {label} denoiser", unit="cell"):
+    for name, budget in track(list(pairs), "cell", f"samplers, {label} denoiser"):
         row = record.get(f"{tag}|{label}|{name}|{budget}",
                          lambda: _cell(label, denoiser, hmm, entropy, name, budget, n, args.seed))
         tqdm.write(f"{label:>6} {name:>20} T={budget or '-':<4} nfe={row['nfe']:<4} gap={row['gap']:+.4f} ± "

@@ -30,7 +30,7 @@ from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._plays import held_out
 from snrpaths.benchmarks._results import RESULTS, Record, write
 from snrpaths.benchmarks._timing import describe_device
-from tqdm import tqdm
+from snrpaths.progress import track
 
 from snrpaths import parse_path, sample
 from snrpaths.data import fixed_windows
@@ -193,7 +193,7 @@ def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
     jobs = [(HUMAN, HUMAN, s) for s in seeds] + [(ckpt, text, s) for _, text, ckpt in cells for s in seeds]
     todo = [j for j in jobs if _key(*j) not in record.done]
     scorers = _scorers(args.metrics, plan.reference) if todo else []
-    for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
+    for ckpt, text, s in track(todo, "cell", "text study"):
         record.get(_key(ckpt, text, s), lambda: {"n": args.n, **_job(plan, args, scorers, ckpt, text, s)})
     return record.done
 

@@ -258,7 +258,7 @@ def run_sample(args) -> int:
     procs = Processes.from_env()
     denoiser = denoiser.to(procs.device)
     samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs,
-                             stop_token=args.stop_token)
+                             stop_token=args.stop_token, progress=None)
     if samples is None:  # not rank 0: the samples were gathered there
         return 0
     model = {"hf_model": args.hf_model} if args.hf_model else {"checkpoint": args.checkpoint or DEFAULT_CHECKPOINT}

@@ -14,12 +14,10 @@ positions whose tokens are drawn.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Sequence
 
 import attrs
 import torch
-from tqdm.auto import tqdm
 
 from .channel import increment, renoise
 from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step, compile_path
@@ -29,6 +27,7 @@ from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown
 from . import limits, validate
 from .orders import entropy
 from .path import Path, Ramp
+from .progress import Meter
 from .state import UNKNOWN, SNRState
 from .streams import Streams
 
@@ -106,7 +105,8 @@ def sample(
             LM: each text first in its row, a ``[MASK]`` marker for each infilled position, the rest of the row
             free); the result's ``text`` is then decoded.
         trace: record a :class:`Trace`.
-        progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
+        progress: show a bar of the denoiser calls, with the run's length after the first
+            (:class:`snrpaths.progress.Meter`). Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
         stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position
@@ -196,16 +196,16 @@ class _Run:
         self.predicted: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def run(self, progress: bool) -> Result:
-        bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
-        with contextlib.closing(bar):
-            for index, step in enumerate(bar):
+        # the bar counts denoiser calls, as Result.nfe does, against the program's planned ones
+        with Meter(self.program.nfe, "call", "sampling", progress, leave=False) as bar:
+            for index, step in enumerate(self.program.steps):
                 self.where, self.index = f"step {index} ({step.stage})", index
                 nfe_before = self.nfe
                 self._step(step)
                 if self.recorder is not None:
                     self.recorder.record(self.state, self.logits, self.nfe > nfe_before, step.stage)
                 if progress:
-                    bar.set_postfix(nfe=self.nfe, refresh=False)
+                    bar.update(self.nfe - nfe_before)
                 # Whether the run is over is asked on steps that made no call (once every row is clean, no step
                 # calls), so no step pays a host synchronisation for it and at most one idle step runs past the end.
                 if self.nfe == nfe_before and index + 1 >= self.settled_from and bool(self.state.clean.all()):

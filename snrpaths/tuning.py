@@ -34,6 +34,7 @@ from . import validate
 from .denoiser import Denoiser, EnumerableJoint, require
 from .errors import SNRPathError, SNRTypeError, one_of
 from .files import check_writable
+from .progress import Meter
 from .orders import ORDERS
 from .path import SWITCH_MODES, Path
 from .runner import sample
@@ -424,9 +425,7 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     objective = _Objective(chosen, denoiser, nfe, n, seed, score, seen)
     left = trials - len(done)
     if left > 0:
-        from tqdm import tqdm
-
-        with tqdm(total=left, desc=f"tune {family} @ {nfe} calls", unit="trial", disable=not progress) as bar:
+        with Meter(left, "trial", f"tune {family} @ {nfe} calls", progress) as bar:
             def advance(study, trial) -> None:
                 bar.update(1)
                 if objective.error is None:
