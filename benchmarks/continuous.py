@@ -556,7 +556,8 @@ def plot(parts: dict, args, out: pathlib.Path) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="snrpaths bench continuous", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models and grids (about a minute)")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--runs", type=pathlib.Path,
                         help="where training runs are kept and resumed (default OUT/.continuous_runs; --quick: a "
                              "temporary folder)")

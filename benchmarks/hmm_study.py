@@ -367,12 +367,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", type=int, nargs="+", help=f"NFE budgets (default {FULL['budgets']})")
     parser.add_argument("--handover-budget", type=int,
                         help=f"budget of the hand-over cells, among --budgets (default {FULL['handover_budget']})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops, shared cores)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
                         help="2 (default): part (b)'s training runs in a second process beside part (a); 1: one after "
                              "the other")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     group = parser.add_argument_group("part (b), learned denoisers")
     group.add_argument("--no-learned", action="store_true", help="run part (a) alone")
     group.add_argument("--runs", type=pathlib.Path,

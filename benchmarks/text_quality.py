@@ -94,8 +94,9 @@ def _parse(argv):
     p.add_argument("--target", type=_pair, help="the hybrid set against ReMDM at 4x its calls, and whose switch modes "
                    "are compared, as TC+TM, or none (default 16+32)")
     p.add_argument("--seed", type=int, default=0, help="first seed; seed k of every cell is seed + k")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                   help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name in ("samplers", "n", "seeds", "budgets", "reference", "grid", "target"):

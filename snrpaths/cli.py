@@ -21,6 +21,7 @@ from .cli_toys import TOYS, make_toy
 from .cli_tune import add_command as add_tune_command
 from . import __version__
 from .errors import SNRPathError
+from .files import FIGURE_SUFFIXES, check_output_file
 from .parse import parse_path
 from .runner import sample
 from .testing.stats import empirical_law, tv_tolerance
@@ -127,6 +128,8 @@ def _plot_toy(length: int, flag: str):
 def _run_gamma_plane(args) -> int:
     from . import plot  # matplotlib loads only when a plot is asked for
 
+    check_output_file(args.out, "--out", FIGURE_SUFFIXES)
+
     length = max(max(args.positions) + 1, 2) if args.length is None else args.length
     fig = plot.gamma_plane([parse_path_arg(text) for text in args.path], positions=tuple(args.positions),
                            denoiser=_plot_toy(length, "--length"), runs=args.runs, seed=args.seed)
@@ -136,6 +139,8 @@ def _run_gamma_plane(args) -> int:
 
 def _run_order(args) -> int:
     from . import plot
+
+    check_output_file(args.out, "--out", FIGURE_SUFFIXES)
 
     fig = plot.generation_order([parse_path_arg(text) for text in args.path], denoiser=_plot_toy(args.length, "--length"),
                                 seed=args.seed)

