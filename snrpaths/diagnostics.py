@@ -45,6 +45,7 @@ from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
 from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError
 from .geometry import TokenTable
 from .path import Path
+from .reprs import markdown_table
 from .runner import Result, sample
 from .state import SNRState
 
@@ -130,13 +131,11 @@ class EvidenceCurve:
     def table(self) -> str:
         """A Markdown table, one line per (layout, SNR)."""
         kl = any(r.kl is not None for r in self.rows)
-        head = "| layout | gamma | model CE (bits) | context-free rule | model - rule | " + ("KL to reference | " if kl else "")
-        lines = [head + "verdict |", "|---|---:|---:|---:|---:|" + ("---:|" if kl else "") + "---|"]
-        for r in self.rows:
-            cells = [r.layout, f"{r.gamma:g}", str(r.model), str(r.rule), f"{r.diff.mean:+.4f} ± {r.diff.se:.4f}"]
-            cells += [str(r.kl)] if kl else []
-            lines.append("| " + " | ".join(cells + [r.verdict]) + " |")
-        return "\n".join(lines)
+        header = ("layout", "gamma", "model CE (bits)", "context-free rule", "model - rule",
+                  *(("KL to reference",) if kl else ()), "verdict")
+        rows = [(r.layout, f"{r.gamma:g}", r.model, r.rule, f"{r.diff.mean:+.4f} ± {r.diff.se:.4f}",
+                 *((r.kl,) if kl else ()), r.verdict) for r in self.rows]
+        return markdown_table(header, rows, "lrrrr" + "r" * kl + "l")
 
     def to_dict(self) -> dict:
         return {"windows": self.windows, "rows": [
@@ -362,9 +361,8 @@ class Trajectory:
     result: Result
 
     def table(self) -> str:
-        lines = ["| call | stage | KL (bits) | rows | positions | mean gamma |", "|---:|---|---:|---:|---:|---:|"]
-        lines += [f"| {r.call} | {r.stage} | {r.kl} | {r.rows} | {r.positions} | {r.gamma:.3g} |" for r in self.rows]
-        return "\n".join(lines)
+        rows = [(r.call, r.stage, r.kl, r.rows, r.positions, f"{r.gamma:.3g}") for r in self.rows]
+        return markdown_table(("call", "stage", "KL (bits)", "rows", "positions", "mean gamma"), rows, "rlrrrr")
 
     def __str__(self) -> str:
         return (f"KL to the exact posterior along {self.path}, per call ({self.batch} rows, seed {self.seed}; "

@@ -56,7 +56,7 @@ class Trace:
     stages: tuple[str, ...]
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Result:
     """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``; ``text``
     the ``B`` decoded samples when the prompt was given as text (a :class:`~snrpaths.denoiser.TextCodec` denoiser).
@@ -74,6 +74,15 @@ class Result:
     trace: Trace | None = None
     calls: torch.Tensor | None = None
     text: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:
+        """``Result(4 samples x 128 tokens, 48 calls (per sample 40 to 48), text[0] 'ROMEO: ...')``, short."""
+        b, length = self.tokens.shape
+        lo, hi = (int(self.calls.min()), int(self.calls.max())) if self.calls is not None else (self.nfe, self.nfe)
+        per = "" if lo == hi == self.nfe else f" (per sample {lo} to {hi})" if lo != hi else f" ({lo} per sample)"
+        text = "" if not self.text else f", text[0] {self.text[0][:60] + '...' * (len(self.text[0]) > 60)!r}"
+        trace = ", with a trace" if self.trace is not None else ""
+        return f"Result({b} sample{'s' * (b != 1)} x {length} tokens, {self.nfe} calls{per}{text}{trace})"
 
 
 def sample(

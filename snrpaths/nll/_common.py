@@ -12,12 +12,13 @@ from ..denoiser import Denoiser, require
 from ..errors import ShapeError, SNRTypeError
 from .. import limits, validate
 from ..progress import Meter, calibrated
+from ..reprs import Z95, format_estimate
 from ..state import UNKNOWN, SNRState
 
 LN2 = math.log(2.0)
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class NLLEstimate:
     """A Monte Carlo estimate of ``-log P(s)`` for each of ``B`` sequences.
 
@@ -53,6 +54,13 @@ class NLLEstimate:
     def bits_per_token_stderr(self) -> torch.Tensor:
         """``[B]``: ``stderr / (L ln 2)``."""
         return self.stderr / (self.seq_len * LN2)
+
+    def __repr__(self) -> str:
+        """``NLLEstimate(roar: 2.345 ± 0.012 bits per token, 16 sequences of 128, 2048 calls each; ± 95%)``: the
+        batch mean and its Monte Carlo interval (the tensors are its fields)."""
+        mean, se = self.mean_bits_per_token()
+        return (f"NLLEstimate({self.estimator}: {format_estimate(mean, Z95 * se)} bits per token, "
+                f"{self.nll.numel()} sequences of {self.seq_len}, {self.n_calls} calls each; ± 95%)")
 
     def mean_bits_per_token(self) -> tuple[float, float]:
         """The batch average in bits per token and its Monte Carlo standard error (sequences held fixed)."""
