@@ -45,6 +45,7 @@ from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
 from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError
 from .geometry import TokenTable
 from .path import Path
+from .progress import track
 from .reprs import markdown_table
 from .runner import Result, sample
 from .state import SNRState
@@ -193,11 +194,9 @@ def evidence_curve(
         _check_reference(reference, denoiser)
     batch = validate.integer("batch", batch)
     seed = validate.seed("seed", seed)
-    from tqdm.auto import tqdm
-
     jobs = [(layout, gamma) for layout in layouts for gamma in gammas]
     rows = [_row(denoiser, reference, tokens, layout, gamma, log_prior, seed + k, batch)
-            for k, (layout, gamma) in enumerate(tqdm(jobs, desc="evidence curve", disable=not progress))]
+            for k, (layout, gamma) in enumerate(track(jobs, "cell", "evidence curve", progress))]
     return EvidenceCurve(tuple(rows), int(tokens.shape[0]))
 
 
@@ -421,7 +420,7 @@ def trajectory(
         batch, seed: as :func:`snrpaths.sample`; ``batch >= 2`` for standard errors.
         seq_len: the length to run at, which must be the denoiser's (default).
         prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free (as :func:`snrpaths.sample`).
-        progress: a tqdm bar over the steps.
+        progress: a bar of the denoiser calls, with the run's length after the first (:class:`snrpaths.progress.Meter`).
     Every argument is checked before the first call. The run keeps its trace (which steps called: the only record
     that ties a call to its step), ``[S + 1, B, L]`` per field, so memory grows as steps x batch x L; the scores
     themselves are a few numbers per row and call. A path one of whose steps calls the denoiser twice (a parallel
