@@ -51,6 +51,7 @@ from .files import check_writable, clean_temporaries, replace_folder, write_json
 from .integrity import commit_checkpoint, good_checkpoint
 from .objectives import OBJECTIVES, Corruption, Objective, loss, per_row, roar_validation
 from .progress import Meter
+from .reprs import Z95, format_estimate
 from .shards import Processes
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
@@ -134,7 +135,7 @@ class EMA:
 # -- the run ------------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class TrainResult:
     """``model`` (holding the EMA weights), the last step, the final validation bits per character (mean, standard
     error), training tokens per second (all processes), and where the run's files are."""
@@ -144,6 +145,13 @@ class TrainResult:
     valid_bpc: tuple[float, float] | None
     tokens_per_s: float
     out: Path
+
+    def __repr__(self) -> str:
+        """``TrainResult(step 1500, validation 2.31 ± 0.04 bits/char, 51234 tokens/s, in runs/x; ± 95%)``."""
+        bpc = "no validation" if self.valid_bpc is None else \
+            f"validation {format_estimate(self.valid_bpc[0], Z95 * self.valid_bpc[1])} bits/char"
+        return (f"TrainResult(step {self.step}, {bpc}, {self.tokens_per_s:.0f} tokens/s, in {str(self.out)}; "
+                "± 95%)")
 
 
 def train(

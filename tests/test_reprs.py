@@ -59,3 +59,12 @@ def test_results_print_short_with_their_intervals():
         in repr(estimate)
     assert "tensor" not in repr(estimate) + repr(result)
     assert torch.is_tensor(estimate.samples)  # the numbers stay in the fields
+
+
+def test_a_training_result_prints_its_numbers_not_its_model(tmp_path):
+    from snrpaths.train import TrainResult
+
+    result = TrainResult(torch.nn.Linear(3, 3), 1500, (2.3141, 0.0213), 51234.4, tmp_path)
+    assert repr(result) == (f"TrainResult(step 1500, validation 2.314 ± 0.042 bits/char, 51234 tokens/s, in "
+                            f"{tmp_path}; ± 95%)")
+    assert "no validation" in repr(TrainResult(torch.nn.Linear(3, 3), 0, None, 0.0, tmp_path))
