@@ -87,8 +87,11 @@ class Meter:
                  clock: Callable[[], float] = time.perf_counter, write: Callable[[str], None] | None = None,
                  **bar_options):
         self.total, self.unit, self.desc, self.initial, self.clock = total, unit, desc, initial, clock
-        self.bar = tqdm(total=total, initial=initial, unit=unit, desc=desc,
-                        disable=None if enabled is None else not enabled, **bar_options)
+        # no tqdm at all when off: the runner makes a meter for every sample() call
+        self.bar = None if enabled is False else tqdm(total=total, initial=initial, unit=unit, desc=desc,
+                                                       disable=None if enabled is None else not enabled, **bar_options)
+        if self.bar is not None and self.bar.disable:
+            self.bar = None
         self.write = write or (lambda line: tqdm.write(line, file=sys.stderr))
         self.timed_from = clock()
         self.estimate: str | None = None
@@ -97,7 +100,9 @@ class Meter:
     def update(self, units: float = 1) -> None:
         """Count ``units`` done. The first update ends the warm-up (a first call pays for loading and compiling);
         the second is timed, and the estimate of the whole run follows it."""
-        if units > 0 and not self.bar.disable and self.updates < 2:
+        if self.bar is None:
+            return
+        if units > 0 and self.updates < 2:
             now = self.clock()
             self.updates += 1
             left = self.total - self.initial
@@ -109,10 +114,19 @@ class Meter:
         self.bar.update(units)
 
     def set_postfix(self, **values) -> None:
-        self.bar.set_postfix(**values, refresh=False)
+        if self.bar is not None:
+            self.bar.set_postfix(**values, refresh=False)
+
+    def note(self, line: str) -> None:
+        """Print ``line`` above the bar (on stdout, where results go)."""
+        if self.bar is None:
+            print(line)
+        else:
+            self.bar.write(line)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def __enter__(self) -> "Meter":
         return self

@@ -234,7 +234,7 @@ def train(
                 metrics.update(evidence)
                 curve = ", ".join(f"{g:g}: {m:.2f}/{r:.2f}" for g, m, r in zip(
                     EVIDENCE_GAMMAS, evidence.get("evidence_model_bits", ()), evidence.get("evidence_rule_bits", ())))
-                bar.bar.write(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
+                bar.note(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
                           f"{tokens_per_s:.0f} tokens/s" + (f"; CE model/rule at gamma {curve}" if curve else ""))
                 _log(out, metrics, procs)
             if step % config.save_every == 0 or step == config.steps:
