@@ -121,8 +121,9 @@ def sample(
         stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position
             the path revealed (prompt positions do not count), every later free position of that row takes it,
             clean, with no call: a row whose free positions left are all after a stop token is finished and costs
-            no further calls. Decode with :func:`snrpaths.data.trim_at_stop`. A row that never draws it is the
-            same sample as without ``stop_token``.
+            no further calls. Decode with :func:`trim_at_stop` (with a text prompt, ``Result.text`` is already cut
+            there, as ``snrpaths sample`` prints it). A row that never draws it is the same sample as without
+            ``stop_token``.
 
     Work is bounded before it starts (:mod:`snrpaths.limits`): ``batch x seq_len x vocab_size`` logits per call
     (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
@@ -169,7 +170,18 @@ def sample(
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
     streams = Streams.for_batch(seed, batch, row_offset, device=device)
     result = _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
-    return attrs.evolve(result, text=tuple(denoiser.decode(result.tokens))) if as_text else result
+    return attrs.evolve(result, text=_texts(denoiser, result.tokens, stop_token, prompt)) if as_text else result
+
+
+def _texts(denoiser: TextCodec, tokens: torch.Tensor, stop_token: int | None,
+           prompt: torch.Tensor | None) -> tuple[str, ...]:
+    """The ``B`` texts of ``[B, L]`` samples, each cut before its first stop token (:func:`trim_at_stop`), as
+    ``snrpaths sample`` prints them."""
+    if stop_token is None:
+        return tuple(denoiser.decode(tokens))
+    rows = prompt.expand_as(tokens) if prompt is not None else [None] * tokens.shape[0]
+    cut = [trim_at_stop(row, stop_token, fixed) for row, fixed in zip(tokens, rows)]
+    return tuple(denoiser.decode(row)[0] if row.numel() else "" for row in cut)
 
 
 def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
@@ -593,3 +605,19 @@ class _Recorder:
             confidence=torch.stack(self.confidence) if self.confidence else empty,
             entropy=torch.stack(self.entropy) if self.entropy else empty,
             called=torch.tensor(self.called, dtype=torch.bool), stages=tuple(self.stages))
+
+
+def trim_at_stop(ids: torch.Tensor, stop_token: int | None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    """``ids`` ``[L]`` up to, not including, the first stop token the path drew: the first position ``i`` with
+    ``ids[i] == stop_token`` that ``prompt`` (``[L]``, ``-1`` where free) does not fix, as
+    :func:`snrpaths.sample`'s ``stop_token`` reads a run. All of ``ids`` when there is none or ``stop_token`` is
+    None."""
+    ids = validate.token_ids("ids", ids, ndims=(1,))
+    if stop_token is None:
+        return ids
+    stop_token = validate.integer("stop_token", stop_token, 0)
+    hit = ids == stop_token
+    if prompt is not None:
+        hit &= validate.token_ids("prompt", prompt, ndims=(1,)).to(ids.device) == -1
+    where = hit.nonzero()
+    return ids if where.numel() == 0 else ids[:int(where[0])]

@@ -155,6 +155,12 @@ def test_sample_with_a_stop_token_prints_each_text_up_to_it(tmp_path):
     with torch.no_grad():
         result = sample(parse_path("mdm(4)"), model, batch=4, seed=0, stop_token=stop)
     assert [r["text"] for r in records] == [tokenizer.decode(trim_at_stop(t, stop)) for t in result.tokens]
+    main(["sample", "--path", "mdm(4)", "--n", "4", "--seed", "0", "--stop-token", str(stop), "--prompt", "ROMEO:",
+          "--out", str(out)])
+    with torch.no_grad():
+        texts = sample(parse_path("mdm(4)"), model, batch=4, seed=0, stop_token=stop, prompt="ROMEO:").text
+    assert list(texts) == [json.loads(line)["text"] for line in out.read_text().splitlines()]  # Python as the CLI
+    assert all(t.startswith("ROMEO:") and " " not in t.removeprefix("ROMEO:") for t in texts)
     assert all(" " not in r["text"] for r in records) and [r["nfe"] for r in records] == result.calls.tolist()
     assert records[0]["config"]["stop_token"] == stop
 
