@@ -26,6 +26,7 @@ from .draw import inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
 from .orders import entropy
+from .parse import parse_path
 from .path import Path, Ramp
 from .progress import Meter
 from .state import UNKNOWN, SNRState
@@ -86,7 +87,7 @@ class Result:
 
 
 def sample(
-    path: Path | Program,
+    path: Path | Program | str,
     denoiser: Denoiser,
     batch: int | None = None,
     seed: int = 0,
@@ -96,7 +97,8 @@ def sample(
     row_offset: int = 0,
     stop_token: int | None = None,
 ) -> Result:
-    """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
+    """Run ``path`` (a Path, its expression such as ``"mdm(32)"``, or a Program; compiled for ``denoiser.seq_len``)
+    on ``batch`` sequences.
 
     Every argument is checked before the first denoiser call. The result's tokens are all clean: a run that would
     end with an unrevealed position raises :class:`SNRPathError` naming the step instead (the compiler refuses every
@@ -130,9 +132,10 @@ def sample(
     raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
     require("denoiser", denoiser, Denoiser)
+    path = parse_path(path) if isinstance(path, str) else path  # an expression, as the command line takes it
     program = compile_path(path, denoiser.seq_len) if isinstance(path, Path) else path
     if not isinstance(program, Program):
-        raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
+        raise SNRTypeError(f"'path' must be a Path, a path expression or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
     program.require_reads(denoiser)
