@@ -139,3 +139,13 @@ def test_the_sampling_bar_counts_the_calls_result_nfe_reports(bars):
     result = sample(parse_path("hybrid(3, 3)"), toy, batch=4, progress=True)
     (bar,) = bars
     assert bar.units == result.nfe and bar.total == parse_path("hybrid(3, 3)").compile(6).nfe
+
+
+def test_an_announced_estimate_replaces_the_meters_own():
+    clock, lines = Clock(), []
+    meter = Meter(100, "sample", "compare", enabled=True, clock=clock, write=lines.append, file=open("/dev/null", "w"))
+    meter.announce("compare: about 2 min (its own calibration)")
+    for now in (10.0, 20.0, 30.0):
+        clock.now = now
+        meter.update(10)
+    assert lines == ["compare: about 2 min (its own calibration)"] == [meter.estimate]
