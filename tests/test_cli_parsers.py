@@ -77,6 +77,8 @@ OUTPUTS = [
     (["train"], "--out", "run", "snrpaths.cli_model.load_corpus"),
     (["train", "--out", "{tmp}/run"], "--export", "model", "snrpaths.cli_model.load_corpus"),
     (["bench", "toy-quality"], "--out", "results", "snrpaths.cli_bench.importlib"),
+    (["compare", "mdm(4)", "--judge", "toy:markov"], "--out", "c.json", "snrpaths.cli_compare.compare"),
+    (["compare", "mdm(4)", "--judge", "toy:markov"], "--plot", "c.png", "snrpaths.cli_compare.compare"),
 ]
 
 
