@@ -171,8 +171,8 @@ def path_integral(
             y = _control_sum(rows, stats, control) + stats.end
             samples[torch.tensor([t.index for t in chunk])] = torch.zeros(len(chunk), dtype=torch.float64).index_add_(
                 0, rows.owner, y)
+            bar.update(math.ceil((calls + rows.gamma.shape[0]) / b) - math.ceil(calls / b))  # whole calls
             calls += rows.gamma.shape[0]
-            bar.update(rows.gamma.shape[0] / b)
     end = "" if endpoint is None else f", gamma_max={gamma_max!r}, endpoint={endpoint!r}"
     name = f"path_integral({curve!r}, control={control!r}, n_nodes={n_nodes}{end})"
     return NLLEstimate.from_samples(name, samples.reshape(b, n_samples), length, math.ceil(calls / b))
