@@ -48,8 +48,8 @@ def per_unit(seconds: float) -> str:
 
 def estimate_line(desc: str, units: float, unit: str, seconds_per_unit: float) -> str:
     """``desc: about T (N units at ~t each)``, ``T = N x t``."""
-    n = int(units) if float(units).is_integer() else units
-    return (f"{desc}: about {duration(units * seconds_per_unit)} ({n:g} {unit}{'s' * (n != 1)} at "
+    n = f"{int(units)}" if float(units).is_integer() else f"{units:.3g}"
+    return (f"{desc}: about {duration(units * seconds_per_unit)} ({n} {unit}{'s' * (units != 1)} at "
             f"~{per_unit(seconds_per_unit)} each)")
 
 
