@@ -420,7 +420,7 @@ def trajectory(
         batch, seed: as :func:`snrpaths.sample`; ``batch >= 2`` for standard errors.
         seq_len: the length to run at, which must be the denoiser's (default).
         prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free (as :func:`snrpaths.sample`).
-        progress: a bar of the denoiser calls, with the run's length after the first (:class:`snrpaths.progress.Meter`).
+        progress: a bar of the denoiser calls, with the run's length after two (:class:`snrpaths.progress.Meter`).
     Every argument is checked before the first call. The run keeps its trace (which steps called: the only record
     that ties a call to its step), ``[S + 1, B, L]`` per field, so memory grows as steps x batch x L; the scores
     themselves are a few numbers per row and call. A path one of whose steps calls the denoiser twice (a parallel

@@ -116,8 +116,8 @@ def sample(
             LM: each text first in its row, a ``[MASK]`` marker for each infilled position, the rest of the row
             free); the result's ``text`` is then decoded.
         trace: record a :class:`Trace`.
-        progress: show a bar of the denoiser calls, with the run's length after the first
-            (:class:`snrpaths.progress.Meter`). Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
+        progress: show a bar of the denoiser calls, with the run's length after two (:class:`snrpaths.progress.Meter`).
+            Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
         stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position

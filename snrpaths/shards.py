@@ -99,7 +99,7 @@ def sample_sharded(
         chunk: rows per runner call (a positive integer): bounds memory, changes no sample.
         stop_token: as :func:`snrpaths.sample`'s.
         progress: a bar of the samples done on rank 0 (None: on an interactive terminal), with the run's length
-            after the first chunk (:class:`snrpaths.progress.Meter`).
+            after two chunks (:class:`snrpaths.progress.Meter`).
     Returns:
         on rank 0 the :class:`Samples`; ``None`` on every other rank. ``n``, ``seed``, ``chunk`` and the prompt's shape
         are checked before any work, on every process; :func:`snrpaths.sample` checks the rest (the path, the

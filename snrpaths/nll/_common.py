@@ -119,7 +119,7 @@ def generator(seed: object) -> torch.Generator:
 
 def progress_bar(total: float, batch_size: int, progress: bool | None, desc: str) -> Meter:
     """A bar counting denoiser calls per sequence (the unit of ``NLLEstimate.n_calls``: one call evaluates every
-    sequence once), with the run's length said after the first (:class:`snrpaths.progress.Meter`): shown when
+    sequence once), with the run's length said after the second (:class:`snrpaths.progress.Meter`): shown when
     asked, hidden when not, and by default only for work spanning several batches on an interactive terminal."""
     enabled = progress if progress is not None else (None if total > batch_size else False)
     return Meter(total, "call", desc, enabled, leave=False)
@@ -168,8 +168,8 @@ def endpoint_nll(
     b, r, length = clean.shape
     dtype, device = denoiser.table.anchors.dtype, denoiser.table.anchors.device
     out = torch.empty(b, r, dtype=torch.float64, device=device)
-    # A call is the same row r of every sequence at once, so the bar counts what n_calls reports; the first call
-    # alone times the run (snrpaths.progress.calibrated).
+    # A call is the same row r of every sequence at once, so the bar counts what n_calls reports; the first two
+    # calls run alone, a warm-up and the one that times the run (snrpaths.progress.calibrated).
     with progress_bar(r, max(1, batch_size // b), progress, desc) as bar:
         for calls in calibrated(r, max(1, batch_size // b)):
             k = calls.stop - calls.start
