@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from snrpaths import validate
+from snrpaths.data import Tokenizer, prompt_ids, tokenizer_from_config
 from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
@@ -34,7 +36,9 @@ class DSLDenoiser(nn.Module):
     Args:
         backbone: the DiT (its ``vocab_embed`` is the converter's table ``E``).
         converter: anchors, ``beta`` and ``b``; its vocabulary must match the backbone's.
-        tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint.
+        tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint. With one, the
+            denoiser carries its text (:class:`snrpaths.denoiser.TextCodec`): ``snrpaths.sample(path, denoiser,
+            prompt="ROMEO:")`` takes a text prompt and fills ``Result.text``, exactly as ``snrpaths sample`` does.
     """
 
     reads_finite_snr = True  # the converter reads soft evidence (snrpaths.denoiser.FiniteSNR)
@@ -51,6 +55,7 @@ class DSLDenoiser(nn.Module):
         self.tokenizer = tokenizer
         self._table_key: tuple | None = None
         self._table: TokenTable | None = None
+        self._codec: tuple[dict, Tokenizer] | None = None
 
     @classmethod
     def build(
@@ -92,6 +97,39 @@ class DSLDenoiser(nn.Module):
         from .checkpoint import from_description
 
         return from_description(description, where)
+
+    # -- text in, text out (snrpaths.denoiser.TextCodec) -------------------------------------------------------
+
+    def text_tokenizer(self) -> Tokenizer:
+        """The tokenizer its ``tokenizer`` entry describes (built once, again only if the entry changes), checked
+        against the vocabulary: ids in, text out, with no guess about the encoding."""
+        if self.tokenizer is None:
+            raise SNRPathError("this denoiser records no tokenizer, so it cannot turn text into ids or ids into text; "
+                               "give prompts as token ids and decode with the tokenizer it was trained with")
+        if self._codec is None or self._codec[0] != self.tokenizer:
+            tokenizer = tokenizer_from_config(self.tokenizer)
+            if tokenizer.vocab_size != self.vocab_size:
+                raise SNRPathError(f"the denoiser has a vocabulary of {self.vocab_size} but its tokenizer has "
+                                   f"{tokenizer.vocab_size} ids: they do not belong together")
+            self._codec = (dict(self.tokenizer), tokenizer)
+        return self._codec[1]
+
+    def encode_prompts(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """``[B, L]`` prompt ids of ``B`` texts: each text's tokens first, ``-1`` (free) after them
+        (:func:`snrpaths.data.prompt_ids`, as ``snrpaths sample --prompt``); a text of ``L`` tokens or more is
+        refused."""
+        tokenizer = self.text_tokenizer()
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise SNRTypeError(f"'texts' must be a string or a non-empty sequence of strings (got {texts!r:.80})")
+        rows = torch.stack([prompt_ids(tokenizer, text, self.seq_len) for text in texts])
+        return rows.to(self.converter.anchor_weight.device)
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """The texts of ``[B, L]`` (or one ``[N]``) token ids, each id in ``[0, V)``."""
+        tokenizer = self.text_tokenizer()
+        tokens = validate.token_ids("tokens", tokens, self.vocab_size, ndims=(1, 2))
+        return [tokenizer.decode(row) for row in (tokens[None] if tokens.ndim == 1 else tokens).cpu()]
 
     # -- the Denoiser protocol -------------------------------------------------------------------------------
 

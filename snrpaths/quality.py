@@ -34,6 +34,7 @@ import torch
 
 from . import validate
 from .errors import SNRPathError, check_shape, one_of
+from .reprs import Z95, format_estimate
 
 METRICS = ("mauve", "gen-bpc", "gen-ppl", "entropy")
 
@@ -169,7 +170,7 @@ def _reference_lm():
     return tokenizer, AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name).eval()
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class ExactQuality:
     """Sample quality of ``n`` samples ``Q`` judged by a model ``P`` with an exact likelihood; bits per token, each
     with its standard error (``_se``).
@@ -202,6 +203,16 @@ class ExactQuality:
 
     def to_dict(self) -> dict[str, float | int]:
         return attrs.asdict(self)
+
+    def __repr__(self) -> str:
+        """Rounded, each with its 95% interval: ``ExactQuality(nll 1.234 ± 0.012, entropy 1.200 ± 0.003, gap
+        0.034 ± 0.012 bits/token; invalid 0.0 ± 0.0% of 1000; ± 95%)`` (every digit in :meth:`to_dict`)."""
+        bits = ", ".join(f"{name} {format_estimate(getattr(self, name), Z95 * getattr(self, name + '_se'))}"
+                         for name in ("nll", "entropy", "gap"))
+        pairs = "" if math.isnan(self.invalid_pairs) else \
+            f", impossible pairs {format_estimate(100 * self.invalid_pairs, 100 * Z95 * self.invalid_pairs_se)}%"
+        invalid = format_estimate(100 * self.invalid, 100 * Z95 * self.invalid_se)
+        return f"ExactQuality({bits} bits/token; invalid {invalid}% of {self.n}{pairs}; ± 95%)"
 
 
 def exact_quality(model, samples: torch.Tensor, entropy_rate: tuple[float, float] | None = None) -> ExactQuality:
