@@ -305,7 +305,8 @@ class _Trajectory:
 
 def _chunks(curve, rule: _Rule, states, denoiser: Denoiser, n_traj: int, batch_size: int, g: torch.Generator):
     """Trajectories ``0..n_traj-1`` (index ``b * n_samples + p``) in groups of about ``batch_size`` rows, the first
-    trajectory alone (its time is the run's estimate, :class:`snrpaths.progress.Meter`).
+    first two trajectories alone (a warm-up, then the one whose time is the run's estimate,
+    :class:`snrpaths.progress.Meter`).
 
     Each draws its knots (random orders), then its noise, then its endpoint states (``states``, an ``ENDPOINTS``
     entry) from ``g``, in index order, so the draws do not depend on how trajectories are grouped.
@@ -324,7 +325,7 @@ def _chunks(curve, rule: _Rule, states, denoiser: Denoiser, n_traj: int, batch_s
         eps = torch.randn(nodes.path.shape[0], length, dim, generator=g, dtype=torch.float64)
         pending.append(_Trajectory(index, nodes, eps, *states(length, g)))
         rows += pending[-1].rows
-        if rows >= batch_size or index in (0, n_traj - 1):
+        if rows >= batch_size or index in (0, 1, n_traj - 1):
             yield pending
             pending, rows = [], 0
 
