@@ -141,7 +141,7 @@ class Streams:
             raise SNRPathError("'rows' must be below 2**63")
         self.rows = rows.to(torch.int64)
         self.draws = 0
-        self._ahead: dict[int, np.ndarray] = {}  # on the CPU: draw index -> [4, B, blocks] words computed ahead
+        self._ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # on the CPU: draw -> (words, uniforms)
 
     @classmethod
     def for_batch(cls, seed: object, batch: int, offset: int = 0, device: torch.device | str | None = None) -> Streams:
@@ -164,8 +164,7 @@ class Streams:
         """``shape`` (``[B, ...]``) float64 uniforms on ``[0, 1)``, multiples of ``2^-53``. Element ``e`` of a row (in
         row-major order of ``shape[1:]``) is half ``e % 2`` of Philox block ``e // 2``: words 0-1 or words 2-3."""
         per_row = self._per_row(shape)
-        pairs = _units53(self._words((per_row + 1) // 2))
-        return _tensor(pairs.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape)))
+        return _tensor(self._units((per_row + 1) // 2)[:, :per_row].reshape(tuple(shape)))
 
     def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
         """The numbers a :meth:`uniform` draw would give at (batch row ``rows[j]``, flat element ``elements[j]``),
@@ -177,11 +176,14 @@ class Streams:
         if not rows.numel():
             self._next()
             return torch.zeros(0, dtype=torch.float64, device=self.device)
-        rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
+        if rows.dtype != torch.int64 or elements.dtype != torch.int64 or rows.device != self.device:
+            rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
         if self.device.type == "cpu":
-            rows, elements = rows.numpy(), elements.numpy()
-            return torch.from_numpy(_units53(self._words_at(rows, elements >> 1))[np.arange(rows.size), elements & 1])
-        return _units53(self._words_at(rows, elements >> 1)).gather(1, (elements & 1)[:, None]).squeeze(1)
+            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy()))
+        draw, global_rows = self._next(), self.rows[rows]
+        blocks = elements >> 1
+        counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
+        return _units53(philox4x32(counter, self.key)).gather(1, (elements & 1)[:, None]).squeeze(1)
 
     def normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``shape`` (``[B, ...]``) standard normals in ``dtype``, by Box-Muller (computed in float64).
@@ -194,7 +196,7 @@ class Streams:
         not, so it is not used."""
         per_row = self._per_row(shape)
         if dtype == torch.float64:
-            u = _tensor(_units53(self._words((per_row + 1) // 2)))  # [n, 2]: (radius, angle) uniforms of each block
+            u = _tensor(self._units((per_row + 1) // 2)).reshape(-1, 2)  # [n, 2]: (radius, angle) of each block
             radius_u, angle_u = u[:, :1], u[:, 1:]
         else:
             words = _tensor(self._words((per_row + 3) // 4)).to(torch.float64)
@@ -223,15 +225,23 @@ class Streams:
         self.draws += 1
         return draw
 
-    def _words(self, blocks: int) -> torch.Tensor | np.ndarray:
-        """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw: numpy
-        ``uint64`` on the CPU (its callers finish there too: fewer tensor operations), int64 elsewhere."""
+    def _units(self, blocks: int) -> torch.Tensor | np.ndarray:
+        """``[B, 2 blocks]`` float64 uniforms of blocks ``0 .. blocks - 1`` of every row, next draw (numpy on the
+        CPU: its callers finish there, with fewer tensor operations)."""
         draw = self._next()
         if self.device.type == "cpu":
-            ahead = self._ahead.pop(draw, None)
-            words = ahead[:, :, :blocks] if ahead is not None and ahead.shape[2] >= blocks else self._cpu_words(
-                draw, blocks)
-            return words.reshape(4, -1)
+            return self._cpu_draw(draw, blocks)[1][:, :2 * blocks]
+        return _units53(self._device_words(draw, blocks)).reshape(self.batch, -1)
+
+    def _words(self, blocks: int) -> torch.Tensor | np.ndarray:
+        """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw (numpy
+        ``uint64`` on the CPU)."""
+        draw = self._next()
+        if self.device.type == "cpu":
+            return self._cpu_draw(draw, blocks)[0][:, :, :blocks].reshape(4, -1)
+        return self._device_words(draw, blocks)
+
+    def _device_words(self, draw: int, blocks: int) -> torch.Tensor:
         counter = torch.empty(4, self.batch, blocks, dtype=torch.int64, device=self.device)
         counter[0] = torch.arange(blocks, dtype=torch.int64, device=self.device)
         counter[1] = draw
@@ -239,36 +249,40 @@ class Streams:
         counter[3] = (self.rows >> 32)[:, None]
         return philox4x32(counter.reshape(4, -1), self.key)
 
-    def _words_at(self, rows: torch.Tensor | np.ndarray, blocks: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        """``[4, n]`` Philox words of block ``blocks[j]`` of batch row ``rows[j]``, next draw (on the CPU: of numpy
-        int64 indices, numpy ``uint64`` words, as :meth:`_words`)."""
-        draw = self._next()
-        if self.device.type == "cpu":
-            ahead = self._ahead.pop(draw, None)
-            if ahead is not None and blocks.max() < ahead.shape[2]:
-                return ahead[:, rows, blocks]
-            global_rows = self.rows.numpy()[rows].astype(np.uint64)
-            counter = np.stack([blocks.astype(np.uint64), np.full(blocks.shape, draw, dtype=np.uint64),
-                                global_rows & _MASK32_NP, global_rows >> _SHIFT_NP])
-            return _philox_numpy(counter, self._round_keys)
-        global_rows = self.rows[rows]
-        counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
-        return philox4x32(counter, self.key)
+    def _cpu_draw(self, draw: int, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``draw``'s words ``[4, B, >= blocks]`` and uniforms ``[B, >= 2 blocks]`` on the CPU, from the draws
+        computed ahead when they hold it (see :meth:`_compute_ahead`)."""
+        ahead = self._ahead.pop(draw, None)
+        return ahead if ahead is not None and ahead[0].shape[2] >= blocks else self._compute_ahead(draw, blocks)
 
-    def _cpu_words(self, draw: int, blocks: int) -> np.ndarray:
-        """``[4, B, blocks]`` uint64 words of ``draw``. A small draw also computes the next ``_AHEAD - 1`` draws at
-        its size in the same pass and keeps them in ``_ahead``: a later draw of at most ``blocks`` blocks per row,
-        or a :meth:`uniform_at` within them, reads its words there (the same words: a block's words depend on its
-        counter only). At batch 1 that turns a few hundred numpy operations per draw into a few dozen."""
+    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``), on the CPU."""
+        draw = self._next()
+        ahead = self._ahead.pop(draw, None)
+        if ahead is not None and elements.max() < ahead[1].shape[1]:
+            return ahead[1][rows, elements]
+        global_rows = self.rows.numpy()[rows].astype(np.uint64)
+        counter = np.stack([(elements >> 1).astype(np.uint64), np.full(rows.shape, draw, dtype=np.uint64),
+                            global_rows & _MASK32_NP, global_rows >> _SHIFT_NP])
+        return _units53(_philox_numpy(counter, self._round_keys))[np.arange(rows.size), elements & 1]
+
+    def _compute_ahead(self, draw: int, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Words ``[4, B, blocks]`` and uniforms ``[B, 2 blocks]`` of ``draw``. A small draw also computes the next
+        ``_AHEAD - 1`` draws at its size in the same pass and keeps them in ``_ahead``: a later draw of at most
+        ``blocks`` blocks per row, or a :meth:`uniform_at` within them, reads its numbers there (the same numbers:
+        a block's words depend on its counter only). At batch 1 that turns a few hundred numpy operations per draw
+        into a few dozen."""
         k = min(_AHEAD if self.batch * blocks <= _AHEAD_BLOCKS else 1, 2**32 - draw)
         counter = np.empty((4, k, self.batch, blocks), dtype=np.uint64)
         counter[0] = np.arange(blocks, dtype=np.uint64)
         counter[1] = (draw + np.arange(k, dtype=np.uint64))[:, None, None]
         rows = self.rows.numpy().astype(np.uint64)[:, None]
         counter[2], counter[3] = rows & _MASK32_NP, rows >> _SHIFT_NP
-        words = _philox_numpy(counter.reshape(4, -1), self._round_keys).reshape(4, k, self.batch, blocks)
-        self._ahead = {draw + j: words[:, j] for j in range(1, k)}
-        return words[:, 0]
+        words = _philox_numpy(counter.reshape(4, -1), self._round_keys)
+        units = np.ascontiguousarray(_units53(words)).reshape(k, self.batch, 2 * blocks)
+        words = words.reshape(4, k, self.batch, blocks)
+        self._ahead = {draw + j: (words[:, j], units[j]) for j in range(1, k)}
+        return words[:, 0], units[0]
 
 
 def _units53(words: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
