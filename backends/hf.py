@@ -43,6 +43,8 @@ from snrpaths.geometry import TokenTable
 from snrpaths.state import UNKNOWN, SNRState
 from snrpaths import validate
 
+from .fast import FastForward, check_options
+
 #: The files a saved model's weights may be in (single file or sharded index, safetensors or pickle).
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -68,6 +70,9 @@ class MaskedLM:
         tokenizer: a Hugging Face tokenizer, for text in and out (:meth:`encode_prompts`, :meth:`decode`).
         max_len: the model's most positions (default: ``model.config.max_position_embeddings`` when it has one).
         anchor_dim, seed: the random anchor table's dimension and seed.
+        precision, compile: how :meth:`logits` runs the model: ``'fp32'`` or ``'bf16'`` (autocast), and
+            ``torch.compile`` (``True``, a backend name, or ``False``) with static shapes, batches padded with
+            ``[MASK]`` rows (:mod:`snrpaths.backends.fast`; also :meth:`set_forward`).
 
     Every argument is checked before the first sampling call; the model's output shape is checked once at
     construction, on one probe row, and on every call.
@@ -78,7 +83,8 @@ class MaskedLM:
 
     def __init__(self, model: Any, *, mask_id: int, seq_len: int, samplable: Sequence[int] | None = None,
                  shift: bool = False, prefix: Sequence[int] = (), suffix: Sequence[int] = (), tokenizer: Any = None,
-                 max_len: int | None = None, anchor_dim: int = 32, seed: int = 0):
+                 max_len: int | None = None, anchor_dim: int = 32, seed: int = 0, precision: str = "fp32",
+                 compile: bool | str = False):
         if not isinstance(model, torch.nn.Module):
             raise SNRTypeError(f"'model' must be a torch.nn.Module mapping input ids to logits (got "
                                f"{type(model).__name__})")
@@ -95,6 +101,7 @@ class MaskedLM:
             self._check_vocab(config.vocab_size)
         self._check_length(max_len if max_len is not None else getattr(config, "max_position_embeddings", None))
         self.device = next(model.parameters(), torch.empty(0)).device
+        check_options(precision, compile, self.device)
         self.model_vocab = self._probe()
         self._check_vocab(self.model_vocab)
         self.samplable = self._samplable(samplable)
@@ -104,6 +111,19 @@ class MaskedLM:
         self.vocab_size = len(self.samplable)
         self.table = TokenTable.random(self.vocab_size, validate.integer("anchor_dim", anchor_dim),
                                        validate.seed("seed", seed)).to(self.device)
+        self.set_forward(precision, compile)
+
+    def set_forward(self, precision: str = "fp32", compile: bool | str = False) -> "MaskedLM":
+        """Run the model in :meth:`logits` under ``precision`` (``'fp32'``, or ``'bf16'`` autocast) and, with
+        ``compile``, through ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself."""
+        self._fast = FastForward(self._forward, precision=precision, compile=compile, pad=self.mask_id,
+                                 device=self.device)
+        return self
+
+    @property
+    def forward_options(self) -> dict:
+        """``{"precision": ..., "compile": ...}``: what :meth:`set_forward` chose."""
+        return self._fast.options
 
     # -- construction checks -----------------------------------------------------------------------------------------
 
@@ -160,7 +180,7 @@ class MaskedLM:
         B = inner.shape[0]
         prefix, suffix = (f.expand(B, -1) for f in self._frame)
         ids = torch.cat([prefix, inner, suffix], dim=1)
-        out = self._forward(ids)
+        out = self._fast(ids)
         if tuple(out.shape) != (*ids.shape, self.model_vocab):
             raise ShapeError(f"the model returned logits of shape {list(out.shape)} for input ids of shape "
                              f"{list(ids.shape)}; expected {[*ids.shape, self.model_vocab]}")
@@ -237,10 +257,13 @@ class MaskedLM:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, seq_len: int | None = None, shift: bool = False,
-                        anchor_dim: int = 32, seed: int = 0) -> "MaskedLM":
+                        anchor_dim: int = 32, seed: int = 0, precision: str = "fp32",
+                        compile: bool | str = False) -> "MaskedLM":
         """A local folder saved by ``save_pretrained`` (weights, ``config.json`` and a tokenizer), loaded with
         ``local_files_only=True``: never a hub. The mask id and the framing come from the tokenizer (the ids it
-        adds around a text); ``seq_len`` defaults to the model's positions less the framing, at most 128."""
+        adds around a text); ``seq_len`` defaults to the model's positions less the framing, at most 128.
+        ``precision`` and ``compile`` as in the constructor, checked before anything is read."""
+        check_options(precision, compile)
         folder = _check_folder(folder)
         transformers = import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -252,7 +275,8 @@ class MaskedLM:
             room = getattr(model.config, "max_position_embeddings", 128 + len(prefix) + len(suffix))
             seq_len = min(128, room - len(prefix) - len(suffix))
         return cls(model, mask_id=tokenizer.mask_token_id, seq_len=seq_len, shift=shift, prefix=prefix,
-                   suffix=suffix, tokenizer=tokenizer, anchor_dim=anchor_dim, seed=seed)
+                   suffix=suffix, tokenizer=tokenizer, anchor_dim=anchor_dim, seed=seed, precision=precision,
+                   compile=compile)
 
     def __repr__(self) -> str:
         return (f"MaskedLM({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}, "
