@@ -183,6 +183,7 @@ class _Run:
                                     default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
+        self.owns_logits = False  # whether self.logits is a tensor of this run's own (not the denoiser's output)
         self.nfe = 0
         # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
         # a call goes to
@@ -293,11 +294,13 @@ class _Run:
         n = int(need.sum())
         if n:
             logits = self._call(self.state if n == self.state.batch else self.state.rows(need))
-            if n < self.state.batch:
+            if n < self.state.batch and self.owns_logits:  # a tensor this run made: written in place
+                logits = self.logits.index_put_((need,), logits)
+            elif n < self.state.batch:
                 # rows never called yet hold zeros, never read: only rows that need logits read them
                 old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
                 logits = old.index_put((need,), logits)  # out of place: the old tensor may be the denoiser's own
-            self.logits, self.nfe = logits, self.nfe + 1
+            self.logits, self.nfe, self.owns_logits = logits, self.nfe + 1, n < self.state.batch
             self.row_calls += need
             self.row_stale = self.row_stale & ~need if n < self.state.batch else torch.zeros_like(self.row_stale)
         return self.logits

@@ -134,7 +134,7 @@ class SNRState:
 
     def rows(self, keep: torch.Tensor) -> "SNRState":
         """The state of the rows where ``keep`` ``[B]`` bool is true, in order."""
-        return SNRState(self.gamma[keep], self.z[keep], self.tokens[keep], self.fixed[keep], self.confidence[keep])
+        return self.advance(**{name: getattr(self, name)[keep] for name in _FIELDS})  # shapes agree by construction
 
     def validate(self, table: TokenTable) -> None:
         """Check the invariants that tie the fields together; raise naming the first that fails."""
