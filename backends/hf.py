@@ -323,11 +323,13 @@ def _framing(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def save_random(folder: str | os.PathLike, words: Sequence[str], *, arch: str = "bert", hidden: int = 32,
-                layers: int = 2, heads: int = 2, max_len: int = 64, seed: int = 0) -> Path:
+                layers: int = 2, heads: int = 2, max_len: int = 64, seed: int = 0, intermediate: int | None = None
+                ) -> Path:
     """Write a randomly initialised masked LM (``"bert"`` or ``"modernbert"``) and a word-level tokenizer over
     ``words`` (plus ``[PAD] [UNK] [CLS] [SEP] [MASK]``, ids 0-4, and BERT's ``[CLS] text [SEP]`` framing) to
     ``folder``, built from their configs with no download: for tests, the gallery and the speed study, where no real
-    checkpoint can be fetched. ``seed`` fixes every weight without touching torch's global generator."""
+    checkpoint can be fetched. ``seed`` fixes every weight without touching torch's global generator;
+    ``intermediate`` is the feed-forward width (default ``2 * hidden``; BERT-base has ``4 * hidden``)."""
     transformers = import_transformers()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
@@ -344,7 +346,8 @@ def save_random(folder: str | os.PathLike, words: Sequence[str], *, arch: str = 
         tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]")
     sizes = dict(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                 intermediate_size=2 * hidden, max_position_embeddings=max_len, pad_token_id=0)
+                 intermediate_size=validate.integer("intermediate", intermediate or 2 * hidden),
+                 max_position_embeddings=max_len, pad_token_id=0)
     if arch == "bert":
         config, make = transformers.BertConfig(**sizes), transformers.BertForMaskedLM
     else:

@@ -21,4 +21,5 @@ STUDIES = {
                    "drift guards, judged by an exact HMM"),
     "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
     "robustness": ("robustness", "wrong inputs, damaged files, failing disks and kills: refused, detected or survived"),
+    "gpu": ("gpu", "tokens/s and calls/s of plain, threshold, compiled and bf16 rows against the weight-read bound"),
 }
