@@ -39,18 +39,21 @@ def round_robin(jobs: dict[Hashable, Callable[[int], object]], repeats: int, see
     None), or a dict of such counts (``{"nfe": 64, "row_calls": 512}``, each recorded under its own name); round
     ``r`` (0-based, warm-up rounds included) passes ``seed + 1 + r``. Each run is timed between device
     synchronisations. ``alternate`` runs odd rounds in reverse order, so that no job always follows the same one.
-    Returns key -> ``{"seconds": [...], "nfe": [...], ...}`` over the ``repeats`` timed rounds.
+    Returns key -> ``{"seconds": [...], "cpu_seconds": [...], "nfe": [...], ...}`` over the ``repeats`` timed rounds:
+    wall time, and this process's CPU time (which, on a shared machine, leaves out the time spent waiting for other
+    processes; it does not count time a device computes).
     """
-    out = {key: {"seconds": [], "nfe": []} for key in jobs}
+    out = {key: {"seconds": [], "cpu_seconds": [], "nfe": []} for key in jobs}
     for r in range(warmup + repeats):
         order = list(jobs.items())
         for key, run in reversed(order) if alternate and r % 2 else order:
             sync(device)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             counts = run(seed + 1 + r)
             sync(device)
             if r >= warmup:
                 out[key]["seconds"].append(time.perf_counter() - start)
+                out[key]["cpu_seconds"].append(time.process_time() - cpu)
                 for name, count in (counts if isinstance(counts, dict) else {"nfe": counts}).items():
                     out[key].setdefault(name, []).append(count if isinstance(count, int) else None)
         if log and r >= warmup:
