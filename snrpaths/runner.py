@@ -184,6 +184,10 @@ class _Run:
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
         self.owns_logits = False  # whether self.logits is a tensor of this run's own (not the denoiser's output)
+        # sample() starts every position at z = 0 (masked or prompt), and only ramps and renoising write evidence: a
+        # program with neither keeps z = 0 throughout, so its steps need not rewrite it
+        self.z_stays_zero = not any(isinstance(op, (RampOp, RampCorrectOp, RenoiseOp)) for step in program.steps
+                                    for op in step.ops) and not bool(state.z.any())
         self.nfe = 0
         # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
         # a call goes to
@@ -436,8 +440,8 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     if remasked is not None:
         gamma, emptied = torch.where(remasked, 0.0, gamma), chosen | remasked
         tokens, confidence = torch.where(remasked, UNKNOWN, tokens), torch.where(remasked, 0.0, confidence)
-    return state.advance(gamma=torch.where(chosen, math.inf, gamma),
-                        z=torch.where(emptied[..., None], 0.0, state.z), tokens=tokens, confidence=confidence)
+    z = state.z if run.z_stays_zero else torch.where(emptied[..., None], 0.0, state.z)
+    return state.advance(gamma=torch.where(chosen, math.inf, gamma), z=z, tokens=tokens, confidence=confidence)
 
 
 def _remask_draw(op: RevealOp, state: SNRState, free: torch.Tensor, run: _Run):

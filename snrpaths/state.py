@@ -134,7 +134,8 @@ class SNRState:
 
     def rows(self, keep: torch.Tensor) -> "SNRState":
         """The state of the rows where ``keep`` ``[B]`` bool is true, in order."""
-        return self.advance(**{name: getattr(self, name)[keep] for name in _FIELDS})  # shapes agree by construction
+        index = keep.nonzero().squeeze(1)  # once, not once per field
+        return self.advance(**{name: getattr(self, name).index_select(0, index) for name in _FIELDS})
 
     def validate(self, table: TokenTable) -> None:
         """Check the invariants that tie the fields together; raise naming the first that fails."""
