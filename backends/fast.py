@@ -104,7 +104,9 @@ class FastForward:
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The precision's context on ``device``: bfloat16 autocast, or nothing."""
-        return torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
+        if self.precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @property
     def options(self) -> dict:

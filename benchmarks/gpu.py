@@ -115,7 +115,7 @@ def weight_bytes(den) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-# -- the device ---------------------------------------------------------------------------------------------------------
+# -- the device --------------------------------------------------------------------------------------------------------
 
 
 def bandwidth(device: torch.device) -> tuple[float, str]:
@@ -142,7 +142,7 @@ def copy_bandwidth(device: torch.device, mib: int = 256, repeats: int = 5) -> fl
     return 2 * src.numel() * 4 / best
 
 
-# -- the study ----------------------------------------------------------------------------------------------------------
+# -- the study ---------------------------------------------------------------------------------------------------------
 
 
 def measure(args, device: torch.device) -> dict:

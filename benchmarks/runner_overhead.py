@@ -177,8 +177,9 @@ def report(result: dict) -> str:
             ours = loop == LOOPS[1]
             cpu = f"**{r['ratio']:.3f}** ({r['interval'][0]:.3f}, {r['interval'][1]:.3f})" if ours else ""
             wall = f"{r['wall_ratio']:.3f} ({r['wall_interval'][0]:.3f}, {r['wall_interval'][1]:.3f})" if ours else ""
-            lines.append(f"| {b} | {loop} | {r['median_s'][loop]:.3f} | {r['nfe'][loop]} | {r['row_calls'][loop][-1]} | "
-                         f"{r['ms_per_row_call'][loop]:.3f} | {cpu} | {wall} | {target(b) if ours else ''} |")
+            lines.append(f"| {b} | {loop} | {r['median_s'][loop]:.3f} | {r['nfe'][loop]} | "
+                         f"{r['row_calls'][loop][-1]} | {r['ms_per_row_call'][loop]:.3f} | {cpu} | {wall} | "
+                         f"{target(b) if ours else ''} |")
     lines.append("\noverhead = (snrpaths time per row-call) / (hand-written time per row-call), formed in each round, "
                  "median over rounds; calls and row-calls are the last round's")
     return "\n".join(lines)

@@ -445,8 +445,8 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
 
 
 def _remask_draw(op: RevealOp, state: SNRState, free: torch.Tensor, run: _Run):
-    """Which clean ``free`` positions go back to [MASK] (None for none: ``sigma = 0``), and the ``sigma`` of the reveal rule:
-    a float, or per row ``[B]``.
+    """Which clean ``free`` positions go back to [MASK] (None for none: ``sigma = 0``), and the ``sigma`` of the
+    reveal rule: a float, or per row ``[B]``.
 
     Uniform policies use their scalar sigma in ``(alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t)``, as ReMDM does.
     Confidence remasking spreads ``sigma_max`` as ``sigma_l = sigma_max softmax(-psi)_l`` over a row's clean

@@ -72,7 +72,8 @@ _UNIT_SHIFT = (np.uint64(21), np.uint64(11))
 
 def _philox_numpy(counter: np.ndarray, round_keys: np.ndarray) -> np.ndarray:
     """The rounds on ``[4, n]`` ``uint64`` words (each below 2^32) with ``[rounds, 2]`` ``uint64`` round keys: the
-    ``[4, n]`` ``uint64`` output words. ``M x < 2^64`` for 32-bit ``M`` and ``x``, so every product is exact in ``uint64``:
+    ``[4, n]`` ``uint64`` output words. ``M x < 2^64`` for 32-bit ``M`` and ``x``, so every product is exact in
+    ``uint64``:
     ``c0' = hi(M1 c2) ^ c1 ^ k0``, ``c1' = lo(M1 c2)``, ``c2' = hi(M0 c0) ^ c3 ^ k1``, ``c3' = lo(M0 c0)``."""
     c0, c1, c2, c3 = counter
     for k0, k1 in round_keys:

@@ -1,5 +1,6 @@
 """Per-row random streams: Philox4x32-10 against its published known answers, the numpy (CPU) and torch (other
-devices) rounds against each other and against a Python-integer reference, row invariance by construction, and the laws of the uniforms and normals.
+devices) rounds against each other and against a Python-integer reference, row invariance by construction, and the
+laws of the uniforms and normals.
 
 Statistical budget (for a correct generator and a seed drawn at random; the seeds here are fixed, so the outcome
 is fixed too): six checks at failure probability 1e-6 / 6 each, 1e-6 in all.
