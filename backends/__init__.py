@@ -8,6 +8,8 @@ The core never imports this package; backends depend on the core's protocol only
   model quality as a dial (DESIGN 4d).
 * :class:`MaskedLM`: any masked language model (Hugging Face masked LMs, LLaDA / Dream-style models) on endpoint
   states; ``MaskedLM.from_pretrained(folder)`` needs the optional extra ``hf`` (``transformers``), imported then.
+* :class:`DSLMaskedLM`: a masked LM behind the DSL-LLaDA converter (``hf_dsl``), reading any per-token SNR state and
+  trainable; ``MaskedLM.from_pretrained`` returns one for a folder whose weights hold the converter's keys.
 * :class:`DSLDenoiser`: the DSL converter in front of an MDLM-layout :class:`DiT`; :func:`load` reads MDLM
   checkpoints (HF snapshot folders, Lightning ``.ckpt``) and our own format, :func:`save` writes ours.
 """
@@ -17,6 +19,7 @@ from .converter import Converter, ConverterConfig
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
 from .hf import MaskedLM
+from .hf_dsl import DSLMaskedLM
 from .hmm import ExactHMM
 from .interpolated import Interpolated
 from .text import load_with_tokenizer
@@ -26,6 +29,7 @@ __all__ = [
     "Converter",
     "ConverterConfig",
     "DSLDenoiser",
+    "DSLMaskedLM",
     "DiT",
     "DiTConfig",
     "ExactHMM",

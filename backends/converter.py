@@ -117,6 +117,15 @@ class Converted:
     index: torch.Tensor  # (n,) flat indices (into B * L) of the finite positions, 0 < gamma < inf
     evidence: torch.Tensor | None  # (n, V) z_i . x_v there, in at least float32 (None under head = "plain")
 
+    def added_to(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(B, L, V)`` ``logits`` with the evidence head's term added at its positions (``logits`` itself under
+        ``head = "plain"``), in at least float32: ``z . x`` reaches ~gamma, which a bf16 output would blur."""
+        if self.evidence is None:
+            return logits
+        B, L, V = logits.shape
+        up = torch.promote_types(logits.dtype, self.evidence.dtype)
+        return logits.reshape(B * L, V).to(up).index_add(0, self.index, self.evidence.to(up)).view(B, L, V)
+
 
 @attrs.frozen
 class Certificate:
@@ -137,6 +146,11 @@ class Converter(nn.Module):
         vocab_size: V real tokens.
         seed: seeds the initial anchors (uniform on the sphere), independent of torch's global RNG.
     """
+
+    #: How a position at ``gamma = 0`` is fed: False gives it exactly the ``[MASK]`` slot's row ``E_V`` (MDLM's input,
+    #: so an MDLM checkpoint is exactly MDLM there); True reads it through the softmax at ``z = 0``, ``q = softmax(b)``
+    #: (the DSL-LLaDA converter's input, continuous in gamma at 0; ``backends.hf_dsl``).
+    soft_mask: bool = False
 
     def __init__(self, vocab_size: int, config: ConverterConfig = ConverterConfig(), seed: int = 0):
         super().__init__()
@@ -201,11 +215,17 @@ class Converter(nn.Module):
         return self.anchor_weight.shape[0]
 
     @property
-    def anchors(self) -> torch.Tensor:
-        """``(V, d)`` unit-norm anchors ``x_v = w_v / ||w_v||`` (normalised in at least float32)."""
+    def key_anchors(self) -> torch.Tensor:
+        """``(V, d)`` unit-norm keys of the V token slots, ``x_v = w_v / ||w_v||`` (normalised in at least float32)."""
         w = self.anchor_weight
         up = w.to(torch.promote_types(w.dtype, torch.float32))
         return (up / up.norm(dim=1, keepdim=True)).to(w.dtype)
+
+    @property
+    def anchors(self) -> torch.Tensor:
+        """``(V, d)`` the channel's anchors, the evidence ``z`` is built from: here the keys themselves (a converter
+        whose slots outnumber the sampler's tokens, ``backends.hf_dsl``, gives the rows of the samplable ones)."""
+        return self.key_anchors
 
     def forward(self, z: torch.Tensor, gamma: torch.Tensor, tokens: torch.Tensor, embedding: torch.Tensor) -> Converted:
         """Soft embeddings ``h`` ``(B, L, H)`` and, under ``head = "evidence"``, the head's term ``z_i . x_v`` at the
@@ -239,6 +259,9 @@ class Converter(nn.Module):
             )
         ids = torch.where(clean, tokens, V)  # (B, L): the token where clean, [MASK] elsewhere
         h = embedding[ids]  # (B, L, H): endpoint rows, exact by construction
+        if self.soft_mask:  # every [MASK] position reads the same q = softmax(b): one row, computed once
+            at_zero = self._mix(z.new_zeros(1, z.shape[-1]), embedding, False)[0]  # (1, H)
+            h = torch.where((gamma == 0).unsqueeze(-1), at_zero.to(h.dtype), h)
         idx = torch.nonzero_static(finite.flatten(), size=n_finite).squeeze(1)  # (n,), no second sync
         if n_finite == 0:
             return Converted(h, idx, None)
@@ -350,7 +373,7 @@ class Converter(nn.Module):
         softmax itself. With autograd (through the logits or into ``embedding``, whose product saves ``q``), both
         are fresh (scratch is None) so that backward sees every chunk as it was.
         """
-        keys = F.pad(self.anchors, (0, 0, 0, 1))  # (V + 1, d): the [MASK] key is the zero vector
+        keys = F.pad(self.key_anchors, (0, 0, 0, 1))  # (V + 1, d): the [MASK] key is the zero vector
         up = torch.promote_types(torch.promote_types(z.dtype, keys.dtype), torch.float32)
         keys, beta, bias = keys.to(up), self.beta.to(up), self.bias.to(up)
         V = keys.shape[0] - 1

@@ -17,8 +17,8 @@ code: a quick check), or ``False``. What is compiled is the network (the DiT bac
 converter in front of the DiT runs eagerly, since how many positions it mixes is data-dependent. Shapes are static
 (``dynamic=False``): each input shape compiles once, on first use (seconds on the CPU; reruns read inductor's
 on-disk cache). The length is fixed by the denoiser (``seq_len``). The batch changes when the runner calls only the
-rows whose state changed, so rows are padded up to the next power of two (zero embeddings or ``[MASK]`` ids, their
-outputs dropped): a run at batch ``B`` compiles at most ``log2(B) + 1`` graphs (7 up to batch 64); past torch's
+rows whose state changed, so rows are padded up to the next power of two (copies of the first row, their outputs
+dropped): a run at batch ``B`` compiles at most ``log2(B) + 1`` graphs (7 up to batch 64); past torch's
 recompile limit (``torch._dynamo.config.recompile_limit``, 8: batches above 128) dynamo runs further shapes eagerly,
 with a warning. A path whose calls change the length (none of the built-in ones) would compile once per length.
 
@@ -89,16 +89,17 @@ def batch_bucket(n: int) -> int:
 
 class FastForward:
     """``fn`` (``[B, ...]`` input -> ``[B, ...]`` output tensor) run under ``precision`` and, with ``compile``,
-    compiled with static shapes, batches padded to :func:`batch_bucket` with ``pad`` (see the module docstring).
+    compiled with static shapes, batches padded to :func:`batch_bucket` with copies of the first row (a valid input
+    of any kind: ids or embeddings; their outputs are dropped; see the module docstring).
 
     Not an ``nn.Module``: kept as a plain attribute, it adds no keys to its owner's ``state_dict``.
     """
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], *, precision: str = "fp32",
-                 compile: bool | str = False, pad: float | int = 0, device: torch.device | str = "cpu"):
+                 compile: bool | str = False, device: torch.device | str = "cpu"):
         check_options(precision, compile, device)
         self.precision, self.backend = precision, ("inductor" if compile is True else compile) or None
-        self.fn, self.pad = fn, pad
+        self.fn = fn
         self.compiled = None if self.backend is None else torch.compile(fn, backend=self.backend, dynamic=False)
         self._checked = {torch.device(device).type}  # device kinds the compiler was found for
 
@@ -121,7 +122,7 @@ class FastForward:
                 self._check_device(x.device)
                 n = x.shape[0]
                 extra = batch_bucket(n) - n
-                padded = torch.cat([x, x.new_full((extra, *x.shape[1:]), self.pad)]) if extra else x
+                padded = torch.cat([x, x[:1].expand(extra, *x.shape[1:])]) if extra else x
                 out = self.compiled(padded)[:n]
         return out.float() if self.precision == "bf16" else out
 

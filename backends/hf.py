@@ -71,8 +71,8 @@ class MaskedLM:
         max_len: the model's most positions (default: ``model.config.max_position_embeddings`` when it has one).
         anchor_dim, seed: the random anchor table's dimension and seed.
         precision, compile: how :meth:`logits` runs the model: ``'fp32'`` or ``'bf16'`` (autocast), and
-            ``torch.compile`` (``True``, a backend name, or ``False``) with static shapes, batches padded with
-            ``[MASK]`` rows (:mod:`snrpaths.backends.fast`; also :meth:`set_forward`).
+            ``torch.compile`` (``True``, a backend name, or ``False``) with static shapes, batches padded to a power
+            of two (:mod:`snrpaths.backends.fast`; also :meth:`set_forward`).
 
     Every argument is checked before the first sampling call; the model's output shape is checked once at
     construction, on one probe row, and on every call.
@@ -109,15 +109,14 @@ class MaskedLM:
         self._frame = (torch.tensor(self.prefix, dtype=torch.int64, device=self.device),
                        torch.tensor(self.suffix, dtype=torch.int64, device=self.device))
         self.vocab_size = len(self.samplable)
-        self.table = TokenTable.random(self.vocab_size, validate.integer("anchor_dim", anchor_dim),
-                                       validate.seed("seed", seed)).to(self.device)
+        self._table = TokenTable.random(self.vocab_size, validate.integer("anchor_dim", anchor_dim),
+                                        validate.seed("seed", seed)).to(self.device)
         self.set_forward(precision, compile)
 
     def set_forward(self, precision: str = "fp32", compile: bool | str = False) -> "MaskedLM":
         """Run the model in :meth:`logits` under ``precision`` (``'fp32'``, or ``'bf16'`` autocast) and, with
         ``compile``, through ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself."""
-        self._fast = FastForward(self._forward, precision=precision, compile=compile, pad=self.mask_id,
-                                 device=self.device)
+        self._fast = FastForward(self._forward, precision=precision, compile=compile, device=self.device)
         return self
 
     @property
@@ -166,13 +165,14 @@ class MaskedLM:
 
     # -- the Denoiser protocol -------------------------------------------------------------------------------------
 
+    @property
+    def table(self) -> TokenTable:
+        """The ``V'`` anchors the channel builds evidence from: random, as an endpoint model never reads them."""
+        return self._table
+
     def logits(self, state: SNRState) -> torch.Tensor:
         """``[B, L, V']`` logits over the samplable ids: the model's own logits at the span (module docstring)."""
-        if not isinstance(state, SNRState):
-            raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
-        if state.seq_len != self.seq_len:
-            raise ShapeError(f"the state has L = {state.seq_len} positions; this denoiser samples seq_len = "
-                             f"{self.seq_len}")
+        self._check_state(state)
         clean = state.clean
         if bool((~clean & (state.gamma != 0)).any()):
             require_finite_snr(self, "a state with positions at finite SNR")
@@ -187,9 +187,17 @@ class MaskedLM:
         start = len(self.prefix) - self.shift
         return out[:, start:start + self.seq_len].index_select(-1, self._to_model)
 
-    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def _check_state(self, state: SNRState) -> None:
+        if not isinstance(state, SNRState):
+            raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
+        if state.seq_len != self.seq_len:
+            raise ShapeError(f"the state has L = {state.seq_len} positions; this denoiser samples seq_len = "
+                             f"{self.seq_len}")
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits of ``[B, N]`` input ids, or of ``[B, N, H]`` input embeddings (a DSL converter's)."""
         with torch.no_grad():
-            out = self.model(ids)
+            out = self.model(inputs_embeds=x) if x.is_floating_point() else self.model(x)
         return out if isinstance(out, torch.Tensor) else out.logits
 
     def to(self, device: torch.device | str) -> "MaskedLM":
@@ -198,7 +206,7 @@ class MaskedLM:
         self.device = torch.device(device)
         self._to_model = self._to_model.to(self.device)
         self._frame = tuple(f.to(self.device) for f in self._frame)
-        self.table = self.table.to(self.device)
+        self._table = self._table.to(self.device)
         return self
 
     # -- text ------------------------------------------------------------------------------------------------------
@@ -216,13 +224,18 @@ class MaskedLM:
         if not texts or not all(isinstance(t, str) for t in texts):
             raise SNRTypeError(f"'texts' must be a string or a non-empty sequence of strings (got {texts!r:.80})")
         marker = marker or getattr(tokenizer, "mask_token", None) or MARKER
-        lookup = torch.full((self.model_vocab,), UNKNOWN, dtype=torch.int64)
-        lookup[list(self.samplable)] = torch.arange(self.vocab_size)
+        lookup = self._from_model()
         rows = [self._encode_one(k, text, marker, lookup) for k, text in enumerate(texts)]
         prompt = torch.full((len(rows), self.seq_len), UNKNOWN, dtype=torch.int64)
         for k, row in enumerate(rows):
             prompt[k, :len(row)] = torch.tensor(row, dtype=torch.int64)
         return prompt.to(self.device)
+
+    def _from_model(self) -> torch.Tensor:
+        """``(V,)`` the sampler id of each model id, ``UNKNOWN`` for the ids never sampled (``samplable`` inverted)."""
+        lookup = torch.full((self.model_vocab,), UNKNOWN, dtype=torch.int64)
+        lookup[list(self.samplable)] = torch.arange(self.vocab_size)
+        return lookup
 
     def _encode_one(self, k: int, text: str, marker: str, lookup: torch.Tensor) -> list[int]:
         row: list[int] = []
@@ -262,25 +275,39 @@ class MaskedLM:
         """A local folder saved by ``save_pretrained`` (weights, ``config.json`` and a tokenizer), loaded with
         ``local_files_only=True``: never a hub. The mask id and the framing come from the tokenizer (the ids it
         adds around a text); ``seq_len`` defaults to the model's positions less the framing, at most 128.
+
+        A folder whose safetensors weights hold the DSL-LLaDA converter's keys (``noise_embed.weight``, ...) gives a
+        :class:`~snrpaths.backends.hf_dsl.DSLMaskedLM`, which reads finite-SNR states (its anchors are the
+        checkpoint's; ``anchor_dim`` and ``seed`` are not used); every other folder an endpoint-only ``MaskedLM``.
         ``precision`` and ``compile`` as in the constructor, checked before anything is read."""
         check_options(precision, compile)
         folder = _check_folder(folder)
-        transformers = import_transformers()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        if tokenizer.mask_token_id is None:
-            raise SNRPathError(f"the tokenizer in {str(folder)!r} has no mask token; a masked LM needs one")
-        model = transformers.AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True)
-        prefix, suffix = _framing(tokenizer)
-        if seq_len is None:
-            room = getattr(model.config, "max_position_embeddings", 128 + len(prefix) + len(suffix))
-            seq_len = min(128, room - len(prefix) - len(suffix))
-        return cls(model, mask_id=tokenizer.mask_token_id, seq_len=seq_len, shift=shift, prefix=prefix,
-                   suffix=suffix, tokenizer=tokenizer, anchor_dim=anchor_dim, seed=seed, precision=precision,
-                   compile=compile)
+        from .hf_dsl import DSLMaskedLM, converter_files
+
+        if cls is MaskedLM and converter_files(folder) is not None:
+            return DSLMaskedLM.from_pretrained(folder, seq_len=seq_len, shift=shift).set_forward(precision, compile)
+        model, options = read_folder(folder, seq_len, shift)
+        return cls(model, **options, anchor_dim=anchor_dim, seed=seed, precision=precision, compile=compile)
 
     def __repr__(self) -> str:
-        return (f"MaskedLM({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}, "
-                f"L={self.seq_len}, mask_id={self.mask_id}{', shift=True' if self.shift else ''})")
+        return (f"{type(self).__name__}({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}"
+                f", L={self.seq_len}, mask_id={self.mask_id}{', shift=True' if self.shift else ''})")
+
+
+def read_folder(folder: Path, seq_len: int | None, shift: bool) -> tuple[Any, dict]:
+    """The model of a checked local folder and the :class:`MaskedLM` arguments its tokenizer gives (mask id,
+    framing, ``seq_len``'s default: the model's positions less the framing, at most 128)."""
+    transformers = import_transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if tokenizer.mask_token_id is None:
+        raise SNRPathError(f"the tokenizer in {str(folder)!r} has no mask token; a masked LM needs one")
+    model = transformers.AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True)
+    prefix, suffix = _framing(tokenizer)
+    if seq_len is None:
+        room = getattr(model.config, "max_position_embeddings", 128 + len(prefix) + len(suffix))
+        seq_len = min(128, room - len(prefix) - len(suffix))
+    return model, dict(mask_id=tokenizer.mask_token_id, seq_len=seq_len, shift=shift, prefix=prefix,
+                       suffix=suffix, tokenizer=tokenizer)
 
 
 def import_transformers():

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from snrpaths import parse_path, sample
 from snrpaths.data import fixed_windows
-from snrpaths.errors import SNRPathError, one_of
+from snrpaths.errors import SNRPathError
 from snrpaths.quality import (
     METRICS,
     GenerativePerplexity,
@@ -42,6 +42,7 @@ from snrpaths.quality import (
     require,
     unigram_entropy,
 )
+from snrpaths.samplers import sampler
 
 CHECKPOINTS = {"tiny-shakespeare-mdlm": "MDLM", "tiny-shakespeare-dsl": "DSL-FT"}
 SAMPLERS = {
@@ -82,8 +83,9 @@ def _parse(argv):
     p = argparse.ArgumentParser(prog="snrpaths bench text-quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one budget, one hybrid, small samples (a few minutes)")
     p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), help="shipped names or folders")
-    p.add_argument("--samplers", nargs="+", help=f"any of {', '.join(SAMPLERS)} (default all; quick: mdlm, "
-                                                 "remdm-confidence)")
+    p.add_argument("--samplers", nargs="+", metavar="NAME|EXPR",
+                   help=f"any of {', '.join(SAMPLERS)} (default all; quick: mdlm, remdm-confidence), or path "
+                        "expressions, {T} standing for the budget, e.g. \"ramp({T}) >> switch('commit')\"")
     p.add_argument("--metrics", nargs="+", default=list(METRICS), help=f"any of {', '.join(METRICS)}")
     p.add_argument("--budgets", nargs="+", type=int, help=f"step budgets T (default {FULL['budgets']})")
     p.add_argument("--n", type=int, help=f"samples per cell and seed (default {FULL['n']}, quick {QUICK['n']})")
@@ -130,9 +132,8 @@ class _Plan:
 
 def _plan(args) -> _Plan:
     metrics = require(args.metrics)
-    for name in args.samplers:
-        if name not in SAMPLERS:
-            raise one_of("sampler", name, tuple(SAMPLERS))
+    makers = {name: sampler(name, {k: (lambda T, text=text: text.format(T=T)) for k, text in SAMPLERS.items()})
+              for name in args.samplers}
     args.metrics = metrics
     models = {name: load_with_tokenizer(name) for name in args.checkpoints}
     lengths = {den.seq_len for den, _ in models.values()}
@@ -145,7 +146,7 @@ def _plan(args) -> _Plan:
     for ckpt in models:
         for name in args.samplers:
             for T in ([L] if name == "roar" else args.budgets):
-                cells[ckpt, "samplers", name, T] = SAMPLERS[name].format(T=T)
+                cells[ckpt, "samplers", name, T] = makers[name](T)
         for tc, tm in args.grid:
             cells[ckpt, "hybrid", f"{tc} + {tm}", tc + tm] = f"hybrid({tc}, {tm})"
         if args.target == "none":

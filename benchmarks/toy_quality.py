@@ -27,6 +27,7 @@ from snrpaths.benchmarks._results import RESULTS, write
 from snrpaths.benchmarks._samplers import ADAPTIVE, BUILTIN
 
 from snrpaths import parse_path, sample
+from snrpaths.samplers import sampler as sampler_spec
 from snrpaths.testing.stats import empirical_law
 
 
@@ -74,7 +75,7 @@ def run(quick: bool, n: int, seed: int, samplers: list[str] | None = None, only:
         if only and toy_name not in only:
             continue
         for sampler in samplers or SAMPLERS:
-            make = SAMPLERS[sampler]
+            make = sampler_spec(sampler, SAMPLERS)
             for budget in budgets:
                 path = parse_path(make(budget))
                 start = time.perf_counter()
@@ -137,13 +138,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="samples per cell (default 20000, quick 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    parser.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), metavar="NAME",
-                        help=f"run only these rows (default: all of {', '.join(SAMPLERS)})")
+    parser.add_argument("--samplers", nargs="+", metavar="NAME|EXPR",
+                        help=f"run only these rows: names (default: all of {', '.join(SAMPLERS)}) or path "
+                             "expressions, {T} standing for the budget, e.g. \"ramp({T}) >> switch('commit')\"")
     parser.add_argument("--toys", nargs="+", choices=list(toys(False)), metavar="NAME",
                         help=f"run only these toys (default: all of {', '.join(toys(False))}; --quick: the first two)")
     parser.add_argument("--stem", default=None, help="file name of the results (default: toy_quality, with _quick "
                         "and _subset appended for --quick and for --samplers / --toys)")
     args = parser.parse_args(argv)
+    for spec in args.samplers or ():
+        sampler_spec(spec, SAMPLERS)  # a bad name or expression is refused before any cell runs
     n = args.n or (2000 if args.quick else 20_000)
     rows = run(args.quick, n, args.seed, args.samplers, args.toys)
     text = f"Exact toy study, n = {n} samples per cell, seed {args.seed}; cells: TV [95% interval] (NFE used)\n" + table(rows)

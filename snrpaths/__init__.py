@@ -5,6 +5,7 @@ carries its own SNR ``gamma_i in [0, inf]``, and one time-invariant denoiser ``p
 """
 
 from . import limits, nll
+from .comparison import Comparison, Judge, compare
 from .compile import Program
 from .channel import corrupt, localize, posterior_logits, posterior_mean
 from .denoiser import Denoiser
@@ -40,6 +41,9 @@ __all__ = [
     "TokenTable",
     "Tuned",
     "tune",
+    "Comparison",
+    "Judge",
+    "compare",
     "corrupt",
     "localize",
     "posterior_logits",

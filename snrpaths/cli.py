@@ -14,6 +14,7 @@ import torch
 
 from .cli_bench import add_command as add_bench_command
 from .cli_check import add_command as add_check_command
+from .cli_compare import add_command as add_compare_command
 from .cli_model import add_commands as add_model_commands
 from .cli_model import named_by_flags, parse_path_arg
 from .cli_nll import add_command as add_nll_command
@@ -53,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     toy = commands.add_parser("toy", help="sample an exact toy joint with any path and compare with the truth",
                               description="Sample an exact toy joint with a path (and reference samplers at the same "
                                           "call budget) and measure the total variation to the true joint.")
-    toy.add_argument("--path", default=DEFAULT_PATH, help=f"path expression (default: {DEFAULT_PATH!r})")
+    toy.add_argument("--path", action="append", default=None,
+                     help=f"path expression; repeat to run several side by side, same seed, with AR as the exact "
+                          f"reference (default: {DEFAULT_PATH!r}, with MDLM, ReMDM and the hybrid at its calls)")
     toy.add_argument("--toy", default="markov", choices=TOYS, help="the joint (default: markov)")
     toy.add_argument("--vocab", type=int, default=3, help="V for markov / random toys (default: 3)")
     toy.add_argument("--length", type=int, default=4, help="L (default: 4)")
@@ -68,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tune_command(commands)  # tune (snrpaths/cli_tune.py)
     _add_plot_commands(commands)
     add_bench_command(commands)  # bench (snrpaths/cli_bench.py)
+    add_compare_command(commands)  # compare (snrpaths/cli_compare.py)
     _finish(parser)
     return parser
 
@@ -144,17 +148,18 @@ def _run_order(args) -> int:
 
 
 def _run_toy(args) -> int:
-    path = parse_path_arg(args.path)
+    paths = [parse_path_arg(text) for text in args.path or [DEFAULT_PATH]]
     if args.n < 1:
         raise SNRPathError(f"--n must be a positive integer (got {args.n})")
     toy = make_toy(args.toy, args.vocab, args.length, args.seed)
-    budget = path.compile(toy.seq_len).nfe
-    half = max(1, budget // 2)
-    rows = [("your path", path),
-            ("MDLM, same budget", parse_path(f"mdm({budget})")),
-            ("ReMDM-conf, same budget", parse_path(f"mdm({budget}, remask='confidence')")),
-            ("hybrid, same budget", parse_path(f"hybrid({half}, {max(1, budget - half)}, gamma_max={args.gamma_max})")),
-            ("AR (exact)", parse_path("ar()"))]
+    budgets = [p.compile(toy.seq_len).nfe for p in paths]  # every path checked before any sampling
+    half = max(1, budgets[0] // 2)
+    rows = [(f"path {i + 1}", p) for i, p in enumerate(paths)] if len(paths) > 1 else [
+        ("your path", paths[0]),
+        ("MDLM, same budget", parse_path(f"mdm({budgets[0]})")),
+        ("ReMDM-conf, same budget", parse_path(f"mdm({budgets[0]}, remask='confidence')")),
+        ("hybrid, same budget", parse_path(f"hybrid({half}, {max(1, budgets[0] - half)}, gamma_max={args.gamma_max})"))]
+    rows.append(("AR (exact)", parse_path("ar()")))
     floor = tv_tolerance(toy.probs, args.n)
     print(f"{toy}: exact joint over {toy.vocab_size}^{toy.seq_len} sequences, {args.n} samples per sampler")
     print(f"TV of an exact sampler stays below {floor:.4f} (sampling floor, failure probability < 1e-6)\n")
@@ -167,8 +172,10 @@ def _run_toy(args) -> int:
         tv = 0.5 * float((law - toy.probs.flatten()).abs().sum())
         print(f"| {name:<24} | {repr(p):<48} | {p.compile(toy.seq_len).nfe:>10} | {result.nfe:>8} | "
               f"{tv:7.4f} | {time.perf_counter() - start:3.0f} |")
-    result = sample(path, toy, batch=args.n, seed=args.seed)
+    result = sample(paths[0], toy, batch=args.n, seed=args.seed)
     _print_top(toy, empirical_law(result.tokens, toy.vocab_size))
+    if len(paths) > 1:
+        print("\n(the frequencies of path 1; for intervals on the differences between paths: snrpaths compare)")
     return 0
 
 

@@ -71,6 +71,13 @@ def _add_train(commands) -> None:
                         "an objective expression, e.g. \"Mixture((DSL(), 3), (PathStates('hybrid(16, 16)'), 1))\" "
                         "(default: mdlm)")
     p.add_argument("--init", help="fine-tune from this checkpoint (a shipped name or a path); default: a fresh model")
+    p.add_argument("--hf-model", metavar="FOLDER",
+                   help="fine-tune a masked LM behind a DSL converter instead (snrpaths.backends.DSLMaskedLM): a local "
+                        "folder saved by save_pretrained, with the converter its weights hold or a fresh one of "
+                        "--anchor-dim; --seq-len is its length; the corpus goes through its tokenizer (needs pip "
+                        "install 'snrpaths[hf]')")
+    p.add_argument("--train-backbone", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --hf-model: train the masked LM's own weights too (default: the converter only)")
     p.add_argument("--head", choices=("evidence", "plain"), default=None,
                    help="output head: 'evidence' adds z_i . x_v to the backbone's logits at finite SNR (DESIGN.md 4b), "
                         "'plain' is the paper's form (default: evidence for fresh models and objectives that reach "
@@ -170,15 +177,13 @@ def run_train(args) -> int:
     objective = objective_from_args(args)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
     model = _initial_model(args, corpus, objective)
-    tokenizer = tokenizer_from_config(model.tokenizer)
-    train_ids, valid_ids = (encode_text(tokenizer, corpus.text(split), split) for split in ("train", "valid"))
+    encode = _corpus_encoder(model, masked_lm=args.hf_model is not None)
+    train_ids, valid_ids = (encode(corpus.text(split), split) for split in ("train", "valid"))
     result = train(model, objective, train_ids, valid_ids, config, args.out, resume=args.resume,
                    progress=args.progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.export:
-            from snrpaths.backends import save
-
-            save(result.model, args.export)
+            result.model.save(args.export)
         bpc = f"{result.valid_bpc[0]:.4f} ± {result.valid_bpc[1]:.4f}" if result.valid_bpc else "n/a"
         print(f"trained to step {result.step}: validation {bpc} bits/char (ROAR), {result.tokens_per_s:.0f} "
               f"tokens/s in the last session; EMA model in {Path(args.out) / 'model'}")
@@ -191,6 +196,8 @@ def _initial_model(args, corpus, objective):
     from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, load
     from snrpaths.train import CHECKPOINT, checkpoint_model
 
+    if args.hf_model is not None:
+        return _masked_lm(args, objective)
     if args.resume and (Path(args.out) / CHECKPOINT).is_file():
         # the architecture, read from checkpoint.pt alone (never from model/, which a kill may have left mid-swap);
         # the trainer restores the exact state from the same file
@@ -210,6 +217,40 @@ def _initial_model(args, corpus, objective):
     return DSLDenoiser.build(backbone, converter, seed=args.seed, tokenizer=chars.config())
 
 
+def _masked_lm(args, objective):
+    """``--hf-model``: the folder's masked LM behind its own converter (the head as ``--init`` sets it) or a fresh one;
+    a resumed run rebuilds it from the folder too, and the trainer restores its weights from the checkpoint."""
+    from snrpaths.backends.hf_dsl import AUTHORS, DSLMaskedLM, converter_files
+
+    if args.init is not None:
+        raise SNRPathError("--init and --hf-model name two models; give one")
+    stored = Path(args.hf_model).is_dir() and converter_files(args.hf_model) is not None
+    fresh = None if stored else attrs.evolve(AUTHORS, anchor_dim=args.anchor_dim, head=args.head or "evidence")
+    model = DSLMaskedLM.from_pretrained(args.hf_model, seq_len=args.seq_len, train_backbone=args.train_backbone,
+                                        config=fresh, seed=args.seed)
+    if stored:
+        head = args.head or ("evidence" if objective.finite_snr(model.seq_len) else model.converter.config.head)
+        model.converter.config = attrs.evolve(model.converter.config, head=head)
+    return model
+
+
+def _corpus_encoder(model, masked_lm: bool):
+    """``encode(text, split) -> (N,)`` ids: through the checkpoint's recorded tokenizer, or a masked LM's own (its
+    tokens that are never sampled, such as ``[UNK]``, left out and counted)."""
+    if not masked_lm:
+        tokenizer = tokenizer_from_config(model.tokenizer)
+        return lambda text, split: encode_text(tokenizer, text, split)
+    from snrpaths.backends.hf_dsl import stream_ids
+
+    def encode(text: str, split: str):
+        ids, left_out = stream_ids(model, text)
+        if left_out and int(os.environ.get("RANK", "0")) == 0:
+            print(f"{split}: left out {left_out} of {len(ids) + left_out} tokens the model never samples "
+                  "([UNK], special tokens)")
+        return ids
+    return encode
+
+
 # -- sample -------------------------------------------------------------------------------------------------------
 
 
@@ -222,7 +263,8 @@ def _add_sample(commands) -> None:
                    help=f"a shipped name or a path (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--hf-model", default=None, metavar="FOLDER",
                    help="sample a masked LM instead: a local folder saved by save_pretrained (model and tokenizer; "
-                        "needs pip install 'snrpaths[hf]'); endpoint paths only")
+                        "needs pip install 'snrpaths[hf]'); endpoint paths only, unless its weights hold a DSL "
+                        "converter (snrpaths.backends.DSLMaskedLM: every path)")
     p.add_argument("--seq-len", type=int, default=None,
                    help="with --hf-model: positions sampled (default: the model's, at most 128)")
     p.add_argument("--path", default=None,

@@ -239,3 +239,26 @@ def test_train_takes_an_objective_expression(tmp_path, write_corpus):
     assert settings["objective"]["name"] == "Mixture"
     assert settings["objective"]["parts"][1] == [{"name": "PathStates", "path": "hybrid(2, 2)", "policy": None,
                                                   "teacher": None, "refresh": None, "rollouts": None}, 1.0]
+
+
+def test_train_fine_tunes_a_masked_lm_behind_a_dsl_converter(tmp_path, write_corpus, capsys):
+    """``--hf-model``: a fresh converter on a tiny BERT, the converter trained and the backbone not (default), the
+    export in the authors' layout; words outside the tokenizer's vocabulary ([UNK]) are left out and counted."""
+    from snrpaths.backends.hf import MaskedLM, save_random
+    from snrpaths.backends.hf_dsl import DSLMaskedLM
+
+    corpus = write_corpus(tmp_path / "corpus", [20, 21])
+    folder = save_random(tmp_path / "bert", "to be or not that is the question".split(), hidden=16, layers=1, heads=2)
+    args = ["train", "--hf-model", str(folder), "--corpus", str(corpus), "--valid-every", "2", "--seq-len", "8",
+            "--anchor-dim", "8", "--steps", "2", "--batch", "4", "--eval-every", "2", "--eval-rows", "4",
+            "--save-every", "2", "--objective", "dsl", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main([*args, "--export", str(tmp_path / "export")]) == 0
+    assert "train: left out" in capsys.readouterr().out
+    tuned, plain = MaskedLM.from_pretrained(tmp_path / "export", seq_len=8), MaskedLM.from_pretrained(folder, seq_len=8)
+    assert isinstance(tuned, DSLMaskedLM) and tuned.converter.config.head == "evidence"
+    assert tuned.converter.config.anchor_dim == 8 and float(tuned.converter.beta.detach()) != 8 ** -0.5
+    for name, tensor in plain.model.state_dict().items():
+        assert torch.equal(tensor, tuned.model.state_dict()[name]), name
+    with pytest.raises(SystemExit):
+        main([*args, "--init", "tiny-shakespeare-dsl"])
+    assert "--init and --hf-model name two models" in capsys.readouterr().err

@@ -25,6 +25,7 @@ generates no code.
 
 import math
 
+import attrs
 import pytest
 import torch
 
@@ -33,6 +34,7 @@ from snrpaths.backends import ConverterConfig, DiTConfig, DSLDenoiser, MaskedLM,
 from snrpaths.backends import converter as converter_module
 from snrpaths.backends import fast
 from snrpaths.backends.hf import save_random
+from snrpaths.backends.hf_dsl import AUTHORS, DSLMaskedLM
 from snrpaths.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,6 +141,30 @@ def test_masked_lm_bf16_within_budget_and_compiled_equal_to_eager(lm_folder):
     assert compiled.forward_options == {"precision": "fp32", "compile": "aot_eager"}
     # 8 reductions in series, none longer than the FFN's 2H = 64 terms
     torch.testing.assert_close(compiled.logits(state), want, rtol=0, atol=2 * 8 * 64 * U32 * scale)
+
+
+def test_dsl_masked_lm_bf16_keeps_its_converter_softmax_in_float32_and_compiles(lm_folder, monkeypatch):
+    """A masked LM behind the DSL-LLaDA converter: the converter's ``W q + c`` is one more product in series than the
+    plain BERT's (``M = 9``), and compiling traces the model on ``inputs_embeds``."""
+    den = DSLMaskedLM.from_pretrained(lm_folder, seq_len=L, config=attrs.evolve(AUTHORS, anchor_dim=8))
+    state = mixed_state(den)
+    want = den.logits(state)
+    seen = []
+    chunks = converter_module.Converter._softmax_chunks
+
+    def spy(self, *args, **kwargs):
+        for q, scratch, s in chunks(self, *args, **kwargs):
+            seen.append(q.dtype)
+            yield q, scratch, s
+
+    monkeypatch.setattr(converter_module.Converter, "_softmax_chunks", spy)
+    got = den.set_forward(precision="bf16").logits(state)
+    assert seen and set(seen) == {torch.float32}
+    error, scale = float((got - want).abs().max()), float(want.abs().max())
+    assert 0 < error <= (2 * 9 + 1) * U16 * scale
+    compiled = den.set_forward(compile="aot_eager").logits(state)
+    torch.testing.assert_close(compiled, want, rtol=0, atol=2 * 9 * 64 * U32 * scale)
+    assert MaskedLM.from_pretrained(lm_folder, seq_len=L).forward_options["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("options", [{"precision": "bf16"}, {"compile": "aot_eager"}])
