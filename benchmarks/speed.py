@@ -309,7 +309,8 @@ def report(r: dict) -> str:
                      f"{tb:.3f} | {B / tb:.2f} | {B * L / tb:,.0f} | {1 / t1:.2f} | {tb / nb * 1e3:.1f} | "
                      f"{_mib(row['peak_bytes'])} |")
     title = (f"Runner overhead: `sample(mdm({T}))` against `runner_overhead.hand_written_mdlm` on the same "
-             f"checkpoint, alternating, median of {r['repeats_1']} (CPU; batches 1 and 8, L = 256 in `runner_overhead.md`)")
+             f"checkpoint, alternating, median of {r['repeats_1']} (CPU; batches 1 and 8, L = 256 in "
+             "`runner_overhead.md`)")
     columns = ("| batch | hand-written s | snrpaths.sample s | NFE (hand / sample) | ms per call (hand / sample) | "
                "ratio sample / hand |")
     lines += ["", title, "", columns, "|---:|---:|---:|---:|---:|---:|"]
