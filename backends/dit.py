@@ -163,13 +163,19 @@ class Block(nn.Module):
         nn.init.zeros_(self.adaLN_modulation.weight)  # zero-init: every block starts as the identity
         nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x, cos, sin, c, dropout: float):
+    def forward(self, x, cos, sin, c, dropout: float, keys=None):
+        """``(B, n, H)`` -> ``(B, n, H)``: the block on the hidden states of ``n`` positions with rotary tables ``cos``,
+        ``sin`` ``(n, hd)`` of those positions. ``keys`` (cached block decoding, :meth:`DiT.refresh`): a function
+        ``(k, v) -> (k, v)`` from the positions' own rotated keys and values ``(B, nh, n, hd)`` to the ones they
+        attend over ``(B, nh, L, hd)``; without it they attend over each other."""
         B, L, H = x.shape
         # (1, 1, H) each: c is shared by the batch (constant timestep)
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
         qkv = self.attn_qkv(modulate(self.norm1(x), shift1, scale1))  # (B, L, 3H), laid out (three, heads, hd)
         q, k, v = qkv.view(B, L, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4)  # (B, nh, L, hd) each
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if keys is not None:
+            k, v = keys(k, v)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, L, hd), scale 1/sqrt(hd), no mask
         y = y.transpose(1, 2).reshape(B, L, H)
         x = x + gate1 * F.dropout(self.attn_out(y), dropout, self.training)
@@ -218,9 +224,37 @@ class DiT(nn.Module):
         ``dropout`` defaults to ``config.dropout`` in training mode and 0 in eval mode.
         """
         dropout = (self.config.dropout if self.training else 0.0) if dropout is None else dropout
+        return self._run(x, *self.rotary_emb(x.shape[1]), dropout, [None] * len(self.blocks))
+
+    def refresh(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval forward on input embeddings ``x`` ``(B, L, hidden)`` that also keeps what cached block decoding
+        reads: ``(logits, cache)``, ``logits`` ``(B, L, V)`` bit for bit ``forward(x, dropout=0)``'s and ``cache``
+        ``(B, n_blocks, 2, nh, L, hd)`` every block's rotated keys and values of every position."""
+        kept = []
+
+        def keep(k, v):
+            kept.append(torch.stack((k, v), 1))  # (B, 2, nh, L, hd)
+            return k, v
+
+        logits = self._run(x, *self.rotary_emb(x.shape[1]), 0.0, [keep] * len(self.blocks))
+        return logits, torch.stack(kept, 1)
+
+    def cached(self, x: torch.Tensor, index: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+        """``(B, n, V)`` logits of the ``n`` positions ``index`` (sorted) from their input embeddings ``x``
+        ``(B, n, hidden)``; in every block they attend over the ``cache`` of :meth:`refresh`, their own entries
+        replaced by their fresh keys and values (Fast-dLLM's cache: the other positions' are not recomputed).
+        With ``x`` the refresh's own rows this is the refresh's logits there, up to float rounding."""
+        cos, sin = self.rotary_emb(cache.shape[-2])  # (L, hd) each
+
+        def reader(layer: int):
+            return lambda k, v: (cache[:, layer, 0].index_copy(2, index, k), cache[:, layer, 1].index_copy(2, index, v))
+
+        return self._run(x, cos[index], sin[index], 0.0, [reader(i) for i in range(len(self.blocks))])
+
+    def _run(self, x, cos, sin, dropout: float, keys: list) -> torch.Tensor:
+        """The blocks and the head on ``x`` ``(B, n, hidden)``; block ``i`` attends through ``keys[i]``."""
         t = torch.zeros(1, device=x.device)  # the constant timestep: the evidence itself says how noisy it is
         c = F.silu(self.sigma_map(t))  # (1, cond_dim)
-        cos, sin = self.rotary_emb(x.shape[1])  # (L, hd) each
-        for block in self.blocks:
-            x = block(x, cos, sin, c, dropout)
+        for block, kv in zip(self.blocks, keys):
+            x = block(x, cos, sin, c, dropout, kv)
         return self.output_layer(x, c)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from snrpaths import validate
+from snrpaths.data import Tokenizer, prompt_ids, tokenizer_from_config
 from snrpaths.errors import SNRPathError, SNRTypeError, ShapeError
 from snrpaths.geometry import TokenTable
 from snrpaths.state import SNRState
@@ -36,10 +38,13 @@ class DSLDenoiser(nn.Module):
     Args:
         backbone: the DiT (its ``vocab_embed`` is the converter's table ``E``).
         converter: anchors, ``beta`` and ``b``; its vocabulary must match the backbone's.
-        tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint.
+        tokenizer: optional JSON-able description of the tokenizer, stored with the checkpoint. With one, the
+            denoiser carries its text (:class:`snrpaths.denoiser.TextCodec`): ``snrpaths.sample(path, denoiser,
+            prompt="ROMEO:")`` takes a text prompt and fills ``Result.text``, exactly as ``snrpaths sample`` does.
     """
 
     reads_finite_snr = True  # the converter reads soft evidence (snrpaths.denoiser.FiniteSNR)
+    caches_blocks = True  # the DiT keeps every block's keys and values (snrpaths.denoiser.BlockCaching)
 
     def __init__(self, backbone: DiT, converter: Converter, tokenizer: dict | None = None):
         super().__init__()
@@ -53,6 +58,7 @@ class DSLDenoiser(nn.Module):
         self._table_key: tuple | None = None
         self._table: TokenTable | None = None
         self._fast: FastForward | None = None  # set_forward's options for logits(); None: plain float32, eager
+        self._codec: tuple[dict, Tokenizer] | None = None
 
     @classmethod
     def build(
@@ -94,6 +100,39 @@ class DSLDenoiser(nn.Module):
         from .checkpoint import from_description
 
         return from_description(description, where)
+
+    # -- text in, text out (snrpaths.denoiser.TextCodec) -------------------------------------------------------
+
+    def text_tokenizer(self) -> Tokenizer:
+        """The tokenizer its ``tokenizer`` entry describes (built once, again only if the entry changes), checked
+        against the vocabulary: ids in, text out, with no guess about the encoding."""
+        if self.tokenizer is None:
+            raise SNRPathError("this denoiser records no tokenizer, so it cannot turn text into ids or ids into text; "
+                               "give prompts as token ids and decode with the tokenizer it was trained with")
+        if self._codec is None or self._codec[0] != self.tokenizer:
+            tokenizer = tokenizer_from_config(self.tokenizer)
+            if tokenizer.vocab_size != self.vocab_size:
+                raise SNRPathError(f"the denoiser has a vocabulary of {self.vocab_size} but its tokenizer has "
+                                   f"{tokenizer.vocab_size} ids: they do not belong together")
+            self._codec = (dict(self.tokenizer), tokenizer)
+        return self._codec[1]
+
+    def encode_prompts(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """``[B, L]`` prompt ids of ``B`` texts: each text's tokens first, ``-1`` (free) after them
+        (:func:`snrpaths.data.prompt_ids`, as ``snrpaths sample --prompt``); a text of ``L`` tokens or more is
+        refused."""
+        tokenizer = self.text_tokenizer()
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise SNRTypeError(f"'texts' must be a string or a non-empty sequence of strings (got {texts!r:.80})")
+        rows = torch.stack([prompt_ids(tokenizer, text, self.seq_len) for text in texts])
+        return rows.to(self.converter.anchor_weight.device)
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """The texts of ``[B, L]`` (or one ``[N]``) token ids, each id in ``[0, V)``."""
+        tokenizer = self.text_tokenizer()
+        tokens = validate.token_ids("tokens", tokens, self.vocab_size, ndims=(1, 2))
+        return [tokenizer.decode(row) for row in (tokens[None] if tokens.ndim == 1 else tokens).cpu()]
 
     # -- the Denoiser protocol -------------------------------------------------------------------------------
 
@@ -155,13 +194,47 @@ class DSLDenoiser(nn.Module):
         """
         return self._predict(z, gamma, tokens, dropout=None)
 
+    # -- cached block decoding (snrpaths.denoiser.BlockCaching) -----------------------------------------------------
+
+    def refresh_cache(self, state: SNRState, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, cache)``: ``logits(state)`` bit for bit, and the DiT's keys and values of every position in
+        every block, ``(B, n_blocks, 2, n_heads, L, head_dim)`` (:meth:`DiT.refresh`). ``active`` is not read: the
+        cache holds every position, so one serves both the prefix and the dual cache."""
+        self._check_state(state)
+        with torch.no_grad():
+            converted = self._convert(state.z, state.gamma, state.tokens)
+            logits, cache = self.backbone.refresh(converted.h)
+            return self._head(logits, converted), cache
+
+    def cached_logits(self, state: SNRState, active: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+        """``(B, A, V)`` logits of the ``active`` positions ``(A,)``: the converter on their evidence alone (it is
+        per position), then the DiT on those positions, attending over ``cache`` (:meth:`DiT.cached`)."""
+        self._check_state(state)
+        with torch.no_grad():
+            converted = self._convert(state.z[:, active], state.gamma[:, active], state.tokens[:, active])
+            return self._head(self.backbone.cached(converted.h, active, cache), converted)
+
+    # -- the computation ---------------------------------------------------------------------------------------
+
+    def _check_state(self, state: SNRState) -> None:
+        if not isinstance(state, SNRState):
+            raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
+        self._check_inputs(state.z, state.gamma, state.tokens)
+
+    def _convert(self, z, gamma, tokens):
+        return self.converter(z, gamma, tokens, self.backbone.vocab_embed.embedding)  # E: (V + 1, H)
+
     def _predict(self, z, gamma, tokens, dropout):
         self._check_inputs(z, gamma, tokens)
-        E = self.backbone.vocab_embed.embedding  # (V + 1, H)
         fast = self._fast if dropout == 0.0 else None  # set_forward's options serve logits() only
         with contextlib.nullcontext() if fast is None else fast.autocast(z.device):
-            converted = self.converter(z, gamma, tokens, E)
+            converted = self._convert(z, gamma, tokens)
             logits = self.backbone(converted.h, dropout=dropout) if fast is None else fast(converted.h)  # (B, L, V)
+        return self._head(logits, converted)
+
+    @staticmethod
+    def _head(logits: torch.Tensor, converted) -> torch.Tensor:
+        """The backbone's ``(B, n, V)`` logits plus, under the evidence head, ``z_i . x_v`` at the finite positions."""
         if converted.evidence is None:
             return logits
         # z . x reaches ~gamma: added in at least float32 (a bf16 backbone output would blur it at large gamma)

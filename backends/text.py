@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from snrpaths.data import Tokenizer, tokenizer_from_config
+from snrpaths.data import Tokenizer
 from snrpaths.errors import SNRPathError
 
 from .checkpoint import load
@@ -13,12 +13,10 @@ from .dsl import DSLDenoiser
 
 def load_with_tokenizer(checkpoint: str | os.PathLike) -> tuple[DSLDenoiser, Tokenizer]:
     """``(denoiser, tokenizer)`` from a shipped name or a checkpoint folder whose recorded tokenizer matches its
-    vocabulary: ids in, text out, with no guess about the encoding."""
+    vocabulary: ids in, text out, with no guess about the encoding. The denoiser carries the same tokenizer
+    (:meth:`DSLDenoiser.text_tokenizer`), so ``load(checkpoint)`` alone already takes text prompts and gives text."""
     denoiser = load(checkpoint)
-    if denoiser.tokenizer is None:
-        raise SNRPathError(f"the checkpoint {str(checkpoint)!r} records no tokenizer, so its ids cannot be decoded")
-    tokenizer = tokenizer_from_config(denoiser.tokenizer)
-    if tokenizer.vocab_size != denoiser.vocab_size:
-        raise SNRPathError(f"the checkpoint {str(checkpoint)!r} has a vocabulary of {denoiser.vocab_size} but its "
-                           f"tokenizer has {tokenizer.vocab_size} ids: they do not belong together")
-    return denoiser, tokenizer
+    try:
+        return denoiser, denoiser.text_tokenizer()
+    except SNRPathError as err:
+        raise SNRPathError(f"the checkpoint {str(checkpoint)!r}: {err}") from None

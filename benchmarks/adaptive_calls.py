@@ -144,11 +144,12 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(prog="snrpaths bench adaptive-calls", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings: seconds, not minutes (the tests run it)")
     parser.add_argument("--n", type=int, default=None, help="samples per cell (default 10000, quick 2000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = parser.parse_args(argv)
     n = args.n or (2000 if args.quick else 10_000)
     torch.set_num_threads(1)  # many small tensor operations: one thread is faster on a shared machine

@@ -42,7 +42,7 @@ import tempfile
 import time
 
 import torch
-from tqdm.auto import tqdm
+from snrpaths.progress import track
 
 from snrpaths import parse_path, sample
 from snrpaths.backends import Interpolated
@@ -319,8 +319,8 @@ class Study:
         seeds, with the whole search (``searched``)."""
         den = self.models[label]
         valid = {name: self.cell(label, den, expr, held_out=False)
-                 for name, expr in tqdm(rows.items(), desc=f"{label} T={T} {kind}", unit="cell",
-                                        disable=self.args.quick)}
+                 for name, expr in track(list(rows.items()), "cell", f"{label} T={T} {kind}",
+                                         not self.args.quick)}
         name = best(valid, self.truth_pair_entropy)
         searched = [{"setting": k, "selection_score": selection_score(v, self.truth_pair_entropy),
                      **{m: v[m] for m in (*VALIDATION_FIELDS, "path")}} for k, v in valid.items()]
@@ -556,7 +556,8 @@ def plot(parts: dict, args, out: pathlib.Path) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="snrpaths bench continuous", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models and grids (about a minute)")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--runs", type=pathlib.Path,
                         help="where training runs are kept and resumed (default OUT/.continuous_runs; --quick: a "
                              "temporary folder)")

@@ -39,24 +39,25 @@ from snrpaths import SNRState
 
 
 def parse(argv: list[str] | None = None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="snrpaths bench dit-throughput", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one warm-up and one timed round")
     p.add_argument("--out", type=pathlib.Path, default=RESULTS, help="folder for the JSON, table and plot")
     p.add_argument("--vocab", type=int, default=50258, help="V real tokens (the embedding has V + 1 rows)")
-    p.add_argument("--anchor-dim", type=int, default=48)
-    p.add_argument("--hidden", type=int, default=768)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--cond-dim", type=int, default=128)
+    p.add_argument("--anchor-dim", type=int, default=48, help="dimension d of the anchors (default: 48)")
+    p.add_argument("--hidden", type=int, default=768, help="width of the DiT (default: 768, MDLM-OWT)")
+    p.add_argument("--heads", type=int, default=12, help="attention heads (default: 12)")
+    p.add_argument("--cond-dim", type=int, default=128, help="width of the SNR conditioning (default: 128)")
     p.add_argument("--n-blocks", type=int, default=12, help="12 is MDLM-OWT; a forward takes seconds on 2 CPU cores")
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--seq-len", type=int, default=1024, help="sequence length L (default: 1024)")
+    p.add_argument("--batch", type=int, default=1, help="sequences per forward (default: 1)")
+    p.add_argument("--reps", type=int, default=3, help="timed rounds, the median reported (default: 3)")
     p.add_argument("--sparse-k", type=int, default=ConverterConfig().sparse_k, help="slots gathered per position")
     p.add_argument("--sparse-tol", type=float, default=ConverterConfig().sparse_tol, help="largest dropped mass")
     p.add_argument("--snrs", type=float, nargs="+", default=[0.5, 4.0, 40.0, 400.0], help="fixed SNRs of the sweep")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where to run (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     return p.parse_args(argv)
 
 

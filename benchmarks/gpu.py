@@ -10,9 +10,10 @@ Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``
 * a row is a path expression (``{T}`` the steps) and load options (:mod:`snrpaths.backends.fast`): plain
   ``mdm(T)``; ``threshold``, the confidence-threshold reveal (Fast-dLLM's parallel decoding: a linear clock of ``T``
   steps as the floor, plus every position whose confidence reaches 0.9, so it can stop early); ``compiled``
-  (``compile=True``, static shapes: its warm-up round compiles every batch shape it meets); ``bf16`` (autocast).
-  Adding a row is one line (e.g. ``Row("cached", "blocks(32, mdm({T}), cache='dual')")`` once cached block decoding
-  is in); a row a model cannot run is reported with the reason instead of a time.
+  (``compile=True``, static shapes: its warm-up round compiles every batch shape it meets); ``bf16`` (autocast);
+  ``cached``, Fast-dLLM's dual key/value cache over blocks of 32 positions (``blocks(L / 32, mdm(T / (L / 32)),
+  cache='dual')``: the same budget of calls). Adding a row is one line of :data:`ROWS`; a row a model cannot run
+  (the masked LM has no block cache) is reported with the reason instead of a time.
 * measured: ``sample(path, den, batch=B, seed=r)`` round-robin over every (model, row, batch), one warm-up round, the
   median of ``--repeats`` rounds, timed between device synchronisations. tokens/s = ``B L / t``; calls/s =
   ``nfe / t`` (``nfe`` the denoiser calls the run made).
@@ -48,7 +49,9 @@ from snrpaths import SNRPathError, parse_path, sample
 
 @attrs.frozen
 class Row:
-    """One row of the table: a path expression (``{T}`` stands for the steps) run with load options."""
+    """One row of the table: a path expression run with load options. In the expression ``{T}`` stands for the
+    steps, ``{blocks}`` for Fast-dLLM's blocks of 32 positions (``L / 32``; quick: blocks of 8) and ``{T_block}`` for
+    the steps of one block (``T / blocks``), so every row has the same budget of calls."""
 
     name: str
     path: str
@@ -60,6 +63,7 @@ ROWS = (
     Row("threshold", "reveal({T}, order='confidence', threshold=0.9)"),
     Row("compiled", "mdm({T})", {"compile": True}),
     Row("bf16", "mdm({T})", {"precision": "bf16"}),
+    Row("cached", "blocks({blocks}, mdm({T_block}), cache='dual')"),
 )
 #: Peak memory bandwidth (bytes/s) from the data sheets, by a substring of torch's device name.
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "A100-SXM4-80GB": 2.039e12,
@@ -162,8 +166,10 @@ def measure(args, device: torch.device) -> dict:
         for row in rows:
             try:
                 twin = variant(den, row.options)
-                program = parse_path(row.path.format(T=T)).compile(L)
+                blocks = L // (8 if args.quick else 32)
+                program = parse_path(row.path.format(T=T, blocks=blocks, T_block=max(1, T // blocks))).compile(L)
                 program.require_reads(twin)
+                program.require_cache(twin)
             except SNRPathError as err:
                 cells.update({(model_name, row.name, b): {"skipped": f"{type(err).__name__}: {err}"} for b in batches})
                 continue
@@ -184,7 +190,8 @@ def measure(args, device: torch.device) -> dict:
             "models": {name: {"parameters": sum(p.numel() for p in (den.backbone if isinstance(den, DSLDenoiser)
                                                                     else den.model).parameters()),
                               "weight_bytes": weight_bytes(den)} for name, den in models.items()},
-            "cells": [{"model": m, "row": r, "batch": b, **cell} for (m, r, b), cell in cells.items()]}
+            "cells": [{"model": m, "row": r.name, "batch": b, **cells[(m, r.name, b)]} for m in models for r in rows
+                      for b in batches]}
 
 
 def report(result: dict) -> str:

@@ -39,9 +39,11 @@ import time
 
 import torch
 from tqdm.auto import tqdm
+
 from snrpaths.backends.hmm import ExactHMM
 from snrpaths.benchmarks import _hmm_learned as learned
 from snrpaths.benchmarks._results import RESULTS, Record, write
+from snrpaths.progress import track
 from snrpaths.benchmarks._samplers import BUILTIN, OWN_NFE
 from snrpaths.benchmarks._timing import round_robin
 
@@ -122,7 +124,7 @@ def sweep(label: str, denoiser, hmm: ExactHMM, entropy, pairs, n: int, args, rec
     ``tag`` names the settings the rows depend on (default: part (a)'s for the exact denoiser, (b)'s otherwise)."""
     tag = tag or learned.settings_tag(args, EXACT_SETTINGS if label == EXACT else LEARNED_SETTINGS)
     rows = []
-    for name, budget in tqdm(pairs, desc=f"samplers, {label} denoiser", unit="cell"):
+    for name, budget in track(list(pairs), "cell", f"samplers, {label} denoiser"):
         row = record.get(f"{tag}|{label}|{name}|{budget}",
                          lambda: _cell(label, denoiser, hmm, entropy, name, budget, n, args.seed))
         tqdm.write(f"{label:>6} {name:>20} T={budget or '-':<4} nfe={row['nfe']:<4} gap={row['gap']:+.4f} ± "
@@ -365,12 +367,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", type=int, nargs="+", help=f"NFE budgets (default {FULL['budgets']})")
     parser.add_argument("--handover-budget", type=int,
                         help=f"budget of the hand-over cells, among --budgets (default {FULL['handover_budget']})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops, shared cores)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
                         help="2 (default): part (b)'s training runs in a second process beside part (a); 1: one after "
                              "the other")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     group = parser.add_argument_group("part (b), learned denoisers")
     group.add_argument("--no-learned", action="store_true", help="run part (a) alone")
     group.add_argument("--runs", type=pathlib.Path,

@@ -259,12 +259,13 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(prog="snrpaths bench nll-estimators", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings: seconds, not minutes (the tests run it)")
     parser.add_argument("--repeats", type=int, default=None, help="independent runs per cell (default 64, quick 16)")
     parser.add_argument("--seqs", type=int, default=None, help="sequences per toy (default 4, quick 2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--checkpoint", default=None,
                         help="also measure the endpoint estimators on this trained checkpoint (full mode default: "
                              "tiny-shakespeare-dsl; quick mode: none)")

@@ -32,7 +32,7 @@ import types
 import torch
 from snrpaths.backends.toy import ExactToy
 from snrpaths.benchmarks._results import RESULTS, Record, write
-from tqdm import tqdm
+from snrpaths.progress import track
 
 from snrpaths import parse_path, sample, tune
 from snrpaths.errors import SNRPathError
@@ -117,7 +117,7 @@ def _panel(part: str, name: str, model, budget: int, sizes: dict, storage: pathl
     for row, (kind, what) in ROWS.items():
         path, validation = _row_path(kind, what, budget, tuned)
         cells = [record.get(f"{name}|{path!r}|{seed}|{sizes['score_n']}", lambda seed=seed: score(path, sizes["score_n"], seed))
-                 for seed in tqdm(seeds, desc=f"{name} T={budget} {row}", leave=False)]
+                 for seed in track(list(seeds), "seed", f"{name} T={budget} {row}", leave=False)]
         rows.append({"row": row, "path": repr(path), "validation": validation, **_summary(cells)})
     if part == "text":
         rows.append({"row": HUMAN, "path": "", "validation": None,

@@ -724,10 +724,11 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="snrpaths bench robustness", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 inputs a surface (fewer for the slow ones)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine
     import optuna

@@ -209,9 +209,10 @@ def plot(result: dict, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="snrpaths bench runner-overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--seed", type=int, default=0, help="weights and sampling seeds")
     parser.add_argument("--backend", choices=("dit", "masked-lm"), default="dit",
                         help="dit: MDLM on a small DiT; masked-lm: LLaDA-style decoding on a wrapped masked LM")

@@ -32,11 +32,13 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None) -> None:
     p = argparse.ArgumentParser(prog="snrpaths bench shipped-checkpoints", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="64 windows and one sample per path")
-    p.add_argument("--checkpoints", nargs="+", default=["tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"])
+    p.add_argument("--checkpoints", nargs="+", default=["tiny-shakespeare-mdlm", "tiny-shakespeare-dsl"],
+                   help="shipped names or paths (default: both shipped checkpoints)")
     p.add_argument("--windows", type=int, default=None, help="validation windows, at most all (default 2048)")
     p.add_argument("--n", type=int, default=None, help="samples per path (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                   help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = p.parse_args(argv)
     windows_wanted = args.windows or (64 if args.quick else 2048)
     n = args.n or (1 if args.quick else 2)

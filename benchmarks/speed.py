@@ -394,14 +394,16 @@ def plot(r: dict, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="snrpaths bench speed", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="T = 8, batch 4, smaller sweeps (under a minute)")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
     parser.add_argument("--checkpoint", default="tiny-shakespeare-dsl", help="a name or folder snrpaths.backends.load reads")
     parser.add_argument("--budget", type=int, default=None, help="NFE budget T (default 64, quick 8)")
     parser.add_argument("--batch", type=int, default=None, help="batch B of the sampler table (default 32, quick 4)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to run (default: cuda when available, else cpu)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads on the CPU (default 1; 0 keeps torch's default, one per core)")
     args = parser.parse_args(argv)

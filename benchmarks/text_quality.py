@@ -30,7 +30,7 @@ from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.benchmarks._plays import held_out
 from snrpaths.benchmarks._results import RESULTS, Record, write
 from snrpaths.benchmarks._timing import describe_device
-from tqdm import tqdm
+from snrpaths.progress import track
 
 from snrpaths import parse_path, sample
 from snrpaths.data import fixed_windows
@@ -96,8 +96,9 @@ def _parse(argv):
     p.add_argument("--target", type=_pair, help="the hybrid set against ReMDM at 4x its calls, and whose switch modes "
                    "are compared, as TC+TM, or none (default 16+32)")
     p.add_argument("--seed", type=int, default=0, help="first seed; seed k of every cell is seed + k")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                   help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name in ("samplers", "n", "seeds", "budgets", "reference", "grid", "target"):
@@ -194,7 +195,7 @@ def _run(plan: _Plan, args, partial: pathlib.Path) -> dict:
     jobs = [(HUMAN, HUMAN, s) for s in seeds] + [(ckpt, text, s) for _, text, ckpt in cells for s in seeds]
     todo = [j for j in jobs if _key(*j) not in record.done]
     scorers = _scorers(args.metrics, plan.reference) if todo else []
-    for ckpt, text, s in tqdm(todo, desc="text study", unit="cell"):
+    for ckpt, text, s in track(todo, "cell", "text study"):
         record.get(_key(ckpt, text, s), lambda: {"n": args.n, **_job(plan, args, scorers, ckpt, text, s)})
     return record.done
 

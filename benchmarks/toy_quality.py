@@ -133,11 +133,12 @@ def plot(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(prog="snrpaths bench toy-quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings: seconds, not minutes (the tests run it)")
     parser.add_argument("--n", type=int, default=None, help="samples per cell (default 20000, quick 2000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--samplers", nargs="+", metavar="NAME|EXPR",
                         help=f"run only these rows: names (default: all of {', '.join(SAMPLERS)}) or path "
                              "expressions, {T} standing for the budget, e.g. \"ramp({T}) >> switch('commit')\"")

@@ -22,6 +22,9 @@ from .cli_toys import TOYS, make_toy
 from .cli_tune import add_command as add_tune_command
 from . import __version__
 from .errors import SNRPathError
+from .files import FIGURE_SUFFIXES, check_output_file
+from .progress import track
+from .reprs import markdown_table
 from .parse import parse_path
 from .runner import sample
 from .testing.stats import empirical_law, tv_tolerance
@@ -131,6 +134,8 @@ def _plot_toy(length: int, flag: str):
 def _run_gamma_plane(args) -> int:
     from . import plot  # matplotlib loads only when a plot is asked for
 
+    check_output_file(args.out, "--out", FIGURE_SUFFIXES)
+
     length = max(max(args.positions) + 1, 2) if args.length is None else args.length
     fig = plot.gamma_plane([parse_path_arg(text) for text in args.path], positions=tuple(args.positions),
                            denoiser=_plot_toy(length, "--length"), runs=args.runs, seed=args.seed)
@@ -140,6 +145,8 @@ def _run_gamma_plane(args) -> int:
 
 def _run_order(args) -> int:
     from . import plot
+
+    check_output_file(args.out, "--out", FIGURE_SUFFIXES)
 
     fig = plot.generation_order([parse_path_arg(text) for text in args.path], denoiser=_plot_toy(args.length, "--length"),
                                 seed=args.seed)
@@ -163,15 +170,15 @@ def _run_toy(args) -> int:
     floor = tv_tolerance(toy.probs, args.n)
     print(f"{toy}: exact joint over {toy.vocab_size}^{toy.seq_len} sequences, {args.n} samples per sampler")
     print(f"TV of an exact sampler stays below {floor:.4f} (sampling floor, failure probability < 1e-6)\n")
-    print(f"| {'sampler':<24} | {'path':<48} | NFE static | NFE used | TV to P | s |")
-    print(f"|{'-' * 26}|{'-' * 50}|-----------:|---------:|--------:|---:|")
-    for name, p in rows:
+    table = []
+    for name, p in track(rows, "sampler", "toy", enabled=None, leave=False):
         start = time.perf_counter()
         result = sample(p, toy, batch=args.n, seed=args.seed)
         law = empirical_law(result.tokens, toy.vocab_size)
         tv = 0.5 * float((law - toy.probs.flatten()).abs().sum())
-        print(f"| {name:<24} | {repr(p):<48} | {p.compile(toy.seq_len).nfe:>10} | {result.nfe:>8} | "
-              f"{tv:7.4f} | {time.perf_counter() - start:3.0f} |")
+        table.append((name, repr(p), p.compile(toy.seq_len).nfe, result.nfe, f"{tv:.4f}",
+                      f"{time.perf_counter() - start:.0f}"))
+    print(markdown_table(("sampler", "path", "NFE static", "NFE used", "TV to P", "s"), table, "llrrrr"))
     result = sample(paths[0], toy, batch=args.n, seed=args.seed)
     _print_top(toy, empirical_law(result.tokens, toy.vocab_size))
     if len(paths) > 1:

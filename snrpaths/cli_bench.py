@@ -14,7 +14,7 @@ import argparse
 import importlib
 
 from .errors import one_of
-from .files import check_writable
+from .files import check_output_folder, check_writable
 
 
 def add_command(commands) -> None:
@@ -35,7 +35,13 @@ def run_bench(args) -> int:
     if args.study != "all" and args.study not in STUDIES:
         raise one_of("study", args.study, (*STUDIES, "all"))
     names = list(STUDIES) if args.study == "all" else [args.study]
-    check_writable(_out(args.options), "--out")  # before a study that may run for an hour, not after it
+    out = _out(args.options)
+    if out is None:  # the studies' own results folder, made where it is missing (benchmarks/results)
+        from snrpaths.benchmarks._results import RESULTS
+
+        check_writable(RESULTS, "the results folder")  # before a study that may run for an hour, not after it
+    else:
+        check_output_folder(out, "--out")
     for name in names:
         module = importlib.import_module(f"snrpaths.benchmarks.{STUDIES[name][0]}")
         if len(names) > 1:
@@ -44,16 +50,12 @@ def run_bench(args) -> int:
     return 0
 
 
-def _out(options: list[str]) -> str:
-    """The results folder the studies write into: the last ``--out`` among their options, else their default."""
+def _out(options: list[str]) -> str | None:
+    """The results folder the studies write into: the last ``--out`` among their options, None for their default."""
     folder = None
     for i, option in enumerate(options):
         if option == "--out" and i + 1 < len(options):
             folder = options[i + 1]
         elif option.startswith("--out="):
             folder = option.removeprefix("--out=")
-    if folder is None:
-        from snrpaths.benchmarks._results import RESULTS
-
-        return str(RESULTS)
     return folder

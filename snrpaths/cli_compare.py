@@ -14,15 +14,12 @@ path paired by seed (snrpaths.compare).
 from __future__ import annotations
 
 import argparse
-import pathlib
 
 from .comparison import compare
-from .errors import SNRPathError
-from .files import check_output_file
+from .files import FIGURE_SUFFIXES, check_output_file
 
 #: the flags that go to the judge's builder (:data:`snrpaths.comparison.JUDGES`), by their keyword
 JUDGE_FLAGS = ("vocab", "length", "toy_seed", "states", "successors", "emissions", "hmm_seed", "seq_len")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_command(commands) -> None:
@@ -57,9 +54,7 @@ def run_compare(args) -> int:
     if args.out is not None:
         check_output_file(args.out, "--out")  # before any sampling, not after it
     if args.plot is not None:
-        check_output_file(args.plot, "--plot")
-        if pathlib.Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
-            raise SNRPathError(f"--plot {args.plot!r}: the file name must end in one of {', '.join(PLOT_SUFFIXES)}")
+        check_output_file(args.plot, "--plot", FIGURE_SUFFIXES)
     options = {name: getattr(args, name) for name in JUDGE_FLAGS if getattr(args, name) is not None}
     result = compare(args.paths, args.judge, samples=args.samples, seeds=args.seeds, seed=args.seed,
                      judge_options=options, progress=args.progress)

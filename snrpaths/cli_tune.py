@@ -15,7 +15,7 @@ import argparse
 
 from .cli_toys import TOYS, make_toy
 from .errors import SNRPathError
-from .files import check_output_file
+from .files import FIGURE_SUFFIXES, check_output_file
 from .tuning import DEFAULT_SAMPLES, FAMILIES, METRICS, tune
 
 
@@ -53,7 +53,7 @@ def add_command(commands) -> None:
 
 def run_tune(args) -> int:
     if args.out is not None:
-        check_output_file(args.out, "--out")  # before the trials, not after them
+        check_output_file(args.out, "--out", FIGURE_SUFFIXES)  # before the trials, not after them
     denoiser, metric = _model(args)
     tuned = tune(args.family, denoiser, args.nfe, metric, trials=args.trials, seed=args.seed, n=args.n,
                  storage=args.storage, progress=args.progress)

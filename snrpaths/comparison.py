@@ -32,6 +32,8 @@ from .denoiser import Denoiser, require
 from .errors import SNRPathError, SNRTypeError
 from .files import atomic_write
 from .path import Path
+from .progress import Meter, estimate_line
+from .reprs import markdown_table
 from .runner import sample
 from .samplers import expand, resolve
 from .state import SNRState
@@ -270,19 +272,12 @@ class Comparison:
                  + [cell for m in self.metrics
                     for cell in (repr(r.interval(m.name)), "—" if i == 0 else repr(self.difference(i, m.name)))]
                  for i, r in enumerate(self.rows)]
-        widths = [max(len(c) for c in column) for column in zip(head, *lines)]
-
-        def line(cells: list[str]) -> str:
-            return "| " + " | ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                                     for j, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-        rule = "|" + "|".join("-" * (w + 1) + (":" if j else "-") for j, w in enumerate(widths)) + "|"
         about = (f"judge {self.judge}; {self.samples} samples x {len(self.seeds)} seeds "
                  f"({self.seeds[0]}..{self.seeds[-1]}, the same for every path); {self.method}; "
                  f"Δ = path - {self.rows[0].path!r}")
         better = "; ".join(f"{m.name}: {m.what}" + (f", {m.better} is better" if m.better else "")
                            for m in self.metrics)
-        return "\n".join([about, better, "", line(head), rule, *map(line, lines)])
+        return "\n".join([about, better, "", markdown_table(head, lines, "l" + "r" * (len(head) - 1))])
 
     def to_dict(self) -> dict:
         """The JSON form: settings, each metric's meaning, and per row the raw per-seed values with the intervals
@@ -368,7 +363,8 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
         judge: a :class:`Judge`, or a name for :func:`make_judge` (``"toy:markov"``, ``"hmm"``, ``"text"``, a
             folder) with ``judge_options``.
         seeds: at least 2 (the intervals are t-intervals over seeds).
-        progress: a tqdm bar counting samples, after a line estimating the time from one timed denoiser call.
+        progress: a bar counting samples, after a line estimating the time from one timed denoiser call
+            (:class:`snrpaths.progress.Meter`).
 
     Every path is compiled for the judge's length and checked against its denoiser (a finite-SNR path on an
     endpoint-only denoiser, a path that does not fit the length) before any denoiser call; the error names the
@@ -430,21 +426,16 @@ def _entries(paths: Sequence[Path | str], denoiser: Any) -> list[tuple[str, Path
     return out
 
 
-def _progress(entries, denoiser, samples: int, seeds: int):
-    """A tqdm bar over all samples, after printing the time the calls should take: one denoiser call on ``samples``
+def _progress(entries, denoiser, samples: int, seeds: int) -> Meter:
+    """A bar over all samples, after printing the time the calls should take: one denoiser call on ``samples``
     masked rows, timed, times the planned calls (the judge's scoring comes on top)."""
-    from tqdm.auto import tqdm
-
     calls = seeds * sum(program.nfe for _, _, program in entries)
     start = time.perf_counter()
     with torch.no_grad():
         denoiser.logits(SNRState.masked(samples, denoiser.seq_len, denoiser.table,
                                         device=denoiser.table.anchors.device))
     each = time.perf_counter() - start
-    tqdm.write(f"{len(entries)} paths x {seeds} seeds x {samples} samples: {calls} denoiser calls of "
-               f"{samples} rows, about {_duration(each * calls)} ({each * 1e3:.3g} ms per call, timed once)")
-    return tqdm(total=len(entries) * seeds * samples, unit="sample", desc="compare")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    meter = Meter(len(entries) * seeds * samples, "sample", "compare")
+    meter.announce(f"{estimate_line('compare', calls, 'denoiser call', each)}: {len(entries)} paths x {seeds} seeds "
+                   f"x {samples} samples, each call on {samples} rows (one timed)")
+    return meter

@@ -17,7 +17,7 @@ from typing import Union
 
 import attrs
 
-from .denoiser import reads_finite_snr, require_finite_snr
+from .denoiser import reads_finite_snr, require_block_caching, require_finite_snr
 from .errors import SNRPathError, SNRTypeError, shown_positions
 from . import limits, validate
 from .orders import RANDOM, Order, RevealRule
@@ -161,12 +161,25 @@ Op = Union[RevealOp, RampOp, RampCorrectOp, RenoiseOp, RemaskOp, MaskOp]
 
 
 @attrs.frozen
+class CacheScope:
+    """The key/value cache a step's call works under, in block ``block`` of a ``blocks(..., cache=...)`` stage
+    (:meth:`snrpaths.Path.blocks`): a row's first call in the block, or its first after ``refresh`` calls since the
+    last refresh, is a full call that stores the cache; its other calls compute ``active`` only."""
+
+    block: int  # numbers the program's cached blocks in order: a row whose cache belongs to another block refreshes
+    active: Positions  # the positions each cached call computes (sorted); the rest are read from the cache
+    refresh: int | None  # calls of a row between refreshes inside the block (None: only when the block starts)
+
+
+@attrs.frozen
 class Step:
-    """One step: a denoiser call on the current state when ``call``, then ``ops`` on disjoint positions."""
+    """One step: a denoiser call on the current state when ``call``, then ``ops`` on disjoint positions; ``cache``
+    the key/value cache the call may use (None: a call on the whole state)."""
 
     call: bool
     ops: tuple[Op, ...]
     stage: str  # the expression this step came from, for error messages and traces
+    cache: CacheScope | None = None
 
 
 @attrs.frozen(repr=False)
@@ -220,6 +233,13 @@ class Program:
         if k is not None:
             require_finite_snr(denoiser, f"step {k} of {self.path!r}, in stage `{self.steps[k].stage}`,")
 
+    def require_cache(self, denoiser: object) -> None:
+        """Raise :class:`snrpaths.errors.CapabilityError`, before any call, when this program caches keys and values
+        (``blocks(..., cache=...)``) and ``denoiser`` cannot (:class:`snrpaths.denoiser.BlockCaching`)."""
+        step = next((s for s in self.steps if s.cache is not None), None)
+        if step is not None:
+            require_block_caching(denoiser, f"stage `{step.stage}` of {self.path!r}")
+
     def __repr__(self) -> str:
         part = ", partial=True" if self.partial else ""
         return f"Program({self.path!r}, seq_len={self.seq_len}, steps={len(self.steps)}, nfe={self.nfe}{part})"
@@ -253,6 +273,7 @@ class _Lowering:
         self.open = [True] * seq_len  # may position i still be unrevealed after the stages lowered so far?
         self.opened_by: dict[int, str] = {}  # the last stage that left position i possibly unrevealed
         self.planned = 0  # steps lowered so far (parallel branches add too, though they share steps: an upper bound)
+        self.cached_blocks = 0  # blocks of cached blocks(...) stages lowered so far: each one's CacheScope.block
 
     def _plan(self, label: str, steps: int) -> None:
         """Count a stage's steps before building them, so a path of 10**9 steps fails before it fills memory."""
@@ -371,7 +392,8 @@ class _Lowering:
 
     def _blocks(self, path: Blocks, positions: Positions) -> list[Step]:
         """``inner`` on consecutive spans, the first ``len % n`` one position longer, each span's steps labelled
-        with its block (so traces and plots can tell the blocks apart)."""
+        with its block (so traces and plots can tell the blocks apart) and, with a cache, given the block's
+        :class:`CacheScope` (a cached blocks stage nested inside keeps its own)."""
         label = repr(path)
         if path.n > len(positions):
             raise SNRPathError(f"{label}: {path.n} blocks of a stage with {len(positions)} positions; each block needs "
@@ -382,8 +404,16 @@ class _Lowering:
             span = positions[start:start + size + (k < extra)]
             start += len(span)
             where = f"{label} block {k + 1} of {path.n} (positions {span[0]}..{span[-1]})"
-            steps += [attrs.evolve(s, stage=f"{where}: {s.stage}") for s in self.lower(path.inner, span)]
+            scope = self._cache_scope(path, span)
+            steps += [attrs.evolve(s, stage=f"{where}: {s.stage}", cache=s.cache or scope)
+                      for s in self.lower(path.inner, span)]
         return steps
+
+    def _cache_scope(self, path: Blocks, span: Positions) -> CacheScope | None:
+        if path.cache is None:
+            return None
+        self.cached_blocks += 1
+        return CacheScope(self.cached_blocks - 1, path.cache.active(span, self.seq_len), path.refresh)
 
     def _parallel(self, path: Parallel, positions: Positions) -> list[Step]:
         owner: dict[int, Path] = {}
@@ -418,8 +448,16 @@ class _Lowering:
 
 
 def _zip(steps: list[Step]) -> Step:
-    """Steps of parallel branches run as one: one shared call, each branch's ops on its own positions."""
-    return Step(any(s.call for s in steps), tuple(op for s in steps for op in s.ops), " | ".join(s.stage for s in steps))
+    """Steps of parallel branches run as one: one shared call, each branch's ops on its own positions. A cached
+    block shares no call: the other branch's positions would change under keys and values it keeps."""
+    cached = next((s for s in steps if s.cache is not None), None)
+    if cached is not None and len(steps) > 1:
+        other = next(s for s in steps if s is not cached)
+        raise SNRPathError(f"`{cached.stage}` caches keys and values outside its block, so it cannot share calls with "
+                           f"the parallel branch `{other.stage}`; run the branches one after the other with >>, or "
+                           "drop cache=")
+    return Step(any(s.call for s in steps), tuple(op for s in steps for op in s.ops), " | ".join(s.stage for s in steps),
+                steps[0].cache)
 
 
 def _clock(path: Reveal, k: int) -> dict:

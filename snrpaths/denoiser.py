@@ -30,8 +30,9 @@ class Denoiser(Protocol):
         table: the unit-norm anchors (``[V, d]``) that the channel uses to build ``z``.
 
     Optional capabilities: :class:`FiniteSNR` (the flag ``reads_finite_snr``), :class:`ExactPosterior` (the flag
-    ``exact_posterior``, ``log_prob``, joint posterior sampling) and :class:`EnumerableJoint` (every sequence
-    listed). A denoiser without them is read as having ``reads_finite_snr = True`` and ``exact_posterior = False``.
+    ``exact_posterior``, ``log_prob``, joint posterior sampling), :class:`EnumerableJoint` (every sequence
+    listed) and :class:`BlockCaching` (the flag ``caches_blocks``, key/value caches for blocks). A denoiser without
+    them is read as having ``reads_finite_snr = True``, ``exact_posterior = False`` and ``caches_blocks = False``.
     """
 
     vocab_size: int
@@ -77,6 +78,47 @@ def require_finite_snr(denoiser: Any, what: str) -> None:
     if not reads_finite_snr(denoiser):
         raise CapabilityError(f"{what} needs a denoiser that reads finite-SNR evidence; {denoiser!r} is endpoint-only: "
                               f"use endpoint paths such as {ENDPOINT_PATHS}")
+
+
+@runtime_checkable
+class BlockCaching(Denoiser, Protocol):
+    """A denoiser that can cache the keys and values of positions outside an active block (Fast-dLLM's prefix and
+    dual caches), which a ``blocks(n, inner, cache='prefix' | 'dual')`` path asks for (:meth:`snrpaths.Path.blocks`).
+
+    Attributes:
+        caches_blocks: ``True`` when the two methods below work. A denoiser that does not declare it is read as
+            ``False`` (:func:`caches_blocks`), and a cached path refuses it before the first call.
+
+    The cache is a tensor whose first dimension is the state's rows (the runner keeps one per row and hands a call
+    the rows it makes); what the rest holds is the denoiser's business.
+    """
+
+    caches_blocks: bool
+
+    def refresh_cache(self, state: SNRState, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A full call that also stores the cache: ``(logits, cache)``, ``logits`` ``[B, L, V]`` exactly (bit for bit)
+        what ``logits(state)`` returns, ``cache`` ``[B, ...]``. ``active`` ``[A]`` int64, sorted: the positions the
+        calls that read this cache will compute."""
+        ...
+
+    def cached_logits(self, state: SNRState, active: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+        """``[B, A, V]`` logits of the ``active`` positions (``[A]`` int64, sorted) of ``state``, computed from their
+        own inputs and the ``cache`` of the last refresh (``[B, ...]``, read only) for every other position."""
+        ...
+
+
+def caches_blocks(denoiser: Any) -> bool:
+    """``denoiser.caches_blocks``, ``False`` when undeclared (see :class:`BlockCaching`)."""
+    return bool(getattr(denoiser, "caches_blocks", False))
+
+
+def require_block_caching(denoiser: Any, what: str) -> None:
+    """Raise :class:`CapabilityError` unless ``denoiser`` can cache keys and values (:class:`BlockCaching`): ``what``
+    (a cached blocks stage) needs it. Called before the first denoiser call."""
+    if not caches_blocks(denoiser):
+        raise CapabilityError(f"{what} asks for a key/value cache (blocks(..., cache='prefix' | 'dual')); "
+                              f"{denoiser!r} cannot cache (it does not declare caches_blocks = True, see "
+                              "snrpaths.denoiser.BlockCaching): drop cache= to run it uncached")
 
 
 @runtime_checkable

@@ -45,6 +45,8 @@ from .denoiser import Denoiser, reads_finite_snr, require, require_finite_snr
 from .errors import CapabilityError, SNRPathError, SNRTypeError, ShapeError
 from .geometry import TokenTable
 from .path import Path
+from .progress import track
+from .reprs import markdown_table
 from .runner import Result, sample
 from .state import SNRState
 
@@ -130,13 +132,11 @@ class EvidenceCurve:
     def table(self) -> str:
         """A Markdown table, one line per (layout, SNR)."""
         kl = any(r.kl is not None for r in self.rows)
-        head = "| layout | gamma | model CE (bits) | context-free rule | model - rule | " + ("KL to reference | " if kl else "")
-        lines = [head + "verdict |", "|---|---:|---:|---:|---:|" + ("---:|" if kl else "") + "---|"]
-        for r in self.rows:
-            cells = [r.layout, f"{r.gamma:g}", str(r.model), str(r.rule), f"{r.diff.mean:+.4f} ± {r.diff.se:.4f}"]
-            cells += [str(r.kl)] if kl else []
-            lines.append("| " + " | ".join(cells + [r.verdict]) + " |")
-        return "\n".join(lines)
+        header = ("layout", "gamma", "model CE (bits)", "context-free rule", "model - rule",
+                  *(("KL to reference",) if kl else ()), "verdict")
+        rows = [(r.layout, f"{r.gamma:g}", r.model, r.rule, f"{r.diff.mean:+.4f} ± {r.diff.se:.4f}",
+                 *((r.kl,) if kl else ()), r.verdict) for r in self.rows]
+        return markdown_table(header, rows, "lrrrr" + "r" * kl + "l")
 
     def to_dict(self) -> dict:
         return {"windows": self.windows, "rows": [
@@ -194,11 +194,9 @@ def evidence_curve(
         _check_reference(reference, denoiser)
     batch = validate.integer("batch", batch)
     seed = validate.seed("seed", seed)
-    from tqdm.auto import tqdm
-
     jobs = [(layout, gamma) for layout in layouts for gamma in gammas]
     rows = [_row(denoiser, reference, tokens, layout, gamma, log_prior, seed + k, batch)
-            for k, (layout, gamma) in enumerate(tqdm(jobs, desc="evidence curve", disable=not progress))]
+            for k, (layout, gamma) in enumerate(track(jobs, "cell", "evidence curve", progress))]
     return EvidenceCurve(tuple(rows), int(tokens.shape[0]))
 
 
@@ -362,9 +360,8 @@ class Trajectory:
     result: Result
 
     def table(self) -> str:
-        lines = ["| call | stage | KL (bits) | rows | positions | mean gamma |", "|---:|---|---:|---:|---:|---:|"]
-        lines += [f"| {r.call} | {r.stage} | {r.kl} | {r.rows} | {r.positions} | {r.gamma:.3g} |" for r in self.rows]
-        return "\n".join(lines)
+        rows = [(r.call, r.stage, r.kl, r.rows, r.positions, f"{r.gamma:.3g}") for r in self.rows]
+        return markdown_table(("call", "stage", "KL (bits)", "rows", "positions", "mean gamma"), rows, "rlrrrr")
 
     def __str__(self) -> str:
         return (f"KL to the exact posterior along {self.path}, per call ({self.batch} rows, seed {self.seed}; "
@@ -423,7 +420,7 @@ def trajectory(
         batch, seed: as :func:`snrpaths.sample`; ``batch >= 2`` for standard errors.
         seq_len: the length to run at, which must be the denoiser's (default).
         prompt: ``[L]`` or ``[B, L]`` token ids, ``-1`` where free (as :func:`snrpaths.sample`).
-        progress: a tqdm bar over the steps.
+        progress: a bar of the denoiser calls, with the run's length after two (:class:`snrpaths.progress.Meter`).
     Every argument is checked before the first call. The run keeps its trace (which steps called: the only record
     that ties a call to its step), ``[S + 1, B, L]`` per field, so memory grows as steps x batch x L; the scores
     themselves are a few numbers per row and call. A path one of whose steps calls the denoiser twice (a parallel

@@ -183,15 +183,39 @@ def check_writable(folder: str | os.PathLike, what: str) -> None:
                 p.rmdir()
 
 
-def check_output_file(value: str | os.PathLike, flag: str) -> Path:
-    """The file a command writes at its end, checked before any work: its folder exists and takes a file
-    (:func:`check_writable`), and it is not a folder; errors name ``flag`` and the value."""
-    path = Path(value).expanduser()
-    if not path.parent.is_dir():
-        raise SNRPathError(f"{flag} {str(value)!r}: the folder {str(path.parent)!r} does not exist")
+#: The figure formats the command line writes (by the file's suffix).
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_output_file(value: str | os.PathLike, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """The file a command writes at its end, checked before any work (the command line's one rule: snrpaths writes
+    the file or folder you name, never a folder above it): its folder exists and takes a file (:func:`check_writable`),
+    it is not a folder, and it ends in one of ``suffixes`` when given; errors name ``flag`` and the value."""
+    path = _parent_exists(value, flag)
     if path.is_dir():
         raise SNRPathError(f"{flag} {str(value)!r} is a folder; give the name of a file to write")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise SNRPathError(f"{flag} {str(value)!r} must end in {', '.join(suffixes[:-1])} or {suffixes[-1]}"
+                           if len(suffixes) > 1 else f"{flag} {str(value)!r} must end in {suffixes[0]}")
     check_writable(path.parent, f"{flag} {str(value)!r}")
+    return path
+
+
+def check_output_folder(value: str | os.PathLike, flag: str) -> Path:
+    """The folder a command writes into (made when new), checked before any work by the same rule as
+    :func:`check_output_file`: the folder above it exists, and the folder is not a file and takes files."""
+    path = _parent_exists(value, flag)
+    if path.exists() and not path.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r} is a file; give the name of a folder to write into")
+    check_writable(path, f"{flag} {str(value)!r}")
+    return path
+
+
+def _parent_exists(value: str | os.PathLike, flag: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.parent.is_dir():
+        raise SNRPathError(f"{flag} {str(value)!r}: the folder {str(path.parent)!r} does not exist; create it first "
+                           "(snrpaths makes the file or folder you name, never the folders above it)")
     return path
 
 

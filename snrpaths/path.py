@@ -14,7 +14,8 @@ A path says how each position's SNR ``gamma_i`` moves from 0 (``[MASK]``) to inf
 
 Combinators: ``a >> b`` (b after a), ``a | b`` (a and b side by side on disjoint positions, sharing denoiser
 calls), ``remask(...) & reveal(...)`` (remask on the reveal's clock, one call per step), ``on(positions, p)``,
-``blocks(n, p)`` (``p`` on ``n`` consecutive spans, left to right: semi-autoregressive decoding).
+``blocks(n, p)`` (``p`` on ``n`` consecutive spans, left to right: semi-autoregressive decoding; ``cache='prefix'`` or
+``'dual'`` keeps the keys and values of the positions outside the active block, Fast-dLLM's caches).
 The paper's samplers (``ar``, ``roar``, ``mdm`` with every ReMDM strategy, ``hybrid``) are named compositions of
 these primitives: sugar with a readable ``repr``, never separate code paths.
 
@@ -81,6 +82,43 @@ class Mask(SwitchMode):
 
 #: Switch modes by the name a user types.
 SWITCH_MODES: dict[str, SwitchMode] = {m.name: m for m in (Keep(), Commit(), Mask())}
+
+
+@attrs.frozen(repr=False)
+class BlockCache(TypedRepr):
+    """Which positions a cached ``blocks(...)`` stage recomputes at every call inside a block (``active``); the
+    keys and values of every other position come from the call that started the block (a refresh), as in
+    Fast-dLLM. ``repr`` prints the name."""
+
+    name: ClassVar[str]
+
+    def active(self, block: tuple[int, ...], seq_len: int) -> tuple[int, ...]:
+        """The positions each cached call computes, for a block of (sorted) positions ``block``."""
+        raise NotImplementedError
+
+
+@attrs.frozen(repr=False)
+class PrefixCache(BlockCache):
+    """The positions before the block are cached: the block and everything after it are recomputed each call."""
+
+    name = "prefix"
+
+    def active(self, block: tuple[int, ...], seq_len: int) -> tuple[int, ...]:
+        return tuple(range(block[0], seq_len))
+
+
+@attrs.frozen(repr=False)
+class DualCache(BlockCache):
+    """The positions before and after the block are cached: only the block's positions are computed each call."""
+
+    name = "dual"
+
+    def active(self, block: tuple[int, ...], seq_len: int) -> tuple[int, ...]:
+        return block
+
+
+#: Key/value caches of ``blocks(..., cache=...)`` by the name a user types.
+BLOCK_CACHES: dict[str, BlockCache] = {c.name: c for c in (PrefixCache(), DualCache())}
 
 
 # -- position sets -------------------------------------------------------------------------------------------------
@@ -508,12 +546,21 @@ class Path:
 
     @classmethod
     @_constructor
-    def blocks(cls, n: int, inner: "Path") -> "Blocks":
+    def blocks(cls, n: int, inner: "Path", cache: str | None = None, refresh: int | None = None) -> "Blocks":
         """Semi-autoregressive decoding (LLaDA): cut the stage's positions into ``n`` consecutive spans of (nearly)
         equal length and run ``inner`` on each in turn, left to right: ``on(span_1, inner) >> ... >> on(span_n,
         inner)`` with spans known once the sequence length is (``n x inner``'s steps in all). Prompt positions
-        inside a block are skipped, so a block the prompt fills costs no call."""
-        return Blocks(n=n, inner=inner)
+        inside a block are skipped, so a block the prompt fills costs no call.
+
+        ``cache`` (default None: every call sees the whole state) asks a denoiser that can
+        (:class:`snrpaths.denoiser.BlockCaching`) for Fast-dLLM's key/value caching: the first call of a block in
+        each row is a full call that also stores every position's keys and values (a refresh); later calls in the
+        block recompute only ``'prefix'``: the block and the positions after it, ``'dual'``: the block's positions,
+        and read the stored keys and values of the rest (their logits stay those of the refresh). ``refresh=k``
+        refreshes again after every ``k`` calls of a row inside a block (``refresh=1``: every call, exactly the
+        uncached run). Every other denoiser refuses a cached path before its first call.
+        """
+        return Blocks(n=n, inner=inner, cache=cache, refresh=refresh)
 
     # -- the paper's samplers, as compositions --
 
@@ -722,9 +769,19 @@ class Blocks(Path):
 
     n: int = attrs.field(converter=_STEPS)
     inner: Path = attrs.field(converter=validate.field(_path))
+    cache: BlockCache | None = attrs.field(
+        default=None, converter=validate.field(_named(BLOCK_CACHES, BlockCache, allow_none=True)))
+    refresh: int | None = attrs.field(default=None, converter=validate.field(validate.integer, allow_none=True))
+
+    def __attrs_post_init__(self) -> None:
+        if self.refresh is not None and self.cache is None:
+            raise SNRPathError(f"refresh={self.refresh!r} sets how often a cache is refreshed; give blocks a cache "
+                               f"in {tuple(BLOCK_CACHES)} (got cache=None)")
 
     def __repr__(self) -> str:
-        return f"blocks({self.n!r}, {self.inner!r})"
+        return _render_call("blocks", [("n", self.n, inspect.Parameter.empty, True),
+                                       ("inner", self.inner, inspect.Parameter.empty, True),
+                                       ("cache", self.cache, None, False), ("refresh", self.refresh, None, False)])
 
 
 def _group(value: Any, group: "Then | Parallel") -> tuple[Path, ...]:

@@ -34,6 +34,7 @@ import torch
 
 from . import validate
 from .errors import SNRPathError, check_shape, one_of
+from .reprs import Z95, format_estimate
 
 METRICS = ("mauve", "gen-bpc", "gen-ppl", "entropy")
 
@@ -119,8 +120,13 @@ class GenerativePerplexity:
         total, count = 0.0, 0
         for i in range(0, len(texts), self.batch_size):
             nll, n = self._batch(texts[i:i + self.batch_size])
-            total, count = total + nll, count + n
+            total, count = total + float(nll.sum()), count + int(n.sum())
         return total, count
+
+    def nll_each(self, texts: Sequence[str]) -> list[float]:
+        """The NLL in nats of each of ``texts``, each scored as its own document (for paired comparisons)."""
+        return [float(x) for i in range(0, len(texts), self.batch_size)
+                for x in self._batch(texts[i:i + self.batch_size])[0]]
 
     def scores(self, texts: Sequence[str]) -> dict[str, float]:
         """``{"gen-ppl": exp(NLL / tokens), "gen-bpc": NLL / (ln 2 characters)}`` from one pass of the LM."""
@@ -134,7 +140,8 @@ class GenerativePerplexity:
         return self.scores(texts)["gen-bpc"]
 
     @torch.no_grad()
-    def _batch(self, texts: Sequence[str]) -> tuple[float, int]:
+    def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[n]`` float64 summed NLL and ``[n]`` tokens scored, of each text."""
         rows = [[self.start, *self.tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
         width = max(map(len, rows))
         ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -144,7 +151,7 @@ class GenerativePerplexity:
         logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
         nll = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
         scored = mask[:, 1:].bool()
-        return float(nll[scored].sum()), int(scored.sum())
+        return torch.where(scored, nll, 0.0).sum(1), scored.sum(1)
 
 
 @functools.cache
@@ -163,7 +170,7 @@ def _reference_lm():
     return tokenizer, AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name).eval()
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class ExactQuality:
     """Sample quality of ``n`` samples ``Q`` judged by a model ``P`` with an exact likelihood; bits per token, each
     with its standard error (``_se``).
@@ -196,6 +203,16 @@ class ExactQuality:
 
     def to_dict(self) -> dict[str, float | int]:
         return attrs.asdict(self)
+
+    def __repr__(self) -> str:
+        """Rounded, each with its 95% interval: ``ExactQuality(nll 1.234 ± 0.012, entropy 1.200 ± 0.003, gap
+        0.034 ± 0.012 bits/token; invalid 0.0 ± 0.0% of 1000; ± 95%)`` (every digit in :meth:`to_dict`)."""
+        bits = ", ".join(f"{name} {format_estimate(getattr(self, name), Z95 * getattr(self, name + '_se'))}"
+                         for name in ("nll", "entropy", "gap"))
+        pairs = "" if math.isnan(self.invalid_pairs) else \
+            f", impossible pairs {format_estimate(100 * self.invalid_pairs, 100 * Z95 * self.invalid_pairs_se)}%"
+        invalid = format_estimate(100 * self.invalid, 100 * Z95 * self.invalid_se)
+        return f"ExactQuality({bits} bits/token; invalid {invalid}% of {self.n}{pairs}; ± 95%)"
 
 
 def exact_quality(model, samples: torch.Tensor, entropy_rate: tuple[float, float] | None = None) -> ExactQuality:

@@ -9,21 +9,21 @@ left makes no call (no NFE). So a row with nothing left to reveal costs neither 
 ``Result.calls``, stops), and the run stops once every row is clean and no later step can remask: adaptive reveals
 and stop tokens finish rows early, so ``program.nfe`` is an upper bound. Host synchronisation happens only where
 the algorithm needs it: to count the rows a call needs, to decide whether the run is over, and to gather the
-positions whose tokens are drawn.
+positions whose tokens are drawn. The steps of a cached block (``blocks(..., cache=...)``) call the denoiser through
+each row's key/value cache (:class:`snrpaths.blockcache.RowCaches`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import functools
+import math
 import operator
 from typing import Callable, Sequence
 
 import attrs
 import torch
-from tqdm.auto import tqdm
 
+from .blockcache import RowCaches
 from .channel import increment, renoise
 from .compile import MaskOp, Program, RampCorrectOp, RampOp, RemaskOp, RenoiseOp, RevealOp, Step, compile_path
 from .denoiser import Denoiser, TextCodec, require
@@ -31,7 +31,9 @@ from .draw import inverse_cdf, probabilities
 from .errors import DenoiserError, SNRPathError, SNRTypeError, ShapeError, shown_positions
 from . import limits, validate
 from .orders import entropy
+from .parse import parse_path
 from .path import Path, Ramp
+from .progress import Meter
 from .state import UNKNOWN, SNRState
 from .streams import Streams
 
@@ -60,7 +62,7 @@ class Trace:
     stages: tuple[str, ...]
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Result:
     """``tokens`` ``[B, L]`` sampled; ``nfe`` denoiser calls made; ``state`` the final SNR state; ``trace``; ``text``
     the ``B`` decoded samples when the prompt was given as text (a :class:`~snrpaths.denoiser.TextCodec` denoiser).
@@ -79,9 +81,18 @@ class Result:
     calls: torch.Tensor | None = None
     text: tuple[str, ...] | None = None
 
+    def __repr__(self) -> str:
+        """``Result(4 samples x 128 tokens, 48 calls (per sample 40 to 48), text[0] 'ROMEO: ...')``, short."""
+        b, length = self.tokens.shape
+        lo, hi = (int(self.calls.min()), int(self.calls.max())) if self.calls is not None else (self.nfe, self.nfe)
+        per = "" if lo == hi == self.nfe else f" (per sample {lo} to {hi})" if lo != hi else f" ({lo} per sample)"
+        text = "" if not self.text else f", text[0] {self.text[0][:60] + '...' * (len(self.text[0]) > 60)!r}"
+        trace = ", with a trace" if self.trace is not None else ""
+        return f"Result({b} sample{'s' * (b != 1)} x {length} tokens, {self.nfe} calls{per}{text}{trace})"
+
 
 def sample(
-    path: Path | Program,
+    path: Path | Program | str,
     denoiser: Denoiser,
     batch: int | None = None,
     seed: int = 0,
@@ -91,7 +102,8 @@ def sample(
     row_offset: int = 0,
     stop_token: int | None = None,
 ) -> Result:
-    """Run ``path`` (compiled for ``denoiser.seq_len`` if not already a Program) on ``batch`` sequences.
+    """Run ``path`` (a Path, its expression such as ``"mdm(32)"``, or a Program; compiled for ``denoiser.seq_len``)
+    on ``batch`` sequences.
 
     Every argument is checked before the first denoiser call. The result's tokens are all clean: a run that would
     end with an unrevealed position raises :class:`SNRPathError` naming the step instead (the compiler refuses every
@@ -109,26 +121,30 @@ def sample(
             LM: each text first in its row, a ``[MASK]`` marker for each infilled position, the rest of the row
             free); the result's ``text`` is then decoded.
         trace: record a :class:`Trace`.
-        progress: show a tqdm bar. Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
+        progress: show a bar of the denoiser calls, with the run's length after two (:class:`snrpaths.progress.Meter`).
+            Interrupting (Ctrl-C) returns nothing; reruns with the same seed are identical.
         row_offset: the global index of the first row. Row ``b`` draws from the stream of row ``row_offset + b``,
             so ``sample(..., batch=4, row_offset=8)`` gives rows 8..11 of ``sample(..., batch=12)``: how to shard.
         stop_token: a token id in ``[0, vocab_size)``, or None. After every step, once a row holds it at a position
             the path revealed (prompt positions do not count), every later free position of that row takes it,
             clean, with no call: a row whose free positions left are all after a stop token is finished and costs
-            no further calls. Decode with :func:`snrpaths.data.trim_at_stop`. A row that never draws it is the
-            same sample as without ``stop_token``.
+            no further calls. Decode with :func:`trim_at_stop` (with a text prompt, ``Result.text`` is already cut
+            there, as ``snrpaths sample`` prints it). A row that never draws it is the same sample as without
+            ``stop_token``.
 
     Work is bounded before it starts (:mod:`snrpaths.limits`): ``batch x seq_len x vocab_size`` logits per call
     (``MAX_LOGITS``) and ``steps x batch x seq_len`` positions over the run (``MAX_WORK``); a request above either
     raises :class:`snrpaths.errors.LimitError` saying how to raise the limit.
     """
     require("denoiser", denoiser, Denoiser)
+    path = parse_path(path) if isinstance(path, str) else path  # an expression, as the command line takes it
     program = compile_path(path, denoiser.seq_len) if isinstance(path, Path) else path
     if not isinstance(program, Program):
-        raise SNRTypeError(f"'path' must be a Path or a Program (got {type(path).__name__})")
+        raise SNRTypeError(f"'path' must be a Path, a path expression or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
     program.require_reads(denoiser)
+    program.require_cache(denoiser)
     batch = validate.integer("batch", batch, allow_none=True)
     seed = validate.seed("seed", seed)
     row_offset = validate.integer("row_offset", row_offset, 0)
@@ -163,7 +179,18 @@ def sample(
         state = SNRState.from_prompt(prompt.to(device), denoiser.table, batch=batch)
     streams = Streams.for_batch(seed, batch, row_offset, device=device)
     result = _Run(program, denoiser, streams, state, trace, stop_token).run(progress)
-    return attrs.evolve(result, text=tuple(denoiser.decode(result.tokens))) if as_text else result
+    return attrs.evolve(result, text=_texts(denoiser, result.tokens, stop_token, prompt)) if as_text else result
+
+
+def _texts(denoiser: TextCodec, tokens: torch.Tensor, stop_token: int | None,
+           prompt: torch.Tensor | None) -> tuple[str, ...]:
+    """The ``B`` texts of ``[B, L]`` samples, each cut before its first stop token (:func:`trim_at_stop`), as
+    ``snrpaths sample`` prints them."""
+    if stop_token is None:
+        return tuple(denoiser.decode(tokens))
+    rows = prompt.expand_as(tokens) if prompt is not None else [None] * tokens.shape[0]
+    cut = [trim_at_stop(row, stop_token, fixed) for row, fixed in zip(tokens, rows)]
+    return tuple(denoiser.decode(row)[0] if row.numel() else "" for row in cut)
 
 
 def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
@@ -202,18 +229,20 @@ class _Run:
         self.ramp_start = torch.zeros_like(state.gamma, dtype=torch.float64)
         # a Heun step's predictor -> its corrector, by the op's positions: (dgamma [B, L], drift target [B, L, d])
         self.predicted: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        # cached blocks: the key/value cache the current step's call works under (None: none), and each row's cache
+        self.scope, self.caches = None, RowCaches(state.batch, state.gamma.device)
 
     def run(self, progress: bool) -> Result:
-        bar = tqdm(self.program.steps, desc="sampling", unit="step", disable=not progress, leave=False)
-        with contextlib.closing(bar):
-            for index, step in enumerate(bar):
+        # the bar counts denoiser calls, as Result.nfe does, against the program's planned ones
+        with Meter(self.program.nfe, "call", "sampling", progress, leave=False) as bar:
+            for index, step in enumerate(self.program.steps):
                 self.where, self.index = f"step {index} ({step.stage})", index
                 nfe_before = self.nfe
                 self._step(step)
                 if self.recorder is not None:
                     self.recorder.record(self.state, self.logits, self.nfe > nfe_before, step.stage)
                 if progress:
-                    bar.set_postfix(nfe=self.nfe, refresh=False)
+                    bar.update(self.nfe - nfe_before)
                 # Whether the run is over is asked on steps that made no call (once every row is clean, no step
                 # calls), so no step pays a host synchronisation for it and at most one idle step runs past the end.
                 if self.nfe == nfe_before and index + 1 >= self.settled_from and bool(self.state.clean.all()):
@@ -253,6 +282,7 @@ class _Run:
     def _step(self, step: Step) -> None:
         """Select every op's positions on the state at the start of the step, call the denoiser only if some
         selection needs logits (a step whose coin flips chose nothing costs no call), then apply the ops."""
+        self.scope = step.cache
         selections = [_SELECT[type(op)](self, op) for op in step.ops]
         needs = [selection.needs_logits for selection in selections if selection.needs_logits is not False]
         if needs:
@@ -297,7 +327,7 @@ class _Run:
         need = self.row_stale if rows is None else rows & self.row_stale
         n = int(need.sum())
         if n:
-            logits = self._call(self.state if n == self.state.batch else self.state.rows(need))
+            logits = self._call(self.state if n == self.state.batch else self.state.rows(need), need)
             if n < self.state.batch and self.owns_logits:  # a tensor this run made: written in place
                 logits = self.logits.index_put_((need,), logits)
             elif n < self.state.batch:
@@ -309,9 +339,14 @@ class _Run:
             self.row_stale = self.row_stale & ~need if n < self.state.batch else torch.zeros_like(self.row_stale)
         return self.logits
 
-    def _call(self, state: SNRState) -> torch.Tensor:
+    def _call(self, state: SNRState, rows: torch.Tensor) -> torch.Tensor:
+        """The denoiser's logits of ``state``, the run's ``rows`` (``[B]`` bool); through the rows' key/value caches
+        (:class:`snrpaths.blockcache.RowCaches`) in a cached block."""
         try:
-            logits = self.denoiser.logits(state)
+            if self.scope is None:
+                logits = self.denoiser.logits(state)
+            else:
+                logits = self.caches.logits(self.denoiser, state, rows, self.scope, self.logits)
         except Exception as err:  # KeyboardInterrupt and SystemExit are not Exceptions: they pass unwrapped
             raise DenoiserError(f"at {self.where} the denoiser raised {type(err).__name__}: {err}") from err
         self._check(logits, state)
@@ -609,3 +644,19 @@ class _Recorder:
             confidence=torch.stack(self.confidence) if self.confidence else empty,
             entropy=torch.stack(self.entropy) if self.entropy else empty,
             called=torch.tensor(self.called, dtype=torch.bool), stages=tuple(self.stages))
+
+
+def trim_at_stop(ids: torch.Tensor, stop_token: int | None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    """``ids`` ``[L]`` up to, not including, the first stop token the path drew: the first position ``i`` with
+    ``ids[i] == stop_token`` that ``prompt`` (``[L]``, ``-1`` where free) does not fix, as
+    :func:`snrpaths.sample`'s ``stop_token`` reads a run. All of ``ids`` when there is none or ``stop_token`` is
+    None."""
+    ids = validate.token_ids("ids", ids, ndims=(1,))
+    if stop_token is None:
+        return ids
+    stop_token = validate.integer("stop_token", stop_token, 0)
+    hit = ids == stop_token
+    if prompt is not None:
+        hit &= validate.token_ids("prompt", prompt, ndims=(1,)).to(ids.device) == -1
+    where = hit.nonzero()
+    return ids if where.numel() == 0 else ids[:int(where[0])]

@@ -19,6 +19,7 @@ from .compile import Program
 from .denoiser import Denoiser
 from .errors import SNRPathError, ShapeError
 from .path import Path
+from .progress import Meter
 from .runner import sample
 
 #: Samples per runner call by default: the unit of sharding (process ``c % W`` runs chunk ``c``).
@@ -81,6 +82,7 @@ def sample_sharded(
     processes: Processes | None = None,
     chunk: int = CHUNK,
     stop_token: int | None = None,
+    progress: bool | None = False,
 ) -> Samples | None:
     """``n`` samples of ``path`` in chunks of ``chunk`` rows, chunk ``c`` run by process ``c % W``, gathered on rank 0.
 
@@ -96,6 +98,8 @@ def sample_sharded(
             ``torchrun``, else joins the process group). Each process runs on the device ``denoiser`` is on.
         chunk: rows per runner call (a positive integer): bounds memory, changes no sample.
         stop_token: as :func:`snrpaths.sample`'s.
+        progress: a bar of the samples done on rank 0 (None: on an interactive terminal), with the run's length
+            after two chunks (:class:`snrpaths.progress.Meter`).
     Returns:
         on rank 0 the :class:`Samples`; ``None`` on every other rank. ``n``, ``seed``, ``chunk`` and the prompt's shape
         are checked before any work, on every process; :func:`snrpaths.sample` checks the rest (the path, the
@@ -107,12 +111,14 @@ def sample_sharded(
     procs = Processes.from_env() if processes is None else processes
     starts = range(0, n, chunk)
     mine = {}
-    for c in range(procs.rank, len(starts), procs.world):
-        rows = slice(starts[c], min(starts[c] + chunk, n))
-        rows_prompt = prompt if prompt is None or prompt.ndim == 1 else prompt[rows]
-        result = sample(path, denoiser, batch=rows.stop - rows.start, seed=seed, prompt=rows_prompt,
-                        row_offset=rows.start, stop_token=stop_token)
-        mine[c] = (result.tokens.cpu(), result.calls.cpu())
+    with Meter(n, "sample", "sampling", progress if procs.rank == 0 else False, leave=False) as bar:
+        for c in range(procs.rank, len(starts), procs.world):
+            rows = slice(starts[c], min(starts[c] + chunk, n))
+            rows_prompt = prompt if prompt is None or prompt.ndim == 1 else prompt[rows]
+            result = sample(path, denoiser, batch=rows.stop - rows.start, seed=seed, prompt=rows_prompt,
+                            row_offset=rows.start, stop_token=stop_token)
+            mine[c] = (result.tokens.cpu(), result.calls.cpu())
+            bar.update(min(n - rows.start, chunk * procs.world))  # every process runs a chunk meanwhile
     everyone = _gather(mine, procs)
     if everyone is None:
         return None

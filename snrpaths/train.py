@@ -41,7 +41,6 @@ from typing import Callable
 import attrs
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from . import validate
 from .data import fixed_windows, random_windows
@@ -51,6 +50,8 @@ from .errors import SNRPathError, SNRTypeError
 from .files import check_writable, clean_temporaries, replace_folder, write_jsonl
 from .integrity import commit_checkpoint, good_checkpoint
 from .objectives import OBJECTIVES, Corruption, Objective, loss, per_row, roar_validation
+from .progress import Meter
+from .reprs import Z95, format_estimate
 from .shards import Processes
 
 CHECKPOINT, MODEL_DIR, LOG = "checkpoint.pt", "model", "log.jsonl"
@@ -134,7 +135,7 @@ class EMA:
 # -- the run ------------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class TrainResult:
     """``model`` (holding the EMA weights), the last step, the final validation bits per character (mean, standard
     error), training tokens per second (all processes), and where the run's files are."""
@@ -144,6 +145,13 @@ class TrainResult:
     valid_bpc: tuple[float, float] | None
     tokens_per_s: float
     out: Path
+
+    def __repr__(self) -> str:
+        """``TrainResult(step 1500, validation 2.31 ± 0.04 bits/char, 51234 tokens/s, in runs/x; ± 95%)``."""
+        bpc = "no validation" if self.valid_bpc is None else \
+            f"validation {format_estimate(self.valid_bpc[0], Z95 * self.valid_bpc[1])} bits/char"
+        return (f"TrainResult(step {self.step}, {bpc}, {self.tokens_per_s:.0f} tokens/s, in {str(self.out)}; "
+                "± 95%)")
 
 
 def train(
@@ -206,8 +214,8 @@ def train(
         # Some parameters get no gradient in a step (the converter under MDLM, or a shard that is all ROAR).
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     rows = procs.rows(config.batch)
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {settings['objective']['name']}", unit="step",
-               disable=not progress or procs.rank != 0, dynamic_ncols=True)
+    bar = Meter(config.steps, "step", f"train {settings['objective']['name']}", progress and procs.rank == 0,
+                initial=step, dynamic_ncols=True)
     metrics, tokens_per_s, bpc, started, done = {}, 0.0, None, time.perf_counter(), 0
     with contextlib.closing(bar):
         while step < config.steps:
@@ -217,7 +225,7 @@ def train(
             step, done = step + 1, done + 1
             tokens_per_s = done * config.batch * L / (time.perf_counter() - started)
             metrics = {"step": step, "loss": value, "lr": config.lr_at(step - 1), "tokens_per_s": tokens_per_s}
-            bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+            bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{tokens_per_s:.0f}")
             bar.update()
             if step % config.eval_every == 0 or step == config.steps:
                 bpc = evaluate(model, ema, valid, procs, seed=config.seed)
@@ -226,7 +234,7 @@ def train(
                 metrics.update(evidence)
                 curve = ", ".join(f"{g:g}: {m:.2f}/{r:.2f}" for g, m, r in zip(
                     EVIDENCE_GAMMAS, evidence.get("evidence_model_bits", ()), evidence.get("evidence_rule_bits", ())))
-                bar.write(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
+                bar.note(f"step {step}: loss {value:.4f}, valid {bpc[0]:.4f} ± {bpc[1]:.4f} bits/char, "
                           f"{tokens_per_s:.0f} tokens/s" + (f"; CE model/rule at gamma {curve}" if curve else ""))
                 _log(out, metrics, procs)
             if step % config.save_every == 0 or step == config.steps:

@@ -34,6 +34,8 @@ from . import validate
 from .denoiser import Denoiser, EnumerableJoint, require
 from .errors import SNRPathError, SNRTypeError, one_of
 from .files import check_writable
+from .progress import Meter
+from .reprs import markdown_table
 from .orders import ORDERS
 from .path import SWITCH_MODES, Path
 from .runner import sample
@@ -310,7 +312,7 @@ DEFAULT_SAMPLES = {"tv": 4000, "hmm": 1000, "bits": 16}
 # -- the result ----------------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Tuned:
     """What :func:`tune` found.
 
@@ -334,12 +336,14 @@ class Tuned:
 
     def table(self) -> str:
         """The trials as a Markdown table, the best marked."""
-        lines = [f"| trial | path | {self.metric} | calls (static) |", "|---:|---|---:|---:|"]
-        for row in self.trials:
-            mark = " **best**" if row["number"] == self.best_trial else ""
-            lines.append(f"| {row['number']} | `{row['path']}`{mark} | {row['value']:.4f} | "
-                         f"{row['nfe']} ({row['nfe_static']}) |")
-        return "\n".join(lines)
+        rows = [(row["number"], f"`{row['path']}`" + (" **best**" if row["number"] == self.best_trial else ""),
+                 f"{row['value']:.4f}", f"{row['nfe']} ({row['nfe_static']})") for row in self.trials]
+        return markdown_table(("trial", "path", self.metric, "calls (static)"), rows, "rlrr")
+
+    def __repr__(self) -> str:
+        return (f"Tuned({self.family} at {self.nfe} calls, {self.metric} on validation: best {self.value:.4g} by "
+                f"{self.best!r} (trial {self.best_trial}), default {self.default_value:.4g}; {len(self.trials)} "
+                "trials)")
 
     def figure(self):
         """A matplotlib Figure: each trial's value, the best so far, and the default's value."""
@@ -424,9 +428,7 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     objective = _Objective(chosen, denoiser, nfe, n, seed, score, seen)
     left = trials - len(done)
     if left > 0:
-        from tqdm import tqdm
-
-        with tqdm(total=left, desc=f"tune {family} @ {nfe} calls", unit="trial", disable=not progress) as bar:
+        with Meter(left, "trial", f"tune {family} @ {nfe} calls", progress) as bar:
             def advance(study, trial) -> None:
                 bar.update(1)
                 if objective.error is None:

@@ -26,7 +26,7 @@ TOY_DIT = ["--vocab", "300", "--hidden", "64", "--heads", "4", "--cond-dim", "32
                                               ("dit_throughput", TOY_DIT), ("hmm_study", []),
                                               ("hybrid_sweep", []), ("adaptive_calls", []),
                                               ("path_tuning", []), ("continuous", []), ("robustness", []),
-                                              ("gpu", [])])
+                                              ("block_cache", []), ("gpu", [])])
 def test_quick_mode_writes_table_json_and_plot(study, extra, tmp_path):
     out = subprocess.run([sys.executable, str(BENCHMARKS / f"{study}.py"), "--quick", "--out", str(tmp_path), *extra],
                          check=False, capture_output=True, text=True, timeout=1800, cwd=tmp_path)  # a hang guard only

@@ -14,6 +14,7 @@ from snrpaths import parse_path, sample
 from snrpaths.cli import main
 from snrpaths.backends.text import load_with_tokenizer
 from snrpaths.data import trim_at_stop
+from snrpaths.errors import SNRPathError
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores: one thread each
 TINY = ["--corpus", None, "--valid-every", "2", "--seq-len", "16", "--hidden", "32", "--blocks", "1", "--heads", "2",
@@ -116,6 +117,32 @@ def test_sample_0_is_the_same_for_any_n_and_in_python(tmp_path, capsys):
     assert [r["nfe"] for r in records[4]] == four.calls.tolist()
 
 
+def test_the_loaded_checkpoint_carries_its_text_as_the_cli_does(tmp_path):
+    """``load(name)`` alone is a :class:`TextCodec`: a text prompt in Python gives ``Result.text`` equal to the text
+    ``snrpaths sample --prompt`` writes for the same seed, each starting with the prompt."""
+    from snrpaths.backends import load
+    from snrpaths.denoiser import TextCodec
+
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", "--path", "mdm(4)", "--n", "2", "--seed", "3", "--prompt", "ROMEO:", "--out", str(out)]) == 0
+    model = load("tiny-shakespeare-dsl")
+    assert isinstance(model, TextCodec)
+    with torch.no_grad():
+        result = sample(parse_path("mdm(4)"), model, batch=2, seed=3, prompt="ROMEO:")
+    assert list(result.text) == [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert all(text.startswith("ROMEO:") and len(text) == model.seq_len for text in result.text)
+
+
+def test_a_denoiser_without_a_tokenizer_refuses_text_naming_the_cause():
+    model = load_with_tokenizer("tiny-shakespeare-dsl")[0]
+    model.tokenizer = None
+    with pytest.raises(SNRPathError, match="records no tokenizer"):
+        sample(parse_path("mdm(4)"), model, prompt="ROMEO:")
+    model.tokenizer = {"kind": "char", "chars": "ab"}
+    with pytest.raises(SNRPathError, match="vocabulary of 82 but its tokenizer has 2 ids"):
+        model.decode(torch.zeros(128, dtype=torch.int64))
+
+
 def test_sample_with_a_stop_token_prints_each_text_up_to_it(tmp_path):
     """``--stop-token`` (the id of a space here): the samples and calls of ``sample(..., stop_token=...)``, each text
     trimmed at its first stop token (:func:`snrpaths.data.trim_at_stop`)."""
@@ -128,6 +155,12 @@ def test_sample_with_a_stop_token_prints_each_text_up_to_it(tmp_path):
     with torch.no_grad():
         result = sample(parse_path("mdm(4)"), model, batch=4, seed=0, stop_token=stop)
     assert [r["text"] for r in records] == [tokenizer.decode(trim_at_stop(t, stop)) for t in result.tokens]
+    main(["sample", "--path", "mdm(4)", "--n", "4", "--seed", "0", "--stop-token", str(stop), "--prompt", "ROMEO:",
+          "--out", str(out)])
+    with torch.no_grad():
+        texts = sample(parse_path("mdm(4)"), model, batch=4, seed=0, stop_token=stop, prompt="ROMEO:").text
+    assert list(texts) == [json.loads(line)["text"] for line in out.read_text().splitlines()]  # Python as the CLI
+    assert all(t.startswith("ROMEO:") and " " not in t.removeprefix("ROMEO:") for t in texts)
     assert all(" " not in r["text"] for r in records) and [r["nfe"] for r in records] == result.calls.tolist()
     assert records[0]["config"]["stop_token"] == stop
 

@@ -71,7 +71,7 @@ def test_the_same_seed_gives_the_same_numbers():
     b = evidence_curve(TOY, WINDOWS[:20], (1.0,), prior=PRIOR, seed=3)
     c = evidence_curve(TOY, WINDOWS[:20], (1.0,), prior=PRIOR, seed=4)
     assert a == b and a != c
-    assert a.to_dict()["rows"][0]["verdict"] == a.rows[0].verdict and "| all | 1 |" in a.table()
+    assert a.to_dict()["rows"][0]["verdict"] == a.rows[0].verdict and "| all    |     1 |" in a.table()
 
 
 BAD = [

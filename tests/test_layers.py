@@ -24,12 +24,12 @@ OUTSIDE = ("snrpaths.backends", "snrpaths.benchmarks")
 #: The layers, bottom first: ``(name, module patterns)``. A module may import its own layer and the layers listed before
 #: it. A new module must be placed here (the test says so), which is where its place is decided.
 LAYERS = (
-    ("foundation", ("errors", "reprs", "limits", "validate", "files", "integrity")),
+    ("foundation", ("errors", "reprs", "limits", "validate", "files", "integrity", "progress")),
     ("tensors", ("streams", "draw", "geometry", "channel", "state", "denoiser")),
     ("policies", ("orders", "schedules", "forms")),
     ("path language", ("path", "parse", "graph", "samplers")),
     ("compiler", ("compile",)),
-    ("runner", ("runner", "shards")),
+    ("runner", ("runner", "shards", "blockcache")),
     ("measures", ("nll", "nll.*", "diagnostics", "quality", "data", "testing", "testing.stats")),
     ("plots", ("plot", "plot.*")),
     ("applications", ("objectives", "train", "tuning", "comparison")),

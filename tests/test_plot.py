@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from snrpaths.backends.toy import ExactToy
@@ -447,3 +448,62 @@ def test_evidence_figure_marks_where_the_denoiser_is_above_the_rule():
     assert "above the rule (2 s.e.)" in legend_texts(fig)
     with pytest.raises(SNRPathError, match="'curve' must be an EvidenceCurve"):
         plot.evidence({"rows": []})
+
+
+def drawn(ax) -> dict[str, list[np.ndarray]]:
+    """Every point an artist of ``ax`` draws, in data coordinates, by its gid: the curves of line collections (one
+    array each) and the points of scatters."""
+    found: dict[str, list[np.ndarray]] = {}
+    for artist in ax.collections:
+        if isinstance(artist, LineCollection):
+            arrays = [np.asarray(s) for s in artist.get_segments()]
+        else:
+            arrays = [np.asarray(artist.get_offsets())]
+        found.setdefault(artist.get_gid(), []).extend(arrays)
+    return found
+
+
+def test_jumps_are_monotone_inside_the_axes_and_every_kind_is_in_the_legend():
+    """Along a jump's whole drawn curve each coordinate moves one way only (a reveal never dips below its start; a
+    remask that reveals one position while it remasks the other moves each its own way), everything lies inside the
+    axis limits,
+    the ramp's end at a finite gamma_max is drawn apart from clean, and every kind drawn has its legend entry."""
+    paths = {"cap": Path.mdm(6, remask="cap", eta=0.4), "hybrid": Path.hybrid(4, 4, gamma_max=4.0, switch="mask"),
+             "default": Path.hybrid(4, 4), "renoise": Path.ramp(4) >> Path.renoise(1.0) >> Path.ramp(4)
+             >> Path.switch("commit")}
+    fig = plot.gamma_plane(paths, denoiser=ExactToy.markov(2, 2, seed=0), runs=8, seed=2)
+    from snrpaths.plot.plane import _KINDS
+
+    texts = set(legend_texts(fig))
+    legend = {kind for kind, (_, _, label) in _KINDS.items() if label in texts} | ({"start", "end"} & texts)
+    kinds = set()
+    for ax in (ax for ax in fig.axes if ax.get_visible()):
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for gid, arrays in drawn(ax).items():
+            kinds.add(gid)
+            for points in arrays:
+                inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
+                assert inside.all(), (gid, points)
+                if gid in ("reveal", "remask", "drop"):  # each coordinate moves one way, from one end to the other
+                    steps = np.diff(points, axis=0) * np.sign(points[-1] - points[0])
+                    assert (steps >= -1e-12).all(), points
+                if gid == "reveal":  # never below its start
+                    assert (points >= points[0] - 1e-12).all(), points
+        for patch in ax.patches:
+            if patch.get_gid() is not None:
+                kinds.add(patch.get_gid())
+                assert patch.get_clip_on()
+    assert {"reveal", "remask", "drop", "continuous", "ramp_end", "start", "end"} <= kinds
+    assert kinds <= legend, kinds - legend
+    ends = np.concatenate(drawn([ax for ax in fig.axes if ax.get_visible()][2])["ramp_end"])
+    assert len(ends) and np.isclose(ends, 40 / 41).any(-1).all()  # the default gamma_max = 40, not clean (u = 1)
+
+
+def test_a_jump_of_both_positions_bends_inside_the_box_of_its_ends():
+    from snrpaths.plot.plane import jump_curve
+
+    curve = jump_curve(np.array([0.8, 0.8]), np.array([1.0, 1.0]))
+    np.testing.assert_allclose(curve[[0, -1]], [[0.8, 0.8], [1.0, 1.0]])
+    assert (np.diff(curve, axis=0) >= 0).all() and (curve[1:-1, 0] > curve[1:-1, 1]).all()  # off the diagonal
+    straight = jump_curve(np.array([0.0, 0.5]), np.array([0.0, 1.0]))
+    assert (straight[:, 0] == 0).all() and (np.diff(straight[:, 1]) > 0).all()

@@ -67,6 +67,8 @@ def test_generative_perplexity_is_batch_invariant_and_prefers_real_text(perplexi
     assert batched[1] == sum(n for _, n in singles)
     assert batched[0] == pytest.approx(sum(v for v, _ in singles), abs=1e-3)
     assert perplexity(LINES) * 5 < perplexity(scrambled(LINES))
+    each = perplexity.nll_each(LINES[:3])  # per text, from the same batch: each one's own score
+    assert each == pytest.approx([v for v, _ in singles], abs=1e-3)
 
 
 def test_bits_per_character_divides_the_same_nll_by_characters_and_prefers_real_text(perplexity):

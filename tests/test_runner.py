@@ -245,3 +245,15 @@ def test_bad_sample_arguments():
 def test_a_prompt_that_fixes_everything_costs_no_call(text):
     result = sample(parse_path(text), Counting(TOY), batch=2, prompt=torch.tensor([0, 1, 2, 0]))
     assert result.nfe == 0 and result.tokens.tolist() == [[0, 1, 2, 0]] * 2
+
+
+def test_a_path_expression_samples_as_its_path():
+    from snrpaths.parse import PathSyntaxError
+
+    toy = ExactToy.markov(3, 5, seed=0)
+    text, value = (sample(p, toy, batch=6, seed=2) for p in ("hybrid(2, 3)", Path.hybrid(2, 3)))
+    assert torch.equal(text.tokens, value.tokens) and text.nfe == value.nfe
+    with pytest.raises(PathSyntaxError):
+        sample("hybrid(2, 3", toy)
+    with pytest.raises(SNRPathError, match="a path expression or a Program"):
+        sample(3, toy)

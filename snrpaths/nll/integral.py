@@ -163,15 +163,16 @@ def path_integral(
     calls = 0
     per_trajectory = rule.nodes(probe).gamma.shape[0] + states(length, torch.Generator())[0].shape[0]
     _common.check_size("path_integral", denoiser, b * n_samples, per_trajectory, batch_size, remedy)
-    with _common.progress_bar(b * n_samples * per_trajectory, batch_size, progress, "path_integral") as bar:
+    # the bar counts calls per sequence, as n_calls does (one call: every sequence once)
+    with _common.progress_bar(n_samples * per_trajectory, max(1, batch_size // b), progress, "path_integral") as bar:
         for chunk in _chunks(curve, rule, states, denoiser, b * n_samples, batch_size, g):
             rows = _Rows.assemble(chunk, tokens, n_samples, denoiser.table.anchors)
             stats = _node_stats(denoiser, rows, batch_size)
             y = _control_sum(rows, stats, control) + stats.end
             samples[torch.tensor([t.index for t in chunk])] = torch.zeros(len(chunk), dtype=torch.float64).index_add_(
                 0, rows.owner, y)
+            bar.update(math.ceil((calls + rows.gamma.shape[0]) / b) - math.ceil(calls / b))  # whole calls
             calls += rows.gamma.shape[0]
-            bar.update(rows.gamma.shape[0])
     end = "" if endpoint is None else f", gamma_max={gamma_max!r}, endpoint={endpoint!r}"
     name = f"path_integral({curve!r}, control={control!r}, n_nodes={n_nodes}{end})"
     return NLLEstimate.from_samples(name, samples.reshape(b, n_samples), length, math.ceil(calls / b))
@@ -303,7 +304,8 @@ class _Trajectory:
 
 
 def _chunks(curve, rule: _Rule, states, denoiser: Denoiser, n_traj: int, batch_size: int, g: torch.Generator):
-    """Trajectories ``0..n_traj-1`` (index ``b * n_samples + p``) in groups of about ``batch_size`` rows.
+    """Trajectories ``0..n_traj-1`` (index ``b * n_samples + p``) in groups of about ``batch_size`` rows, the first
+    trajectory alone (its time is the run's estimate, :class:`snrpaths.progress.Meter`).
 
     Each draws its knots (random orders), then its noise, then its endpoint states (``states``, an ``ENDPOINTS``
     entry) from ``g``, in index order, so the draws do not depend on how trajectories are grouped.
@@ -322,7 +324,7 @@ def _chunks(curve, rule: _Rule, states, denoiser: Denoiser, n_traj: int, batch_s
         eps = torch.randn(nodes.path.shape[0], length, dim, generator=g, dtype=torch.float64)
         pending.append(_Trajectory(index, nodes, eps, *states(length, g)))
         rows += pending[-1].rows
-        if rows >= batch_size or index == n_traj - 1:
+        if rows >= batch_size or index in (0, n_traj - 1):
             yield pending
             pending, rows = [], 0
 

@@ -32,6 +32,8 @@ class PlaneSegments:
         remask: some coordinate falls to 0 from above: a remask (or a switch back to [MASK]).
         start: ``[B, 2]`` first state of each run; ``end``: ``[B, 2]`` last state.
         drop: some coordinate falls to a finite SNR above 0 and none jumps to an edge: a ``renoise``.
+        ramp_end: ``[n, 2]`` the starts of jumps that take a coordinate from a finite SNR (``0 < u < 1``) to an edge:
+            where a ramp stopped, at its finite ``gamma_max``, drawn apart from clean (gamma = inf, u = 1).
     """
 
     continuous: np.ndarray
@@ -40,6 +42,7 @@ class PlaneSegments:
     start: np.ndarray
     end: np.ndarray
     drop: np.ndarray
+    ramp_end: np.ndarray
 
 
 def plane_segments(gamma_i: Any, gamma_j: Any) -> PlaneSegments:
@@ -52,8 +55,9 @@ def plane_segments(gamma_i: Any, gamma_j: Any) -> PlaneSegments:
     to_mask = ((b == 0) & (a > 0)).any(-1)
     drop = moved & ~to_clean & ~to_mask & (b < a).any(-1)
     seg = np.stack([a, b], axis=1)
+    finite_to_edge = ((a > 0) & (a < 1) & ((b == 0) | (b == 1))).any(-1)
     return PlaneSegments(continuous=seg[moved & ~to_clean & ~to_mask & ~drop], reveal=seg[to_clean & ~to_mask],
-                         remask=seg[to_mask], start=pts[0], end=pts[-1], drop=seg[drop])
+                         remask=seg[to_mask], start=pts[0], end=pts[-1], drop=seg[drop], ramp_end=a[finite_to_edge])
 
 
 def gamma_plane(
@@ -71,10 +75,12 @@ def gamma_plane(
     Both axes are compactified, ``u = gamma / (1 + gamma)``, so ``[MASK]`` (gamma = 0) and clean tokens
     (gamma = inf) are the edges of the unit square: a run from an all-``[MASK]`` start begins at the lower-left
     corner and every run ends at the upper-right one. ``runs`` independent runs (the rows of one batch) are
-    overlaid with transparency. Continuous moves (finite SNR rising, a ramp) are blue lines with one dot per step;
-    jumps to gamma = inf (reveals) are dark arrows, jumps back to 0 (remasks) red ones and drops to a lower finite
-    SNR (``renoise``) dashed purple ones; a jump that moves both
-    positions at once is drawn as an arc so that it is never mistaken for the continuous diagonal. So AR runs
+    overlaid with transparency. Continuous moves (finite SNR rising, a ramp) are blue lines with one dot per step,
+    and a white diamond where a finite SNR jumps to an edge: the ramp's finite ``gamma_max`` (at the default 40 it
+    sits at u = 40/41, next to the clean corner but not on it); jumps to gamma = inf (reveals) are dark arrows,
+    jumps back to 0 (remasks) red ones and drops to a lower finite SNR (``renoise``) dashed purple ones. A jump of
+    both positions at once bends away from the diagonal inside the box its ends span (:func:`jump_curve`): it never
+    passes below its start (an SNR that fell) nor leaves the square. So AR runs
     along the edges, masked diffusion jumps between corners, the joint ramp climbs the diagonal (a staggered
     ramp, ``ramp(T, lag=1)``, climbs along one axis, then the other; smaller lags bend the diagonal towards
     that corner), the hybrid climbs it, then jumps, and ``ramp(8) >> renoise(4.0) >> ramp(8)`` climbs, drops back
@@ -117,7 +123,7 @@ def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | 
                    f"{runs} per panel\naxes $\\gamma/(1+\\gamma)$: [MASK] ($\\gamma=0$) and clean ($\\gamma=\\infty$) "
                    "are the edges", width, 9.5)
     lines = [max(names[r * cols:(r + 1) * cols], key=lambda t: t.count("\n")).count("\n") + 1 for r in range(rows)]
-    handles = _legend_handles(any(len(seg.remask) for _, seg in panels), any(len(seg.drop) for _, seg in panels))
+    handles = _legend_handles({kind for _, seg in panels for kind in _KINDS if len(getattr(seg, kind))})
     # one row while it fits under the panels (up to cols + 2 entries), else rows of three
     legend_cols = len(handles) if len(handles) <= cols + 2 else 3
     legend_rows = math.ceil(len(handles) / legend_cols)
@@ -138,6 +144,16 @@ def _figure(panels: list, pair: tuple[int, int], cols: int | None, title: str | 
     return fig
 
 
+#: What a panel draws, by the PlaneSegments field each comes from: (colour, line style, legend label).
+_KINDS = {
+    "continuous": (CONTINUOUS, "-", "continuous move, one dot per step"),
+    "ramp_end": (CONTINUOUS, "", "ramp's end: finite $\\gamma_{\\max}$, not clean"),
+    "reveal": (REVEAL, "-", "jump: reveal ($\\gamma\\to\\infty$)"),
+    "remask": (REMASK, "-", "jump: remask ($\\gamma\\to 0$)"),
+    "drop": (RENOISE, "--", "drop: renoise ($\\gamma\\to\\gamma'$)"),
+}
+
+
 def _draw(ax, seg: PlaneSegments) -> None:
     alpha = 0.75 if len(seg.start) == 1 else 0.35
     ax.add_patch(_square())
@@ -145,23 +161,43 @@ def _draw(ax, seg: PlaneSegments) -> None:
         ax.add_collection(LineCollection(seg.continuous, colors=CONTINUOUS, linewidths=1.6, alpha=alpha,
                                          zorder=3, gid="continuous"))
         dots = seg.continuous[:, 1]
-        ax.scatter(dots[:, 0], dots[:, 1], s=9, color=CONTINUOUS, alpha=alpha, zorder=3, linewidths=0)
-    for kind, moves, color in (("reveal", seg.reveal, REVEAL), ("remask", seg.remask, REMASK),
-                               ("drop", seg.drop, RENOISE)):
-        for (a, b) in moves:
-            ax.add_patch(_arrow(a, b, color, alpha, kind))
-    ax.scatter(*seg.start.T, s=55, facecolor="white", edgecolor="black", linewidths=1.2, zorder=5)
-    ax.scatter(*seg.end.T, s=110, marker="*", color="black", zorder=5, linewidths=0)
+        ax.scatter(dots[:, 0], dots[:, 1], s=9, color=CONTINUOUS, alpha=alpha, zorder=3, linewidths=0,
+                   gid="continuous")
+    if len(seg.ramp_end):
+        ax.scatter(*seg.ramp_end.T, s=26, marker="D", facecolor="white", edgecolor=CONTINUOUS, linewidths=1.2,
+                   zorder=6, gid="ramp_end")
+    jumps = 0.9  # a jump that few runs take still reads in its legend colour, not as a grey curve
+    for kind in ("reveal", "remask", "drop"):
+        moves = getattr(seg, kind)
+        if len(moves):
+            colour, style, _ = _KINDS[kind]
+            curves = [jump_curve(a, b) for a, b in moves]
+            ax.add_collection(LineCollection(curves, colors=colour, linewidths=1.3, alpha=jumps, linestyles=style,
+                                             zorder=4, gid=kind))
+            for curve in curves:
+                ax.add_patch(_head(curve, colour, jumps, kind))
+    ax.scatter(*seg.start.T, s=55, facecolor="white", edgecolor="black", linewidths=1.2, zorder=5, gid="start")
+    ax.scatter(*seg.end.T, s=110, marker="*", color="black", zorder=5, linewidths=0, gid="end")
 
 
-def _arrow(a: np.ndarray, b: np.ndarray, color: str, alpha: float, kind: str) -> FancyArrowPatch:
-    # A straight move of both coordinates would lie on the diagonal a ramp climbs: bend it into an arc. A drop is
-    # dashed: it lands at a finite SNR, not on an edge of the square as a reveal or a remask does.
-    both = bool((a != b).all())
-    return FancyArrowPatch(tuple(a), tuple(b), arrowstyle="-|>", mutation_scale=9, linewidth=1.3, color=color,
-                           alpha=alpha, shrinkA=0, shrinkB=1.5, zorder=4, gid=kind,
-                           linestyle="--" if kind == "drop" else "-",
-                           connectionstyle=f"arc3,rad={0.35 if both else 0.0}")
+def jump_curve(a: np.ndarray, b: np.ndarray, points: int = 24) -> np.ndarray:
+    """``[points, 2]`` the drawn route of a jump from ``a`` to ``b`` (compactified ``(u_i, u_j)``).
+
+    The quadratic Bezier curve ``(1 - t)^2 a + 2 t (1 - t) c + t^2 b`` with its control point ``c = (b_i, a_j)`` at
+    the corner of the box the two ends span: it is monotone in each coordinate (its control points are), so a
+    reveal never passes below its start, and it stays inside that box, so inside the square. A jump of one
+    coordinate is straight; one of both bends away from the diagonal a joint ramp climbs, so the two never merge.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    c = np.array([b[0], a[1]])
+    t = np.linspace(0.0, 1.0, points)[:, None]
+    return (1 - t) ** 2 * a + 2 * t * (1 - t) * c + t ** 2 * b
+
+
+def _head(curve: np.ndarray, colour: str, alpha: float, kind: str) -> FancyArrowPatch:
+    """The arrowhead at the end of a jump's curve, along its last piece."""
+    return FancyArrowPatch(tuple(curve[-2]), tuple(curve[-1]), arrowstyle="-|>", mutation_scale=9, linewidth=1.3,
+                           color=colour, alpha=alpha, shrinkA=0, shrinkB=1.5, zorder=4, gid=kind)
 
 
 def _square() -> Rectangle:
@@ -189,20 +225,20 @@ def _axes_in_gamma(axes, pair: tuple[int, int], cols: int) -> None:
             ax.set_ylabel("")
 
 
-def _legend_handles(has_remask: bool, has_drop: bool) -> list:
-    handles = [
-        Line2D([], [], color=CONTINUOUS, marker="o", markersize=3, linewidth=1.6,
-               label="continuous move, one dot per step"),
-        Line2D([], [], color=REVEAL, marker=">", markersize=5, linewidth=1.3,
-               label="jump: reveal ($\\gamma\\to\\infty$)"),
-    ]
-    if has_remask:
-        handles.append(Line2D([], [], color=REMASK, marker=">", markersize=5, linewidth=1.3,
-                              label="jump: remask ($\\gamma\\to 0$)"))
-    if has_drop:
-        handles.append(Line2D([], [], color=RENOISE, marker=">", markersize=5, linewidth=1.3, linestyle="--",
-                              label="drop: renoise ($\\gamma\\to\\gamma'$)"))
+def _legend_handles(drawn: set[str]) -> list:
+    """One entry for every kind of move some panel draws (and only those), then the start and the end."""
+    handles = []
+    for kind, (colour, style, label) in _KINDS.items():
+        if kind not in drawn:
+            continue
+        if kind == "ramp_end":
+            handles.append(Line2D([], [], linestyle="", marker="D", markerfacecolor="white", markeredgecolor=colour,
+                                  markersize=5, label=label, gid=kind))
+        else:
+            handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=1.6 if kind == "continuous" else 1.3,
+                                  marker="o" if kind == "continuous" else ">", markersize=3 if kind == "continuous"
+                                  else 5, label=label, gid=kind))
     handles += [Line2D([], [], linestyle="", marker="o", markerfacecolor="white", markeredgecolor="black",
-                       markersize=6, label="start"),
-                Line2D([], [], linestyle="", marker="*", color="black", markersize=9, label="end")]
+                       markersize=6, label="start", gid="start"),
+                Line2D([], [], linestyle="", marker="*", color="black", markersize=9, label="end", gid="end")]
     return handles
