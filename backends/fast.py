@@ -20,7 +20,8 @@ on-disk cache). The length is fixed by the denoiser (``seq_len``). The batch cha
 rows whose state changed, so rows are padded up to the next power of two (copies of the first row, their outputs
 dropped): a run at batch ``B`` compiles at most ``log2(B) + 1`` graphs (7 up to batch 64); past torch's
 recompile limit (``torch._dynamo.config.recompile_limit``, 8: batches above 128) dynamo runs further shapes eagerly,
-with a warning. A path whose calls change the length (none of the built-in ones) would compile once per length.
+with a warning. Cached block decoding (``blocks(..., cache=...)``) calls the DiT's ``refresh`` and ``cached``
+passes, which these options leave as they are (eager, float32).
 
 These options apply to ``logits(state)`` (sampling, likelihoods, diagnostics); a trainer's ``forward`` runs eagerly
 in float32 (it sets its own autocast). Where ``compile`` cannot run (no C++ compiler for inductor on the CPU, no
