@@ -94,10 +94,9 @@ def test_inductor_compiled_dit_matches_eager_within_the_reassociation_budget():
     assert torch.equal(first, again)
 
 
-def test_bf16_autocast_dit_is_within_the_bf16_budget_and_keeps_the_converter_softmax_in_float32(monkeypatch):
-    den = tiny_dit()
-    state = mixed_state(den)
-    want = den.logits(state)
+@pytest.fixture
+def softmaxes(monkeypatch):
+    """``(dtype, autocast on)`` of every softmax chunk a DSL converter (ours, or the masked-LM one) computes."""
     seen = []
     chunks = converter_module.Converter._softmax_chunks
 
@@ -107,10 +106,18 @@ def test_bf16_autocast_dit_is_within_the_bf16_budget_and_keeps_the_converter_sof
             yield q, scratch, s
 
     monkeypatch.setattr(converter_module.Converter, "_softmax_chunks", spy)
+    return seen
+
+
+def test_bf16_autocast_dit_is_within_the_bf16_budget_and_keeps_the_converter_softmax_in_float32(softmaxes):
+    den = tiny_dit()
+    state = mixed_state(den)
+    want = den.logits(state)
+    softmaxes.clear()
     got = den.set_forward(precision="bf16").logits(state)
     assert got.dtype == torch.float32
-    assert seen and all(dtype == torch.float32 for dtype, _ in seen), "the converter's softmax ran in float32"
-    assert all(on for _, on in seen), "under autocast: its q @ E product follows it"
+    # the converter's softmax ran in float32, inside autocast (so its q @ E product follows it)
+    assert softmaxes and set(softmaxes) == {(torch.float32, True)}
     error, scale = float((got - want).abs().max()), float(want.abs().max())
     assert 0 < error <= (2 * 11 + 1) * U16 * scale, "bf16 changed the logits, within its budget"
     assert torch.equal(den.set_forward().logits(state), want), "set_forward() restores the plain forward"
@@ -143,23 +150,15 @@ def test_masked_lm_bf16_within_budget_and_compiled_equal_to_eager(lm_folder):
     torch.testing.assert_close(compiled.logits(state), want, rtol=0, atol=2 * 8 * 64 * U32 * scale)
 
 
-def test_dsl_masked_lm_bf16_keeps_its_converter_softmax_in_float32_and_compiles(lm_folder, monkeypatch):
+def test_dsl_masked_lm_bf16_keeps_its_converter_softmax_in_float32_and_compiles(lm_folder, softmaxes):
     """A masked LM behind the DSL-LLaDA converter: the converter's ``W q + c`` is one more product in series than the
     plain BERT's (``M = 9``), and compiling traces the model on ``inputs_embeds``."""
     den = DSLMaskedLM.from_pretrained(lm_folder, seq_len=L, config=attrs.evolve(AUTHORS, anchor_dim=8))
     state = mixed_state(den)
     want = den.logits(state)
-    seen = []
-    chunks = converter_module.Converter._softmax_chunks
-
-    def spy(self, *args, **kwargs):
-        for q, scratch, s in chunks(self, *args, **kwargs):
-            seen.append(q.dtype)
-            yield q, scratch, s
-
-    monkeypatch.setattr(converter_module.Converter, "_softmax_chunks", spy)
+    softmaxes.clear()
     got = den.set_forward(precision="bf16").logits(state)
-    assert seen and set(seen) == {torch.float32}
+    assert softmaxes and set(softmaxes) == {(torch.float32, True)}, "float32, under autocast"
     error, scale = float((got - want).abs().max()), float(want.abs().max())
     assert 0 < error <= (2 * 9 + 1) * U16 * scale
     compiled = den.set_forward(compile="aot_eager").logits(state)
