@@ -219,12 +219,13 @@ def plot(fast: list[dict], text: list[dict], out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="snrpaths bench block-cache", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes, one round, two samples, no reference LM")
     parser.add_argument("--n", type=int, default=None, help="text samples per cache (default 192, quick 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the study (default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = (QUICK if args.quick else FULL) | ({"n": args.n} if args.n else {})
