@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from snrpaths import SNRPathError, SNRTypeError
-from snrpaths.streams import (Streams, _M, _MASK32, _philox_rounds, _round_keys, normal, philox4x32, seed_key,
-                               uniform)
+from snrpaths.streams import (Streams, _M, _MASK32, _philox_rounds, _round_keys, _units53, normal, philox4x32,
+                               seed_key, uniform)
 
 # Random123's known-answer vectors for philox4x32-10 (kat_vectors): counter, key, output.
 KAT = [
@@ -89,6 +89,27 @@ def test_a_row_draws_the_same_numbers_whatever_the_other_rows(batch):
     assert torch.equal(skipped.normal((batch, 3, 5)), z)
     fresh = Streams(5, torch.arange(batch) + 40)
     assert torch.equal(fresh.uniform_at(torch.tensor([1, 0]), torch.tensor([2, 5])), u[[1, 0], [2, 5]])
+
+
+def test_draws_computed_ahead_and_the_device_layout_give_the_numbers_of_a_fresh_draw():
+    """On the CPU a small draw computes the next 15 ahead (numpy); other devices compute each draw in torch. Both
+    must give, for every draw index, the numbers a draw computed on its own gives: checked draw by draw, with the
+    torch layout run here on the CPU's words."""
+    ahead = Streams(3, torch.arange(4) + 7)
+    for draw in range(20):  # past one pass of 16, a full draw after a partial one, uniform_at inside and outside
+        alone = Streams(3, torch.arange(4) + 7)
+        alone.skip(draw)
+        if draw % 3 == 2:
+            rows, elements = torch.tensor([0, 3, 3]), torch.tensor([0, 5, 10])
+            got = ahead.uniform_at(rows, elements)
+            assert torch.equal(got, alone.uniform((4, 11))[rows, elements])
+            device = _units53(Streams(3, torch.arange(4) + 7)._device_words(draw, 6)).reshape(4, -1)
+            assert torch.equal(got, device[rows, elements])
+        else:
+            got = ahead.uniform((4, 11 if draw % 2 else 9))
+            assert torch.equal(got, alone.uniform(tuple(got.shape)))
+            device = _units53(Streams(3, torch.arange(4) + 7)._device_words(draw, 6)).reshape(4, -1)
+            assert torch.equal(got, device[:, :got.shape[1]])
 
 
 def test_element_e_does_not_depend_on_the_draw_shape():
