@@ -50,6 +50,7 @@ from snrpaths.files import replace_files, sha256
 from .converter import Converter, ConverterConfig, log_beta_from
 from .dit import DiT, DiTConfig
 from .dsl import DSLDenoiser
+from .fast import check_options
 
 FORMAT, VERSION = "snrpaths.dsl", 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -83,6 +84,8 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     max_bytes: int = MAX_BYTES,
+    precision: str = "fp32",
+    compile: bool | str = False,
 ) -> DSLDenoiser:
     """A :class:`DSLDenoiser` in eval mode from a shipped name, our folder, an MDLM HF folder or a Lightning ``.ckpt``.
 
@@ -94,7 +97,11 @@ def load(
         device, dtype: where and in which floating dtype to put the weights (default: as stored, on the CPU).
         max_bytes: the most parameter memory to build (the config's :func:`parameter_count` x 4 bytes); a checkpoint
             describing more is refused before anything is allocated.
+        precision, compile: how :meth:`DSLDenoiser.logits` runs: ``'fp32'`` or ``'bf16'`` (autocast), and
+            ``torch.compile`` of the backbone (``True``, a backend name, or ``False``); see
+            :mod:`snrpaths.backends.fast`. Checked before anything is read.
     """
+    check_options(precision, compile, device)
     max_bytes = validate.integer("max_bytes", max_bytes)
     seed = validate.seed("seed", seed)
     seq_len = validate.integer("seq_len", seq_len, allow_none=True)
@@ -104,7 +111,7 @@ def load(
     path = _resolve(name_or_path)
     if path.is_file() and path.suffix == ".ckpt":
         model = _load_lightning(path, seq_len, ema, converter, seed, max_bytes)
-        return model.to(device=device, dtype=dtype).eval()
+        return model.to(device=device, dtype=dtype).eval().set_forward(precision, compile)
     if path.is_file() and path.name not in (CONFIG_NAME, WEIGHTS_NAME, "pytorch_model.bin"):
         raise SNRPathError(
             f"{path} is not a checkpoint file: give a Lightning .ckpt, or a folder holding {CONFIG_NAME} and weights"
@@ -124,7 +131,7 @@ def load(
             f"{folder / CONFIG_NAME} is neither an snrpaths checkpoint (format: {FORMAT!r}) nor an MDLM snapshot "
             f"(model_type: 'mdlm') (got format={config.get('format')!r}, model_type={config.get('model_type')!r})"
         )
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval().set_forward(precision, compile)
 
 
 def save(denoiser: DSLDenoiser, folder: str | os.PathLike) -> Path:

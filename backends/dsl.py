@@ -13,6 +13,7 @@ no dropout) and ``forward(z, gamma, tokens)`` on plain tensors for a trainer (gr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +29,7 @@ from snrpaths.state import SNRState
 
 from .converter import Converter, ConverterConfig
 from .dit import DiT, DiTConfig
+from .fast import FastForward, check_options
 
 
 class DSLDenoiser(nn.Module):
@@ -55,6 +57,7 @@ class DSLDenoiser(nn.Module):
         self.tokenizer = tokenizer
         self._table_key: tuple | None = None
         self._table: TokenTable | None = None
+        self._fast: FastForward | None = None  # set_forward's options for logits(); None: plain float32, eager
         self._codec: tuple[dict, Tokenizer] | None = None
 
     @classmethod
@@ -155,6 +158,22 @@ class DSLDenoiser(nn.Module):
             self._table_key = key
         return self._table
 
+    def set_forward(self, precision: str = "fp32", compile: bool | str = False) -> "DSLDenoiser":
+        """Run :meth:`logits` under ``precision`` (``'fp32'``, or ``'bf16'`` autocast around the converter and the
+        backbone: the converter's softmax stays float32) and, with ``compile``, the backbone through
+        ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself. ``set_forward()``
+        restores the plain forward. :meth:`forward` (training) is not affected."""
+        check_options(precision, compile, self.backbone.vocab_embed.embedding.device)
+        plain = precision == "fp32" and compile is False
+        self._fast = None if plain else FastForward(lambda h: self.backbone(h, dropout=0.0), precision=precision,
+                                                    compile=compile, device=self.backbone.vocab_embed.embedding.device)
+        return self
+
+    @property
+    def forward_options(self) -> dict:
+        """``{"precision": ..., "compile": ...}``: what :meth:`set_forward` chose."""
+        return {"precision": "fp32", "compile": False} if self._fast is None else self._fast.options
+
     def logits(self, state: SNRState) -> torch.Tensor:
         """``(B, L, V)`` unnormalised logits of ``p(s_i = v | z)``; no gradient, no dropout, train or eval mode."""
         if not isinstance(state, SNRState):
@@ -207,8 +226,11 @@ class DSLDenoiser(nn.Module):
 
     def _predict(self, z, gamma, tokens, dropout):
         self._check_inputs(z, gamma, tokens)
-        converted = self._convert(z, gamma, tokens)
-        return self._head(self.backbone(converted.h, dropout=dropout), converted)  # (B, L, V)
+        fast = self._fast if dropout == 0.0 else None  # set_forward's options serve logits() only
+        with contextlib.nullcontext() if fast is None else fast.autocast(z.device):
+            converted = self._convert(z, gamma, tokens)
+            logits = self.backbone(converted.h, dropout=dropout) if fast is None else fast(converted.h)  # (B, L, V)
+        return self._head(logits, converted)
 
     @staticmethod
     def _head(logits: torch.Tensor, converted) -> torch.Tensor:

@@ -43,6 +43,8 @@ from snrpaths.geometry import TokenTable
 from snrpaths.state import UNKNOWN, SNRState
 from snrpaths import validate
 
+from .fast import FastForward, check_options
+
 #: The files a saved model's weights may be in (single file or sharded index, safetensors or pickle).
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -68,6 +70,9 @@ class MaskedLM:
         tokenizer: a Hugging Face tokenizer, for text in and out (:meth:`encode_prompts`, :meth:`decode`).
         max_len: the model's most positions (default: ``model.config.max_position_embeddings`` when it has one).
         anchor_dim, seed: the random anchor table's dimension and seed.
+        precision, compile: how :meth:`logits` runs the model: ``'fp32'`` or ``'bf16'`` (autocast), and
+            ``torch.compile`` (``True``, a backend name, or ``False``) with static shapes, batches padded to a power
+            of two (:mod:`snrpaths.backends.fast`; also :meth:`set_forward`).
 
     Every argument is checked before the first sampling call; the model's output shape is checked once at
     construction, on one probe row, and on every call.
@@ -78,7 +83,8 @@ class MaskedLM:
 
     def __init__(self, model: Any, *, mask_id: int, seq_len: int, samplable: Sequence[int] | None = None,
                  shift: bool = False, prefix: Sequence[int] = (), suffix: Sequence[int] = (), tokenizer: Any = None,
-                 max_len: int | None = None, anchor_dim: int = 32, seed: int = 0):
+                 max_len: int | None = None, anchor_dim: int = 32, seed: int = 0, precision: str = "fp32",
+                 compile: bool | str = False):
         if not isinstance(model, torch.nn.Module):
             raise SNRTypeError(f"'model' must be a torch.nn.Module mapping input ids to logits (got "
                                f"{type(model).__name__})")
@@ -95,6 +101,7 @@ class MaskedLM:
             self._check_vocab(config.vocab_size)
         self._check_length(max_len if max_len is not None else getattr(config, "max_position_embeddings", None))
         self.device = next(model.parameters(), torch.empty(0)).device
+        check_options(precision, compile, self.device)
         self.model_vocab = self._probe()
         self._check_vocab(self.model_vocab)
         self.samplable = self._samplable(samplable)
@@ -104,6 +111,18 @@ class MaskedLM:
         self.vocab_size = len(self.samplable)
         self._table = TokenTable.random(self.vocab_size, validate.integer("anchor_dim", anchor_dim),
                                         validate.seed("seed", seed)).to(self.device)
+        self.set_forward(precision, compile)
+
+    def set_forward(self, precision: str = "fp32", compile: bool | str = False) -> "MaskedLM":
+        """Run the model in :meth:`logits` under ``precision`` (``'fp32'``, or ``'bf16'`` autocast) and, with
+        ``compile``, through ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself."""
+        self._fast = FastForward(self._forward, precision=precision, compile=compile, device=self.device)
+        return self
+
+    @property
+    def forward_options(self) -> dict:
+        """``{"precision": ..., "compile": ...}``: what :meth:`set_forward` chose."""
+        return self._fast.options
 
     # -- construction checks -----------------------------------------------------------------------------------------
 
@@ -161,7 +180,7 @@ class MaskedLM:
         B = inner.shape[0]
         prefix, suffix = (f.expand(B, -1) for f in self._frame)
         ids = torch.cat([prefix, inner, suffix], dim=1)
-        out = self._forward(ids)
+        out = self._fast(ids)
         if tuple(out.shape) != (*ids.shape, self.model_vocab):
             raise ShapeError(f"the model returned logits of shape {list(out.shape)} for input ids of shape "
                              f"{list(ids.shape)}; expected {[*ids.shape, self.model_vocab]}")
@@ -175,9 +194,10 @@ class MaskedLM:
             raise ShapeError(f"the state has L = {state.seq_len} positions; this denoiser samples seq_len = "
                              f"{self.seq_len}")
 
-    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits of ``[B, N]`` input ids, or of ``[B, N, H]`` input embeddings (a DSL converter's)."""
         with torch.no_grad():
-            out = self.model(ids)
+            out = self.model(inputs_embeds=x) if x.is_floating_point() else self.model(x)
         return out if isinstance(out, torch.Tensor) else out.logits
 
     def to(self, device: torch.device | str) -> "MaskedLM":
@@ -250,21 +270,24 @@ class MaskedLM:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, seq_len: int | None = None, shift: bool = False,
-                        anchor_dim: int = 32, seed: int = 0) -> "MaskedLM":
+                        anchor_dim: int = 32, seed: int = 0, precision: str = "fp32",
+                        compile: bool | str = False) -> "MaskedLM":
         """A local folder saved by ``save_pretrained`` (weights, ``config.json`` and a tokenizer), loaded with
         ``local_files_only=True``: never a hub. The mask id and the framing come from the tokenizer (the ids it
         adds around a text); ``seq_len`` defaults to the model's positions less the framing, at most 128.
 
         A folder whose safetensors weights hold the DSL-LLaDA converter's keys (``noise_embed.weight``, ...) gives a
         :class:`~snrpaths.backends.hf_dsl.DSLMaskedLM`, which reads finite-SNR states (its anchors are the
-        checkpoint's; ``anchor_dim`` and ``seed`` are not used); every other folder an endpoint-only ``MaskedLM``."""
+        checkpoint's; ``anchor_dim`` and ``seed`` are not used); every other folder an endpoint-only ``MaskedLM``.
+        ``precision`` and ``compile`` as in the constructor, checked before anything is read."""
+        check_options(precision, compile)
         folder = _check_folder(folder)
         from .hf_dsl import DSLMaskedLM, converter_files
 
         if cls is MaskedLM and converter_files(folder) is not None:
-            return DSLMaskedLM.from_pretrained(folder, seq_len=seq_len, shift=shift)
+            return DSLMaskedLM.from_pretrained(folder, seq_len=seq_len, shift=shift).set_forward(precision, compile)
         model, options = read_folder(folder, seq_len, shift)
-        return cls(model, **options, anchor_dim=anchor_dim, seed=seed)
+        return cls(model, **options, anchor_dim=anchor_dim, seed=seed, precision=precision, compile=compile)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({type(self.model).__name__}, V={self.model_vocab}, samplable={self.vocab_size}"
@@ -327,11 +350,13 @@ def _framing(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def save_random(folder: str | os.PathLike, words: Sequence[str], *, arch: str = "bert", hidden: int = 32,
-                layers: int = 2, heads: int = 2, max_len: int = 64, seed: int = 0) -> Path:
+                layers: int = 2, heads: int = 2, max_len: int = 64, seed: int = 0, intermediate: int | None = None
+                ) -> Path:
     """Write a randomly initialised masked LM (``"bert"`` or ``"modernbert"``) and a word-level tokenizer over
     ``words`` (plus ``[PAD] [UNK] [CLS] [SEP] [MASK]``, ids 0-4, and BERT's ``[CLS] text [SEP]`` framing) to
     ``folder``, built from their configs with no download: for tests, the gallery and the speed study, where no real
-    checkpoint can be fetched. ``seed`` fixes every weight without touching torch's global generator."""
+    checkpoint can be fetched. ``seed`` fixes every weight without touching torch's global generator;
+    ``intermediate`` is the feed-forward width (default ``2 * hidden``; BERT-base has ``4 * hidden``)."""
     transformers = import_transformers()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
@@ -348,7 +373,8 @@ def save_random(folder: str | os.PathLike, words: Sequence[str], *, arch: str = 
         tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]")
     sizes = dict(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                 intermediate_size=2 * hidden, max_position_embeddings=max_len, pad_token_id=0)
+                 intermediate_size=validate.integer("intermediate", intermediate or 2 * hidden),
+                 max_position_embeddings=max_len, pad_token_id=0)
     if arch == "bert":
         config, make = transformers.BertConfig(**sizes), transformers.BertForMaskedLM
     else:

@@ -246,13 +246,16 @@ class DSLMaskedLM(MaskedLM, nn.Module):
             raise SNRPathError(f"'tokens' holds clean (gamma = inf) ids outside the sampler's "
                                f"[0, {self.vocab_size - 1}]")
         ids = self._to_model[torch.where(clean, tokens, 0)]  # (B, L) model ids, read where clean
-        converted = self.converter(z, gamma, ids)
-        words = self.model.get_input_embeddings()
-        h = converted.h.to(words.weight.dtype)  # (B, L, H)
-        if fixed is not None:  # prompt positions keep the model's own embeddings
-            h = torch.where(fixed.unsqueeze(-1), words(ids), h)
-        prefix, suffix = (words(f).expand(B, -1, -1) for f in self._frame)
-        out = self.model(inputs_embeds=torch.cat([prefix, h, suffix], dim=1))
+        fast = None if torch.is_grad_enabled() else self._fast  # set_forward's options; a trainer's pass runs eagerly
+        with contextlib.nullcontext() if fast is None else fast.autocast(gamma.device):  # the softmax stays float32
+            converted = self.converter(z, gamma, ids)
+            words = self.model.get_input_embeddings()
+            h = converted.h.to(words.weight.dtype)  # (B, L, H)
+            if fixed is not None:  # prompt positions keep the model's own embeddings
+                h = torch.where(fixed.unsqueeze(-1), words(ids), h)
+            prefix, suffix = (words(f).expand(B, -1, -1) for f in self._frame)
+            embeds = torch.cat([prefix, h, suffix], dim=1)
+            out = self.model(inputs_embeds=embeds) if fast is None else fast(embeds)
         out = out if isinstance(out, torch.Tensor) else out.logits
         n = len(self.prefix) + L + len(self.suffix)
         if tuple(out.shape) != (B, n, self.model_vocab):

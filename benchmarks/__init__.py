@@ -22,4 +22,6 @@ STUDIES = {
     "adaptive-calls": ("adaptive_calls", "calls saved and TV cost of threshold / entropy-bounded reveals and stop tokens"),
     "block-cache": ("block_cache", "tokens/s and quality cost of Fast-dLLM's prefix and dual key/value caches"),
     "robustness": ("robustness", "wrong inputs, damaged files, failing disks and kills: refused, detected or survived"),
+    "gpu": ("gpu", "tokens/s and calls/s of plain, threshold, compiled, bf16 and cached rows against the weight-read "
+            "bound"),
 }

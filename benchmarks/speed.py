@@ -14,7 +14,7 @@ or an entropy bound: T bounds their calls), and AR / ROAR at their own NFE = L. 
   ``n = B L`` at batch B (each position's reveal step is uniform over the K steps); printed beside the measured mean.
 * runner overhead: ``sample(mdm(T))`` against ``runner_overhead.hand_written_mdlm`` (the same rule written as a
   plain loop) on the same checkpoint, alternating, at batch 1 and a small batch (``python
-  benchmarks/runner_overhead.py`` measures it at batch 64, L = 256).
+  benchmarks/runner_overhead.py`` measures it at batch 1 and 8 side by side, L = 256).
 * peak memory of one ``sample()`` call, above what is resident before it. On CUDA: ``torch.cuda.max_memory_allocated``
   after ``reset_peak_memory_stats``, minus ``memory_allocated`` before the call. On the CPU, each configuration is
   measured in its own child forked from this process (``multiprocessing``, fork context), so none sees another's
@@ -309,7 +309,8 @@ def report(r: dict) -> str:
                      f"{tb:.3f} | {B / tb:.2f} | {B * L / tb:,.0f} | {1 / t1:.2f} | {tb / nb * 1e3:.1f} | "
                      f"{_mib(row['peak_bytes'])} |")
     title = (f"Runner overhead: `sample(mdm({T}))` against `runner_overhead.hand_written_mdlm` on the same "
-             f"checkpoint, alternating, median of {r['repeats_1']} (CPU; batch 64, L = 256 in `runner_overhead.md`)")
+             f"checkpoint, alternating, median of {r['repeats_1']} (CPU; batches 1 and 8, L = 256 in "
+             "`runner_overhead.md`)")
     columns = ("| batch | hand-written s | snrpaths.sample s | NFE (hand / sample) | ms per call (hand / sample) | "
                "ratio sample / hand |")
     lines += ["", title, "", columns, "|---:|---:|---:|---:|---:|---:|"]

@@ -279,6 +279,11 @@ def _add_sample(commands) -> None:
                    help="a token id that ends a sample: once drawn, every later position takes it with no call, and "
                         "the text printed stops there (default: none)")
     p.add_argument("--out", default=None, help="also write samples.jsonl: one JSON object per sample with its settings")
+    p.add_argument("--precision", default="fp32", help="the forward pass: fp32 (default) or bf16 (bfloat16 autocast; "
+                                                      "the DSL converter's softmax stays float32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (inductor, static shapes; the first calls of each batch size "
+                        "compile, seconds on a CPU)")
     p.set_defaults(run=run_sample)
 
 
@@ -295,11 +300,12 @@ def run_sample(args) -> int:
     validate.integer("stop_token", args.stop_token, 0, allow_none=True)  # its upper end, the vocabulary, once loaded
     if args.out is not None:
         check_output_file(args.out, "--out")
+    procs = Processes.from_env()
+    _check_forward_flags(args, procs.device)
     denoiser, encode, decode = _text_model(args)
     program = path.compile(denoiser.seq_len)
     prompt = None if args.prompt is None else encode(args.prompt)
-    procs = Processes.from_env()
-    denoiser = denoiser.to(procs.device)
+    denoiser = denoiser.to(procs.device).set_forward(args.precision, args.compile)
     samples = sample_sharded(program, denoiser, args.n, seed=args.seed, prompt=prompt, processes=procs,
                              stop_token=args.stop_token, progress=None)
     if samples is None:  # not rank 0: the samples were gathered there
@@ -317,6 +323,16 @@ def run_sample(args) -> int:
         print(f"--- sample {record['index']} (path {settings['path']}, {record['nfe']} calls) ---")
         print(record["text"])
     return 0
+
+
+def _check_forward_flags(args, device) -> None:
+    """--precision and --compile, checked before a model is loaded (a missing compiler included)."""
+    from snrpaths.backends.fast import check_options  # the CLI is an application: it may pick a backend
+
+    try:
+        check_options(args.precision, args.compile, device)
+    except SNRPathError as err:
+        raise type(err)(str(err).replace("'precision'", "--precision").replace("compile=True", "--compile")) from None
 
 
 def _text_model(args):

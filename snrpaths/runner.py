@@ -15,6 +15,9 @@ each row's key/value cache (:class:`snrpaths.blockcache.RowCaches`).
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
 from typing import Callable, Sequence
 
 import attrs
@@ -207,6 +210,11 @@ class _Run:
                                     default=-1)
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
+        self.owns_logits = False  # whether self.logits is a tensor of this run's own (not the denoiser's output)
+        # sample() starts every position at z = 0 (masked or prompt), and only ramps and renoising write evidence: a
+        # program with neither keeps z = 0 throughout, so its steps need not rewrite it
+        self.z_stays_zero = not any(isinstance(op, (RampOp, RampCorrectOp, RenoiseOp)) for step in program.steps
+                                    for op in step.ops) and not bool(state.z.any())
         self.nfe = 0
         # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
         # a call goes to
@@ -276,10 +284,9 @@ class _Run:
         selection needs logits (a step whose coin flips chose nothing costs no call), then apply the ops."""
         self.scope = step.cache
         selections = [_SELECT[type(op)](self, op) for op in step.ops]
-        needed = torch.zeros_like(self.row_stale)
-        for selection in selections:
-            needed = needed | selection.needs_logits
-        self.logits_now(needed)
+        needs = [selection.needs_logits for selection in selections if selection.needs_logits is not False]
+        if needs:
+            self.logits_now(functools.reduce(operator.or_, needs))
         for op, selection in zip(step.ops, selections):
             self.state = _APPLY[type(op)](self, op, selection)
             self._changed(selection.changes)
@@ -305,8 +312,7 @@ class _Run:
         first = torch.where(hit, index, L).amin(1)  # [B]
         fill = free & (index > first[:, None]) & ~(clean & (state.tokens == stop))
         inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
-        self.state = attrs.evolve(
-            state,
+        self.state = state.advance(
             gamma=torch.where(fill, inf, state.gamma),
             z=torch.where(fill[..., None], 0.0, state.z),
             tokens=torch.where(fill, stop, state.tokens),
@@ -322,13 +328,15 @@ class _Run:
         n = int(need.sum())
         if n:
             logits = self._call(self.state if n == self.state.batch else self.state.rows(need), need)
-            if n < self.state.batch:
+            if n < self.state.batch and self.owns_logits:  # a tensor this run made: written in place
+                logits = self.logits.index_put_((need,), logits)
+            elif n < self.state.batch:
                 # rows never called yet hold zeros, never read: only rows that need logits read them
                 old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
                 logits = old.index_put((need,), logits)  # out of place: the old tensor may be the denoiser's own
-            self.logits, self.nfe = logits, self.nfe + 1
+            self.logits, self.nfe, self.owns_logits = logits, self.nfe + 1, n < self.state.batch
             self.row_calls += need
-            self.row_stale = self.row_stale & ~need
+            self.row_stale = self.row_stale & ~need if n < self.state.batch else torch.zeros_like(self.row_stale)
         return self.logits
 
     def _call(self, state: SNRState, rows: torch.Tensor) -> torch.Tensor:
@@ -356,6 +364,8 @@ class _Run:
         # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
         # positions, which are never drawn.
         top = logits.amax(-1)
+        if bool(torch.isfinite(top).all()):  # the common case, in one reduction and one host synchronisation
+            return
         bad = ~torch.isfinite(top) & ~state.clean
         if bool(bad.any()):
             raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
@@ -363,12 +373,13 @@ class _Run:
                                 f"+inf: {int(torch.isposinf(logits).sum())})")
 
     def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
-        """``[B, L]`` bool: the op's positions that are not fixed by the prompt."""
+        """``[B, L]`` bool: the op's positions that are not fixed by the prompt (no step changes ``fixed``, so it is
+        computed once per run). Read-only: callers combine it out of place."""
         if positions not in self.masks:
             m = torch.zeros(self.state.seq_len, dtype=torch.bool, device=self.state.gamma.device)
             m[list(positions)] = True
-            self.masks[positions] = m
-        return self.masks[positions] & ~self.state.fixed
+            self.masks[positions] = m & ~self.state.fixed
+        return self.masks[positions]
 
     def uniform(self) -> torch.Tensor:
         """``[B, L]`` float64 uniforms, one draw of every row's stream."""
@@ -379,16 +390,18 @@ class _Run:
 class _Selection:
     """What one op will do this step: ``chosen`` positions move (revealed, ramped or masked), ``remasked`` clean
     positions go to [MASK]; ``needs_logits`` (``[B]`` bool, or False for none) says which rows' application needs
-    the denoiser."""
+    the denoiser; ``moved`` is ``chosen.any(1)`` where the selection computed it already."""
 
     chosen: torch.Tensor
     remasked: torch.Tensor | None = None
     needs_logits: torch.Tensor | bool = False
+    moved: torch.Tensor | None = None
 
     @property
     def changes(self) -> torch.Tensor:
         """``[B]`` bool: the rows this op changes."""
-        return self.chosen.any(1) if self.remasked is None else self.chosen.any(1) | self.remasked.any(1)
+        moved = self.chosen.any(1) if self.moved is None else self.moved
+        return moved if self.remasked is None else moved | self.remasked.any(1)
 
 
 # -- ops -----------------------------------------------------------------------------------------------------------
@@ -406,7 +419,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
     state = run.state
     free, clean = run.mask(op.positions), state.clean
     unrevealed = free & ~clean
-    remasked, sigma_bar = _remask_draw(op, state, free & clean, run)
+    remasked, sigma_bar = _remask_draw(op, state, free, run)
     u_reveal = run.uniform()
     logits = None
     if op.uses_evidence:
@@ -414,58 +427,71 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
         if not bool(left.any()):  # nothing left in any row: no ranking, no call
             return _Selection(torch.zeros_like(unrevealed), remasked, left)
         logits = run.logits_now(left)
-    taken = op.adaptive.select(logits, unrevealed) if op.adaptive is not None else torch.zeros_like(unrevealed)
+    taken = op.adaptive.select(logits, unrevealed) if op.adaptive is not None else None
     if op.flips_coins:
-        keep = 1 - op.alpha_t
-        p = ((op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep).clamp(0, 1) if keep > 0 else torch.ones_like(sigma_bar)
-        chosen = taken | (unrevealed & (u_reveal < p[:, None]))
+        chosen = unrevealed & (u_reveal < _reveal_probability(op, sigma_bar))
+        chosen = chosen if taken is None else taken | chosen
     else:
         if op.count is not None:
             n = torch.full((state.batch,), op.count, device=u_reveal.device)
         else:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
         score = op.order.score(logits if op.order.uses_evidence else None, u_reveal)
-        chosen = taken | _best(score, unrevealed & ~taken, n - taken.sum(1))
+        chosen = (_best(score, unrevealed, n) if taken is None
+                  else taken | _best(score, unrevealed & ~taken, n - taken.sum(1)))
     if op.adaptive is not None and op.adaptive.at_least_one:
         idle = unrevealed.any(1) & ~chosen.any(1)
         chosen = chosen | (idle[:, None] & _best(op.adaptive.score(logits), unrevealed, idle.long()))
-    return _Selection(chosen, remasked, chosen.any(1))
+    moved = chosen.any(1)
+    return _Selection(chosen, remasked, moved, moved)
+
+
+def _reveal_probability(op: RevealOp, sigma_bar: torch.Tensor | float) -> torch.Tensor | float:
+    """ReMDM's reveal probability ``clip((alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t), 0, 1)`` (1 when
+    ``alpha_t = 1``): ``[B, 1]`` float64 for a per-row ``sigma_bar`` ``[B]``, a Python float for a scalar one (the
+    same float64 arithmetic, with no tensor operation)."""
+    keep = 1 - op.alpha_t
+    if keep <= 0:
+        return 1.0
+    p = (op.alpha_s - (1 - sigma_bar) * op.alpha_t) / keep
+    return p.clamp(0, 1)[:, None] if isinstance(p, torch.Tensor) else min(max(p, 0.0), 1.0)
 
 
 def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
-    tokens, confidence = state.tokens.clone(), state.confidence.clone()
     rows, cols = chosen.nonzero(as_tuple=True)
     u = run.streams.uniform_at(rows, cols)  # a draw even when nothing is chosen, so every row's stream stays in step
+    if not rows.numel() and remasked is None:
+        return state
+    tokens, confidence = state.tokens, state.confidence
     if rows.numel():
         probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
         drawn = inverse_cdf(probs, u[:, None]).squeeze(-1)
-        tokens[rows, cols] = drawn
-        confidence[rows, cols] = probs.gather(-1, drawn[:, None]).squeeze(-1).to(confidence.dtype)
-    inf = torch.tensor(float("inf"), dtype=state.gamma.dtype, device=state.gamma.device)
-    return attrs.evolve(
-        state,
-        gamma=torch.where(chosen, inf, torch.where(remasked, 0.0, state.gamma)),
-        z=torch.where((chosen | remasked)[..., None], 0.0, state.z),
-        tokens=torch.where(remasked, UNKNOWN, tokens),
-        confidence=torch.where(remasked, 0.0, confidence),
-    )
+        tokens = tokens.index_put((rows, cols), drawn)
+        confidence = confidence.index_put((rows, cols), probs.gather(-1, drawn[:, None]).squeeze(-1).to(
+            confidence.dtype))
+    gamma, emptied = state.gamma, chosen  # chosen (unrevealed) and remasked (clean) positions are disjoint
+    if remasked is not None:
+        gamma, emptied = torch.where(remasked, 0.0, gamma), chosen | remasked
+        tokens, confidence = torch.where(remasked, UNKNOWN, tokens), torch.where(remasked, 0.0, confidence)
+    z = state.z if run.z_stays_zero else torch.where(emptied[..., None], 0.0, state.z)
+    return state.advance(gamma=torch.where(chosen, math.inf, gamma), z=z, tokens=tokens, confidence=confidence)
 
 
-def _remask_draw(op: RevealOp, state: SNRState, candidates: torch.Tensor, run: _Run):
-    """Which clean positions go back to [MASK], and the ``sigma`` of the reveal rule per row ``[B]``.
+def _remask_draw(op: RevealOp, state: SNRState, free: torch.Tensor, run: _Run):
+    """Which clean ``free`` positions go back to [MASK] (None for none: ``sigma = 0``), and the ``sigma`` of the
+    reveal rule: a float, or per row ``[B]``.
 
     Uniform policies use their scalar sigma in ``(alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t)``, as ReMDM does.
     Confidence remasking spreads ``sigma_max`` as ``sigma_l = sigma_max softmax(-psi)_l`` over a row's clean
     positions; the reveal rule then uses their mean, ``sigma_max / n_clean`` (0 for a row with none).
     """
-    sigma_bar = torch.full((state.batch,), op.sigma, dtype=torch.float64, device=candidates.device)
     if op.sigma == 0:
-        return torch.zeros_like(candidates), sigma_bar
-    u = run.uniform()
+        return None, 0.0
+    candidates, u = free & state.clean, run.uniform()
     if not op.sigma_by_confidence:
-        return candidates & (u < op.sigma), sigma_bar
+        return candidates & (u < op.sigma), op.sigma
     neg_psi = torch.where(candidates, -state.confidence.to(torch.float64), float("-inf"))
     # softmax over a row with no clean position is NaN: such a row remasks nothing.
     eta = torch.where(candidates, torch.softmax(neg_psi, dim=1), 0.0).nan_to_num(0.0)
@@ -502,7 +528,7 @@ def _apply_ramp(run: _Run, op: RampOp, sel: _Selection) -> SNRState:
     z = increment(state.z, dgamma, target, run.streams, op.ramp.noise)
     gamma = state.gamma + dgamma
     run.lost_at = torch.where((run.lost_at < 0) & (sel.chosen & torch.isinf(gamma)).any(), run.index, run.lost_at)
-    return attrs.evolve(state, gamma=gamma, z=z)
+    return state.advance(gamma=gamma, z=z)
 
 
 def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRState:
@@ -514,7 +540,7 @@ def _apply_ramp_correct(run: _Run, op: RampCorrectOp, sel: _Selection) -> SNRSta
         return state
     dgamma, before = predicted
     after = _ramp_target(run, op.ramp, sel.chosen)
-    return attrs.evolve(state, z=state.z + 0.5 * dgamma.to(state.z.dtype)[..., None] * (after - before))
+    return state.advance(z=state.z + 0.5 * dgamma.to(state.z.dtype)[..., None] * (after - before))
 
 
 def _ramp_target(run: _Run, ramp: Ramp, moving: torch.Tensor) -> torch.Tensor:
@@ -558,13 +584,12 @@ def _apply_renoise(run: _Run, op: RenoiseOp, sel: _Selection) -> SNRState:
     """The chosen positions drop to ``op.gamma`` by the exact forward channel (one draw of ``eps``, always)."""
     state = run.state
     gamma = torch.where(sel.chosen, op.gamma, state.gamma)
-    return attrs.evolve(state, gamma=gamma, z=renoise(state.z, state.gamma, gamma, run.streams))
+    return state.advance(gamma=gamma, z=renoise(state.z, state.gamma, gamma, run.streams))
 
 
 def _apply_mask(run: _Run, op: RemaskOp | MaskOp, sel: _Selection) -> SNRState:
     state, selected = run.state, sel.chosen
-    return attrs.evolve(
-        state,
+    return state.advance(
         gamma=torch.where(selected, 0.0, state.gamma),
         z=torch.where(selected[..., None], 0.0, state.z),
         tokens=torch.where(selected, UNKNOWN, state.tokens),

@@ -18,11 +18,12 @@ import attrs
 import torch
 
 from .channel import check_gamma, corrupt
-from .errors import SNRPathError, ShapeError, check_shape
+from .errors import SNRPathError, SNRTypeError, ShapeError, check_shape
 from .geometry import TokenTable
 from . import validate
 
 UNKNOWN = -1  #: the token id stored at positions that are not clean
+_FIELDS = ("gamma", "z", "tokens", "fixed", "confidence")
 
 
 @attrs.frozen(eq=False)
@@ -100,6 +101,17 @@ class SNRState:
             confidence=clean.to(table.anchors.dtype),
         )
 
+    def advance(self, **changes: torch.Tensor) -> "SNRState":
+        """This state with ``changes`` (field name -> tensor), not checked again: for the runner, whose steps keep
+        every field's shape and dtype by construction, and for which :meth:`__attrs_post_init__`'s checks would cost
+        more than a small step's arithmetic. Anything else builds states with ``attrs.evolve``, which checks."""
+        new = object.__new__(SNRState)
+        for name in _FIELDS:
+            object.__setattr__(new, name, changes.pop(name, getattr(self, name)))
+        if changes:
+            raise SNRTypeError(f"SNRState has no field {next(iter(changes))!r}; its fields are {', '.join(_FIELDS)}")
+        return new
+
     # -- views -------------------------------------------------------------------------------------------
 
     @property
@@ -113,7 +125,7 @@ class SNRState:
     @property
     def clean(self) -> torch.Tensor:
         """``[B, L]`` bool: positions whose token is known (``gamma = inf``)."""
-        return torch.isinf(self.gamma)
+        return torch.isposinf(self.gamma)  # one kernel; isinf is two (gamma is never -inf: check_gamma)
 
     @property
     def masked_positions(self) -> torch.Tensor:
@@ -122,7 +134,8 @@ class SNRState:
 
     def rows(self, keep: torch.Tensor) -> "SNRState":
         """The state of the rows where ``keep`` ``[B]`` bool is true, in order."""
-        return SNRState(self.gamma[keep], self.z[keep], self.tokens[keep], self.fixed[keep], self.confidence[keep])
+        index = keep.nonzero().squeeze(1)  # once, not once per field
+        return self.advance(**{name: getattr(self, name).index_select(0, index) for name in _FIELDS})
 
     def validate(self, table: TokenTable) -> None:
         """Check the invariants that tie the fields together; raise naming the first that fails."""

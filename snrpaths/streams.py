@@ -8,9 +8,11 @@ CUDA backend and cuRAND): the key is the user's seed, the 128-bit counter is ``(
 Uniforms are the same bits on every device (integer arithmetic, then an exact conversion); normals go through
 ``log``, ``cos`` and ``sin``, so across devices they agree to float rounding, and bit for bit on one machine.
 
-Philox is computed here in ``int64`` torch arithmetic over all requested numbers at once (no Python loop over
-rows): the 32 x 32 -> 64-bit products split the multiplier into 16-bit halves, so no intermediate exceeds 2^49.
-Draws of a few blocks on the CPU use the same rounds in Python integers, which is faster there.
+Philox is computed over all requested numbers at once (no Python loop over rows). On the CPU the rounds run in
+numpy ``uint64``, where a 32 x 32 -> 64-bit product is exact, in about ten array operations a round (numpy's cost
+per operation is a fraction of torch's, which matters at batch 1, where a draw is a few hundred numbers). On other
+devices they run in ``int64`` torch arithmetic: the products split the multiplier into 16-bit halves, so no
+intermediate exceeds 2^49. Both give the same words (tests check both against Random123's known answers).
 
     streams = Streams(seed=0, rows=torch.arange(8))   # rows 0..7; a shard would pass torch.arange(16, 24)
     u = streams.uniform((8, 256))                       # draw 0: [8, 256] float64 in [0, 1)
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from . import validate
@@ -32,29 +35,25 @@ _M = (0xD2511F53, 0xCD9E8D57)
 _W = (0x9E3779B9, 0xBB67AE85)
 _MASK32 = 0xFFFFFFFF
 _ROUNDS = 10
-_CPU_SLICE = 2**16
-#: Draws of up to this many blocks on the CPU run Philox in Python integers: faster than ~110 tensor operations.
-_PYTHON_BLOCKS = 64
+#: On the CPU, a draw of at most ``_AHEAD_BLOCKS`` blocks (all rows) computes the words of ``_AHEAD`` draws at once.
+_AHEAD, _AHEAD_BLOCKS = 16, 4096
 
 
 def philox4x32(counter: torch.Tensor, key: tuple[int, int], rounds: int = _ROUNDS) -> torch.Tensor:
     """Philox4x32-``rounds`` of ``counter`` (``[4, n]`` int64 words in ``[0, 2^32)``) under ``key`` (two 32-bit ints).
 
     Returns ``[4, n]`` int64 output words in ``[0, 2^32)``. With ``rounds = 10`` this is Random123's
-    ``philox4x32_R(10, ctr, key)`` word for word (tests check its published known-answer vectors).
-
-    On the CPU the blocks go through in slices of ``2^16`` so that a round's temporaries stay in cache.
-    :class:`Streams` computes draws of a few blocks with :func:`_philox_python` instead (the same words in Python
-    integers), which skips the fixed cost of some hundred tensor operations.
+    ``philox4x32_R(10, ctr, key)`` word for word (tests check its published known-answer vectors). On the CPU the
+    rounds run in numpy (:func:`_philox_numpy`), elsewhere in torch (:func:`_philox_rounds`).
     """
     if counter.dtype != torch.int64 or counter.ndim != 2 or counter.shape[0] != 4:
         raise ShapeError(f"'counter' must be a [4, n] int64 tensor (got {counter.dtype} {list(counter.shape)})")
     keys = _round_keys(key, rounds)
-    n = counter.shape[1]
+    if counter.device.type == "cpu":
+        words = _philox_numpy(counter.numpy().astype(np.uint64), np.array(keys, dtype=np.uint64))
+        return torch.from_numpy(words.view(np.int64))
     round_keys = torch.tensor(keys, dtype=torch.int64, device=counter.device).reshape(rounds, 2, 1)
-    if counter.device.type != "cpu" or n <= _CPU_SLICE:
-        return _philox_rounds(counter, round_keys)
-    return torch.cat([_philox_rounds(counter[:, i:i + _CPU_SLICE], round_keys) for i in range(0, n, _CPU_SLICE)], 1)
+    return _philox_rounds(counter, round_keys)
 
 
 def _round_keys(key: tuple[int, int], rounds: int) -> list[tuple[int, int]]:
@@ -66,13 +65,21 @@ def _round_keys(key: tuple[int, int], rounds: int) -> list[tuple[int, int]]:
     return keys
 
 
-def _philox_python(block: list[int], keys: list[tuple[int, int]]) -> tuple[int, int, int, int]:
-    """One block's rounds in Python integers (exact at any size), ``keys`` the round keys."""
-    c0, c1, c2, c3 = block
-    for k0, k1 in keys:
-        p0, p1 = _M[0] * c0, _M[1] * c2
-        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & _MASK32
-    return c0, c1, c2, c3
+_M_NP = (np.uint64(_M[0]), np.uint64(_M[1]))
+_MASK32_NP, _SHIFT_NP = np.uint64(_MASK32), np.uint64(32)
+_UNIT_SHIFT = (np.uint64(21), np.uint64(11))
+
+
+def _philox_numpy(counter: np.ndarray, round_keys: np.ndarray) -> np.ndarray:
+    """The rounds on ``[4, n]`` ``uint64`` words (each below 2^32) with ``[rounds, 2]`` ``uint64`` round keys: the
+    ``[4, n]`` ``uint64`` output words. ``M x < 2^64`` for 32-bit ``M`` and ``x``, so every product is exact in
+    ``uint64``:
+    ``c0' = hi(M1 c2) ^ c1 ^ k0``, ``c1' = lo(M1 c2)``, ``c2' = hi(M0 c0) ^ c3 ^ k1``, ``c3' = lo(M0 c0)``."""
+    c0, c1, c2, c3 = counter
+    for k0, k1 in round_keys:
+        p0, p1 = c0 * _M_NP[0], c2 * _M_NP[1]
+        c0, c1, c2, c3 = (p1 >> _SHIFT_NP) ^ c1 ^ k0, p1 & _MASK32_NP, (p0 >> _SHIFT_NP) ^ c3 ^ k1, p0 & _MASK32_NP
+    return np.stack([c0, c1, c2, c3])
 
 
 def _philox_rounds(counter: torch.Tensor, round_keys: torch.Tensor) -> torch.Tensor:
@@ -127,7 +134,7 @@ class Streams:
 
     def __init__(self, seed: object, rows: torch.Tensor | Sequence[int]):
         self.key = seed_key(seed)
-        self._round_keys = _round_keys(self.key, _ROUNDS)
+        self._round_keys = np.array(_round_keys(self.key, _ROUNDS), dtype=np.uint64)
         rows = torch.as_tensor(rows)
         if rows.ndim != 1 or rows.dtype not in (torch.int64, torch.int32) or (rows.numel() and int(rows.min()) < 0):
             raise SNRTypeError(f"'rows' must be a 1-D tensor of non-negative integer row indices (got {rows!r:.80})")
@@ -135,6 +142,7 @@ class Streams:
             raise SNRPathError("'rows' must be below 2**63")
         self.rows = rows.to(torch.int64)
         self.draws = 0
+        self._ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # on the CPU: draw -> (words, uniforms)
 
     @classmethod
     def for_batch(cls, seed: object, batch: int, offset: int = 0, device: torch.device | str | None = None) -> Streams:
@@ -157,8 +165,7 @@ class Streams:
         """``shape`` (``[B, ...]``) float64 uniforms on ``[0, 1)``, multiples of ``2^-53``. Element ``e`` of a row (in
         row-major order of ``shape[1:]``) is half ``e % 2`` of Philox block ``e // 2``: words 0-1 or words 2-3."""
         per_row = self._per_row(shape)
-        pairs = _units53(self._words((per_row + 1) // 2))
-        return pairs.reshape(self.batch, -1)[:, :per_row].reshape(tuple(shape))
+        return _tensor(self._units((per_row + 1) // 2)[:, :per_row].reshape(tuple(shape)))
 
     def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
         """The numbers a :meth:`uniform` draw would give at (batch row ``rows[j]``, flat element ``elements[j]``),
@@ -170,9 +177,14 @@ class Streams:
         if not rows.numel():
             self._next()
             return torch.zeros(0, dtype=torch.float64, device=self.device)
-        rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
-        pairs = _units53(self._words_at(rows, elements >> 1))
-        return pairs.gather(1, (elements & 1)[:, None]).squeeze(1)
+        if rows.dtype != torch.int64 or elements.dtype != torch.int64 or rows.device != self.device:
+            rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
+        if self.device.type == "cpu":
+            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy()))
+        draw, global_rows = self._next(), self.rows[rows]
+        blocks = elements >> 1
+        counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
+        return _units53(philox4x32(counter, self.key)).gather(1, (elements & 1)[:, None]).squeeze(1)
 
     def normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``shape`` (``[B, ...]``) standard normals in ``dtype``, by Box-Muller (computed in float64).
@@ -185,10 +197,10 @@ class Streams:
         not, so it is not used."""
         per_row = self._per_row(shape)
         if dtype == torch.float64:
-            u = _units53(self._words((per_row + 1) // 2))  # [n, 2]: (radius, angle) uniforms of each block
+            u = _tensor(self._units((per_row + 1) // 2)).reshape(-1, 2)  # [n, 2]: (radius, angle) of each block
             radius_u, angle_u = u[:, :1], u[:, 1:]
         else:
-            words = self._words((per_row + 3) // 4).to(torch.float64)
+            words = _tensor(self._words((per_row + 3) // 4)).to(torch.float64)
             u = ((words + 0.5) * 2.0**-32).T  # [n, 4] in (0, 1)
             radius_u, angle_u = u[:, 0::2], u[:, 1::2]
         radius = torch.sqrt(-2.0 * torch.log1p(-radius_u))  # 1 - u in (0, 1]: a finite log
@@ -214,14 +226,23 @@ class Streams:
         self.draws += 1
         return draw
 
-    def _small(self, n: int) -> bool:
-        return n <= _PYTHON_BLOCKS and self.device.type == "cpu"
-
-    def _words(self, blocks: int) -> torch.Tensor:
-        """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw."""
+    def _units(self, blocks: int) -> torch.Tensor | np.ndarray:
+        """``[B, 2 blocks]`` float64 uniforms of blocks ``0 .. blocks - 1`` of every row, next draw (numpy on the
+        CPU: its callers finish there, with fewer tensor operations)."""
         draw = self._next()
-        if self._small(self.batch * blocks):
-            return self._python_words([(j, draw, r) for r in self.rows.tolist() for j in range(blocks)])
+        if self.device.type == "cpu":
+            return self._cpu_draw(draw, blocks)[1][:, :2 * blocks]
+        return _units53(self._device_words(draw, blocks)).reshape(self.batch, -1)
+
+    def _words(self, blocks: int) -> torch.Tensor | np.ndarray:
+        """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw (numpy
+        ``uint64`` on the CPU)."""
+        draw = self._next()
+        if self.device.type == "cpu":
+            return self._cpu_draw(draw, blocks)[0][:, :, :blocks].reshape(4, -1)
+        return self._device_words(draw, blocks)
+
+    def _device_words(self, draw: int, blocks: int) -> torch.Tensor:
         counter = torch.empty(4, self.batch, blocks, dtype=torch.int64, device=self.device)
         counter[0] = torch.arange(blocks, dtype=torch.int64, device=self.device)
         counter[1] = draw
@@ -229,26 +250,54 @@ class Streams:
         counter[3] = (self.rows >> 32)[:, None]
         return philox4x32(counter.reshape(4, -1), self.key)
 
-    def _words_at(self, rows: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """``[4, n]`` Philox words of block ``blocks[j]`` of batch row ``rows[j]``, next draw."""
-        draw, global_rows = self._next(), self.rows[rows]
-        if self._small(rows.numel()):
-            return self._python_words([(j, draw, r) for j, r in zip(blocks.tolist(), global_rows.tolist())])
-        counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
-        return philox4x32(counter, self.key)
+    def _cpu_draw(self, draw: int, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``draw``'s words ``[4, B, >= blocks]`` and uniforms ``[B, >= 2 blocks]`` on the CPU, from the draws
+        computed ahead when they hold it (see :meth:`_compute_ahead`)."""
+        ahead = self._ahead.pop(draw, None)
+        return ahead if ahead is not None and ahead[0].shape[2] >= blocks else self._compute_ahead(draw, blocks)
 
-    def _python_words(self, counters: list[tuple[int, int, int]]) -> torch.Tensor:
-        """:func:`philox4x32` at counters ``(block, draw, global row)``, in Python integers."""
-        words = [_philox_python([block, draw, row & _MASK32, row >> 32], self._round_keys)
-                 for block, draw, row in counters]
-        return torch.tensor(words, dtype=torch.int64).reshape(len(counters), 4).T
+    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``), on the CPU."""
+        draw = self._next()
+        ahead = self._ahead.pop(draw, None)
+        if ahead is not None and elements.max() < ahead[1].shape[1]:
+            return ahead[1][rows, elements]
+        global_rows = self.rows.numpy()[rows].astype(np.uint64)
+        counter = np.stack([(elements >> 1).astype(np.uint64), np.full(rows.shape, draw, dtype=np.uint64),
+                            global_rows & _MASK32_NP, global_rows >> _SHIFT_NP])
+        return _units53(_philox_numpy(counter, self._round_keys))[np.arange(rows.size), elements & 1]
+
+    def _compute_ahead(self, draw: int, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Words ``[4, B, blocks]`` and uniforms ``[B, 2 blocks]`` of ``draw``. A small draw also computes the next
+        ``_AHEAD - 1`` draws at its size in the same pass and keeps them in ``_ahead``: a later draw of at most
+        ``blocks`` blocks per row, or a :meth:`uniform_at` within them, reads its numbers there (the same numbers:
+        a block's words depend on its counter only). At batch 1 that turns a few hundred numpy operations per draw
+        into a few dozen."""
+        k = min(_AHEAD if self.batch * blocks <= _AHEAD_BLOCKS else 1, 2**32 - draw)
+        counter = np.empty((4, k, self.batch, blocks), dtype=np.uint64)
+        counter[0] = np.arange(blocks, dtype=np.uint64)
+        counter[1] = (draw + np.arange(k, dtype=np.uint64))[:, None, None]
+        rows = self.rows.numpy().astype(np.uint64)[:, None]
+        counter[2], counter[3] = rows & _MASK32_NP, rows >> _SHIFT_NP
+        words = _philox_numpy(counter.reshape(4, -1), self._round_keys)
+        units = np.ascontiguousarray(_units53(words)).reshape(k, self.batch, 2 * blocks)
+        words = words.reshape(4, k, self.batch, blocks)
+        self._ahead = {draw + j: (words[:, j], units[j]) for j in range(1, k)}
+        return words[:, 0], units[0]
 
 
-def _units53(words: torch.Tensor) -> torch.Tensor:
+def _units53(words: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """``[4, n]`` Philox words to ``[n, 2]`` float64 uniforms on ``[0, 1)``: the top 53 bits of words (0, 1) and of
-    words (2, 3), times ``2^-53`` (exact)."""
+    words (2, 3), times ``2^-53`` (exact). Numpy words give a numpy array, computed there."""
     high, low = words[0::2], words[1::2]
+    if isinstance(words, np.ndarray):
+        return (((high << _UNIT_SHIFT[0]) | (low >> _UNIT_SHIFT[1])).astype(np.float64) * 2.0**-53).T
     return ((high << 21) | (low >> 11)).to(torch.float64).mul_(2.0**-53).T
+
+
+def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A CPU draw's numpy result as a tensor (sharing its memory); a tensor as it is."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
 
 
 def uniform(source: torch.Generator | Streams, shape: Sequence[int],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from snrpaths.benchmarks._timing import round_robin
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -25,7 +26,7 @@ TOY_DIT = ["--vocab", "300", "--hidden", "64", "--heads", "4", "--cond-dim", "32
                                               ("dit_throughput", TOY_DIT), ("hmm_study", []),
                                               ("hybrid_sweep", []), ("adaptive_calls", []),
                                               ("path_tuning", []), ("continuous", []), ("robustness", []),
-                                              ("block_cache", [])])
+                                              ("block_cache", []), ("gpu", [])])
 def test_quick_mode_writes_table_json_and_plot(study, extra, tmp_path):
     out = subprocess.run([sys.executable, str(BENCHMARKS / f"{study}.py"), "--quick", "--out", str(tmp_path), *extra],
                          check=False, capture_output=True, text=True, timeout=1800, cwd=tmp_path)  # a hang guard only
@@ -57,3 +58,20 @@ def test_record_resumes_after_a_torn_last_line_and_drops_rows_of_other_settings(
     assert record.get("a", lambda: 1 / 0) == {"n": 4, "x": 1}  # read back, not recomputed
     record.get("b", lambda: {"n": 4, "x": 3})
     assert Record(partial, accept=lambda row: row["n"] == 4).done == {"a": {"n": 4, "x": 1}, "b": {"n": 4, "x": 3}}
+
+
+def test_gpu_rows_a_model_cannot_run_are_reported_with_the_reason(monkeypatch, tmp_path):
+    """Adding a row is one line of ROWS; a row one model cannot run (a ramp, for an endpoint-only masked LM) is listed
+    with its reason, the other model's cell timed."""
+    from snrpaths.benchmarks import gpu
+
+    monkeypatch.setattr(gpu, "ROWS", (gpu.Row("ramp", "ramp({T}) >> mdm({T})"),))
+    gpu.main(["--quick", "--batches", "1", "--steps", "2", "--out", str(tmp_path)])
+    cells = {c["model"]: c for c in json.loads((tmp_path / "gpu_quick.json").read_text())["cells"]}
+    assert cells["DiT (tiny)"]["nfe"] == [4] and cells["DiT (tiny)"]["tokens_per_s"] > 0
+    assert "CapabilityError" in cells["masked LM (tiny BERT)"]["skipped"]
+    assert "n/a: CapabilityError" in (tmp_path / "gpu_quick.md").read_text()
+    assert gpu.copy_bandwidth(torch.device("cpu"), mib=8, repeats=2) > 0
+    for name, peak in (("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H100 PCIe", 2.0e12), ("NVIDIA H200", 4.8e12)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert gpu.bandwidth(torch.device("cuda"))[0] == peak

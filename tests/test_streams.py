@@ -1,5 +1,6 @@
-"""Per-row random streams: Philox4x32-10 against its published known answers, the tensor and Python-integer versions
-against each other, row invariance by construction, and the laws of the uniforms and normals.
+"""Per-row random streams: Philox4x32-10 against its published known answers, the numpy (CPU) and torch (other
+devices) rounds against each other and against a Python-integer reference, row invariance by construction, and the
+laws of the uniforms and normals.
 
 Statistical budget (for a correct generator and a seed drawn at random; the seeds here are fixed, so the outcome
 is fixed too): six checks at failure probability 1e-6 / 6 each, 1e-6 in all.
@@ -17,7 +18,8 @@ import pytest
 import torch
 
 from snrpaths import SNRPathError, SNRTypeError
-from snrpaths.streams import Streams, _philox_python, _round_keys, normal, philox4x32, seed_key, uniform
+from snrpaths.streams import (Streams, _M, _MASK32, _philox_rounds, _round_keys, _units53, normal, philox4x32,
+                               seed_key, uniform)
 
 # Random123's known-answer vectors for philox4x32-10 (kat_vectors): counter, key, output.
 KAT = [
@@ -31,23 +33,38 @@ KAT = [
 DELTA = 1e-6 / 6  # per check
 
 
+def philox_python(block: list[int], keys: list[tuple[int, int]]) -> tuple[int, int, int, int]:
+    """The reference: one block's rounds in Python integers (exact at any size)."""
+    c0, c1, c2, c3 = block
+    for k0, k1 in keys:
+        p0, p1 = _M[0] * c0, _M[1] * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & _MASK32
+    return c0, c1, c2, c3
+
+
+def torch_rounds(counter: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+    """The rounds other devices run, here on the CPU."""
+    return _philox_rounds(counter, torch.tensor(_round_keys(key, 10), dtype=torch.int64).reshape(10, 2, 1))
+
+
 @pytest.mark.parametrize(("counter", "key", "expected"), KAT)
 def test_philox_matches_the_published_known_answers(counter, key, expected):
-    assert _philox_python(list(counter), _round_keys(key, 10)) == expected
-    # the tensor version, for one block and for 70,000 copies (more than one 2^16-block slice on the CPU)
-    for n in (1, 70_000):
-        words = philox4x32(torch.tensor(counter, dtype=torch.int64)[:, None].repeat(1, n), key)
-        assert bool((words == torch.tensor(expected)[:, None]).all())
+    assert philox_python(list(counter), _round_keys(key, 10)) == expected
+    for n in (1, 1000):
+        counters = torch.tensor(counter, dtype=torch.int64)[:, None].repeat(1, n)
+        for words in (philox4x32(counters, key), torch_rounds(counters, key)):
+            assert bool((words == torch.tensor(expected)[:, None]).all())
 
 
-def test_tensor_and_python_philox_agree_on_random_and_extreme_words():
+def test_numpy_torch_and_python_philox_agree_on_random_and_extreme_words():
     g = torch.Generator().manual_seed(0)
     counter = torch.randint(0, 2**32, (4, 300), generator=g, dtype=torch.int64)
     counter[:, :4] = torch.tensor([[0, 2**32 - 1, 0, 2**32 - 1]] * 4)
     for key in [(0, 0), (2**32 - 1, 2**32 - 1), (123456789, 987654321)]:
         words = philox4x32(counter, key)
-        reference = [_philox_python(c, _round_keys(key, 10)) for c in counter.T.tolist()]
+        reference = [philox_python(c, _round_keys(key, 10)) for c in counter.T.tolist()]
         assert words.T.tolist() == [list(w) for w in reference]
+        assert torch.equal(torch_rounds(counter, key), words)
         assert int(words.min()) >= 0 and int(words.max()) < 2**32
 
 
@@ -58,7 +75,7 @@ def draws(streams):
             streams.normal((streams.batch, 9), torch.float32))
 
 
-@pytest.mark.parametrize("batch", [2, 3, 100])  # 100 rows x 4 blocks runs the tensor version, 2 and 3 Python's
+@pytest.mark.parametrize("batch", [2, 3, 100])
 def test_a_row_draws_the_same_numbers_whatever_the_other_rows(batch):
     big = Streams(5, torch.arange(batch) + 40)
     pair = Streams(5, torch.tensor([40, 41]))
@@ -72,6 +89,27 @@ def test_a_row_draws_the_same_numbers_whatever_the_other_rows(batch):
     assert torch.equal(skipped.normal((batch, 3, 5)), z)
     fresh = Streams(5, torch.arange(batch) + 40)
     assert torch.equal(fresh.uniform_at(torch.tensor([1, 0]), torch.tensor([2, 5])), u[[1, 0], [2, 5]])
+
+
+def test_draws_computed_ahead_and_the_device_layout_give_the_numbers_of_a_fresh_draw():
+    """On the CPU a small draw computes the next 15 ahead (numpy); other devices compute each draw in torch. Both
+    must give, for every draw index, the numbers a draw computed on its own gives: checked draw by draw, with the
+    torch layout run here on the CPU's words."""
+    ahead = Streams(3, torch.arange(4) + 7)
+    for draw in range(20):  # past one pass of 16, a full draw after a partial one, uniform_at inside and outside
+        alone = Streams(3, torch.arange(4) + 7)
+        alone.skip(draw)
+        if draw % 3 == 2:
+            rows, elements = torch.tensor([0, 3, 3]), torch.tensor([0, 5, 10])
+            got = ahead.uniform_at(rows, elements)
+            assert torch.equal(got, alone.uniform((4, 11))[rows, elements])
+            device = _units53(Streams(3, torch.arange(4) + 7)._device_words(draw, 6)).reshape(4, -1)
+            assert torch.equal(got, device[rows, elements])
+        else:
+            got = ahead.uniform((4, 11 if draw % 2 else 9))
+            assert torch.equal(got, alone.uniform(tuple(got.shape)))
+            device = _units53(Streams(3, torch.arange(4) + 7)._device_words(draw, 6)).reshape(4, -1)
+            assert torch.equal(got, device[:, :got.shape[1]])
 
 
 def test_element_e_does_not_depend_on_the_draw_shape():
