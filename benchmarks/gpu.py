@@ -230,7 +230,8 @@ def plot(result: dict, out: pathlib.Path) -> None:
                       for n in names]
             ax.bar([i + j * width for i in range(len(names))], values, width, label=f"batch {b}", color=f"C{j}")
         ax.set_xticks([i + width * (len(batches) - 1) / 2 for i in range(len(names))], names)
-        ax.set_yscale("log")
+        if any(c.get("tokens_per_s", 0.0) > 0 for c in cells):  # a model with no runnable row has nothing to log-scale
+            ax.set_yscale("log")
         ax.set_ylabel("tokens/s")
         ax.set_title(model)
         ax.legend(fontsize=8)
@@ -240,11 +241,13 @@ def plot(result: dict, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="snrpaths bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models, L = 32, batches 1 and 4 (seconds on a CPU); "
                                                              "the compiled row traces with aot_eager")
-    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
+                        help="results folder for the JSON, table and plot (default: benchmarks/results)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="default: 1 and 64 (quick: 1 and 4)")
     parser.add_argument("--steps", type=int, default=None, help="T (default: L / 4; quick: 8)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds after the warm-up (default: 2; "

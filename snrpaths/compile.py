@@ -86,6 +86,8 @@ class RevealOp:
         """Whether the step can send a clean position back to [MASK] (its clock's remask policy)."""
         return self.sigma > 0
 
+    writes_evidence = False  # a reveal sets tokens, never finite-SNR evidence
+
 
 def _a_ramp(name: str, value: object) -> Ramp:
     if not isinstance(value, Ramp):
@@ -105,6 +107,7 @@ class RampOp:
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
     step: int = attrs.field(converter=validate.field(validate.integer))
     reopens = False  # a ramp raises SNRs only
+    writes_evidence = True
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
@@ -120,6 +123,7 @@ class RampCorrectOp:
     ramp: Ramp = attrs.field(converter=validate.field(_a_ramp))
     step: int = attrs.field(converter=validate.field(validate.integer))
     reopens = False
+    writes_evidence = True
 
     def __attrs_post_init__(self) -> None:
         validate.integer("step", self.step, high=self.ramp.steps)
@@ -139,6 +143,7 @@ class RenoiseOp:
     gamma: float = attrs.field(converter=validate.field(validate.number, low=0.0, high=math.inf, low_open=True,
                                                         high_open=True))
     reopens = False  # finite SNRs go down; a clean position stays clean
+    writes_evidence = True
 
 
 @attrs.frozen
@@ -147,6 +152,7 @@ class RemaskOp:
 
     positions: Positions
     reopens = True
+    writes_evidence = False
 
 
 @attrs.frozen
@@ -155,6 +161,7 @@ class MaskOp:
 
     positions: Positions
     reopens = False  # a clean position stays clean
+    writes_evidence = False
 
 
 Op = Union[RevealOp, RampOp, RampCorrectOp, RenoiseOp, RemaskOp, MaskOp]

@@ -211,10 +211,10 @@ class _Run:
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
         self.owns_logits = False  # whether self.logits is a tensor of this run's own (not the denoiser's output)
-        # sample() starts every position at z = 0 (masked or prompt), and only ramps and renoising write evidence: a
-        # program with neither keeps z = 0 throughout, so its steps need not rewrite it
-        self.z_stays_zero = not any(isinstance(op, (RampOp, RampCorrectOp, RenoiseOp)) for step in program.steps
-                                    for op in step.ops) and not bool(state.z.any())
+        # sample() starts every position at z = 0 (masked or prompt), and only ops that write evidence (ramps,
+        # renoising) move it: a program with none keeps z = 0 throughout, so its steps need not rewrite it
+        self.z_stays_zero = not any(op.writes_evidence for step in program.steps for op in step.ops) \
+            and not bool(state.z.any())
         self.nfe = 0
         # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
         # a call goes to
