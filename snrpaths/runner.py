@@ -220,7 +220,9 @@ class _Run:
         self.nfe = 0
         # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
         # a call goes to
+        # per row: the calls on part of the batch, and (a host count) the calls on every row, added once at the end
         self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
+        self.full_calls = 0
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
         self.no_rows = torch.zeros_like(self.row_stale)  # after a call on every row; shared, never written in place
         self.where, self.index = "", 0
@@ -260,7 +262,8 @@ class _Run:
             if not self.program.partial:
                 self._unrevealed()
         trace = self.recorder.finish() if self.recorder is not None else None
-        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace, calls=self.row_calls)
+        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace,
+                      calls=self.row_calls + self.full_calls)
 
     def _unrevealed(self) -> None:
         """Raise for a run that ended with positions not clean (a hand-built Program, or a lowering bug): never
@@ -298,7 +301,8 @@ class _Run:
 
     def _changed(self, rows: torch.Tensor) -> None:
         """``rows`` ``[B]`` bool changed: their next need of logits is a fresh call."""
-        self.row_stale = self.row_stale | rows
+        # right after a call on every row, nothing is stale: the changed rows are (row_stale is never written in place)
+        self.row_stale = rows if self.row_stale is self.no_rows else self.row_stale | rows
 
     def _fill_after_stop(self) -> None:
         """Every free position after a row's first revealed stop token takes it, clean, with no call.
@@ -338,8 +342,12 @@ class _Run:
                 old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
                 logits = old.index_put((need,), logits)  # out of place: the old tensor may be the denoiser's own
             self.logits, self.nfe, self.owns_logits = logits, self.nfe + 1, n < self.state.batch
-            self.row_calls += need
-            self.row_stale = self.row_stale & ~need if n < self.state.batch else self.no_rows
+            if n < self.state.batch:
+                self.row_calls += need
+                self.row_stale = self.row_stale & ~need
+            else:
+                self.full_calls += 1
+                self.row_stale = self.no_rows
         return self.logits
 
     def _call(self, state: SNRState, rows: torch.Tensor) -> torch.Tensor:
