@@ -485,7 +485,8 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
     rows, cols = chosen.nonzero(as_tuple=True)
-    u = run.streams.uniform_at(rows, cols)  # a draw even when nothing is chosen, so every row's stream stays in step
+    # a draw even when nothing is chosen, so every row's stream stays in step; positions lie below L
+    u = run.streams.uniform_at(rows, cols, bound=state.seq_len)
     if not rows.numel() and remasked is None:
         return state
     tokens, confidence = state.tokens, state.confidence

@@ -167,10 +167,11 @@ class Streams:
         per_row = self._per_row(shape)
         return _tensor(self._units((per_row + 1) // 2)[:, :per_row].reshape(tuple(shape)))
 
-    def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+    def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor, bound: int | None = None) -> torch.Tensor:
         """The numbers a :meth:`uniform` draw would give at (batch row ``rows[j]``, flat element ``elements[j]``),
         computed for those entries only: ``[n]`` float64. For draws at a few gathered positions; ``elements`` must
-        lie in ``[0, 2^33)`` (not checked: that would cost a host synchronisation)."""
+        lie in ``[0, 2^33)``, and below ``bound`` when one is given (e.g. the row length of the draw they index: it
+        spares a reduction on the CPU); neither is checked, as that would cost a host synchronisation."""
         if rows.ndim != 1 or rows.shape != elements.shape:
             raise ShapeError(f"'rows' and 'elements' must be 1-D of one length (got {list(rows.shape)}, "
                              f"{list(elements.shape)})")
@@ -180,7 +181,7 @@ class Streams:
         if rows.dtype != torch.int64 or elements.dtype != torch.int64 or rows.device != self.device:
             rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
         if self.device.type == "cpu":
-            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy()))
+            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy(), bound))
         draw, global_rows = self._next(), self.rows[rows]
         blocks = elements >> 1
         counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
@@ -256,11 +257,12 @@ class Streams:
         ahead = self._ahead.pop(draw, None)
         return ahead if ahead is not None and ahead[0].shape[2] >= blocks else self._compute_ahead(draw, blocks)
 
-    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray) -> np.ndarray:
-        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``), on the CPU."""
+    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray, bound: int | None) -> np.ndarray:
+        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``, each below
+        ``bound`` when given), on the CPU."""
         draw = self._next()
         ahead = self._ahead.pop(draw, None)
-        if ahead is not None and elements.max() < ahead[1].shape[1]:
+        if ahead is not None and (elements.max() + 1 if bound is None else bound) <= ahead[1].shape[1]:
             return ahead[1][rows, elements]
         global_rows = self.rows.numpy()[rows].astype(np.uint64)
         counter = np.stack([(elements >> 1).astype(np.uint64), np.full(rows.shape, draw, dtype=np.uint64),
