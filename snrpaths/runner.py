@@ -371,14 +371,13 @@ class _Run:
         if not logits.is_floating_point():
             raise ShapeError(f"at {self.where} the denoiser returned logits of dtype {logits.dtype}; logits must be "
                              "floating point (log-probabilities up to a constant)")
-        # One reduction finds every problem: max propagates NaN and +inf, and a position whose logits are all -inf
-        # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
-        # positions, which are never drawn.
-        # A finite sum of the maxima means every one is finite (NaN and +-inf propagate; a sum that overflows goes on
-        # to the exact test below): the common case in two reductions and one host synchronisation.
-        top = logits.amax(-1)
-        if math.isfinite(top.sum()):
+        # A finite sum means every entry is finite (NaN and +-inf propagate): the common case, in one reduction and
+        # one host synchronisation. Otherwise the maxima decide: max propagates NaN and +inf, and a position whose
+        # logits are all -inf has no option to draw; -inf entries alone are fine (exact toys give log 0), and so is
+        # anything at clean positions, which are never drawn (and a sum that merely overflowed passes here too).
+        if math.isfinite(logits.sum()):
             return
+        top = logits.amax(-1)
         bad = ~torch.isfinite(top) & ~state.clean
         if bool(bad.any()):
             raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
