@@ -484,12 +484,13 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
     rows, cols = chosen.nonzero(as_tuple=True)
-    # a draw even when nothing is chosen, so every row's stream stays in step; positions lie below L
-    u = run.streams.uniform_at(rows, cols, bound=state.seq_len)
-    if not rows.numel() and remasked is None:
-        return state
+    if not rows.numel():
+        run.streams.skip()  # the draw, made or not, so that every row's stream stays in step
+        if remasked is None:
+            return state
     tokens, confidence = state.tokens, state.confidence
     if rows.numel():
+        u = run.streams.uniform_at(rows, cols, bound=state.seq_len)  # positions lie below L
         probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
         drawn = inverse_cdf(probs, u[:, None])  # [n, 1]
         tokens = tokens.index_put((rows, cols), drawn.squeeze(-1))

@@ -141,6 +141,7 @@ class Streams:
         if rows.numel() and int(rows.max()) >= 2**63:
             raise SNRPathError("'rows' must be below 2**63")
         self.rows = rows.to(torch.int64)
+        self._on_cpu = self.rows.device.type == "cpu"  # asked on every draw: a plain attribute is cheapest
         self.draws = 0
         self._ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # on the CPU: draw -> (words, uniforms)
 
@@ -180,7 +181,7 @@ class Streams:
             return torch.zeros(0, dtype=torch.float64, device=self.device)
         if rows.dtype != torch.int64 or elements.dtype != torch.int64 or rows.device != self.device:
             rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
-        if self.device.type == "cpu":
+        if self._on_cpu:
             return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy(), bound))
         draw, global_rows = self._next(), self.rows[rows]
         blocks = elements >> 1
@@ -231,7 +232,7 @@ class Streams:
         """``[B, 2 blocks]`` float64 uniforms of blocks ``0 .. blocks - 1`` of every row, next draw (numpy on the
         CPU: its callers finish there, with fewer tensor operations)."""
         draw = self._next()
-        if self.device.type == "cpu":
+        if self._on_cpu:
             return self._cpu_draw(draw, blocks)[1][:, :2 * blocks]
         return _units53(self._device_words(draw, blocks)).reshape(self.batch, -1)
 
@@ -239,7 +240,7 @@ class Streams:
         """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw (numpy
         ``uint64`` on the CPU)."""
         draw = self._next()
-        if self.device.type == "cpu":
+        if self._on_cpu:
             return self._cpu_draw(draw, blocks)[0][:, :, :blocks].reshape(4, -1)
         return self._device_words(draw, blocks)
 
