@@ -218,9 +218,8 @@ class _Run:
         self.z_stays_zero = not any(op.writes_evidence for step in program.steps for op in step.ops) \
             and not bool(state.z.any())
         self.nfe = 0
-        # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
-        # a call goes to
-        # per row: the calls on part of the batch, and (a host count) the calls on every row, added once at the end
+        # per row: the calls it needed (see Result.calls; a call on every row is a host count, added at the end), and
+        # whether it changed since its own last one: the rows a call goes to
         self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
         self.full_calls = 0
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
@@ -484,12 +483,12 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
     rows, cols = chosen.nonzero(as_tuple=True)
+    tokens, confidence = state.tokens, state.confidence
     if not rows.numel():
-        run.streams.skip()  # the draw, made or not, so that every row's stream stays in step
+        run.streams.skip()  # the draw is counted whatever was chosen, so that every row's stream stays in step
         if remasked is None:
             return state
-    tokens, confidence = state.tokens, state.confidence
-    if rows.numel():
+    else:
         u = run.streams.uniform_at(rows, cols, bound=state.seq_len)  # positions lie below L
         probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
         drawn = inverse_cdf(probs, u[:, None])  # [n, 1]
