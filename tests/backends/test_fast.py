@@ -88,6 +88,8 @@ def test_inductor_compiled_dit_matches_eager_within_the_reassociation_budget():
     assert den.forward_options == {"precision": "fp32", "compile": "inductor"}
     scale = float(eager.abs().max())
     assert float((compiled - eager).abs().max()) <= 2 * 14 * 256 * U32 * scale
+    refreshed, cache = den.refresh_cache(state, torch.arange(L))  # its own graph: the same kernels
+    assert torch.equal(refreshed, compiled) and cache.shape[0] == 3, "the compiled refresh is the compiled logits"
     # a path whose every call takes all 4 rows: one shape, no recompile; the same seed gives the same samples
     path = parse_path("ramp(3) >> switch('commit')")
     first, again = (sample(path, den, batch=4, seed=5).tokens for _ in range(2))
@@ -121,6 +123,28 @@ def test_bf16_autocast_dit_is_within_the_bf16_budget_and_keeps_the_converter_sof
     error, scale = float((got - want).abs().max()), float(want.abs().max())
     assert 0 < error <= (2 * 11 + 1) * U16 * scale, "bf16 changed the logits, within its budget"
     assert torch.equal(den.set_forward().logits(state), want), "set_forward() restores the plain forward"
+
+
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"precision": "bf16", "compile": "aot_eager"}])
+def test_cached_block_decoding_follows_the_options(options):
+    """The refresh is ``logits(state)`` bit for bit under the same options (the protocol's requirement); a cached
+    call on the refresh's own state is within the bf16 budget of the float32 logits (the same products, its keys and
+    values read back from a bfloat16 cache), and not float32 (autocast reached it)."""
+    den, active = tiny_dit(), torch.arange(4, L)
+    state = mixed_state(den)  # 3 rows: padded to 4 inside a compiled refresh
+    want = den.logits(state)
+    fp32_cached = den.cached_logits(state, active, den.refresh_cache(state, active)[1])
+    den.set_forward(**options)
+    logits, cache = den.refresh_cache(state, active)
+    assert torch.equal(logits, den.logits(state)) and cache.shape[0] == 3 and cache.dtype == torch.bfloat16
+    got = den.cached_logits(state, active, cache)
+    assert got.dtype == torch.float32
+    error, scale = float((got - want[:, active]).abs().max()), float(want.abs().max())
+    assert 0 < error <= (2 * 11 + 1) * U16 * scale and not torch.equal(got, fp32_cached)
+    # a cache refreshed at every call is the uncached run, bit for bit, under the options too
+    plain, every = (sample(parse_path(f"blocks(2, mdm(2){cache})"), den, batch=3, seed=4)
+                    for cache in ("", ", cache='dual', refresh=1"))
+    assert torch.equal(plain.tokens, every.tokens) and plain.nfe == every.nfe
 
 
 def test_aot_eager_compile_pads_batches_to_powers_of_two_and_compiles_each_shape_once():
