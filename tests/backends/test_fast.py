@@ -222,13 +222,32 @@ def test_load_passes_the_options_to_the_shipped_checkpoint():
     assert "_fast" not in " ".join(den.state_dict()), "the options add no weights"
 
 
-def test_cli_sample_takes_precision_and_compile_flags(capsys, monkeypatch):
+def test_cli_sample_takes_precision_and_compile_flags(capsys):
     assert main(["sample", "--path", "mdm(2)", "--n", "1", "--precision", "bf16"]) == 0
     assert "--- sample 0" in capsys.readouterr().out
+
+
+def test_cli_nll_runs_the_checkpoint_under_precision(capsys):
+    """Two t draws of the ELBO on two windows: bf16 moves the estimate (its logits differ), so the flag reached it."""
+    outs = []
+    for precision in ("fp32", "bf16"):
+        assert main(["nll", "--estimator", "elbo", "--samples", "2", "--windows", "2", "--precision", precision]) == 0
+        outs.append(capsys.readouterr().out.split("elbo")[-1])
+    assert "bits per token" in outs[0] and outs[0] != outs[1]
+
+
+@pytest.mark.parametrize("command", [["sample"], ["nll"], ["check"], ["check", "--trajectory", "mdm(2)"]])
+def test_cli_forward_flags_are_refused_before_a_model_is_loaded(command, capsys, monkeypatch):
     for flags, message in ((["--precision", "fp16"], "--precision must be one of ('fp32', 'bf16') (got 'fp16')"),
                            (["--compile"], "--compile is not available on cpu: no compiler (test)")):
         if flags == ["--compile"]:
             monkeypatch.setattr(fast, "compile_problem", lambda device: "no compiler (test)")
         with pytest.raises(SystemExit):
-            main(["sample", *flags])
+            main([*command, *flags])
         assert message in capsys.readouterr().err
+
+
+def test_cli_check_trajectory_without_a_checkpoint_refuses_forward_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--trajectory", "mdm(2)", "--precision", "bf16"])
+    assert "--trajectory without --checkpoint runs no network" in capsys.readouterr().err
