@@ -5,7 +5,10 @@ its head and adaLN are drawn at random too, so that its logits are as peaked as 
 row has something to act on) behind the DSL converter, and a wrapped masked LM: a random BERT sized like BERT-base
 (hidden 768, 12 layers, feed-forward 3072, V = 30522 words; positions L + 2) written with
 :func:`snrpaths.backends.hf.save_random` and loaded back with :meth:`~snrpaths.backends.MaskedLM.from_pretrained`.
-Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``--steps``, default L / 4):
+Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``--steps``, default L / 4). Those are
+GPU sizes; ``--size cpu`` runs the same rows on a 6 M-parameter DiT (hidden 256, 4 blocks, V = 4096) and a 4-layer
+BERT (hidden 256, V = 4096), still at L = 1024, batches 1 and 8, ``T = 16``, the cached row in blocks of 256 (minutes
+at one thread), and ``--quick`` on tiny models (the test suite's). :data:`SIZES` holds all three.
 
 * a row is a path expression (``{T}`` the steps) and load options (:mod:`snrpaths.backends.fast`): plain
   ``mdm(T)``; ``threshold``, the confidence-threshold reveal (Fast-dLLM's parallel decoding: a linear clock of ``T``
