@@ -181,8 +181,7 @@ def measure(args, device: torch.device) -> dict:
                 twin = variant(den, row.options)
                 blocks = L // size["block"]
                 program = parse_path(row.path.format(T=T, blocks=blocks, T_block=max(1, T // blocks))).compile(L)
-                program.require_reads(twin)
-                program.require_cache(twin)
+                program.require(twin)
             except SNRPathError as err:
                 cells.update({(model_name, row.name, b): {"skipped": f"{type(err).__name__}: {err}"} for b in batches})
                 continue
