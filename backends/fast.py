@@ -123,8 +123,8 @@ class FastForward:
         return {"precision": self.precision, "compile": self.backend or False}
 
     def __call__(self, x: torch.Tensor):
-        """``fn(x)`` under the options: a tensor (the logits), or a tuple whose first entry is the logits (the rest, such
-        as a key/value cache, come back in the dtype they were computed in); the logits come back in float32."""
+        """``fn(x)`` under the options: a tensor (the logits), or a tuple whose first entry is the logits (the rest,
+        such as a key/value cache, come back in the dtype they were computed in); the logits come back in float32."""
         with self.autocast(x.device):
             if self.compiled is None:
                 out = self.fn(x)

@@ -54,8 +54,8 @@ from snrpaths import SNRPathError, parse_path, sample
 @attrs.frozen
 class Row:
     """One row of the table: a path expression run with load options. In the expression ``{T}`` stands for the
-    steps, ``{blocks}`` for Fast-dLLM's blocks of 32 positions (``L / 32``; cpu: of 256; quick: of 8) and ``{T_block}`` for
-    the steps of one block (``T / blocks``), so every row has the same budget of calls."""
+    steps, ``{blocks}`` for Fast-dLLM's blocks of 32 positions (``L / 32``; cpu: of 256; quick: of 8) and
+    ``{T_block}`` for the steps of one block (``T / blocks``), so every row has the same budget of calls."""
 
     name: str
     path: str
@@ -198,7 +198,8 @@ def measure(args, device: torch.device) -> dict:
                       "bound_tokens_per_s": bound_calls * b * L / nfe, "of_bound": (nfe / seconds) / bound_calls}
     against_plain(cells)
     return {"device": describe_device(device), "bandwidth_bytes_per_s": peak, "bandwidth_source": how,
-            "size": args.size, "seq_len": L, "steps": T, "batches": list(batches), "repeats": args.repeats, "seed": args.seed,
+            "size": args.size, "seq_len": L, "steps": T, "batches": list(batches), "repeats": args.repeats,
+            "seed": args.seed,
             "rows": [attrs.asdict(r) for r in rows],
             "models": {name: {"parameters": sum(p.numel() for p in (den.backbone if isinstance(den, DSLDenoiser)
                                                                     else den.model).parameters()),
