@@ -58,6 +58,7 @@ class DSLDenoiser(nn.Module):
         self._table_key: tuple | None = None
         self._table: TokenTable | None = None
         self._fast: FastForward | None = None  # set_forward's options for logits(); None: plain float32, eager
+        self._refresh: FastForward | None = None  # the same options for refresh_cache
         self._codec: tuple[dict, Tokenizer] | None = None
 
     @classmethod
@@ -161,12 +162,18 @@ class DSLDenoiser(nn.Module):
     def set_forward(self, precision: str = "fp32", compile: bool | str = False) -> "DSLDenoiser":
         """Run :meth:`logits` under ``precision`` (``'fp32'``, or ``'bf16'`` autocast around the converter and the
         backbone: the converter's softmax stays float32) and, with ``compile``, the backbone through
-        ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself. ``set_forward()``
-        restores the plain forward. :meth:`forward` (training) is not affected."""
-        check_options(precision, compile, self.backbone.vocab_embed.embedding.device)
+        ``torch.compile`` with static shapes (:mod:`snrpaths.backends.fast`); returns itself. The cached passes
+        follow: :meth:`refresh_cache` under the same precision and compiled as its own graph, :meth:`cached_logits`
+        under the same precision, eagerly. ``set_forward()`` restores the plain forward. :meth:`forward` (training)
+        is not affected."""
+        device = self.backbone.vocab_embed.embedding.device
+        check_options(precision, compile, device)
         plain = precision == "fp32" and compile is False
         self._fast = None if plain else FastForward(lambda h: self.backbone(h, dropout=0.0), precision=precision,
-                                                    compile=compile, device=self.backbone.vocab_embed.embedding.device)
+                                                    compile=compile, device=device)
+        # the cached refresh: its own graph under compile, so that its logits are the compiled logits(state)'s
+        self._refresh = None if plain else FastForward(self.backbone.refresh, precision=precision, compile=compile,
+                                                       device=device)
         return self
 
     @property
@@ -201,18 +208,19 @@ class DSLDenoiser(nn.Module):
         every block, ``(B, n_blocks, 2, n_heads, L, head_dim)`` (:meth:`DiT.refresh`). ``active`` is not read: the
         cache holds every position, so one serves both the prefix and the dual cache."""
         self._check_state(state)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast(state.z.device):
             converted = self._convert(state.z, state.gamma, state.tokens)
-            logits, cache = self.backbone.refresh(converted.h)
-            return self._head(logits, converted), cache
+            logits, cache = self.backbone.refresh(converted.h) if self._refresh is None else self._refresh(converted.h)
+        return self._head(logits, converted), cache
 
     def cached_logits(self, state: SNRState, active: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
         """``(B, A, V)`` logits of the ``active`` positions ``(A,)``: the converter on their evidence alone (it is
         per position), then the DiT on those positions, attending over ``cache`` (:meth:`DiT.cached`)."""
         self._check_state(state)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast(state.z.device):
             converted = self._convert(state.z[:, active], state.gamma[:, active], state.tokens[:, active])
-            return self._head(self.backbone.cached(converted.h, active, cache), converted)
+            logits = self.backbone.cached(converted.h, active, cache)
+        return self._head(logits.float(), converted)
 
     # -- the computation ---------------------------------------------------------------------------------------
 
@@ -220,6 +228,10 @@ class DSLDenoiser(nn.Module):
         if not isinstance(state, SNRState):
             raise SNRTypeError(f"'state' must be an SNRState (got {type(state).__name__})")
         self._check_inputs(state.z, state.gamma, state.tokens)
+
+    def _autocast(self, device: torch.device):
+        """:meth:`set_forward`'s precision context (bfloat16 autocast or nothing), for the cached passes."""
+        return contextlib.nullcontext() if self._fast is None else self._fast.autocast(device)
 
     def _convert(self, z, gamma, tokens):
         return self.converter(z, gamma, tokens, self.backbone.vocab_embed.embedding)  # E: (V + 1, H)

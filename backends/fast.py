@@ -20,8 +20,15 @@ on-disk cache). The length is fixed by the denoiser (``seq_len``). The batch cha
 rows whose state changed, so rows are padded up to the next power of two (copies of the first row, their outputs
 dropped): a run at batch ``B`` compiles at most ``log2(B) + 1`` graphs (7 up to batch 64); past torch's
 recompile limit (``torch._dynamo.config.recompile_limit``, 8: batches above 128) dynamo runs further shapes eagerly,
-with a warning. Cached block decoding (``blocks(..., cache=...)``) calls the DiT's ``refresh`` and ``cached``
-passes, which these options leave as they are (eager, float32).
+with a warning.
+
+Cached block decoding (``blocks(..., cache=...)``, the DiT only) runs under the same options: the refresh (a full
+call that also keeps every block's keys and values) under the same autocast, and under ``compile`` as its own
+static-shape graph (the same input shape as the plain forward, batches padded the same way; it compiles on the first
+refresh), since the protocol wants its logits bit for bit those of ``logits(state)`` (the two graphs share their
+kernels, and the tests check they agree bit for bit; inductor itself does not promise it). The cached calls on the
+active block run under the same autocast but eagerly: their shapes change with the block's length, and the work is a
+block's worth of positions. Under bf16 the cache holds bfloat16 keys and values (half the memory).
 
 These options apply to ``logits(state)`` (sampling, likelihoods, diagnostics); a trainer's ``forward`` runs eagerly
 in float32 (it sets its own autocast). Where ``compile`` cannot run (no C++ compiler for inductor on the CPU, no
@@ -115,7 +122,9 @@ class FastForward:
         """``{"precision": ..., "compile": ...}`` as given (for a repr or a results table)."""
         return {"precision": self.precision, "compile": self.backend or False}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor):
+        """``fn(x)`` under the options: a tensor (the logits), or a tuple whose first entry is the logits (the rest,
+        such as a key/value cache, come back in the dtype they were computed in); the logits come back in float32."""
         with self.autocast(x.device):
             if self.compiled is None:
                 out = self.fn(x)
@@ -124,8 +133,11 @@ class FastForward:
                 n = x.shape[0]
                 extra = batch_bucket(n) - n
                 padded = torch.cat([x, x[:1].expand(extra, *x.shape[1:])]) if extra else x
-                out = self.compiled(padded)[:n]
-        return out.float() if self.precision == "bf16" else out
+                out = self.compiled(padded)
+                out = out[:n] if isinstance(out, torch.Tensor) else tuple(o[:n] for o in out)
+        if self.precision != "bf16":
+            return out
+        return out.float() if isinstance(out, torch.Tensor) else (out[0].float(), *out[1:])
 
     def _check_device(self, device: torch.device) -> None:
         """The compiler check again, once per kind of device the model moves to."""

@@ -5,7 +5,10 @@ its head and adaLN are drawn at random too, so that its logits are as peaked as 
 row has something to act on) behind the DSL converter, and a wrapped masked LM: a random BERT sized like BERT-base
 (hidden 768, 12 layers, feed-forward 3072, V = 30522 words; positions L + 2) written with
 :func:`snrpaths.backends.hf.save_random` and loaded back with :meth:`~snrpaths.backends.MaskedLM.from_pretrained`.
-Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``--steps``, default L / 4):
+Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``--steps``, default L / 4). Those are
+GPU sizes; ``--size cpu`` runs the same rows on a 6 M-parameter DiT (hidden 256, 4 blocks, V = 4096) and a 4-layer
+BERT (hidden 256, V = 4096), still at L = 1024, batches 1 and 8, ``T = 16``, the cached row in blocks of 256 (minutes
+at one thread), and ``--quick`` on tiny models (the test suite's). :data:`SIZES` holds all three.
 
 * a row is a path expression (``{T}`` the steps) and load options (:mod:`snrpaths.backends.fast`): plain
   ``mdm(T)``; ``threshold``, the confidence-threshold reveal (Fast-dLLM's parallel decoding: a linear clock of ``T``
@@ -25,6 +28,7 @@ Each runs every row of :data:`ROWS` at batch 1 and 64, L = 1024, ``T`` steps (``
   batch 64 a call is compute-bound, so the ratio falls far below 1 by design).
 
     snrpaths bench gpu                      # full sizes on the default device (cuda when there is one)
+    snrpaths bench gpu --size cpu           # a 6 M DiT and a small BERT, L = 1024, batches 1 and 8: minutes on a CPU
     snrpaths bench gpu --quick              # tiny models, L = 32, batches 1 and 4: seconds on a CPU
     snrpaths bench gpu --batches 1 --repeats 1 --steps 128   # a shorter GPU run
 """
@@ -50,8 +54,8 @@ from snrpaths import SNRPathError, parse_path, sample
 @attrs.frozen
 class Row:
     """One row of the table: a path expression run with load options. In the expression ``{T}`` stands for the
-    steps, ``{blocks}`` for Fast-dLLM's blocks of 32 positions (``L / 32``; quick: blocks of 8) and ``{T_block}`` for
-    the steps of one block (``T / blocks``), so every row has the same budget of calls."""
+    steps, ``{blocks}`` for Fast-dLLM's blocks of 32 positions (``L / 32``; cpu: of 256; quick: of 8) and
+    ``{T_block}`` for the steps of one block (``T / blocks``), so every row has the same budget of calls."""
 
     name: str
     path: str
@@ -70,13 +74,23 @@ PEAK_BANDWIDTH = {"H200": 4.8e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "A100-SX
                   "A100-PCIE-80GB": 1.935e12, "A100": 1.555e12, "L40S": 0.864e12, "A10G": 0.6e12, "T4": 0.32e12}
 
 
-def sizes(quick: bool) -> dict:
-    if quick:
-        return {"dit": {"vocab": 128, "hidden": 64, "blocks": 2, "heads": 4}, "bert": {"vocab": 100, "hidden": 32,
-                "layers": 2, "heads": 2, "intermediate": 128}, "seq_len": 32, "batches": (1, 4), "steps": 8}
-    return {"dit": {"vocab": 50257, "hidden": 768, "blocks": 12, "heads": 12},
+#: ``--size``: the models (labels and shapes), L, the batches, the default steps ``T`` and the cached row's block
+#: length (``T`` divided evenly among ``L / block`` blocks).
+SIZES = {
+    "gpu": {"labels": ("DiT (MDLM-small size)", "masked LM (BERT-base size)"),
+            "dit": {"vocab": 50257, "hidden": 768, "blocks": 12, "heads": 12},
             "bert": {"vocab": 30522, "hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072},
-            "seq_len": 1024, "batches": (1, 64), "steps": 256}
+            "seq_len": 1024, "batches": (1, 64), "steps": 256, "block": 32},
+    # a few minutes at one CPU thread: each call still reads all 1024 positions
+    "cpu": {"labels": ("DiT (CPU size)", "masked LM (small BERT)"),
+            "dit": {"vocab": 4096, "hidden": 256, "blocks": 4, "heads": 4},
+            "bert": {"vocab": 4096, "hidden": 256, "layers": 4, "heads": 4, "intermediate": 1024},
+            "seq_len": 1024, "batches": (1, 8), "steps": 16, "block": 256},
+    "quick": {"labels": ("DiT (tiny)", "masked LM (tiny BERT)"),
+              "dit": {"vocab": 128, "hidden": 64, "blocks": 2, "heads": 4},
+              "bert": {"vocab": 100, "hidden": 32, "layers": 2, "heads": 2, "intermediate": 128},
+              "seq_len": 32, "batches": (1, 4), "steps": 8, "block": 8},
+}
 
 
 # -- models -----------------------------------------------------------------------------------------------------------
@@ -150,26 +164,24 @@ def copy_bandwidth(device: torch.device, mib: int = 256, repeats: int = 5) -> fl
 
 
 def measure(args, device: torch.device) -> dict:
-    size = sizes(args.quick)
+    size = SIZES[args.size]
     L, T = size["seq_len"], args.steps or size["steps"]
     batches = tuple(args.batches or size["batches"])
     rows = tuple(attrs.evolve(r, options={**r.options, "compile": args.compile_backend})
                  if r.options.get("compile") is True and args.compile_backend else r for r in ROWS)
     with tempfile.TemporaryDirectory() as folder:
-        models = {"DiT (MDLM-small size)" if not args.quick else "DiT (tiny)":
-                  build_dit(**size["dit"], seq_len=L, seed=args.seed).to(device),
-                  "masked LM (BERT-base size)" if not args.quick else "masked LM (tiny BERT)":
-                  load_bert(pathlib.Path(folder), **size["bert"], seq_len=L, seed=args.seed).to(device)}
+        dit, bert = size["labels"]
+        models = {dit: build_dit(**size["dit"], seq_len=L, seed=args.seed).to(device),
+                  bert: load_bert(pathlib.Path(folder), **size["bert"], seq_len=L, seed=args.seed).to(device)}
     peak, how = bandwidth(device)
     jobs, cells = {}, {}
     for model_name, den in models.items():
         for row in rows:
             try:
                 twin = variant(den, row.options)
-                blocks = L // (8 if args.quick else 32)
+                blocks = L // size["block"]
                 program = parse_path(row.path.format(T=T, blocks=blocks, T_block=max(1, T // blocks))).compile(L)
-                program.require_reads(twin)
-                program.require_cache(twin)
+                program.require(twin)
             except SNRPathError as err:
                 cells.update({(model_name, row.name, b): {"skipped": f"{type(err).__name__}: {err}"} for b in batches})
                 continue
@@ -184,14 +196,25 @@ def measure(args, device: torch.device) -> dict:
         cells[key] = {"seconds": t["seconds"], "nfe": t["nfe"], "median_s": seconds, "tokens_per_s": b * L / seconds,
                       "calls_per_s": nfe / seconds, "bound_calls_per_s": bound_calls,
                       "bound_tokens_per_s": bound_calls * b * L / nfe, "of_bound": (nfe / seconds) / bound_calls}
+    against_plain(cells)
     return {"device": describe_device(device), "bandwidth_bytes_per_s": peak, "bandwidth_source": how,
-            "seq_len": L, "steps": T, "batches": list(batches), "repeats": args.repeats, "seed": args.seed,
+            "size": args.size, "seq_len": L, "steps": T, "batches": list(batches), "repeats": args.repeats,
+            "seed": args.seed,
             "rows": [attrs.asdict(r) for r in rows],
             "models": {name: {"parameters": sum(p.numel() for p in (den.backbone if isinstance(den, DSLDenoiser)
                                                                     else den.model).parameters()),
                               "weight_bytes": weight_bytes(den)} for name, den in models.items()},
             "cells": [{"model": m, "row": r.name, "batch": b, **cells[(m, r.name, b)]} for m in models for r in rows
                       for b in batches]}
+
+
+def against_plain(cells: dict) -> None:
+    """Add to each timed cell its tokens/s and calls/s over those of the plain row (same model and batch), in place."""
+    for (model, _, b), cell in cells.items():
+        plain = cells.get((model, "plain", b), {})
+        if "tokens_per_s" in cell and "tokens_per_s" in plain:
+            cell["tokens_vs_plain"] = cell["tokens_per_s"] / plain["tokens_per_s"]
+            cell["calls_vs_plain"] = cell["calls_per_s"] / plain["calls_per_s"]
 
 
 def report(result: dict) -> str:
@@ -201,15 +224,18 @@ def report(result: dict) -> str:
              "weight-read bound: calls/s <= bandwidth / weight bytes; tokens/s <= that x B L / calls", ""]
     for name, model in result["models"].items():
         lines.append(f"* {name}: {model['parameters'] / 1e6:.3g} M parameters, {model['weight_bytes'] / 1e6:.3g} MB")
-    lines += ["", "| model | row | batch | calls | tokens/s | calls/s | bound calls/s | bound tokens/s | of bound |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "x plain: the row's tokens/s (calls/s) over the plain row's, same model and batch", "",
+              "| model | row | batch | calls | tokens/s | x plain | calls/s | x plain | bound calls/s | bound tokens/s "
+              "| of bound |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cell in result["cells"]:
         head = f"| {cell['model']} | {cell['row']} | {cell['batch']} |"
         if "skipped" in cell:
-            lines.append(f"{head} | n/a: {cell['skipped'][:90]} | | | | |")
+            lines.append(f"{head} | n/a: {cell['skipped'][:90]} | | | | | | |")
             continue
-        lines.append(f"{head} {cell['nfe'][-1]} | {cell['tokens_per_s']:.1f} | {cell['calls_per_s']:.2f} | "
-                     f"{cell['bound_calls_per_s']:.0f} | {cell['bound_tokens_per_s']:.0f} | {cell['of_bound']:.4f} |")
+        ratios = [f"{cell[k]:.2f}" if k in cell else "n/a" for k in ("tokens_vs_plain", "calls_vs_plain")]
+        lines.append(f"{head} {cell['nfe'][-1]} | {cell['tokens_per_s']:.1f} | {ratios[0]} | {cell['calls_per_s']:.2f} "
+                     f"| {ratios[1]} | {cell['bound_calls_per_s']:.0f} | {cell['bound_tokens_per_s']:.0f} | "
+                     f"{cell['of_bound']:.4f} |")
     return "\n".join(lines)
 
 
@@ -242,28 +268,35 @@ def plot(result: dict, out: pathlib.Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="snrpaths bench gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=tuple(SIZES), default="gpu",
+                        help="gpu (default): MDLM-small DiT and BERT-base, batches 1 and 64, T = 256; cpu: a 6 M "
+                             "DiT and a 4-layer BERT (hidden 256, V = 4096), batches 1 and 8, T = 16, blocks of 256 "
+                             "(minutes at one thread); quick: the same as --quick")
     parser.add_argument("--quick", action="store_true", help="tiny models, L = 32, batches 1 and 4 (seconds on a CPU); "
                                                              "the compiled row traces with aot_eager")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
                         help="results folder for the JSON, table and plot (default: benchmarks/results)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--batches", type=int, nargs="+", default=None, help="default: 1 and 64 (quick: 1 and 4)")
-    parser.add_argument("--steps", type=int, default=None, help="T (default: L / 4; quick: 8)")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="default: 1 and 64 (cpu: 1 and 8; quick: 1 and 4)")
+    parser.add_argument("--steps", type=int, default=None, help="T (default: L / 4; cpu: 16; quick: 8)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds after the warm-up (default: 2; "
-                                                                    "quick: 1)")
+                                                                    "cpu and quick: 1)")
     parser.add_argument("--compile-backend", default=None,
                         help="the compiled row's torch.compile backend (default: inductor; quick: aot_eager)")
     parser.add_argument("--seed", type=int, default=0, help="weights and sampling seeds")
     args = parser.parse_args(argv)
-    if args.quick and args.compile_backend is None:
+    args.size = "quick" if args.quick else args.size
+    if args.size == "quick" and args.compile_backend is None:
         args.compile_backend = "aot_eager"
-    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.repeats = args.repeats or (2 if args.size == "gpu" else 1)
     device = torch.device(args.device)
     result = measure(args, device)
     text = report(result)
     print(text)
-    write(args.out, "gpu" + ("_quick" if args.quick else ""), result, text, lambda path: plot(result, path))
+    write(args.out, "gpu" + ("" if args.size == "gpu" else f"_{args.size}"), result, text,
+          lambda path: plot(result, path))
 
 
 if __name__ == "__main__":

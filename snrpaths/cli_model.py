@@ -279,12 +279,18 @@ def _add_sample(commands) -> None:
                    help="a token id that ends a sample: once drawn, every later position takes it with no call, and "
                         "the text printed stops there (default: none)")
     p.add_argument("--out", default=None, help="also write samples.jsonl: one JSON object per sample with its settings")
+    add_forward_flags(p)
+    p.set_defaults(run=run_sample)
+
+
+def add_forward_flags(p) -> None:
+    """--precision and --compile: the forward options (snrpaths.backends.fast) of the model a command loads; check
+    them with :func:`check_forward_flags` and pass them to ``set_forward``."""
     p.add_argument("--precision", default="fp32", help="the forward pass: fp32 (default) or bf16 (bfloat16 autocast; "
                                                       "the DSL converter's softmax stays float32)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (inductor, static shapes; the first calls of each batch size "
                         "compile, seconds on a CPU)")
-    p.set_defaults(run=run_sample)
 
 
 def run_sample(args) -> int:
@@ -301,7 +307,7 @@ def run_sample(args) -> int:
     if args.out is not None:
         check_output_file(args.out, "--out")
     procs = Processes.from_env()
-    _check_forward_flags(args, procs.device)
+    check_forward_flags(args, procs.device)
     denoiser, encode, decode = _text_model(args)
     program = path.compile(denoiser.seq_len)
     prompt = None if args.prompt is None else encode(args.prompt)
@@ -325,7 +331,7 @@ def run_sample(args) -> int:
     return 0
 
 
-def _check_forward_flags(args, device) -> None:
+def check_forward_flags(args, device="cpu") -> None:
     """--precision and --compile, checked before a model is loaded (a missing compiler included)."""
     from snrpaths.backends.fast import check_options  # the CLI is an application: it may pick a backend
 

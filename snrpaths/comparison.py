@@ -34,7 +34,7 @@ from .files import atomic_write
 from .path import Path
 from .progress import Meter, estimate_line
 from .reprs import markdown_table
-from .runner import sample
+from .runner import check_size, sample
 from .samplers import expand, resolve
 from .state import SNRState
 
@@ -385,6 +385,8 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
         raise SNRPathError("judge_options build a judge by name; this judge is built already")
     entries = _entries(paths, judge.denoiser)
     denoiser = judge.denoiser
+    for _, _, program in entries:  # every path's size limits too, before the first path runs
+        check_size(program, denoiser, samples)
     todo = [(k, i) for k in range(seeds) for i in range(len(entries))]
     bar = _progress(entries, denoiser, samples, seeds) if progress else None
     runs: dict[tuple[int, int], tuple[int, Mapping[str, float]]] = {}
@@ -419,7 +421,7 @@ def _entries(paths: Sequence[Path | str], denoiser: Any) -> list[tuple[str, Path
         for family, path in specs:
             try:
                 program = compile_path(path, L)
-                program.require_reads(denoiser)
+                program.require(denoiser)
             except SNRPathError as err:
                 raise type(err)(f"path {path!r} cannot run on this judge (L = {L}): {err}") from None
             out.append((family, path, program))

@@ -231,6 +231,12 @@ class Program:
                     finite -= set(op.positions)
         return None
 
+    def require(self, denoiser: object) -> None:
+        """Raise :class:`snrpaths.errors.CapabilityError`, before any call, when ``denoiser`` lacks a capability this
+        program needs: reading finite-SNR states (:meth:`require_reads`) or caching blocks (:meth:`require_cache`)."""
+        self.require_reads(denoiser)
+        self.require_cache(denoiser)
+
     def require_reads(self, denoiser: object) -> None:
         """Raise :class:`snrpaths.errors.CapabilityError`, before any call, when this program would give an
         endpoint-only ``denoiser`` (``reads_finite_snr = False``) a finite-SNR state, naming the step and stage."""

@@ -143,8 +143,7 @@ def sample(
         raise SNRTypeError(f"'path' must be a Path, a path expression or a Program (got {type(path).__name__})")
     if program.seq_len != denoiser.seq_len:
         raise ShapeError(f"the program was compiled for seq_len={program.seq_len}; the denoiser has {denoiser.seq_len}")
-    program.require_reads(denoiser)
-    program.require_cache(denoiser)
+    program.require(denoiser)
     batch = validate.integer("batch", batch, allow_none=True)
     seed = validate.seed("seed", seed)
     row_offset = validate.integer("row_offset", row_offset, 0)
@@ -171,7 +170,7 @@ def sample(
                            f"batch={batch}: row b draws from stream row_offset + b, and stream indices stop below "
                            f"2**63 (got {row_offset})")
     stop_token = validate.integer("stop_token", stop_token, 0, high=denoiser.vocab_size - 1, allow_none=True)
-    _check_size(program, denoiser, batch)
+    check_size(program, denoiser, batch)
     device = denoiser.table.anchors.device
     if prompt is None:
         state = SNRState.masked(batch, program.seq_len, denoiser.table, device=device)
@@ -193,7 +192,9 @@ def _texts(denoiser: TextCodec, tokens: torch.Tensor, stop_token: int | None,
     return tuple(denoiser.decode(row)[0] if row.numel() else "" for row in cut)
 
 
-def _check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
+def check_size(program: Program, denoiser: Denoiser, batch: int) -> None:
+    """Raise :class:`snrpaths.errors.LimitError` when ``batch`` rows of ``program`` would pass the logits or work
+    limits of :mod:`snrpaths.limits` (what :func:`sample` checks before its first call)."""
     where = f"sample({program.path!r}, batch={batch})"
     limits.check_logits(where, batch, program.seq_len, denoiser.vocab_size, "lower batch")
     limits.check_work(where, len(program.steps) * batch, program.seq_len,

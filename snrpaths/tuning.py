@@ -411,7 +411,7 @@ def tune(family: str, denoiser: Denoiser, nfe: int, metric: str | Callable[[torc
     default = chosen.build(nfe, chosen.default(nfe))
     # a budget the sequence cannot take, or a family whose paths need finite-SNR evidence that the denoiser does not
     # read (the hybrid on a masked LM), fails here, before any sampling
-    default.compile(denoiser.seq_len).require_reads(denoiser)
+    default.compile(denoiser.seq_len).require(denoiser)
     score = measure if measure is not None else METRICS[metric_name].scorer(denoiser, data)
     model = f"{type(denoiser).__name__}-V{denoiser.vocab_size}-L{denoiser.seq_len}"
     name = study_name or f"{family}-nfe{nfe}-{metric_name}-n{n}-seed{seed}-{model}"

@@ -65,11 +65,15 @@ def test_gpu_rows_a_model_cannot_run_are_reported_with_the_reason(monkeypatch, t
     with its reason, the other model's cell timed."""
     from snrpaths.benchmarks import gpu
 
-    monkeypatch.setattr(gpu, "ROWS", (gpu.Row("ramp", "ramp({T}) >> mdm({T})"),))
+    monkeypatch.setattr(gpu, "ROWS", (gpu.Row("plain", "mdm({T})"), gpu.Row("ramp", "ramp({T}) >> mdm({T})")))
     gpu.main(["--quick", "--batches", "1", "--steps", "2", "--out", str(tmp_path)])
-    cells = {c["model"]: c for c in json.loads((tmp_path / "gpu_quick.json").read_text())["cells"]}
-    assert cells["DiT (tiny)"]["nfe"] == [4] and cells["DiT (tiny)"]["tokens_per_s"] > 0
-    assert "CapabilityError" in cells["masked LM (tiny BERT)"]["skipped"]
+    cells = {(c["model"], c["row"]): c for c in json.loads((tmp_path / "gpu_quick.json").read_text())["cells"]}
+    ramp, plain = cells["DiT (tiny)", "ramp"], cells["DiT (tiny)", "plain"]
+    assert ramp["nfe"] == [4] and ramp["tokens_per_s"] > 0 and plain["tokens_vs_plain"] == 1.0
+    assert ramp["tokens_vs_plain"] == ramp["tokens_per_s"] / plain["tokens_per_s"]
+    assert ramp["calls_vs_plain"] == ramp["calls_per_s"] / plain["calls_per_s"]
+    assert "CapabilityError" in cells["masked LM (tiny BERT)", "ramp"]["skipped"]
+    assert "tokens_vs_plain" not in cells["masked LM (tiny BERT)", "ramp"]
     assert "n/a: CapabilityError" in (tmp_path / "gpu_quick.md").read_text()
     assert gpu.copy_bandwidth(torch.device("cpu"), mib=8, repeats=2) > 0
     for name, peak in (("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H100 PCIe", 2.0e12), ("NVIDIA H200", 4.8e12)):

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from snrpaths import CapabilityError, Comparison, Judge, SNRPathError, compare, parse_path, sample
+from snrpaths import CapabilityError, Comparison, Judge, SNRPathError, compare, limits, parse_path, sample
+from snrpaths.errors import LimitError
 from snrpaths.backends.toy import ExactToy
 from snrpaths.cli import main
 from snrpaths.comparison import Interval, make_judge, t_quantile
@@ -75,7 +76,19 @@ def test_a_path_the_judge_cannot_run_is_refused_before_any_call():
                            (["mdm(2)", "ramp({T})"], "stands for a study's budget")):
         with pytest.raises(SNRPathError, match=message):
             compare(paths, Judge.exact(toy, "t", denoiser=counting), seeds=2)
+    with pytest.raises(CapabilityError, match=r"cache='dual'.*cannot cache"):
+        compare(["mdm(2)", "blocks(2, mdm(1), cache='dual')"], Judge.exact(toy, "t", denoiser=counting), seeds=2)
     assert endpoint.calls == counting.calls == 0
+
+
+def test_a_path_past_the_size_limits_is_refused_before_the_first_path_runs(monkeypatch):
+    toy = ExactToy.markov(3, 4, seed=0)
+    counting = Counting(toy)
+    # mdm(2) on 8 rows is 2 x 8 x 4 = 64 position evaluations, within the limit; mdm(4) is 128, past it
+    monkeypatch.setattr(limits, "MAX_WORK", 64)
+    with pytest.raises(LimitError, match=r"mdm\(4\).*MAX_WORK"):
+        compare(["mdm(2)", "mdm(4)"], Judge.exact(toy, "t", denoiser=counting), samples=8, seeds=2)
+    assert counting.calls == 0
 
 
 @pytest.mark.parametrize("judge, options, message", [

@@ -95,13 +95,13 @@ def describe(label: str | None, item: Any, index: int) -> str:
 
 def check_runnable(items: Iterable[tuple[str | None, Any]], denoiser: Any) -> None:
     """Before any of them runs: every bare path among the ``(label, item)`` pairs can run on ``denoiser`` (an
-    endpoint-only denoiser refuses a finite-SNR path, naming its stage: :meth:`snrpaths.Program.require_reads`)."""
+    endpoint-only denoiser refuses a finite-SNR path, naming its stage: :meth:`snrpaths.Program.require`)."""
     if denoiser is None:
         return
     for _, item in items:
         path = parse_path(item) if isinstance(item, str) else item
         if isinstance(path, Path):
-            path.compile(denoiser.seq_len).require_reads(denoiser)
+            path.compile(denoiser.seq_len).require(denoiser)
 
 
 def as_trace(item: Any, fields: Sequence[str], where: str, *, denoiser: Any = None, runs: int = 1,

@@ -88,6 +88,8 @@ def test_inductor_compiled_dit_matches_eager_within_the_reassociation_budget():
     assert den.forward_options == {"precision": "fp32", "compile": "inductor"}
     scale = float(eager.abs().max())
     assert float((compiled - eager).abs().max()) <= 2 * 14 * 256 * U32 * scale
+    refreshed, cache = den.refresh_cache(state, torch.arange(L))  # its own graph: the same kernels
+    assert torch.equal(refreshed, compiled) and cache.shape[0] == 3, "the compiled refresh is the compiled logits"
     # a path whose every call takes all 4 rows: one shape, no recompile; the same seed gives the same samples
     path = parse_path("ramp(3) >> switch('commit')")
     first, again = (sample(path, den, batch=4, seed=5).tokens for _ in range(2))
@@ -121,6 +123,28 @@ def test_bf16_autocast_dit_is_within_the_bf16_budget_and_keeps_the_converter_sof
     error, scale = float((got - want).abs().max()), float(want.abs().max())
     assert 0 < error <= (2 * 11 + 1) * U16 * scale, "bf16 changed the logits, within its budget"
     assert torch.equal(den.set_forward().logits(state), want), "set_forward() restores the plain forward"
+
+
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"precision": "bf16", "compile": "aot_eager"}])
+def test_cached_block_decoding_follows_the_options(options):
+    """The refresh is ``logits(state)`` bit for bit under the same options (the protocol's requirement); a cached
+    call on the refresh's own state is within the bf16 budget of the float32 logits (the same products, its keys and
+    values read back from a bfloat16 cache), and not float32 (autocast reached it)."""
+    den, active = tiny_dit(), torch.arange(4, L)
+    state = mixed_state(den)  # 3 rows: padded to 4 inside a compiled refresh
+    want = den.logits(state)
+    fp32_cached = den.cached_logits(state, active, den.refresh_cache(state, active)[1])
+    den.set_forward(**options)
+    logits, cache = den.refresh_cache(state, active)
+    assert torch.equal(logits, den.logits(state)) and cache.shape[0] == 3 and cache.dtype == torch.bfloat16
+    got = den.cached_logits(state, active, cache)
+    assert got.dtype == torch.float32
+    error, scale = float((got - want[:, active]).abs().max()), float(want.abs().max())
+    assert 0 < error <= (2 * 11 + 1) * U16 * scale and not torch.equal(got, fp32_cached)
+    # a cache refreshed at every call is the uncached run, bit for bit, under the options too
+    plain, every = (sample(parse_path(f"blocks(2, mdm(2){cache})"), den, batch=3, seed=4)
+                    for cache in ("", ", cache='dual', refresh=1"))
+    assert torch.equal(plain.tokens, every.tokens) and plain.nfe == every.nfe
 
 
 def test_aot_eager_compile_pads_batches_to_powers_of_two_and_compiles_each_shape_once():
@@ -198,13 +222,32 @@ def test_load_passes_the_options_to_the_shipped_checkpoint():
     assert "_fast" not in " ".join(den.state_dict()), "the options add no weights"
 
 
-def test_cli_sample_takes_precision_and_compile_flags(capsys, monkeypatch):
+def test_cli_sample_takes_precision_and_compile_flags(capsys):
     assert main(["sample", "--path", "mdm(2)", "--n", "1", "--precision", "bf16"]) == 0
     assert "--- sample 0" in capsys.readouterr().out
+
+
+def test_cli_nll_runs_the_checkpoint_under_precision(capsys):
+    """Two t draws of the ELBO on two windows: bf16 moves the estimate (its logits differ), so the flag reached it."""
+    outs = []
+    for precision in ("fp32", "bf16"):
+        assert main(["nll", "--estimator", "elbo", "--samples", "2", "--windows", "2", "--precision", precision]) == 0
+        outs.append(capsys.readouterr().out.split("elbo")[-1])
+    assert "bits per token" in outs[0] and outs[0] != outs[1]
+
+
+@pytest.mark.parametrize("command", [["sample"], ["nll"], ["check"], ["check", "--trajectory", "mdm(2)"]])
+def test_cli_forward_flags_are_refused_before_a_model_is_loaded(command, capsys, monkeypatch):
     for flags, message in ((["--precision", "fp16"], "--precision must be one of ('fp32', 'bf16') (got 'fp16')"),
                            (["--compile"], "--compile is not available on cpu: no compiler (test)")):
         if flags == ["--compile"]:
             monkeypatch.setattr(fast, "compile_problem", lambda device: "no compiler (test)")
         with pytest.raises(SystemExit):
-            main(["sample", *flags])
+            main([*command, *flags])
         assert message in capsys.readouterr().err
+
+
+def test_cli_check_trajectory_without_a_checkpoint_refuses_forward_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--trajectory", "mdm(2)", "--precision", "bf16"])
+    assert "--trajectory without --checkpoint runs no network" in capsys.readouterr().err
