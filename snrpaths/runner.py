@@ -209,7 +209,9 @@ class _Run:
         # the first step after which no step can send a clean position back: from there an all-clean run is over
         self.settled_from = 1 + max((k for k, step in enumerate(program.steps) if any(op.reopens for op in step.ops)),
                                     default=-1)
-        self.masks: dict[tuple[int, ...], torch.Tensor] = {}
+        # an op's positions -> (positions, its free mask [B, L], whether that is every position); keyed by the tuple's
+        # id, since hashing a tuple of L ints costs microseconds every step (the entry keeps the tuple, so its id holds)
+        self.masks: dict[int, tuple[tuple[int, ...], torch.Tensor, bool]] = {}
         self.logits: torch.Tensor | None = None  # [B, L, V]: each row's logits from its own last call
         self.owns_logits = False  # whether self.logits is a tensor of this run's own (not the denoiser's output)
         # sample() starts every position at z = 0 (masked or prompt), and only ops that write evidence (ramps,
@@ -217,10 +219,12 @@ class _Run:
         self.z_stays_zero = not any(op.writes_evidence for step in program.steps for op in step.ops) \
             and not bool(state.z.any())
         self.nfe = 0
-        # per row: the calls it needed, and whether it changed since its own last one (see Result.calls): the rows
-        # a call goes to
+        # per row: the calls it needed (see Result.calls; a call on every row is a host count, added at the end), and
+        # whether it changed since its own last one: the rows a call goes to
         self.row_calls = torch.zeros(state.batch, dtype=torch.int64, device=state.gamma.device)
+        self.full_calls = 0
         self.row_stale = torch.ones(state.batch, dtype=torch.bool, device=state.gamma.device)
+        self.no_rows = torch.zeros_like(self.row_stale)  # after a call on every row; shared, never written in place
         self.where, self.index = "", 0
         # the first step that sent a position to gamma = inf without a token (an SNR overflow), -1 for none; kept on
         # the device so that no step pays a host synchronisation for a check made once, after the run
@@ -258,7 +262,8 @@ class _Run:
             if not self.program.partial:
                 self._unrevealed()
         trace = self.recorder.finish() if self.recorder is not None else None
-        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace, calls=self.row_calls)
+        return Result(tokens=self.state.tokens, nfe=self.nfe, state=self.state, trace=trace,
+                      calls=self.row_calls + self.full_calls)
 
     def _unrevealed(self) -> None:
         """Raise for a run that ended with positions not clean (a hand-built Program, or a lowering bug): never
@@ -296,7 +301,8 @@ class _Run:
 
     def _changed(self, rows: torch.Tensor) -> None:
         """``rows`` ``[B]`` bool changed: their next need of logits is a fresh call."""
-        self.row_stale = self.row_stale | rows
+        # right after a call on every row, nothing is stale: the changed rows are (row_stale is never written in place)
+        self.row_stale = rows if self.row_stale is self.no_rows else self.row_stale | rows
 
     def _fill_after_stop(self) -> None:
         """Every free position after a row's first revealed stop token takes it, clean, with no call.
@@ -336,8 +342,12 @@ class _Run:
                 old = self.logits if self.logits is not None else logits.new_zeros(self.state.batch, *logits.shape[1:])
                 logits = old.index_put((need,), logits)  # out of place: the old tensor may be the denoiser's own
             self.logits, self.nfe, self.owns_logits = logits, self.nfe + 1, n < self.state.batch
-            self.row_calls += need
-            self.row_stale = self.row_stale & ~need if n < self.state.batch else torch.zeros_like(self.row_stale)
+            if n < self.state.batch:
+                self.row_calls += need
+                self.row_stale = self.row_stale & ~need
+            else:
+                self.full_calls += 1
+                self.row_stale = self.no_rows
         return self.logits
 
     def _call(self, state: SNRState, rows: torch.Tensor) -> torch.Tensor:
@@ -361,12 +371,13 @@ class _Run:
         if not logits.is_floating_point():
             raise ShapeError(f"at {self.where} the denoiser returned logits of dtype {logits.dtype}; logits must be "
                              "floating point (log-probabilities up to a constant)")
-        # One reduction finds every problem: max propagates NaN and +inf, and a position whose logits are all -inf
-        # has no option to draw. -inf entries alone are fine (exact toys give log 0), and so is anything at clean
-        # positions, which are never drawn.
-        top = logits.amax(-1)
-        if bool(torch.isfinite(top).all()):  # the common case, in one reduction and one host synchronisation
+        # A finite sum means every entry is finite (NaN and +-inf propagate): the common case, in one reduction and
+        # one host synchronisation. Otherwise the maxima decide: max propagates NaN and +inf, and a position whose
+        # logits are all -inf has no option to draw; -inf entries alone are fine (exact toys give log 0), and so is
+        # anything at clean positions, which are never drawn (and a sum that merely overflowed passes here too).
+        if math.isfinite(logits.sum()):
             return
+        top = logits.amax(-1)
         bad = ~torch.isfinite(top) & ~state.clean
         if bool(bad.any()):
             raise DenoiserError(f"at {self.where} the denoiser returned NaN or infinite logits at {int(bad.sum())} "
@@ -376,11 +387,23 @@ class _Run:
     def mask(self, positions: tuple[int, ...]) -> torch.Tensor:
         """``[B, L]`` bool: the op's positions that are not fixed by the prompt (no step changes ``fixed``, so it is
         computed once per run). Read-only: callers combine it out of place."""
-        if positions not in self.masks:
+        return self._free(positions)[1]
+
+    def unrevealed(self, positions: tuple[int, ...]) -> torch.Tensor:
+        """``[B, L]`` bool: the op's free positions that are not clean (``gamma < inf``); one kernel when the op
+        takes every position and the prompt fixes none (``gamma != inf`` is ``~clean`` for every value)."""
+        _, free, everywhere = self._free(positions)
+        not_clean = self.state.gamma != math.inf
+        return not_clean if everywhere else free & not_clean
+
+    def _free(self, positions: tuple[int, ...]) -> tuple[tuple[int, ...], torch.Tensor, bool]:
+        entry = self.masks.get(id(positions))
+        if entry is None:
             m = torch.zeros(self.state.seq_len, dtype=torch.bool, device=self.state.gamma.device)
             m[list(positions)] = True
-            self.masks[positions] = m & ~self.state.fixed
-        return self.masks[positions]
+            free = m & ~self.state.fixed
+            entry = self.masks[id(positions)] = (positions, free, bool(free.all()))
+        return entry
 
     def uniform(self) -> torch.Tensor:
         """``[B, L]`` float64 uniforms, one draw of every row's stream."""
@@ -418,8 +441,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
     asked for only by rows with something left to reveal.
     """
     state = run.state
-    free, clean = run.mask(op.positions), state.clean
-    unrevealed = free & ~clean
+    free, unrevealed = run.mask(op.positions), run.unrevealed(op.positions)
     remasked, sigma_bar = _remask_draw(op, state, free, run)
     u_reveal = run.uniform()
     logits = None
@@ -436,7 +458,7 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
         if op.count is not None:
             n = torch.full((state.batch,), op.count, device=u_reveal.device)
         else:
-            n = (torch.round(op.alpha_s * free.sum(1)) - (free & clean).sum(1)).clamp_min(0)
+            n = (torch.round(op.alpha_s * free.sum(1)) - (free & state.clean).sum(1)).clamp_min(0)
         score = op.order.score(logits if op.order.uses_evidence else None, u_reveal)
         chosen = (_best(score, unrevealed, n) if taken is None
                   else taken | _best(score, unrevealed & ~taken, n - taken.sum(1)))
@@ -462,16 +484,17 @@ def _apply_reveal(run: _Run, op: RevealOp, sel: _Selection) -> SNRState:
     """Reveal ``chosen`` with tokens drawn (float64) from the step's logits; send ``remasked`` to [MASK]."""
     state, chosen, remasked = run.state, sel.chosen, sel.remasked
     rows, cols = chosen.nonzero(as_tuple=True)
-    u = run.streams.uniform_at(rows, cols)  # a draw even when nothing is chosen, so every row's stream stays in step
-    if not rows.numel() and remasked is None:
-        return state
     tokens, confidence = state.tokens, state.confidence
-    if rows.numel():
+    if not rows.numel():
+        run.streams.skip()  # the draw is counted whatever was chosen, so that every row's stream stays in step
+        if remasked is None:
+            return state
+    else:
+        u = run.streams.uniform_at(rows, cols, bound=state.seq_len)  # positions lie below L
         probs = probabilities(run.logits[rows, cols], op.temperature, op.top_p)
-        drawn = inverse_cdf(probs, u[:, None]).squeeze(-1)
-        tokens = tokens.index_put((rows, cols), drawn)
-        confidence = confidence.index_put((rows, cols), probs.gather(-1, drawn[:, None]).squeeze(-1).to(
-            confidence.dtype))
+        drawn = inverse_cdf(probs, u[:, None])  # [n, 1]
+        tokens = tokens.index_put((rows, cols), drawn.squeeze(-1))
+        confidence = confidence.index_put((rows, cols), probs.gather(-1, drawn).squeeze(-1).to(confidence.dtype))
     gamma, emptied = state.gamma, chosen  # chosen (unrevealed) and remasked (clean) positions are disjoint
     if remasked is not None:
         gamma, emptied = torch.where(remasked, 0.0, gamma), chosen | remasked
@@ -508,7 +531,7 @@ def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch
 
 
 def _select_ramp(run: _Run, op: RampOp | RampCorrectOp) -> _Selection:
-    active = run.mask(op.positions) & ~run.state.clean
+    active = run.unrevealed(op.positions)
     return _Selection(active, needs_logits=active.any(1))
 
 
@@ -578,7 +601,7 @@ def _ramp_levels(op: RampOp, active: torch.Tensor, start: torch.Tensor) -> torch
 
 def _select_renoise(run: _Run, op: RenoiseOp) -> _Selection:
     state = run.state
-    return _Selection(run.mask(op.positions) & ~state.clean & (state.gamma > op.gamma))
+    return _Selection(run.unrevealed(op.positions) & (state.gamma > op.gamma))
 
 
 def _apply_renoise(run: _Run, op: RenoiseOp, sel: _Selection) -> SNRState:
@@ -604,7 +627,7 @@ _SELECT: dict[type, Callable[[_Run, object], _Selection]] = {
     RampCorrectOp: _select_ramp,
     RenoiseOp: _select_renoise,
     RemaskOp: lambda run, op: _Selection(run.mask(op.positions) & run.state.clean),
-    MaskOp: lambda run, op: _Selection(run.mask(op.positions) & ~run.state.clean),
+    MaskOp: lambda run, op: _Selection(run.unrevealed(op.positions)),
 }
 _APPLY: dict[type, Callable[[_Run, object, _Selection], SNRState]] = {
     RevealOp: _apply_reveal,

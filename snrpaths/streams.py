@@ -141,6 +141,7 @@ class Streams:
         if rows.numel() and int(rows.max()) >= 2**63:
             raise SNRPathError("'rows' must be below 2**63")
         self.rows = rows.to(torch.int64)
+        self._on_cpu = self.rows.device.type == "cpu"  # asked on every draw: a plain attribute is cheapest
         self.draws = 0
         self._ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # on the CPU: draw -> (words, uniforms)
 
@@ -167,10 +168,11 @@ class Streams:
         per_row = self._per_row(shape)
         return _tensor(self._units((per_row + 1) // 2)[:, :per_row].reshape(tuple(shape)))
 
-    def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+    def uniform_at(self, rows: torch.Tensor, elements: torch.Tensor, bound: int | None = None) -> torch.Tensor:
         """The numbers a :meth:`uniform` draw would give at (batch row ``rows[j]``, flat element ``elements[j]``),
         computed for those entries only: ``[n]`` float64. For draws at a few gathered positions; ``elements`` must
-        lie in ``[0, 2^33)`` (not checked: that would cost a host synchronisation)."""
+        lie in ``[0, 2^33)``, and below ``bound`` when one is given (e.g. the row length of the draw they index: it
+        spares a reduction on the CPU); neither is checked, as that would cost a host synchronisation."""
         if rows.ndim != 1 or rows.shape != elements.shape:
             raise ShapeError(f"'rows' and 'elements' must be 1-D of one length (got {list(rows.shape)}, "
                              f"{list(elements.shape)})")
@@ -179,8 +181,8 @@ class Streams:
             return torch.zeros(0, dtype=torch.float64, device=self.device)
         if rows.dtype != torch.int64 or elements.dtype != torch.int64 or rows.device != self.device:
             rows, elements = rows.to(self.device, torch.int64), elements.to(self.device, torch.int64)
-        if self.device.type == "cpu":
-            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy()))
+        if self._on_cpu:
+            return torch.from_numpy(self._cpu_units_at(rows.numpy(), elements.numpy(), bound))
         draw, global_rows = self._next(), self.rows[rows]
         blocks = elements >> 1
         counter = torch.stack([blocks, torch.full_like(blocks, draw), global_rows & _MASK32, global_rows >> 32])
@@ -230,7 +232,7 @@ class Streams:
         """``[B, 2 blocks]`` float64 uniforms of blocks ``0 .. blocks - 1`` of every row, next draw (numpy on the
         CPU: its callers finish there, with fewer tensor operations)."""
         draw = self._next()
-        if self.device.type == "cpu":
+        if self._on_cpu:
             return self._cpu_draw(draw, blocks)[1][:, :2 * blocks]
         return _units53(self._device_words(draw, blocks)).reshape(self.batch, -1)
 
@@ -238,7 +240,7 @@ class Streams:
         """``[4, B * blocks]`` Philox words of blocks ``0 .. blocks - 1`` of every row (row-major), next draw (numpy
         ``uint64`` on the CPU)."""
         draw = self._next()
-        if self.device.type == "cpu":
+        if self._on_cpu:
             return self._cpu_draw(draw, blocks)[0][:, :, :blocks].reshape(4, -1)
         return self._device_words(draw, blocks)
 
@@ -256,11 +258,12 @@ class Streams:
         ahead = self._ahead.pop(draw, None)
         return ahead if ahead is not None and ahead[0].shape[2] >= blocks else self._compute_ahead(draw, blocks)
 
-    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray) -> np.ndarray:
-        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``), on the CPU."""
+    def _cpu_units_at(self, rows: np.ndarray, elements: np.ndarray, bound: int | None) -> np.ndarray:
+        """``[n]`` the uniforms of the next draw at (batch row ``rows[j]``, element ``elements[j]``, each below
+        ``bound`` when given), on the CPU."""
         draw = self._next()
         ahead = self._ahead.pop(draw, None)
-        if ahead is not None and elements.max() < ahead[1].shape[1]:
+        if ahead is not None and (elements.max() + 1 if bound is None else bound) <= ahead[1].shape[1]:
             return ahead[1][rows, elements]
         global_rows = self.rows.numpy()[rows].astype(np.uint64)
         counter = np.stack([(elements >> 1).astype(np.uint64), np.full(rows.shape, draw, dtype=np.uint64),

@@ -228,6 +228,32 @@ def test_nan_logits_are_reported_at_their_step():
         sample(Path.ar(), shape, batch=2)
 
 
+def _set(x: torch.Tensor, where: tuple, value: float) -> torch.Tensor:
+    x = x.clone()
+    x[where] = value
+    return x
+
+
+@pytest.mark.parametrize("corrupt, refused", [
+    (lambda x: torch.full_like(x, 1e308), False),  # finite, but their sum overflows: the shortcut defers, they pass
+    (lambda x: _set(x, (slice(None), 3, 0), -math.inf), False),  # an impossible token beside possible ones
+    (lambda x: _set(x, (slice(None), 0, slice(None)), math.nan), False),  # NaN at a clean position is never read
+    (lambda x: _set(x, (slice(None), 3, 0), math.inf), True),
+    (lambda x: _set(x, (slice(None), 3, slice(None)), -math.inf), True),  # nothing to draw at position 3
+])
+def test_the_logits_check_refuses_only_what_cannot_be_drawn(corrupt, refused):
+    """The check's common case is one sum of every logit, finite only if each is; when it is not, the maxima decide:
+    at ar()'s step 2, positions 0 and 1 are clean and 2 and 3 are not."""
+    broken = Broken(TOY, corrupt)
+    if refused:
+        with pytest.raises(SNRPathError, match=r"at step 2 \(ar\(\)\) the denoiser returned NaN or infinite logits "
+                                               r"at 2 unrevealed"):
+            sample(Path.ar(), broken, batch=2)
+    else:
+        tokens = sample(Path.ar(), broken, batch=2).tokens
+        assert ((tokens >= 0) & (tokens < TOY.vocab_size)).all()
+
+
 def test_bad_sample_arguments():
     with pytest.raises(ShapeError, match="compiled for seq_len=5"):
         sample(Path.ar().compile(5), TOY)
