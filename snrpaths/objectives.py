@@ -42,7 +42,7 @@ from .geometry import TokenTable
 from .orders import RANDOM
 from .parse import PathSyntaxError, parse_path
 from .path import Path
-from .runner import _best, sample
+from .runner import best, sample
 from .state import SNRState
 
 
@@ -419,7 +419,7 @@ def changeable(step: Step, gamma: torch.Tensor) -> torch.Tensor:
                 n = torch.full((B,), op.count, device=gamma.device)
             else:  # the runner's count for a clock, to the rounding
                 n = (torch.round(op.alpha_s * own.sum(1)) - (own & ~unrevealed).sum(1)).clamp_min(0)
-            left = _best(op.order.score(None, torch.zeros(B, L, dtype=torch.float64, device=gamma.device)), left, n)
+            left = best(op.order.score(None, torch.zeros(B, L, dtype=torch.float64, device=gamma.device)), left, n)
         out |= left
     return out
 

@@ -460,11 +460,11 @@ def _select_reveal(run: _Run, op: RevealOp) -> _Selection:
         else:
             n = (torch.round(op.alpha_s * free.sum(1)) - (free & state.clean).sum(1)).clamp_min(0)
         score = op.order.score(logits if op.order.uses_evidence else None, u_reveal)
-        chosen = (_best(score, unrevealed, n) if taken is None
-                  else taken | _best(score, unrevealed & ~taken, n - taken.sum(1)))
+        chosen = (best(score, unrevealed, n) if taken is None
+                  else taken | best(score, unrevealed & ~taken, n - taken.sum(1)))
     if op.adaptive is not None and op.adaptive.at_least_one:
         idle = unrevealed.any(1) & ~chosen.any(1)
-        chosen = chosen | (idle[:, None] & _best(op.adaptive.score(logits), unrevealed, idle.long()))
+        chosen = chosen | (idle[:, None] & best(op.adaptive.score(logits), unrevealed, idle.long()))
     moved = chosen.any(1)
     return _Selection(chosen, remasked, moved, moved)
 
@@ -523,7 +523,7 @@ def _remask_draw(op: RevealOp, state: SNRState, free: torch.Tensor, run: _Run):
     return candidates & (u < sigma), sigma.sum(1) / candidates.sum(1).clamp_min(1)
 
 
-def _best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def best(score: torch.Tensor, eligible: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` bool: the ``n[b]`` eligible positions of highest score in each row."""
     masked = torch.where(eligible, score, float("-inf"))
     rank = masked.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
