@@ -32,11 +32,10 @@ from .denoiser import Denoiser, require
 from .errors import SNRPathError, SNRTypeError
 from .files import atomic_write
 from .path import Path
-from .progress import Meter, estimate_line
+from .progress import Meter, duration, per_unit
 from .reprs import markdown_table
 from .runner import check_size, sample
 from .samplers import expand, resolve
-from .state import SNRState
 
 #: ``t_{0.975, df}`` for ``df = 1..30`` (Student's t, two-sided 95%); beyond, :func:`t_quantile` expands.
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
@@ -363,8 +362,8 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
         judge: a :class:`Judge`, or a name for :func:`make_judge` (``"toy:markov"``, ``"hmm"``, ``"text"``, a
             folder) with ``judge_options``.
         seeds: at least 2 (the intervals are t-intervals over seeds).
-        progress: a bar counting samples, after a line estimating the time from one timed denoiser call
-            (:class:`snrpaths.progress.Meter`).
+        progress: a bar counting samples, with a line estimating the time after the first run (its calls and its
+            scoring, timed; :class:`snrpaths.progress.Meter`).
 
     Every path is compiled for the judge's length and checked against its denoiser (a finite-SNR path on an
     endpoint-only denoiser, a path that does not fit the length) before any denoiser call; the error names the
@@ -388,13 +387,18 @@ def compare(paths: Sequence[Path | str], judge: Judge | str, *, samples: int = 2
     for _, _, program in entries:  # every path's size limits too, before the first path runs
         check_size(program, denoiser, samples)
     todo = [(k, i) for k in range(seeds) for i in range(len(entries))]
-    bar = _progress(entries, denoiser, samples, seeds) if progress else None
+    bar = Meter(len(todo) * samples, "sample", "compare") if progress else None
     runs: dict[tuple[int, int], tuple[int, Mapping[str, float]]] = {}
     with torch.no_grad():
         for k, i in todo:
+            start = time.perf_counter()
             result = sample(entries[i][2], denoiser, batch=samples, seed=seed + k)
+            sampled = time.perf_counter()
             runs[k, i] = result.nfe, judge.score(result.tokens)
             if bar is not None:
+                if len(runs) == 1:  # after the first run: its sampling and its scoring, timed
+                    bar.announce(_estimate(entries, samples, seeds, result.nfe, sampled - start,
+                                           time.perf_counter() - sampled))
                 bar.update(samples)
     if bar is not None:
         bar.close()
@@ -428,16 +432,11 @@ def _entries(paths: Sequence[Path | str], denoiser: Any) -> list[tuple[str, Path
     return out
 
 
-def _progress(entries, denoiser, samples: int, seeds: int) -> Meter:
-    """A bar over all samples, after printing the time the calls should take: one denoiser call on ``samples``
-    masked rows, timed, times the planned calls (the judge's scoring comes on top)."""
-    calls = seeds * sum(program.nfe for _, _, program in entries)
-    start = time.perf_counter()
-    with torch.no_grad():
-        denoiser.logits(SNRState.masked(samples, denoiser.seq_len, denoiser.table,
-                                        device=denoiser.table.anchors.device))
-    each = time.perf_counter() - start
-    meter = Meter(len(entries) * seeds * samples, "sample", "compare")
-    meter.announce(f"{estimate_line('compare', calls, 'denoiser call', each)}: {len(entries)} paths x {seeds} seeds "
-                   f"x {samples} samples, each call on {samples} rows (one timed)")
-    return meter
+def _estimate(entries, samples: int, seeds: int, nfe: int, sampling: float, scoring: float) -> str:
+    """The comparison's length from its first run: the planned calls at that run's time per call, plus every run's
+    scoring at its scoring time (the first run also pays the warm-up, so this errs long)."""
+    calls, runs = seeds * sum(program.nfe for _, _, program in entries), seeds * len(entries)
+    each = sampling / max(1, nfe)
+    return (f"compare: about {duration(calls * each + runs * scoring)} ({calls} denoiser calls at ~{per_unit(each)} "
+            f"each, {runs} scorings at ~{per_unit(scoring)} each): {len(entries)} paths x {seeds} seeds x {samples} "
+            f"samples")

@@ -201,3 +201,12 @@ def test_a_model_judged_by_itself_reports_its_own_roar_nll():
     tokens = sample(parse_path("ar()"), toy, batch=50, seed=1).tokens
     bits = float(roar_steps(toy, tokens, n_steps=SELF_NLL_STEPS, seed=0).nll.mean()) / (4 * math.log(2))
     assert result.rows[0].values["self-nll"][1] == pytest.approx(bits, rel=1e-12)
+
+
+def test_the_estimate_counts_every_planned_call_and_every_scoring():
+    from snrpaths.comparison import _entries, _estimate
+    entries = _entries(["mdm(2)", "mdm(4)"], ExactToy.markov(3, 4, seed=0))
+    # the first run made 2 calls in 2 s and scored in 5 s: 3 seeds x (2 + 4) calls at 1 s, plus 6 runs x 5 s
+    line = _estimate(entries, samples=10, seeds=3, nfe=2, sampling=2.0, scoring=5.0)
+    assert line == ("compare: about 48 s (18 denoiser calls at ~1 s each, 6 scorings at ~5 s each): 2 paths x 3 seeds "
+                    "x 10 samples")
