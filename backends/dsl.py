@@ -211,7 +211,7 @@ class DSLDenoiser(nn.Module):
         with torch.no_grad(), self._autocast(state.z.device):
             converted = self._convert(state.z, state.gamma, state.tokens)
             logits, cache = self.backbone.refresh(converted.h) if self._refresh is None else self._refresh(converted.h)
-        return self._head(logits, converted), cache
+        return converted.added_to(logits), cache
 
     def cached_logits(self, state: SNRState, active: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
         """``(B, A, V)`` logits of the ``active`` positions ``(A,)``: the converter on their evidence alone (it is
@@ -220,7 +220,7 @@ class DSLDenoiser(nn.Module):
         with torch.no_grad(), self._autocast(state.z.device):
             converted = self._convert(state.z[:, active], state.gamma[:, active], state.tokens[:, active])
             logits = self.backbone.cached(converted.h, active, cache)
-        return self._head(logits.float(), converted)
+        return converted.added_to(logits.float())
 
     # -- the computation ---------------------------------------------------------------------------------------
 
@@ -242,18 +242,7 @@ class DSLDenoiser(nn.Module):
         with contextlib.nullcontext() if fast is None else fast.autocast(z.device):
             converted = self._convert(z, gamma, tokens)
             logits = self.backbone(converted.h, dropout=dropout) if fast is None else fast(converted.h)  # (B, L, V)
-        return self._head(logits, converted)
-
-    @staticmethod
-    def _head(logits: torch.Tensor, converted) -> torch.Tensor:
-        """The backbone's ``(B, n, V)`` logits plus, under the evidence head, ``z_i . x_v`` at the finite positions."""
-        if converted.evidence is None:
-            return logits
-        # z . x reaches ~gamma: added in at least float32 (a bf16 backbone output would blur it at large gamma)
-        B, L, V = logits.shape
-        up = torch.promote_types(logits.dtype, converted.evidence.dtype)
-        flat = logits.reshape(B * L, V).to(up)
-        return flat.index_add(0, converted.index, converted.evidence.to(up)).view(B, L, V)
+        return converted.added_to(logits)
 
     def _check_inputs(self, z, gamma, tokens) -> None:
         """Shapes, dtypes and devices only: no values are read here, so no host sync."""
