@@ -52,6 +52,7 @@ from snrpaths.benchmarks._results import RESULTS, Record, write
 from snrpaths.diagnostics import trajectory
 from snrpaths.objectives import DSL, MDLM, Covering, Mixture, PathStates
 from snrpaths.quality import exact_quality
+from snrpaths.reprs import Z95
 from snrpaths.train import LOG, TrainConfig, train
 from snrpaths.tuning import tune
 
@@ -60,7 +61,6 @@ VALID_SEED = 1000
 #: bits of pair entropy a sampler may lose or gain against the truth before its selection score pays for it: 7 s.e.
 #: of the plug-in estimate at 256 samples (256 exact samples give 6.973 ± 0.014 against the exact 6.978)
 DIVERSITY = 0.1
-Z95 = 1.96
 #: sampler -> path expression at a budget of ``T`` calls (the HMM study's rows)
 PATHS = {
     "mdm": lambda T: f"mdm({T})",
